@@ -1,0 +1,1 @@
+"""preemptctl: the one console script with a subcommand per program."""

@@ -1,0 +1,15 @@
+"""`preemptctl function` (not built yet)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    subparsers.add_parser("function", help="(not built yet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    print("preemptctl function: not built yet")
+    return 2

@@ -1,0 +1,48 @@
+"""`preemptctl` entry point.
+
+Each subcommand lives in its own module exposing `add_parser(subparsers)` and
+`run(args) -> int`. Those modules import their heavy dependencies inside `run`,
+so `preemptctl function` never pays for pyVmomi or the Temporal worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module under vsphere_preemption.cli
+SUBCOMMANDS = {
+    "function": "function_cmd",
+    "worker": "worker_cmd",
+    "workflow": "workflow_cmd",
+    "dev": "dev_cmd",
+    "demo": "demo_cmd",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="preemptctl",
+        description="Event-driven VM preemption for VMware vSphere.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in SUBCOMMANDS.values():
+        module = importlib.import_module(f"vsphere_preemption.cli.{module_name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"vsphere_preemption.cli.{SUBCOMMANDS[args.command]}")
+    try:
+        code: int = module.run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

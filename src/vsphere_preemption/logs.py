@@ -1,0 +1,47 @@
+"""The one logging configuration: JSON lines on stdout, via structlog.
+
+Every program calls `configure` once at start. Log events carry fields
+(`eventID`, `decision`, ...) rather than formatted text so they can be queried.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = frozenset({"password", "secret", "token", "authorization", "cookie"})
+
+
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Defence in depth: a field whose name says secret never reaches the log.
+    for key in list(event_dict):
+        if key.lower() in _SECRET_KEYS:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure(*, debug: bool = False, program: str = "vsphere-preemption") -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    logging.basicConfig(stream=sys.stdout, level=level, format="%(message)s", force=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(program=program)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,1 @@
+"""The worker's activities (not built yet)."""

@@ -1,0 +1,1 @@
+"""PreemptVMsWorkflow (not built yet)."""

@@ -1,0 +1,293 @@
+"""The JSON the Go originals speak, byte for byte where it matters.
+
+Everything that crosses a process boundary between the function, the worker and
+preemptctl (Go or Python) is defined here: names, the `PreemptVMsChan` signal
+(WorkflowRequest), the `current_state` query answer (WorkflowResponse), the VM
+annotation and the emitted `VmPreemptedEvent`. Standard library only, so the
+deterministic workflow code can use it too.
+
+Go's `encoding/json` matches field names in any letter case on input; we accept
+the same (see `_field`), and always write the exact names the Go structs carry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vsphere_preemption.domain.model import Criticality, VmRef
+
+WORKFLOW_TYPE = "PreemptVMsWorkflow"
+SIGNAL_NAME = "PreemptVMsChan"
+QUERY_NAME = "current_state"
+ANNOTATION_KEY = "com.vmware.workflows.vsphere.preemption"
+PREEMPTED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptedEvent.v0"
+CLI_WORKFLOW_ID = "preempctl-run"  # sic: the Go CLI's spelling, kept for compatibility
+CLI_EVENT_TYPE = "PreempctlRunEvent"
+DEFAULT_NAMESPACE = "vsphere-preemption"
+DEFAULT_TASK_QUEUE = "vsphere-preemption"
+DEFAULT_TAG = "preemptible"
+
+# A CloudEvent in the CloudEvents 1.0 structured JSON form, `data` embedded.
+CloudEventJSON = dict[str, Any]
+
+# What Go's zero `time.Time` and `cloudevents.NewEvent()` marshal to: the query
+# answer of a workflow that has not run yet must look the same to Go clients.
+GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+EMPTY_EVENT: CloudEventJSON = {"specversion": "1.0", "id": "", "source": "", "type": ""}
+
+
+class WireError(ValueError):
+    """A payload that is not what the Go originals would send."""
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC the way Go's time.RFC3339Nano writes it (trailing zeros trimmed)."""
+    if value.tzinfo is None:
+        raise WireError("naive datetime: wire times must be timezone-aware")
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.year < 1000:
+        text = f"{value.year:04d}" + text[text.index("-") :]
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_time(value: str) -> datetime:
+    """Parse an RFC 3339 time (any offset, up to nanoseconds); answer it in UTC."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python keeps microseconds: cut nanosecond fractions to six digits.
+    if "." in text:
+        head, _, tail = text.partition(".")
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        frac, rest = tail[:digits], tail[digits:]
+        text = f"{head}.{frac[:6].ljust(6, '0')}{rest}" if frac else head + rest
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise WireError(f"not an RFC 3339 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise WireError(f"RFC 3339 time without offset: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def _field(obj: Mapping[str, Any], name: str) -> Any:
+    """Look a field up the way Go's decoder does: exact name first, then any case."""
+    if name in obj:
+        return obj[name]
+    lowered = name.lower()
+    for key, value in obj.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+def _str(obj: Mapping[str, Any], name: str) -> str:
+    value = _field(obj, name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise WireError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def vm_ref_to_wire(ref: VmRef) -> dict[str, str]:
+    # govmomi's ManagedObjectReference as the Go worker marshals it.
+    return {"Type": ref.type, "Value": ref.value}
+
+
+def vm_ref_from_wire(obj: Any) -> VmRef:
+    """Read `{"Type","Value"}` (older govmomi) and `{"type","value"}` (newer) alike."""
+    if not isinstance(obj, Mapping):
+        raise WireError("a VM reference must be an object with Type and Value")
+    value = _str(obj, "Value")
+    if not value:
+        raise WireError("a VM reference needs a Value")
+    return VmRef(value=value, type=_str(obj, "Type") or "VirtualMachine")
+
+
+def vm_refs_to_wire(refs: Sequence[VmRef] | None) -> list[dict[str, str]] | None:
+    # Go marshals a nil slice as null; an empty run answers [] only if it ran.
+    return None if refs is None else [vm_ref_to_wire(r) for r in refs]
+
+
+def _criticality(obj: Mapping[str, Any], *, required: bool) -> Criticality | None:
+    raw = _str(obj, "criticality")
+    if not raw:
+        if required:
+            raise WireError("criticality is missing")
+        return None
+    try:
+        return Criticality(raw.upper())
+    except ValueError as exc:
+        raise WireError(f"criticality must be LOW, MEDIUM or HIGH, got {raw!r}") from exc
+
+
+def _event(obj: Mapping[str, Any], *, required: bool) -> CloudEventJSON:
+    event = _field(obj, "event")
+    if event is None:
+        if required:
+            raise WireError("event is missing")
+        return dict(EMPTY_EVENT)
+    if not isinstance(event, Mapping):
+        raise WireError("event must be a CloudEvent in structured JSON form")
+    return dict(event)
+
+
+@dataclass(frozen=True)
+class WorkflowRequest:
+    """The `PreemptVMsChan` signal: which tag, how hard, why, and where to report."""
+
+    tag: str
+    criticality: Criticality
+    event: CloudEventJSON
+    reply_to: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "criticality": self.criticality.value,
+            "event": self.event,
+            "replyTo": self.reply_to,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> WorkflowRequest:
+        if not isinstance(obj, Mapping):
+            raise WireError("a WorkflowRequest must be a JSON object")
+        tag = _str(obj, "tag")
+        if not tag:
+            raise WireError("tag is missing")
+        criticality = _criticality(obj, required=True)
+        assert criticality is not None
+        return cls(
+            tag=tag,
+            criticality=criticality,
+            event=_event(obj, required=True),
+            reply_to=_str(obj, "replyTo"),
+        )
+
+
+@dataclass(frozen=True)
+class WorkflowResponse:
+    """The `current_state` query answer: the last preemption run of a workflow."""
+
+    workflow_id: str
+    run_id: str
+    workflow_name: str = WORKFLOW_TYPE
+    last_preemption: datetime = GO_ZERO_TIME
+    virtual_machines: tuple[VmRef, ...] | None = None
+    tag: str = ""
+    criticality: Criticality | None = None
+    event: CloudEventJSON = field(default_factory=lambda: dict(EMPTY_EVENT))
+    reply_to: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "workflowID": self.workflow_id,
+            "workflowRunID": self.run_id,
+            "workflowName": self.workflow_name,
+            "lastPreemptionTime": format_time(self.last_preemption),
+            "virtualMachines": vm_refs_to_wire(self.virtual_machines),
+            "tag": self.tag,
+            "criticality": self.criticality.value if self.criticality else "",
+            "event": self.event,
+            "replyTo": self.reply_to,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_wire(), separators=(",", ":"))
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> WorkflowResponse:
+        if isinstance(obj, str | bytes):
+            try:
+                obj = json.loads(obj)
+            except ValueError as exc:
+                raise WireError(f"query answer is not JSON: {exc}") from exc
+        if not isinstance(obj, Mapping):
+            raise WireError("a WorkflowResponse must be a JSON object")
+        vms = _field(obj, "virtualMachines")
+        if vms is not None and not isinstance(vms, list):
+            raise WireError("virtualMachines must be a list")
+        last = _str(obj, "lastPreemptionTime")
+        return cls(
+            workflow_id=_str(obj, "workflowID"),
+            run_id=_str(obj, "workflowRunID"),
+            workflow_name=_str(obj, "workflowName"),
+            last_preemption=parse_time(last) if last else GO_ZERO_TIME,
+            virtual_machines=None if vms is None else tuple(vm_ref_from_wire(v) for v in vms),
+            tag=_str(obj, "tag"),
+            criticality=_criticality(obj, required=False),
+            event=_event(obj, required=False),
+            reply_to=_str(obj, "replyTo"),
+        )
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The JSON written into the `com.vmware.workflows.vsphere.preemption` custom field."""
+
+    tag: str
+    forced_shutdown: bool
+    criticality: Criticality
+    workflow_id: str
+    workflow_started: datetime
+    event: CloudEventJSON
+    preempted: bool = True
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "preempted": self.preempted,
+            "tag": self.tag,
+            "forcedShutdown": self.forced_shutdown,
+            "criticality": self.criticality.value,
+            "workflowID": self.workflow_id,
+            "workflowStarted": format_time(self.workflow_started),
+            "event": self.event,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_wire(), separators=(",", ":"))
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Annotation:
+        if isinstance(obj, str | bytes):
+            try:
+                obj = json.loads(obj)
+            except ValueError as exc:
+                raise WireError(f"annotation is not JSON: {exc}") from exc
+        if not isinstance(obj, Mapping):
+            raise WireError("an annotation must be a JSON object")
+        criticality = _criticality(obj, required=True)
+        assert criticality is not None
+        started = _str(obj, "workflowStarted")
+        return cls(
+            preempted=bool(_field(obj, "preempted")),
+            tag=_str(obj, "tag"),
+            forced_shutdown=bool(_field(obj, "forcedShutdown")),
+            criticality=criticality,
+            workflow_id=_str(obj, "workflowID"),
+            workflow_started=parse_time(started) if started else GO_ZERO_TIME,
+            event=_event(obj, required=False),
+        )
+
+
+def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> dict[str, Any]:
+    """`data` of the emitted VmPreemptedEvent: the annotation fields plus the VMs."""
+    return {**annotation.to_wire(), "virtualMachines": [vm_ref_to_wire(r) for r in vms]}
+
+
+def preempted_event_id(workflow_id: str, trigger_event: Mapping[str, Any]) -> str:
+    """`<workflowID>-<id of the triggering event>`, as the Go worker names it."""
+    return f"{workflow_id}-{trigger_event.get('id', '')}"
+
+
+def preempted_event_source(temporal_url: str, namespace: str) -> str:
+    return f"{temporal_url}/{namespace}"

@@ -1,0 +1,1 @@
+"""Builds and runs the Temporal worker (not built yet)."""
