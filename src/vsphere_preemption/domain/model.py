@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -28,3 +28,32 @@ class VmRef:
 
     def __str__(self) -> str:
         return f"{self.type}:{self.value}"
+
+
+@dataclass(frozen=True)
+class VmIssue:
+    """A VM left alone or that failed, and why: recorded, never swallowed."""
+
+    vm: VmRef
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which tagged objects to preempt, in order, and why the others were left out."""
+
+    selected: list[VmRef]  # powered-on VMs, at most the cap, in preemption order
+    left_out: list[VmIssue] = field(default_factory=list)  # not a VM, already off, over the cap
+
+
+@dataclass(frozen=True)
+class PowerOffOutcome:
+    powered_off: list[VmRef]  # confirmed off (a retry that finds one off already counts it)
+    failed: list[VmIssue] = field(default_factory=list)
+    forced_after_grace: list[VmRef] = field(default_factory=list)  # soft shutdown timed out
+
+
+@dataclass(frozen=True)
+class AnnotateOutcome:
+    annotated: list[VmRef]
+    failed: list[VmIssue] = field(default_factory=list)

@@ -8,11 +8,13 @@ the same in the Temporal UI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from vsphere_preemption.domain.model import VmRef
+
+# Results are the domain's own types: Selection, PowerOffOutcome, AnnotateOutcome.
 
 GET_PREEMPTIBLE_VMS = "GetPreemptibleVMs"
 POWER_OFF_VMS = "PowerOffVMs"
@@ -32,23 +34,9 @@ class PreemptionPolicy:
 
 
 @dataclass(frozen=True)
-class VmIssue:
-    """A VM left alone or that failed, and why (for the run record, never swallowed)."""
-
-    vm: VmRef
-    reason: str
-
-
-@dataclass(frozen=True)
 class FindVmsInput:
     tag: str
     max_vms: int
-
-
-@dataclass(frozen=True)
-class FindVmsResult:
-    selected: list[VmRef]  # powered on, at most max_vms, in preemption order
-    left_out: list[VmIssue] = field(default_factory=list)  # not a VM, already off, over the cap
 
 
 @dataclass(frozen=True)
@@ -60,22 +48,9 @@ class PowerOffInput:
 
 
 @dataclass(frozen=True)
-class PowerOffResult:
-    powered_off: list[VmRef]  # confirmed off (including those a retry found off already)
-    failed: list[VmIssue] = field(default_factory=list)
-    forced_after_grace: list[VmRef] = field(default_factory=list)  # soft shutdown timed out
-
-
-@dataclass(frozen=True)
 class AnnotateInput:
     vms: list[VmRef]
     annotation: dict[str, Any]  # wire.Annotation.to_wire()
-
-
-@dataclass(frozen=True)
-class AnnotateResult:
-    annotated: list[VmRef]
-    failed: list[VmIssue] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
