@@ -1,0 +1,109 @@
+"""Settings: read once from the environment, every bad variable named in one message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from vsphere_preemption.settings import (
+    FunctionSettings,
+    SettingsError,
+    WorkerSettings,
+    load,
+    parse_duration,
+)
+
+FUNCTION_ENV = {
+    "TEMPORAL_URL": "temporal:7233",
+    "TEMPORAL_NAMESPACE": "vsphere-preemption",
+    "TEMPORAL_TASKQUEUE": "vsphere-preemption",
+    "VSPHERE_PREEMPTION_TAG": "preemptible",
+    "VSPHERE_ALARM_NAME": "cluster-cpu-above-80",
+}
+
+
+def test_function_settings_from_the_seed_table() -> None:
+    s = load(FunctionSettings, {**FUNCTION_ENV, "K_SINK": "http://broker", "DEBUG": "true"})
+    assert s.temporal_url == "temporal:7233"
+    assert s.alarm_name == "cluster-cpu-above-80"
+    assert s.k_sink == "http://broker"
+    assert s.debug is True
+    assert s.port == 8080
+
+
+def test_function_settings_name_every_bad_variable() -> None:
+    env = {k: v for k, v in FUNCTION_ENV.items() if k not in {"TEMPORAL_URL", "VSPHERE_ALARM_NAME"}}
+    env |= {"PORT": "eighty", "TEMPORAL_NAMESPACE": "  "}
+    with pytest.raises(SettingsError) as err:
+        load(FunctionSettings, env)
+    message = str(err.value)
+    for var in ("TEMPORAL_URL", "VSPHERE_ALARM_NAME", "PORT", "TEMPORAL_NAMESPACE"):
+        assert var in message
+    assert "eighty" not in message, "values are never echoed: they may be secrets"
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ('"false"'.strip('"'), False), ("TRUE", True), ("0", False)],
+)
+def test_debug_flag_spellings(raw: str, expected: bool) -> None:
+    assert load(FunctionSettings, {**FUNCTION_ENV, "DEBUG": raw}).debug is expected
+
+
+def test_worker_settings_defaults_and_knobs() -> None:
+    s = load(WorkerSettings, {"TEMPORAL_URL": "t:7233", "VCENTER_URL": "https://vc/sdk"})
+    assert s.temporal_namespace == "vsphere-preemption"
+    assert s.temporal_taskqueue == "vsphere-preemption"
+    assert s.vcenter_insecure is False, "TLS verification is on unless asked otherwise"
+    assert s.vcenter_secret_path == Path("/var/bindings/vsphere")
+    assert s.cooldown == timedelta(minutes=1)
+    assert s.max_vms == 10
+    assert s.soft_shutdown_grace == timedelta(minutes=2)
+    assert s.max_concurrency == 5
+
+    tuned = load(
+        WorkerSettings,
+        {
+            "TEMPORAL_URL": "t:7233",
+            "VCENTER_URL": "https://vc/sdk",
+            "PREEMPTION_COOLDOWN": "1m30s",
+            "PREEMPTION_MAX_VMS": "100",
+            "VCENTER_INSECURE": "true",
+        },
+    )
+    assert tuned.cooldown == timedelta(seconds=90)
+    assert tuned.max_vms == 100
+    assert tuned.vcenter_insecure is True
+
+
+def test_worker_settings_reject_nonsense() -> None:
+    with pytest.raises(SettingsError) as err:
+        load(WorkerSettings, {"PREEMPTION_MAX_VMS": "0", "PREEMPTION_COOLDOWN": "soon"})
+    message = str(err.value)
+    for var in ("TEMPORAL_URL", "VCENTER_URL", "PREEMPTION_MAX_VMS", "PREEMPTION_COOLDOWN"):
+        assert var in message
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("60", 60),
+        ("2.5", 2.5),
+        ("90s", 90),
+        ("2m", 120),
+        ("1m30s", 90),
+        ("500ms", 0.5),
+        ("1h", 3600),
+    ],
+)
+def test_durations_in_go_spelling(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5x", "1m 30s", "-"])
+def test_durations_refuse_other_text(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
