@@ -1,0 +1,174 @@
+"""The whole system on one machine: Temporal dev server, worker and function.
+
+`preemptctl dev` and `preemptctl demo` run this; the tests drive it directly.
+The worker and the function run as their own processes (`python -m
+vsphere_preemption worker|function`), exactly as they are deployed, configured
+only through their environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from vsphere_preemption.devservers import ServerFailed, TemporalDevServer, free_port
+from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TAG, DEFAULT_TASK_QUEUE
+
+
+@dataclass(frozen=True)
+class VCenterTarget:
+    url: str
+    secret_path: Path  # directory with files `username` and `password`
+    insecure: bool = False
+
+
+@dataclass
+class DevStack:
+    vcenter: VCenterTarget
+    temporal_address: str | None = None  # None: start a dev server
+    db_file: Path | None = None  # SQLite file of the dev server (state survives restarts)
+    temporal_port: int = 0
+    ui_port: int | None = 0  # 0: pick one; None: headless
+    function_port: int = 0
+    namespace: str = DEFAULT_NAMESPACE
+    task_queue: str = DEFAULT_TASK_QUEUE
+    tag: str = DEFAULT_TAG
+    alarm_name: str = "cluster-cpu-above-80"
+    sink: str = ""
+    log_dir: Path | None = None
+    extra_worker_env: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout: float = 60.0
+    server: TemporalDevServer | None = field(default=None, init=False)
+    worker: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    function: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def address(self) -> str:
+        if self.temporal_address:
+            return self.temporal_address
+        assert self.server is not None, "not started"
+        return self.server.address
+
+    @property
+    def ui_url(self) -> str | None:
+        return self.server.ui_url if self.server else None
+
+    @property
+    def function_url(self) -> str:
+        return f"http://127.0.0.1:{self.function_port}"
+
+    def settings(self) -> dict[str, str]:
+        """What the worker and the function are started with (no secrets: only a path)."""
+        return {
+            "TEMPORAL_URL": self.address,
+            "TEMPORAL_NAMESPACE": self.namespace,
+            "TEMPORAL_TASKQUEUE": self.task_queue,
+            "VSPHERE_PREEMPTION_TAG": self.tag,
+            "VSPHERE_ALARM_NAME": self.alarm_name,
+            "K_SINK": self.sink,
+            "VCENTER_URL": self.vcenter.url,
+            "VCENTER_INSECURE": "true" if self.vcenter.insecure else "false",
+            "VCENTER_SECRET_PATH": str(self.vcenter.secret_path),
+        }
+
+    def start(self) -> DevStack:
+        try:
+            if not self.temporal_address:
+                ui_port = self.ui_port if self.ui_port != 0 else free_port()
+                self.server = TemporalDevServer(
+                    namespaces=(self.namespace,),
+                    port=self.temporal_port,
+                    ui_port=ui_port,
+                    db_file=self.db_file,
+                    log_file=self._log("temporal"),
+                ).start()
+            env = {**os.environ, **self.settings()}
+            self.worker = self._spawn("worker", {**env, **self.extra_worker_env})
+            self.function_port = self.function_port or free_port()
+            self.function = self._spawn(
+                "function", {**env, "PORT": str(self.function_port)},
+                "--host", "127.0.0.1", "--port", str(self.function_port),
+            )  # fmt: skip
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _log(self, name: str) -> Path | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
+    def _spawn(self, program: str, env: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]:
+        log = self._log(program)
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (child owns it)
+        return subprocess.Popen(
+            [sys.executable, "-m", "vsphere_preemption", program, *args],
+            env=dict(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"{self.function_url}/health/readiness"
+        while time.monotonic() < deadline:
+            for name, proc in (("worker", self.worker), ("function", self.function)):
+                if proc is not None and proc.poll() is not None:
+                    raise ServerFailed(f"the {name} exited with code {proc.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(url, timeout=1) as answer,  # noqa: S310 (loopback)
+            ):
+                if answer.status == 200:
+                    return
+            time.sleep(0.1)
+        raise ServerFailed(f"the function was not ready at {url} in {self.startup_timeout:.0f}s")
+
+    def failed_child(self) -> str | None:
+        """The name of a program that exited on its own, if any."""
+        for name, proc in (("worker", self.worker), ("function", self.function)):
+            if proc is not None and proc.poll() is not None:
+                return f"{name} (exit code {proc.returncode})"
+        if self.server and self.server.proc and self.server.proc.poll() is not None:
+            return f"temporal (exit code {self.server.proc.returncode})"
+        return None
+
+    def stop(self) -> None:
+        # Function first (no new work), then the worker (finishes or gives up its
+        # activities on SIGTERM), then Temporal.
+        for proc in (self.function, self.worker):
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in (self.function, self.worker):
+            if proc is None:
+                continue
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.function = self.worker = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
