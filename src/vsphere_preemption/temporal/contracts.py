@@ -4,6 +4,11 @@ Only our own worker runs these activities, so these shapes are ours (dataclasses
 through Temporal's default JSON converter); the Go-compatible shapes are in
 `vsphere_preemption.wire`. Activity names keep the Go worker's, so histories read
 the same in the Temporal UI.
+
+Durations travel as seconds (float): Temporal's default JSON converter cannot
+encode `timedelta`, and every client (ours, Go's, the `temporal` CLI) must be able
+to read these payloads without a custom converter. The `timedelta` views are
+properties, so code reads `policy.cooldown` as before.
 """
 
 from __future__ import annotations
@@ -27,10 +32,18 @@ GET_POLICY = "GetPreemptionPolicy"
 class PreemptionPolicy:
     """The worker's knobs, read by the workflow through an activity so replays agree."""
 
-    cooldown: timedelta = timedelta(minutes=1)
+    cooldown_seconds: float = 60.0
     max_vms: int = 10
-    soft_shutdown_grace: timedelta = timedelta(minutes=2)
+    soft_shutdown_grace_seconds: float = 120.0
     max_concurrency: int = 5
+
+    @property
+    def cooldown(self) -> timedelta:
+        return timedelta(seconds=self.cooldown_seconds)
+
+    @property
+    def soft_shutdown_grace(self) -> timedelta:
+        return timedelta(seconds=self.soft_shutdown_grace_seconds)
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,12 @@ class FindVmsInput:
 class PowerOffInput:
     vms: list[VmRef]
     force: bool
-    soft_shutdown_grace: timedelta
+    soft_shutdown_grace_seconds: float
     max_concurrency: int
+
+    @property
+    def soft_shutdown_grace(self) -> timedelta:
+        return timedelta(seconds=self.soft_shutdown_grace_seconds)
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,290 @@
-"""PreemptVMsWorkflow (not built yet)."""
+"""PreemptVMsWorkflow: a long-lived loop that preempts tagged VMs on each signal.
+
+Deterministic workflow code: no I/O, no clock but `workflow.now()`, every outside
+fact (the worker's policy, vCenter, HTTP) comes through an activity and so sits in
+the history. The Go worker's wire names are kept (`PreemptVMsWorkflow`,
+`PreemptVMsChan`, `current_state`) and it takes no arguments, as the Go function
+and `preemptctl` start it without any.
+
+Where this differs from the Go worker, on purpose:
+- the cooldown starts only after a run that acted (at least one VM confirmed off);
+  a signal skipped by the cooldown neither extends it nor blanks the last run's state;
+- the query answers the last run that acted, so `lastPreemptionTime` is what it says;
+- a signal that cannot be decoded is logged and dropped (it never fails the workflow);
+- signals that arrive during a run wait in a queue: one run at a time;
+- a cancel that arrives mid-run lets that run finish (VMs being powered off still get
+  annotated and reported), then the workflow completes with its state.
+
+Changing what this workflow does: the sequence of activities and timers is part of
+every open workflow's history. Guard a change with `workflow.patched("<id>")` and
+keep the old branch until no history recorded without it is open; the replay test
+(tests/temporal/test_replay.py) over tests/fixtures/histories/ catches a change that
+breaks an existing history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    # Pure modules (standard library only): no need to re-import them per run.
+    from vsphere_preemption.domain.model import (
+        AnnotateOutcome,
+        PowerOffOutcome,
+        Selection,
+        VmRef,
+    )
+    from vsphere_preemption.temporal.contracts import (
+        ANNOTATE_VMS,
+        GET_POLICY,
+        GET_PREEMPTIBLE_VMS,
+        POWER_OFF_VMS,
+        SEND_PREEMPTED_EVENT,
+        AnnotateInput,
+        FindVmsInput,
+        PowerOffInput,
+        PreemptionPolicy,
+        SendEventInput,
+    )
+    from vsphere_preemption.wire import (
+        QUERY_NAME,
+        SIGNAL_NAME,
+        WORKFLOW_TYPE,
+        Annotation,
+        WorkflowRequest,
+        WorkflowResponse,
+        preempted_event_data,
+        preempted_event_id,
+    )
+
+# REFERENCE.md's activity options (the Go worker's).
+ACTIVITY_TIMEOUT = timedelta(minutes=5)
+HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+)
+POLICY_TIMEOUT = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A run that acted: what the query answers and where the cooldown counts from."""
+
+    request: WorkflowRequest
+    vms: tuple[VmRef, ...]
+    at: datetime
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class PreemptVMsWorkflow:
+    def __init__(self) -> None:
+        self._pending: deque[WorkflowRequest] = deque()
+        self._last: _Run | None = None
+
+    @workflow.run
+    async def run(self) -> dict[str, Any]:
+        # Go returns *WorkflowResponse: the JSON object, which a Go client decodes.
+        try:
+            while True:
+                await workflow.wait_condition(lambda: bool(self._pending))
+                request = self._pending.popleft()
+                run = asyncio.ensure_future(self._preempt(request))
+                try:
+                    await asyncio.shield(run)
+                except asyncio.CancelledError:
+                    workflow.logger.info("cancel requested mid-run: finishing the run first")
+                    await run
+                    raise
+        except asyncio.CancelledError:
+            workflow.logger.info("workflow cancelled: completing with the last run's state")
+        return self._response().to_wire()
+
+    # Dynamic, so that a signal with any number of payloads reaches us as raw
+    # values: a named handler whose arity does not match would fail the workflow
+    # task on every replay, and the workflow would be stuck for good.
+    @workflow.signal(dynamic=True)
+    def _on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        if name != SIGNAL_NAME:
+            workflow.logger.warning("dropping unknown signal %r", name)
+            return
+        if len(args) != 1:
+            workflow.logger.warning(
+                "dropping %s: expected one payload, got %d", SIGNAL_NAME, len(args)
+            )
+            return
+        try:
+            value = workflow.payload_converter().from_payload(args[0].payload)
+            request = WorkflowRequest.from_wire(value)
+        except Exception as exc:  # noqa: BLE001 (any bad payload is dropped, never fatal)
+            workflow.logger.warning("dropping undecodable %s: %s", SIGNAL_NAME, exc)
+            return
+        workflow.logger.info(
+            "received preemption request: tag=%s criticality=%s eventID=%s",
+            request.tag,
+            request.criticality.value,
+            request.event.get("id", ""),
+        )
+        self._pending.append(request)
+
+    @workflow.query(name=QUERY_NAME)
+    def current_state(self) -> str:
+        return self._response().to_json()
+
+    def _response(self) -> WorkflowResponse:
+        info = workflow.info()
+        last = self._last
+        if last is None:
+            # Go's zero values: what the Go worker answers before its first run.
+            return WorkflowResponse(
+                workflow_id=info.workflow_id, run_id=info.run_id, workflow_name=info.workflow_type
+            )
+        return WorkflowResponse(
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            workflow_name=info.workflow_type,
+            last_preemption=last.at,
+            virtual_machines=last.vms,
+            tag=last.request.tag,
+            criticality=last.request.criticality,
+            event=last.request.event,
+            reply_to=last.request.reply_to,
+        )
+
+    async def _preempt(self, request: WorkflowRequest) -> None:
+        policy = await workflow.execute_local_activity(
+            GET_POLICY, result_type=PreemptionPolicy, start_to_close_timeout=POLICY_TIMEOUT
+        )
+        if self._last is not None and workflow.now() - self._last.at < policy.cooldown:
+            workflow.logger.info(
+                "skipping run: the last preemption (%s) is within the cooldown of %ss",
+                self._last.at.isoformat(),
+                policy.cooldown_seconds,
+            )
+            return
+
+        try:
+            selection = await workflow.execute_activity(
+                GET_PREEMPTIBLE_VMS,
+                FindVmsInput(tag=request.tag, max_vms=policy.max_vms),
+                result_type=Selection,
+                **_options(),
+            )
+        except ActivityError as err:
+            _reraise_cancel(err)
+            workflow.logger.error("finding preemptible VMs failed: %s", _cause(err))
+            return
+        for issue in selection.left_out:
+            workflow.logger.info("left out %s: %s", issue.vm, issue.reason)
+        if not selection.selected:
+            workflow.logger.info("no powered-on VM carries the tag %r", request.tag)
+            return
+
+        force = request.criticality.forces_power_off
+        # A soft shutdown may wait its whole grace before it forces.
+        timeout = ACTIVITY_TIMEOUT if force else ACTIVITY_TIMEOUT + policy.soft_shutdown_grace
+        try:
+            outcome = await workflow.execute_activity(
+                POWER_OFF_VMS,
+                PowerOffInput(
+                    vms=selection.selected,
+                    force=force,
+                    soft_shutdown_grace_seconds=policy.soft_shutdown_grace_seconds,
+                    max_concurrency=policy.max_concurrency,
+                ),
+                result_type=PowerOffOutcome,
+                **_options(timeout),
+            )
+        except ActivityError as err:
+            _reraise_cancel(err)
+            workflow.logger.error("powering VMs off failed: %s", _cause(err))
+            return
+        for issue in outcome.failed:
+            workflow.logger.error("could not power off %s: %s", issue.vm, issue.reason)
+        if not outcome.powered_off:
+            workflow.logger.warning("no VM was powered off")
+            return
+
+        self._last = _Run(request=request, vms=tuple(outcome.powered_off), at=workflow.now())
+        annotation = Annotation(
+            tag=request.tag,
+            forced_shutdown=force,
+            criticality=request.criticality,
+            workflow_id=workflow.info().workflow_id,
+            workflow_started=workflow.info().workflow_start_time,
+            event=request.event,
+        )
+        await self._annotate(outcome, annotation)
+
+        if not request.reply_to:
+            return
+        try:
+            await workflow.execute_activity(
+                SEND_PREEMPTED_EVENT,
+                SendEventInput(
+                    reply_to=request.reply_to,
+                    event_id=preempted_event_id(workflow.info().workflow_id, request.event),
+                    data=preempted_event_data(annotation, outcome.powered_off),
+                ),
+                **_options(),
+            )
+        except ActivityError as err:
+            _reraise_cancel(err)
+            workflow.logger.error("sending the VmPreemptedEvent failed: %s", _cause(err))
+
+    async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:
+        # VMs a soft shutdown could not stop within the grace were forced: say so on them.
+        forced = set(outcome.forced_after_grace)
+        groups = [
+            ([vm for vm in outcome.powered_off if vm not in forced], annotation),
+            (
+                [vm for vm in outcome.powered_off if vm in forced],
+                replace(annotation, forced_shutdown=True),
+            ),
+        ]
+        for vms, value in groups:
+            if not vms:
+                continue
+            try:
+                result = await workflow.execute_activity(
+                    ANNOTATE_VMS,
+                    AnnotateInput(vms=vms, annotation=value.to_wire()),
+                    result_type=AnnotateOutcome,
+                    **_options(),
+                )
+            except ActivityError as err:
+                # The VMs are off whatever happens to their note: log, go on.
+                _reraise_cancel(err)
+                workflow.logger.warning("annotating VMs failed: %s", _cause(err))
+                continue
+            for issue in result.failed:
+                workflow.logger.warning("could not annotate %s: %s", issue.vm, issue.reason)
+
+
+def _options(start_to_close: timedelta = ACTIVITY_TIMEOUT) -> dict[str, Any]:
+    return {
+        "start_to_close_timeout": start_to_close,
+        "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+        "retry_policy": RETRY_POLICY,
+    }
+
+
+def _reraise_cancel(err: ActivityError) -> None:
+    if is_cancelled_exception(err):
+        raise asyncio.CancelledError from err
+
+
+def _cause(err: ActivityError) -> str:
+    # The ActivityError itself only says "Activity task failed"; the cause says why.
+    return str(err.cause or err)

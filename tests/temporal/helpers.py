@@ -1,0 +1,81 @@
+"""What the worker tests share: starting the workflow as the Go function does, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+
+from tests.conftest import fixture_json
+from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE
+
+SIGNAL_FIXTURE = "02_old-router_PreemptVMsChan-signal-WorkflowRequest.json"
+ANNOTATION_FIXTURE = "01_old-router_AlarmStatusChangedEvent.json"
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def signal_payload(**changes: Any) -> dict[str, Any]:
+    """The exact signal JSON the Go function sent (fixture 02), with `changes` applied."""
+    payload: dict[str, Any] = fixture_json(SIGNAL_FIXTURE)
+    payload.update(changes)
+    return payload
+
+
+async def signal_with_start(
+    client: Client, workflow_id: str, task_queue: str, payload: Any
+) -> WorkflowHandle[Any, Any]:
+    """What the Go function does: signal-with-start by type name, no workflow args, 24 h."""
+    return await client.start_workflow(
+        WORKFLOW_TYPE,
+        id=workflow_id,
+        task_queue=task_queue,
+        execution_timeout=timedelta(hours=24),
+        start_signal=SIGNAL_NAME,
+        start_signal_args=[payload],
+    )
+
+
+async def query_state(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The `current_state` answer: a JSON string, parsed."""
+    text = await handle.query(QUERY_NAME, result_type=str)
+    assert isinstance(text, str)
+    state: dict[str, Any] = json.loads(text)
+    return state
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    *,
+    timeout: float = 60.0,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until `until(result)`; a deadline only so a broken test cannot hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_for(
+    check: Callable[[], bool], *, timeout: float = 60.0, what: str = "condition"
+) -> None:
+    async def probe() -> bool:
+        return check()
+
+    await eventually(probe, bool, timeout=timeout, what=what)

@@ -1,0 +1,409 @@
+"""PreemptVMsWorkflow's logic on the real Temporal dev server, with stand-in activities.
+
+The stand-ins are registered under the real activity names and record what the
+workflow asked for; the end-to-end tests (tests/test_worker_e2e.py) run the same
+workflow against the real vSphere activities on vcsim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from tests.conftest import fixture_json
+from tests.temporal.helpers import (
+    ANNOTATION_FIXTURE,
+    SIGNAL_FIXTURE,
+    eventually,
+    query_state,
+    signal_payload,
+    signal_with_start,
+    unique,
+    wait_for,
+)
+from vsphere_preemption.domain.model import (
+    AnnotateOutcome,
+    PowerOffOutcome,
+    Selection,
+    VmIssue,
+    VmRef,
+)
+from vsphere_preemption.temporal.contracts import (
+    ANNOTATE_VMS,
+    GET_POLICY,
+    GET_PREEMPTIBLE_VMS,
+    POWER_OFF_VMS,
+    SEND_PREEMPTED_EVENT,
+    AnnotateInput,
+    FindVmsInput,
+    PowerOffInput,
+    PreemptionPolicy,
+    SendEventInput,
+)
+from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.wire import (
+    EMPTY_EVENT,
+    SIGNAL_NAME,
+    WORKFLOW_TYPE,
+    Annotation,
+    WorkflowResponse,
+)
+
+VM1, VM2, VM3 = VmRef("vm-1"), VmRef("vm-2"), VmRef("vm-3")
+GO_RESPONSE_KEYS = {
+    "workflowID", "workflowRunID", "workflowName", "lastPreemptionTime", "virtualMachines",
+    "tag", "criticality", "event", "replyTo",
+}  # fmt: skip
+
+
+@dataclass
+class StandIns:
+    """Activities under the real names; what they answer is set per test."""
+
+    policy: PreemptionPolicy = field(default_factory=lambda: PreemptionPolicy(cooldown_seconds=60))
+    tagged: dict[str, list[VmRef]] = field(default_factory=lambda: {"preemptible": [VM1, VM2]})
+    power_off_fails_first: int = 0
+    forced_after_grace: list[VmRef] = field(default_factory=list)
+    failing_vm: VmRef | None = None
+    annotate_fails: bool = False
+    gate: asyncio.Event | None = None  # the power-off waits for it when set
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    attempts: list[tuple[int, PowerOffInput]] = field(default_factory=list)
+
+    def named(self, name: str) -> list[Any]:
+        return [arg for n, arg in self.calls if n == name]
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name=GET_POLICY)
+        async def get_policy() -> PreemptionPolicy:
+            self.calls.append((GET_POLICY, None))
+            return self.policy
+
+        @activity.defn(name=GET_PREEMPTIBLE_VMS)
+        async def find(arg: FindVmsInput) -> Selection:
+            self.calls.append((GET_PREEMPTIBLE_VMS, arg))
+            return Selection(selected=self.tagged.get(arg.tag, [])[: arg.max_vms])
+
+        @activity.defn(name=POWER_OFF_VMS)
+        async def power_off(arg: PowerOffInput) -> PowerOffOutcome:
+            self.attempts.append((activity.info().attempt, arg))
+            if len(self.attempts) <= self.power_off_fails_first:
+                raise RuntimeError("vCenter went away mid-way")
+            self.calls.append(("power_off_started", arg))
+            if self.gate is not None:
+                while not self.gate.is_set():
+                    activity.heartbeat()
+                    await asyncio.sleep(0.2)
+            self.calls.append((POWER_OFF_VMS, arg))
+            off = [vm for vm in arg.vms if vm != self.failing_vm]
+            failed = [VmIssue(vm, "InvalidPowerState") for vm in arg.vms if vm == self.failing_vm]
+            forced = [vm for vm in self.forced_after_grace if vm in off]
+            return PowerOffOutcome(powered_off=off, failed=failed, forced_after_grace=forced)
+
+        @activity.defn(name=ANNOTATE_VMS)
+        async def annotate(arg: AnnotateInput) -> AnnotateOutcome:
+            self.calls.append((ANNOTATE_VMS, arg))
+            if self.annotate_fails:
+                raise ApplicationError("custom field manager unavailable", non_retryable=True)
+            return AnnotateOutcome(annotated=list(arg.vms))
+
+        @activity.defn(name=SEND_PREEMPTED_EVENT)
+        async def send(arg: SendEventInput) -> None:
+            self.calls.append((SEND_PREEMPTED_EVENT, arg))
+
+        return [get_policy, find, power_off, annotate, send]
+
+
+@dataclass
+class Rig:
+    client: Client
+    task_queue: str
+    stand_ins: StandIns
+    handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
+
+    async def signal_with_start(self, payload: Any) -> WorkflowHandle[Any, Any]:
+        handle = await signal_with_start(self.client, unique("alarm"), self.task_queue, payload)
+        self.handles.append(handle)
+        return handle
+
+
+@pytest.fixture
+async def rig(temporal_client: Client, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    # Parametrized tests hand in a factory, so each run gets fresh stand-ins.
+    make: Callable[[], StandIns] = getattr(request, "param", StandIns)
+    stand_ins = make()
+    rig = Rig(temporal_client, unique("wf-logic"), stand_ins)
+    async with Worker(
+        temporal_client,
+        task_queue=rig.task_queue,
+        workflows=[PreemptVMsWorkflow],
+        activities=stand_ins.activities(),
+    ):
+        yield rig
+        for handle in rig.handles:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test over")
+
+
+async def has_run(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    async def probe() -> dict[str, Any]:
+        return await query_state(handle)
+
+    return await eventually(probe, lambda s: s["virtualMachines"] is not None, what="a run")
+
+
+def skipped(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("skipping run" in r.getMessage() for r in caplog.records)
+
+
+async def test_query_before_any_run_answers_go_zero_values(rig: Rig) -> None:
+    handle = await rig.client.start_workflow(
+        WORKFLOW_TYPE, id=unique("alarm"), task_queue=rig.task_queue
+    )
+    rig.handles.append(handle)
+    state = await query_state(handle)
+    assert set(state) == GO_RESPONSE_KEYS
+    assert state["workflowID"] == handle.id
+    assert state["workflowRunID"] == handle.result_run_id
+    assert state["workflowName"] == "PreemptVMsWorkflow"
+    assert state["lastPreemptionTime"] == "0001-01-01T00:00:00Z"
+    assert state["virtualMachines"] is None
+    assert (state["tag"], state["criticality"], state["replyTo"]) == ("", "", "")
+    assert state["event"] == EMPTY_EVENT
+    assert rig.stand_ins.calls == []
+
+
+async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
+    payload = fixture_json(SIGNAL_FIXTURE)
+    handle = await rig.signal_with_start(payload)
+    state = await has_run(handle)
+    await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the event")
+
+    names = [n for n, _ in rig.stand_ins.calls if n != "power_off_started"]
+    assert names == [GET_POLICY, GET_PREEMPTIBLE_VMS, POWER_OFF_VMS, ANNOTATE_VMS,
+                     SEND_PREEMPTED_EVENT]  # fmt: skip
+    assert rig.stand_ins.named(GET_PREEMPTIBLE_VMS) == [FindVmsInput("preemptible", 10)]
+    power_off: PowerOffInput = rig.stand_ins.named(POWER_OFF_VMS)[0]
+    assert (power_off.vms, power_off.force) == ([VM1, VM2], True)  # HIGH: hard power-off
+    assert (power_off.max_concurrency, power_off.soft_shutdown_grace_seconds) == (5, 120)
+
+    # The annotation has the reference shape, and says what happened.
+    annotate: AnnotateInput = rig.stand_ins.named(ANNOTATE_VMS)[0]
+    assert annotate.vms == [VM1, VM2]
+    assert set(annotate.annotation) == set(fixture_json(ANNOTATION_FIXTURE))
+    note = Annotation.from_wire(json.dumps(annotate.annotation))
+    described = await handle.describe()
+    assert (note.preempted, note.forced_shutdown, note.tag) == (True, True, "preemptible")
+    assert (note.workflow_id, note.event) == (handle.id, payload["event"])
+    assert note.workflow_started == described.start_time
+
+    send: SendEventInput = rig.stand_ins.named(SEND_PREEMPTED_EVENT)[0]
+    assert send.reply_to == payload["replyTo"]
+    assert send.event_id == f"{handle.id}-d65a8ad1-7d3c-4f72-ace4-e3f2883c4475"
+    assert send.data == {
+        **annotate.annotation,
+        "virtualMachines": [{"Type": "VirtualMachine", "Value": v} for v in ("vm-1", "vm-2")],
+    }
+
+    # The query answers in the Go worker's shape, VM references spelled as govmomi's.
+    assert set(state) == GO_RESPONSE_KEYS
+    assert state["virtualMachines"] == send.data["virtualMachines"]
+    assert (state["tag"], state["criticality"]) == ("preemptible", "HIGH")
+    assert (state["event"], state["replyTo"]) == (payload["event"], payload["replyTo"])
+    assert WorkflowResponse.from_wire(json.dumps(state)).run_id == handle.result_run_id
+
+
+@pytest.mark.parametrize(
+    "rig",
+    [
+        lambda: StandIns(
+            forced_after_grace=[VM2], failing_vm=VM3, tagged={"preemptible": [VM1, VM2, VM3]}
+        )
+    ],
+    indirect=True,
+)
+async def test_low_is_soft_and_vms_forced_after_the_grace_are_annotated_as_forced(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(criticality="LOW", replyTo=""))
+    state = await has_run(handle)
+    await wait_for(lambda: len(rig.stand_ins.named(ANNOTATE_VMS)) == 2, what="two annotations")
+
+    assert rig.stand_ins.named(POWER_OFF_VMS)[0].force is False
+    # Only VMs confirmed off are recorded and annotated; vm-3 failed.
+    assert state["virtualMachines"] == [{"Type": "VirtualMachine", "Value": "vm-1"},
+                                        {"Type": "VirtualMachine", "Value": "vm-2"}]  # fmt: skip
+    notes = {tuple(a.vms): a.annotation for a in rig.stand_ins.named(ANNOTATE_VMS)}
+    assert notes[(VM1,)]["forcedShutdown"] is False
+    assert notes[(VM2,)]["forcedShutdown"] is True
+    assert rig.stand_ins.named(SEND_PREEMPTED_EVENT) == []  # no replyTo, no event
+
+
+async def test_undecodable_signals_are_dropped_and_the_workflow_keeps_waiting(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    handle = await rig.signal_with_start("not a WorkflowRequest")
+    bad: list[list[Any]] = [
+        [{"tag": "", "criticality": "HIGH", "event": {}}],
+        [signal_payload(criticality="EXTREME")],
+        [{"criticality": "HIGH"}],
+        [],
+        [signal_payload(), signal_payload()],
+        [RawValue(Payload(metadata={"encoding": b"binary/unknown"}, data=b"\x00\xff"))],
+        [RawValue(Payload(metadata={"encoding": b"json/plain"}, data=b"{not json"))],
+    ]
+    for args in bad:
+        await handle.signal(SIGNAL_NAME, args=args)
+    await handle.signal("SomeOtherSignal", signal_payload())
+    await wait_for(
+        lambda: sum("dropping" in r.getMessage() for r in caplog.records) == len(bad) + 2,
+        what="every bad signal dropped",
+    )
+    assert rig.stand_ins.calls == []
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    # Still listening: a good signal after the bad ones runs.
+    await handle.signal(SIGNAL_NAME, signal_payload(replyTo=""))
+    state = await has_run(handle)
+    assert state["tag"] == "preemptible"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_vm_references_and_field_names_read_in_any_case(rig: Rig) -> None:
+    # Go's decoder matches names in any case; a request written by another client still runs.
+    payload = {"Tag": "preemptible", "CRITICALITY": "medium", "Event": {"id": "e-1"}}
+    handle = await rig.signal_with_start(payload)
+    state = await has_run(handle)
+    assert (state["criticality"], state["replyTo"], state["event"]) == ("MEDIUM", "", {"id": "e-1"})
+    assert rig.stand_ins.named(POWER_OFF_VMS)[0].force is True
+
+
+async def test_a_signal_within_the_cooldown_is_skipped_and_keeps_the_last_state(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    first = await has_run(handle)
+
+    await handle.signal(SIGNAL_NAME, signal_payload(criticality="LOW", replyTo="http://x"))
+    await wait_for(lambda: skipped(caplog) == 1, what="the skip")
+    assert await query_state(handle) == first  # not blanked, not moved
+    assert len(rig.stand_ins.named(POWER_OFF_VMS)) == 1
+
+    # A second skipped signal: the cooldown still counts from the first run.
+    await handle.signal(SIGNAL_NAME, signal_payload(replyTo=""))
+    await wait_for(lambda: skipped(caplog) == 2, what="the second skip")
+    assert await query_state(handle) == first
+
+
+async def test_the_cooldown_starts_only_after_a_run_that_acted(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(tag="nothing-tagged", replyTo=""))
+    await wait_for(lambda: len(rig.stand_ins.named(GET_PREEMPTIBLE_VMS)) == 1, what="run 1")
+    assert (await query_state(handle))["virtualMachines"] is None  # it did nothing
+
+    await handle.signal(SIGNAL_NAME, signal_payload(replyTo=""))  # well within 60 s
+    state = await has_run(handle)
+    assert state["tag"] == "preemptible"
+    assert len(rig.stand_ins.named(POWER_OFF_VMS)) == 1
+
+
+@pytest.mark.parametrize(
+    "rig",
+    [lambda: StandIns(policy=PreemptionPolicy(cooldown_seconds=0), gate=asyncio.Event())],
+    indirect=True,
+)
+async def test_signals_during_a_run_wait_for_it(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    gate = rig.stand_ins.gate
+    assert gate is not None
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    await wait_for(lambda: bool(rig.stand_ins.named("power_off_started")), what="run 1")
+
+    await handle.signal(SIGNAL_NAME, signal_payload(criticality="LOW", replyTo=""))
+    received = sum("received preemption request" in r.getMessage() for r in caplog.records)
+    await wait_for(
+        lambda: (
+            sum("received preemption request" in r.getMessage() for r in caplog.records) > received
+        ),
+        what="the second signal received",
+    )
+    assert len(rig.stand_ins.named(GET_PREEMPTIBLE_VMS)) == 1  # queued, not started
+
+    gate.set()
+    await wait_for(lambda: len(rig.stand_ins.named(ANNOTATE_VMS)) == 2, what="run 2")
+    names = [n for n, _ in rig.stand_ins.calls if n != GET_POLICY]
+    run = [GET_PREEMPTIBLE_VMS, "power_off_started", POWER_OFF_VMS, ANNOTATE_VMS]
+    assert names == run + run  # one after the other, never interleaved
+    assert (await query_state(handle))["criticality"] == "LOW"
+
+
+async def test_cancel_completes_the_workflow_with_its_state(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    state = await has_run(handle)
+    await handle.cancel()
+    result = await handle.result()
+    assert result == state
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+@pytest.mark.parametrize("rig", [lambda: StandIns(gate=asyncio.Event())], indirect=True)
+async def test_cancel_mid_run_lets_the_run_finish_then_completes(rig: Rig) -> None:
+    gate = rig.stand_ins.gate
+    assert gate is not None
+    handle = await rig.signal_with_start(signal_payload())
+    await wait_for(lambda: bool(rig.stand_ins.named("power_off_started")), what="the power-off")
+    await handle.cancel()
+    await wait_for(
+        lambda: len(rig.stand_ins.attempts) == 1 and not rig.stand_ins.named(POWER_OFF_VMS),
+        what="the cancel to land",
+    )
+    gate.set()
+    result = await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert result["virtualMachines"] == [{"Type": "VirtualMachine", "Value": "vm-1"},
+                                         {"Type": "VirtualMachine", "Value": "vm-2"}]  # fmt: skip
+    # The VMs that went off were still annotated and reported.
+    assert rig.stand_ins.named(ANNOTATE_VMS)[0].vms == [VM1, VM2]
+    assert len(rig.stand_ins.named(SEND_PREEMPTED_EVENT)) == 1
+
+
+@pytest.mark.parametrize("rig", [lambda: StandIns(power_off_fails_first=2)], indirect=True)
+async def test_a_retried_power_off_gets_the_same_selection(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    await has_run(handle)
+    attempts = rig.stand_ins.attempts
+    assert [n for n, _ in attempts] == [1, 2, 3]
+    assert attempts[0][1] == attempts[1][1] == attempts[2][1]
+    history = await handle.fetch_history()
+    started = [
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in started] == [
+        GET_PREEMPTIBLE_VMS,
+        POWER_OFF_VMS,
+        ANNOTATE_VMS,
+    ]  # fmt: skip (one scheduled power-off; the server retried it)
+
+
+@pytest.mark.parametrize("rig", [lambda: StandIns(annotate_fails=True)], indirect=True)
+async def test_an_annotation_failure_is_logged_and_the_run_goes_on(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    handle = await rig.signal_with_start(signal_payload())
+    await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the event")
+    assert any("annotating VMs failed" in r.getMessage() for r in caplog.records)
+    assert (await query_state(handle))["virtualMachines"] is not None
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
