@@ -1,0 +1,379 @@
+"""vCenter `AlarmStatusChangedEvent`s out of CloudEvents, decoded the way the Go function does.
+
+Pure: the CloudEvent's attributes (already parsed by the HTTP layer) and its data in, a frozen
+`AlarmChange` out, or a `DecodeError` whose message is one line. Standard library only.
+
+Two event shapes (REFERENCE.md): VEBA's old router (`com.vmware.event.router/event`, subject
+`AlarmStatusChangedEvent`) and Tanzu Sources (`com.vmware.vsphere.AlarmStatusChangedEvent.v0`).
+Two data encodings (events/README.md):
+
+- JSON, decoded with Go's `encoding/json` rules into govmomi's struct: a key matches a field in
+  any letter case, keys apply in document order (a later one overrides), `null` leaves a value
+  field alone, nested objects merge, and a value of the wrong type is an error.
+- XML, as Go's `encoding/xml` writes govmomi's struct: lower-camel element names matched exactly,
+  references as `<alarm type="Alarm">alarm-101</alarm>`. A DOCTYPE is refused outright, so no
+  entity can expand (billion laughs) or point outside (XXE).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+OLD_ROUTER_TYPE = "com.vmware.event.router/event"
+OLD_ROUTER_SUBJECT = "AlarmStatusChangedEvent"
+TANZU_SOURCES_TYPE = "com.vmware.vsphere.AlarmStatusChangedEvent.v0"
+
+_INT32 = (-(2**31), 2**31 - 1)
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
+class DecodeError(ValueError):
+    """The event cannot be read as an AlarmStatusChangedEvent; the message is one line."""
+
+
+class NotAnAlarmEvent(DecodeError):
+    """A CloudEvent of another type (or the old router's shape with another subject)."""
+
+
+class UndecodableData(DecodeError):
+    """The right event type, but its data is not an AlarmStatusChangedEvent."""
+
+
+class EventShape(StrEnum):
+    OLD_ROUTER = "old-router"  # com.vmware.event.router/event + subject
+    TANZU_SOURCES = "tanzu-sources"  # com.vmware.vsphere.<EventClass>.v0
+
+
+@dataclass(frozen=True)
+class JsonData:
+    """Data that is JSON, already parsed (structured mode embeds it; binary mode is parsed once)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class XmlData:
+    """Data that is XML text, as Tanzu Sources sends it by default."""
+
+    text: str
+
+
+EventData = JsonData | XmlData
+
+
+@dataclass(frozen=True)
+class AlarmChange:
+    """What the alarm rules need to know about one AlarmStatusChangedEvent."""
+
+    event_id: str
+    event_type: str
+    shape: EventShape
+    alarm_name: str
+    alarm_ref: str  # the alarm's managed object id, e.g. alarm-282 ("" when absent)
+    from_status: str  # as sent: the rules compare them lower-cased
+    to_status: str
+    entity_name: str  # what the alarm fired on (a cluster, a host, ...)
+    message: str  # FullFormattedMessage
+    key: int  # vCenter's event key
+    created_time: datetime | None
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """JSON media types; no content type at all counts as JSON, as it does for the Go SDK."""
+    media = _media_type(content_type)
+    return media in {"", "application/json", "text/json"} or media.endswith("+json")
+
+
+def is_xml_content_type(content_type: str | None) -> bool:
+    media = _media_type(content_type)
+    return media in {"application/xml", "text/xml"} or media.endswith("+xml")
+
+
+def event_shape(event_type: Any, subject: Any) -> EventShape:
+    """Which of the two alarm event shapes this is; any other event is a NotAnAlarmEvent."""
+    if event_type == TANZU_SOURCES_TYPE:
+        return EventShape.TANZU_SOURCES
+    if event_type == OLD_ROUTER_TYPE:
+        if subject == OLD_ROUTER_SUBJECT:
+            return EventShape.OLD_ROUTER
+        raise NotAnAlarmEvent(
+            f"not an AlarmStatusChangedEvent: type {OLD_ROUTER_TYPE} with subject {subject!r}"
+        )
+    raise NotAnAlarmEvent(f"not an AlarmStatusChangedEvent: type {event_type!r}")
+
+
+def data_from_body(body: bytes, content_type: str | None) -> EventData:
+    """Data sent as raw bytes (binary content mode, or `data_base64`), read by its content type."""
+    if not body.strip():
+        raise UndecodableData("the event has no data")
+    if is_xml_content_type(content_type):
+        try:
+            return XmlData(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UndecodableData(f"XML data is not UTF-8: {exc.reason}") from None
+    if is_json_content_type(content_type):
+        try:
+            return JsonData(json.loads(body))
+        except (ValueError, RecursionError) as exc:
+            raise UndecodableData(f"data is not valid JSON: {_one_line(exc)}") from None
+    raise UndecodableData(f"unsupported datacontenttype {_media_type(content_type)!r}")
+
+
+def data_from_structured(value: Any, content_type: str | None) -> EventData:
+    """Data embedded in a structured-mode event (`data`), already parsed as JSON."""
+    if isinstance(value, bytes | bytearray):  # `data_base64`: raw bytes after all
+        return data_from_body(bytes(value), content_type)
+    if value is None:
+        raise UndecodableData("the event has no data")
+    if is_xml_content_type(content_type):
+        if not isinstance(value, str):
+            raise UndecodableData("XML data must be embedded as a JSON string")
+        return XmlData(value)
+    if is_json_content_type(content_type):
+        return JsonData(value)
+    raise UndecodableData(f"unsupported datacontenttype {_media_type(content_type)!r}")
+
+
+def decode(attributes: Mapping[str, Any], data: EventData | None) -> AlarmChange:
+    """Attributes (`id`, `type`, `subject`, ...) and data into an AlarmChange, or a DecodeError."""
+    shape = event_shape(attributes.get("type"), attributes.get("subject"))
+    if data is None:
+        raise UndecodableData("the event has no data")
+    if isinstance(data, XmlData):
+        fields = _decode_xml(data.text)
+    else:
+        if data.value is None:
+            raise UndecodableData("the event has no data")
+        fields = _decode_struct(_EVENT, data.value, "data")
+    alarm = fields["Alarm"]
+    return AlarmChange(
+        event_id=str(attributes.get("id", "")),
+        event_type=str(attributes.get("type", "")),
+        shape=shape,
+        alarm_name=alarm["Name"],
+        alarm_ref=alarm["Alarm"]["Value"],
+        from_status=fields["From"],
+        to_status=fields["To"],
+        entity_name=fields["Entity"]["Name"],
+        message=fields["FullFormattedMessage"],
+        key=fields["Key"],
+        created_time=fields["CreatedTime"],
+    )
+
+
+# govmomi's AlarmStatusChangedEvent as the Go function decodes it: Go field name (what JSON
+# matches in any case), XML element name (matched exactly), and kind.
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    xml: str
+    kind: str  # str | int32 | time | struct | ptr (a struct that null resets) | moref
+    fields: tuple[_Field, ...] = ()
+
+    @cached_property
+    def by_folded_name(self) -> dict[str, _Field]:
+        return {_fold(f.name): f for f in self.fields}
+
+    @cached_property
+    def by_xml_name(self) -> dict[str, _Field]:
+        return {f.xml: f for f in self.fields}
+
+    @property
+    def is_object(self) -> bool:
+        return self.kind in {"struct", "ptr", "moref"}
+
+
+def _fold(name: str) -> str:
+    # Go folds field names with Unicode simple folding; beyond ASCII case, only the long s
+    # and the Kelvin sign fold onto the ASCII letters our field names use.
+    return name.lower().replace("\u017f", "s")
+
+
+def _moref(name: str) -> _Field:
+    # A ManagedObjectReference: {"Type", "Value"} in JSON, <x type="...">value</x> in XML.
+    fields = (_Field("Type", "type", "str"), _Field("Value", "", "str"))
+    return _Field(name, name[0].lower() + name[1:], "moref", fields)
+
+
+def _argument(name: str, xml: str, ref: str, kind: str = "ptr") -> _Field:
+    # An *EventArgument: the entity's name and its managed object reference.
+    return _Field(name, xml, kind, (_Field("Name", "name", "str"), _moref(ref)))
+
+
+_EVENT = _Field(
+    "AlarmStatusChangedEvent",
+    "",
+    "struct",
+    (
+        _Field("Key", "key", "int32"),
+        _Field("ChainId", "chainId", "int32"),
+        _Field("CreatedTime", "createdTime", "time"),
+        _Field("UserName", "userName", "str"),
+        _argument("Datacenter", "datacenter", "Datacenter"),
+        _argument("ComputeResource", "computeResource", "ComputeResource"),
+        _argument("Host", "host", "Host"),
+        _argument("Vm", "vm", "Vm"),
+        _argument("Ds", "ds", "Datastore"),
+        _argument("Net", "net", "Network"),
+        _argument("Dvs", "dvs", "Dvs"),
+        _Field("FullFormattedMessage", "fullFormattedMessage", "str"),
+        _Field("ChangeTag", "changeTag", "str"),
+        _argument("Alarm", "alarm", "Alarm", "struct"),
+        _argument("Source", "source", "Entity", "struct"),
+        _argument("Entity", "entity", "Entity", "struct"),
+        _Field("From", "from", "str"),
+        _Field("To", "to", "str"),
+    ),
+)
+
+
+def _zero(spec: _Field) -> Any:
+    """Go's zero value: what a field holds when the data does not set it."""
+    if spec.kind == "str":
+        return ""
+    if spec.kind == "int32":
+        return 0
+    if spec.kind in {"time", "ptr"}:
+        return None
+    return _new(spec)
+
+
+def _new(spec: _Field) -> dict[str, Any]:
+    return {f.name: _zero(f) for f in spec.fields}
+
+
+def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise UndecodableData(f"{path} must be a JSON object, got {_json_kind(value)}")
+    out: dict[str, Any] = into if into is not None else _new(spec)
+    for key, item in value.items():
+        field = spec.by_folded_name.get(_fold(key)) if isinstance(key, str) else None
+        if field is None:
+            continue  # unknown fields are ignored, as in Go
+        where = f"{path}.{field.name}"
+        if item is None:
+            if field.kind == "ptr":
+                out[field.name] = None
+            continue  # null leaves any other value as it was
+        if field.is_object:
+            # Go decodes into the value already there: a repeated object merges.
+            out[field.name] = _decode_struct(field, item, where, out[field.name])
+        else:
+            out[field.name] = _scalar(field, item, where)
+    return out
+
+
+def _scalar(field: _Field, item: Any, where: str) -> Any:
+    if field.kind == "str":
+        if not isinstance(item, str):
+            raise UndecodableData(f"{where} must be a string, got {_json_kind(item)}")
+        return item
+    if field.kind == "int32":
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise UndecodableData(f"{where} must be an integer, got {_json_kind(item)}")
+        return _int32(item, where)
+    if not isinstance(item, str):
+        raise UndecodableData(f"{where} must be an RFC 3339 time string, got {_json_kind(item)}")
+    return _rfc3339(item, where)
+
+
+def _int32(value: int, where: str) -> int:
+    if not _INT32[0] <= value <= _INT32[1]:
+        raise UndecodableData(f"{where} is out of range for a 32-bit integer")
+    return value
+
+
+def _rfc3339(text: str, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or "T" not in text:
+        raise UndecodableData(f"{where} is not an RFC 3339 time: {text[:64]!r}")
+    return parsed
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _decode_xml(text: str) -> dict[str, Any]:
+    # The only DTD-borne attacks (entity expansion, external entities) need a DOCTYPE, and
+    # Go's encoder never writes one: refusing it is the whole defence, and a cheap one.
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise UndecodableData("XML data with a DOCTYPE is refused")
+    try:
+        root = ET.fromstring(text)  # noqa: S314 (DOCTYPE refused above: nothing can expand)
+    except ET.ParseError as exc:
+        raise UndecodableData(f"data is not valid XML: {_one_line(exc)}") from None
+    return _xml_struct(_EVENT, root, "data", _new(_EVENT))
+
+
+def _local(name: str) -> str:
+    # Go matches elements without a namespace in the tag by their local name.
+    return name.rsplit("}", 1)[-1]
+
+
+def _chardata(element: ET.Element) -> str:
+    # Go's encoding/xml: the element's own character data, not its children's.
+    return (element.text or "") + "".join(child.tail or "" for child in element)
+
+
+def _xml_struct(
+    spec: _Field, element: ET.Element, path: str, out: dict[str, Any]
+) -> dict[str, Any]:
+    if spec.kind == "moref":
+        for attr, value in element.attrib.items():
+            if _local(attr) == "type":
+                out["Type"] = value
+        out["Value"] = _chardata(element)
+        return out
+    for child in element:
+        field = spec.by_xml_name.get(_local(child.tag))
+        if field is None:
+            continue  # unknown elements are ignored, as in Go
+        where = f"{path}.{field.name}"
+        if field.is_object:
+            current = out[field.name]
+            out[field.name] = _xml_struct(field, child, where, current or _new(field))
+        else:
+            out[field.name] = _xml_scalar(field, _chardata(child), where)
+    return out
+
+
+def _xml_scalar(field: _Field, text: str, where: str) -> Any:
+    if field.kind == "str":
+        return text
+    if field.kind == "int32":
+        digits = text.strip()
+        # Python's int() also takes 1_000 and other scripts' digits; Go's ParseInt does not.
+        if not _DECIMAL.fullmatch(digits):
+            raise UndecodableData(f"{where} must be an integer, got {text[:32]!r}")
+        return _int32(int(digits), where)
+    return _rfc3339(text, where)
