@@ -1,15 +1,288 @@
-"""`preemptctl workflow` (not built yet)."""
+"""`preemptctl workflow run | status | cancel`: a drop-in for the Go preemptctl.
+
+Flags, defaults and where they may be written follow the Go CLI: `--server`,
+`--namespace`, `--queue`, `--verbose` and `--json` are accepted after `workflow`
+and after each verb (cobra's persistent flags); `run` takes `--tag`,
+`--criticality`, `--event`, `--reply-to`; `status` and `cancel` take `--run-id`,
+and, beyond the Go CLI, `--workflow-id` to address an alarm's workflow.
+
+Exit codes: 0 done, 1 the server or the workflow said no (one line on stderr),
+2 invalid input (refused before anything is sent).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import gc
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vsphere_preemption.cli.workflow_input import InvalidInput, build_request, require_not_empty
+from vsphere_preemption.wire import (
+    CLI_WORKFLOW_ID,
+    DEFAULT_NAMESPACE,
+    DEFAULT_TAG,
+    DEFAULT_TASK_QUEUE,
+    SIGNAL_NAME,
+    WorkflowRequest,
+)
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+DEFAULT_SERVER = "localhost:7233"
+
+# Flags that every level accepts; resolved in `_Options` because argparse would
+# otherwise let a verb's default overwrite a value given after `workflow`.
+_SHARED_DEFAULTS: dict[str, Any] = {
+    "server": DEFAULT_SERVER,
+    "namespace": DEFAULT_NAMESPACE,
+    "queue": DEFAULT_TASK_QUEUE,
+    "verbose": False,
+    "json": False,
+}
+
+
+def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection and output (also accepted after `workflow`)")
+    sup = argparse.SUPPRESS
+    group.add_argument(
+        "-s", "--server", default=sup,
+        help=f"Temporal frontend host:port (default {DEFAULT_SERVER})",
+    )  # fmt: skip
+    group.add_argument(
+        "-n", "--namespace", default=sup,
+        help=f"Temporal namespace (default {DEFAULT_NAMESPACE})",
+    )  # fmt: skip
+    group.add_argument(
+        "-q", "--queue", default=sup,
+        help=f"task queue the worker polls (default {DEFAULT_TASK_QUEUE})",
+    )  # fmt: skip
+    group.add_argument(
+        "--verbose", action="store_true", default=sup,
+        help="explain each step on stderr",
+    )  # fmt: skip
+    group.add_argument(
+        "--json", action="store_true", default=sup,
+        help="print machine-readable JSON on stdout (status: the current_state answer as is)",
+    )  # fmt: skip
+
+
+def _add_workflow_id_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "-r", "--run-id", default="",
+        help=f"{what} this run of the workflow (default: the latest run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workflow-id", default=CLI_WORKFLOW_ID,
+        help=f"workflow to address, e.g. an alarm's name (default {CLI_WORKFLOW_ID})",
+    )  # fmt: skip
 
 
 def add_parser(subparsers: Any) -> None:
-    subparsers.add_parser("workflow", help="(not built yet)")
+    workflow = subparsers.add_parser(
+        "workflow",
+        help="run, inspect or cancel a preemption workflow",
+        description="Perform operations on a preemption workflow in Temporal.",
+    )
+    _add_shared_flags(workflow)
+    verbs = workflow.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser(
+        "run",
+        help="signal the preemption workflow, starting it if it is not running",
+        description=(
+            f"Send {SIGNAL_NAME} to workflow {CLI_WORKFLOW_ID!r}; Temporal starts the "
+            "workflow first (5 min timeout) if it is not running."
+        ),
+    )
+    run.add_argument(
+        "-t", "--tag", default=DEFAULT_TAG,
+        help=f"vSphere tag of the preemptible VMs (default {DEFAULT_TAG})",
+    )  # fmt: skip
+    run.add_argument(
+        "-c", "--criticality", default="LOW",
+        help="LOW (guest shutdown), MEDIUM or HIGH (forced power-off) (default LOW)",
+    )  # fmt: skip
+    run.add_argument(
+        "-e", "--event", default="",
+        help="CloudEvent (structured JSON) to send as the reason (default: a PreempctlRunEvent)",
+    )  # fmt: skip
+    run.add_argument(
+        "--reply-to", default="",
+        help="CloudEvents endpoint that receives the VmPreemptedEvent after the run (optional)",
+    )  # fmt: skip
+    _add_shared_flags(run)
+
+    status = verbs.add_parser(
+        "status",
+        help="show the last preemption run of a workflow",
+        description="Show a workflow's status and its last preemption run (current_state).",
+    )
+    _add_workflow_id_flags(status, "show")
+    _add_shared_flags(status)
+
+    cancel = verbs.add_parser(
+        "cancel",
+        help="cancel a running preemption workflow",
+        description="Ask a running preemption workflow to cancel.",
+    )
+    _add_workflow_id_flags(cancel, "cancel")
+    _add_shared_flags(cancel)
+
+
+@dataclass(frozen=True)
+class _Options:
+    verb: str
+    server: str
+    namespace: str
+    queue: str
+    verbose: bool
+    json: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> _Options:
+        values = {name: getattr(args, name, default) for name, default in _SHARED_DEFAULTS.items()}
+        return cls(verb=args.verb, **values)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            print(f"preemptctl: {message}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("preemptctl workflow: not built yet")
-    return 2
+    options = _Options.from_args(args)
+    try:
+        require_not_empty(server=options.server, namespace=options.namespace, queue=options.queue)
+        request = None
+        if options.verb == "run":
+            request = build_request(
+                tag=args.tag,
+                criticality=args.criticality,
+                event=args.event,
+                reply_to=args.reply_to,
+                now=datetime.now(UTC),
+            )
+        else:
+            require_not_empty(workflow_id=args.workflow_id)
+    except InvalidInput as exc:
+        print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
+        return 2
+
+    from temporalio.runtime import Runtime, TelemetryConfig
+
+    from vsphere_preemption.cli.workflow_client import CommandFailed
+
+    # A runtime of our own, dropped before the interpreter exits: with temporalio's
+    # global runtime a short-lived client process aborts or segfaults at exit in
+    # about 1 run in 4 (sdk-python#300), which would turn exit 0 into 134.
+    runtime = Runtime(telemetry=TelemetryConfig())
+    try:
+        return asyncio.run(_dispatch(options, args, request, runtime))
+    except CommandFailed as exc:
+        print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a CLI answers with one line, not a traceback
+        if options.verbose:
+            traceback.print_exc()
+        print(
+            f"preemptctl workflow {options.verb}: unexpected error: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        del runtime
+        gc.collect()
+
+
+async def _dispatch(
+    options: _Options, args: argparse.Namespace, request: WorkflowRequest | None, runtime: Any
+) -> int:
+    from vsphere_preemption.cli import workflow_client
+
+    options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
+    client = await workflow_client.connect(options.server, options.namespace, runtime)
+    if request is not None:
+        return await _run(options, client, request)
+    run_id = args.run_id or None
+    if options.verb == "status":
+        return await _status(options, client, args.workflow_id, run_id)
+    return await _cancel(options, client, args.workflow_id, run_id)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, separators=(",", ":")))
+
+
+async def _run(options: _Options, client: Client, request: WorkflowRequest) -> int:
+    from vsphere_preemption.cli import workflow_client
+
+    payload = request.to_wire()
+    options.debug(
+        f"signal-with-start {CLI_WORKFLOW_ID!r} on task queue {options.queue!r}: "
+        f"{SIGNAL_NAME} {json.dumps(payload, separators=(',', ':'))}"
+    )
+    started = await workflow_client.signal_with_start(
+        client, request, CLI_WORKFLOW_ID, options.queue
+    )
+    if options.json:
+        _print_json(
+            {
+                "workflowID": started.workflow_id,
+                "workflowRunID": started.run_id,
+                "signal": SIGNAL_NAME,
+                "request": payload,
+            }
+        )
+        return 0
+    shutdown = "forced power-off" if request.criticality.forces_power_off else "guest shutdown"
+    print(
+        f"Sent {SIGNAL_NAME} to workflow {started.workflow_id!r} (run {started.run_id}) "
+        f"on task queue {options.queue!r}, namespace {options.namespace!r}; "
+        "Temporal started it if it was not running."
+    )
+    print(
+        f"tag {request.tag}, criticality {request.criticality.value} ({shutdown}), "
+        f"event {request.event.get('type')} {request.event.get('id')}"
+        + (f", reply to {request.reply_to}" if request.reply_to else "")
+    )
+    return 0
+
+
+async def _status(options: _Options, client: Client, workflow_id: str, run_id: str | None) -> int:
+    from vsphere_preemption.cli import workflow_client
+    from vsphere_preemption.cli.workflow_render import render_status
+
+    options.debug(f"describing workflow {workflow_id!r} and asking it for its current_state")
+    state = await workflow_client.current_state(client, workflow_id, run_id)
+    if options.json:
+        print(state.raw_json)
+    else:
+        print(render_status(state.summary, state.response, datetime.now(UTC)))
+    return 0
+
+
+async def _cancel(options: _Options, client: Client, workflow_id: str, run_id: str | None) -> int:
+    from vsphere_preemption.cli import workflow_client
+
+    options.debug(f"requesting cancellation of workflow {workflow_id!r}")
+    summary = await workflow_client.request_cancel(client, workflow_id, run_id)
+    if options.json:
+        _print_json(
+            {
+                "workflowID": summary.workflow_id,
+                "workflowRunID": summary.run_id,
+                "cancelRequested": True,
+            }
+        )
+    else:
+        print(
+            f"Cancellation requested for workflow {summary.workflow_id!r} (run {summary.run_id}); "
+            "the worker ends it after its current step."
+        )
+    return 0
