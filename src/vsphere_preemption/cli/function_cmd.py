@@ -1,15 +1,67 @@
-"""`preemptctl function` (not built yet)."""
+"""`preemptctl function`: the CloudEvents function, served by uvicorn on 0.0.0.0:$PORT.
+
+Configured from the environment (the seed's table: TEMPORAL_URL, TEMPORAL_NAMESPACE,
+TEMPORAL_TASKQUEUE, VSPHERE_PREEMPTION_TAG, VSPHERE_ALARM_NAME, optional K_SINK, PORT, DEBUG).
+Everything heavy is imported inside `run`, and the Temporal SDK only once serving (see
+function/temporal_link.py): cold start is process start to /health/readiness.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    subparsers.add_parser("function", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "function",
+        help="run the CloudEvents function (alarm events in, Temporal signal-with-start out)",
+        description="Serve the preemption function. Settings come from the environment; "
+        "see the README.",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")  # noqa: S104
+    parser.add_argument("--port", type=int, default=None, help="port to listen on ($PORT, 8080)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("preemptctl function: not built yet")
-    return 2
+    from vsphere_preemption import logs
+    from vsphere_preemption.settings import FunctionSettings, SettingsError, load
+
+    try:
+        settings = load(FunctionSettings)
+    except SettingsError as exc:
+        print(f"preemptctl function: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(debug=settings.debug, program="function")
+
+    import uvicorn
+
+    from vsphere_preemption.function.app import create_app
+
+    port = args.port if args.port is not None else settings.port
+    log = logs.get_logger("function")
+    log.info(
+        "function starting",
+        host=args.host,
+        port=port,
+        alarmName=settings.alarm_name,
+        temporal=settings.temporal_url,
+        namespace=settings.temporal_namespace,
+        queue=settings.temporal_taskqueue,
+        tag=settings.preemption_tag,
+        sink=settings.k_sink,
+    )
+    config = uvicorn.Config(
+        create_app(settings, log=log),
+        host=args.host,
+        port=port,
+        lifespan="on",
+        ws="none",  # no websocket library probing at start
+        access_log=False,  # our JSON logs carry each event; per-request lines would not be JSON
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+    return 0

@@ -1,0 +1,154 @@
+"""CloudEvents over HTTP in (binary and structured content mode), structured JSON out.
+
+Parsing and attribute validation is the official SDK's (`cloudevents.core.bindings.http`). Two
+things we do around it:
+
+- binary mode: the SDK reads the `ce-*` headers; the body (`data`) is read by the domain per
+  its content type, because the SDK turns a body it cannot parse as JSON into a string and
+  would hide whether a JSON body held a string or an object;
+- the attributes are kept as received: the SDK's event classes invent an `id` and a `time`
+  when they are missing, and neither may reach the workflow.
+
+`structured_json` renders the event as the Go SDK marshals it into the signal (field order
+specversion, id, source, type, subject, datacontenttype, dataschema, time, data, extensions).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import HTTPMessage, from_binary, from_structured
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v03.event import CloudEvent as CloudEventV03
+from cloudevents.core.v1.event import CloudEvent as CloudEventV1
+
+from vsphere_preemption.domain.events import (
+    EventData,
+    JsonData,
+    XmlData,
+    data_from_body,
+    data_from_structured,
+)
+from vsphere_preemption.wire import format_time
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+_REQUIRED = ("specversion", "id", "source", "type")
+_CONTEXT_ORDER = (
+    "specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema", "time",
+)  # fmt: skip
+_FACTORIES = {"1.0": CloudEventV1, "0.3": CloudEventV03}
+_FORMAT = JSONFormat()
+
+
+class NotACloudEvent(ValueError):
+    """The request is not a CloudEvent we accept; the message is one line."""
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    mode: str  # "binary" | "structured"
+    attributes: Mapping[str, Any]  # as received; `time` parsed to a timezone-aware datetime
+    raw_data: bytes | None  # the body (binary mode) or the decoded `data_base64`
+    embedded_data: Any  # structured mode's `data`, parsed JSON (None when absent)
+
+    @property
+    def id(self) -> str:
+        return str(self.attributes.get("id", ""))
+
+    @property
+    def datacontenttype(self) -> str | None:
+        value = self.attributes.get("datacontenttype")
+        return value if isinstance(value, str) else None
+
+    def data(self) -> EventData:
+        """The data, read per content type (raises the domain's UndecodableData)."""
+        if self.raw_data is not None:
+            return data_from_body(self.raw_data, self.datacontenttype)
+        return data_from_structured(self.embedded_data, self.datacontenttype)
+
+
+class _KeepAttributes:
+    """An SDK event factory that validates with the SDK's classes but keeps what was sent."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, Any] = {}
+        self.data: Any = None
+
+    def __call__(self, attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
+        self.attributes, self.data = dict(attributes), data
+        missing = [name for name in _REQUIRED if name not in attributes]
+        if missing:
+            raise NotACloudEvent(f"not a CloudEvent: missing {', '.join(missing)}")
+        factory = _FACTORIES.get(attributes["specversion"])
+        if factory is None:
+            raise NotACloudEvent(
+                f"unsupported CloudEvents specversion {attributes['specversion']!r}"
+            )
+        return factory(dict(attributes), data)
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
+    """An HTTP request (lower-case header names) as a CloudEvent, or NotACloudEvent."""
+    media = _media_type(headers.get("content-type", ""))
+    keep = _KeepAttributes()
+    try:
+        if media == BATCH:
+            raise NotACloudEvent("batched CloudEvents are not supported: send one event")
+        if media.startswith("application/cloudevents"):
+            if media != STRUCTURED:
+                raise NotACloudEvent(f"unsupported CloudEvents format {media!r}")
+            message = HTTPMessage(headers={"content-type": STRUCTURED}, body=body)
+            from_structured(message, _FORMAT, keep)
+            raw = keep.data if isinstance(keep.data, bytes) else None
+            embedded = None if raw is not None else keep.data
+            return IncomingEvent("structured", keep.attributes, raw, embedded)
+        if "ce-specversion" in headers:
+            wanted = {k: v for k, v in headers.items() if k.startswith("ce-")}
+            if "content-type" in headers:
+                wanted["content-type"] = headers["content-type"]
+            # The body is left out on purpose (see the module docstring).
+            from_binary(HTTPMessage(headers=wanted, body=b""), _FORMAT, keep)
+            return IncomingEvent("binary", keep.attributes, body, None)
+    except NotACloudEvent:
+        raise
+    except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)
+        raise NotACloudEvent(f"not a valid CloudEvent: {_one_line(exc)}") from None
+    raise NotACloudEvent(
+        "not a CloudEvent: no ce-specversion header (binary mode) "
+        f"and content type is not {STRUCTURED} (structured mode)"
+    )
+
+
+def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, Any]:
+    """The event in CloudEvents structured JSON, `data` embedded, as the Go SDK writes it."""
+    attributes = event.attributes
+    out: dict[str, Any] = {}
+    for name in _CONTEXT_ORDER:
+        if name in attributes:
+            value = attributes[name]
+            out[name] = format_time(value) if isinstance(value, datetime) else value
+    if event.raw_data is not None and event.mode == "structured":
+        out["data_base64"] = base64.b64encode(event.raw_data).decode("ascii")
+    elif isinstance(data, XmlData):
+        out["data"] = data.text  # non-JSON data is embedded as a string
+    elif isinstance(data, JsonData):
+        out["data"] = data.value
+    for name in sorted(attributes):  # Go iterates a map: any order is Go's order
+        if name not in out and name not in _CONTEXT_ORDER:
+            value = attributes[name]
+            out[name] = format_time(value) if isinstance(value, datetime) else value
+    return out

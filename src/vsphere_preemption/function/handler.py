@@ -1,0 +1,175 @@
+"""One event through the function: CloudEvent -> AlarmChange -> Decision -> Temporal -> reply.
+
+HTTP-free (headers and body in, status and JSON body out), so every branch is testable without
+a server. The statuses follow REFERENCE.md with our cancellation fix:
+
+- 200: ignored (another alarm), preemption signalled, or lowering handled — including a failed
+  cancel, which is only logged so the broker does not retry it (step 7);
+- 400: not a CloudEvent, not an AlarmStatusChangedEvent, or data that does not decode;
+- 503 (Temporal unreachable or timing out) / 502 (Temporal refused the call): the broker retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vsphere_preemption.domain.alarm_rules import Action, Decision, RuleError, decide
+from vsphere_preemption.domain.events import (
+    AlarmChange,
+    EventData,
+    NotAnAlarmEvent,
+    UndecodableData,
+    decode,
+)
+from vsphere_preemption.function.cloudevent_http import (
+    IncomingEvent,
+    NotACloudEvent,
+    parse,
+    structured_json,
+)
+from vsphere_preemption.function.metrics import Metrics
+from vsphere_preemption.function.temporal_link import TemporalLink
+from vsphere_preemption.settings import FunctionSettings
+from vsphere_preemption.temporal.client import TemporalError, TemporalUnavailable
+from vsphere_preemption.wire import WorkflowRequest
+
+# The Go function's words, kept as the start of our reasons so operators find them.
+INVALID_PAYLOAD = "event payload must be valid AlarmStatusChangedEvent"
+PREEMPTION_FAILED = "failed to run preemption"
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class EventHandler:
+    def __init__(
+        self, settings: FunctionSettings, link: TemporalLink, metrics: Metrics, log: Any
+    ) -> None:
+        self._settings = settings
+        self._link = link
+        self._metrics = metrics
+        self._log = log
+
+    async def handle(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        started = time.perf_counter()
+        label = "rejected"
+        try:
+            reply, label = await self._handle(headers, body)
+        finally:
+            self._metrics.latency.labels(label).observe(time.perf_counter() - started)
+        return reply
+
+    def reject(self, status: int, reason: str, message: str, event_id: str = "") -> Reply:
+        self._metrics.rejected.labels(reason).inc()
+        self._log.warning("event rejected", eventID=event_id, status=status, error=message)
+        return Reply(status, {"error": message})
+
+    async def _handle(self, headers: Mapping[str, str], body: bytes) -> tuple[Reply, str]:
+        try:
+            event = parse(headers, body)
+        except NotACloudEvent as exc:
+            return self.reject(400, "not_cloudevent", str(exc)), "rejected"
+        data: EventData | None = None
+        try:
+            data = event.data()
+            change = decode(event.attributes, data)
+            decision = decide(change, self._settings.alarm_name)
+        except NotAnAlarmEvent as exc:
+            return self.reject(400, "not_alarm_event", str(exc), event.id), "rejected"
+        except (UndecodableData, RuleError) as exc:
+            message = f"{INVALID_PAYLOAD}: {exc}"
+            return self.reject(400, "invalid_payload", message, event.id), "rejected"
+        finally:
+            if self._settings.debug:
+                self._log.debug(
+                    "event received", eventID=event.id, cloudEvent=_loggable(event, data)
+                )
+        if decision.action is Action.IGNORE:
+            self._metrics.ignored.labels("other_alarm").inc()
+            self._log.debug(
+                "event ignored", eventID=event.id, decision=decision.action, reason=decision.reason
+            )
+            return Reply(200, _summary(event, decision)), decision.action.value
+        assert data is not None
+        if decision.action is Action.PREEMPT:
+            return await self._preempt(event, data, change, decision), decision.action.value
+        return await self._cancel(event, change, decision), decision.action.value
+
+    async def _preempt(
+        self, event: IncomingEvent, data: EventData, change: AlarmChange, decision: Decision
+    ) -> Reply:
+        settings = self._settings
+        request = WorkflowRequest(
+            tag=settings.preemption_tag,
+            criticality=decision.criticality,
+            event=structured_json(event, data),
+            reply_to=settings.k_sink,
+        )
+        context = {
+            "eventID": event.id,
+            "decision": decision.action.value,
+            "alarmName": change.alarm_name,
+            "from": change.from_status,
+            "to": change.to_status,
+            "criticality": decision.criticality.value,
+            "workflowID": settings.alarm_name,
+            "queue": settings.temporal_taskqueue,
+            "tag": settings.preemption_tag,
+            "sink": settings.k_sink,
+        }
+        try:
+            run = await self._link.require().signal_with_start(settings.alarm_name, request)
+        except TemporalError as exc:
+            self._metrics.acted.labels("preempt", "failed").inc()
+            message = f"{PREEMPTION_FAILED}: {exc}"
+            self._log.error("preemption failed", **context, error=message)
+            status = 503 if isinstance(exc, TemporalUnavailable) else 502
+            return Reply(status, {"error": message}, RETRY_AFTER)
+        self._metrics.acted.labels("preempt", "signalled").inc()
+        self._log.info("preemption triggered", **context, runID=run.run_id)
+        return Reply(200, {**_summary(event, decision), "workflowID": run.workflow_id,
+                           "runID": run.run_id})  # fmt: skip
+
+    async def _cancel(self, event: IncomingEvent, change: AlarmChange, decision: Decision) -> Reply:
+        workflow_id = self._settings.alarm_name
+        context = {
+            "eventID": event.id,
+            "decision": decision.action.value,
+            "alarmName": change.alarm_name,
+            "from": change.from_status,
+            "to": change.to_status,
+            "workflowID": workflow_id,
+        }
+        try:
+            outcome = (await self._link.require().cancel(workflow_id)).value
+        except TemporalError as exc:
+            # REFERENCE.md step 7: logged only, and success returned so the broker does not
+            # redeliver; the workflow's own 24 h timeout bounds what is left running.
+            self._metrics.acted.labels("cancel", "failed").inc()
+            self._log.error("cancel failed", **context, error=str(exc))
+            body = {**_summary(event, decision), "outcome": "cancel_failed", "error": str(exc)}
+            return Reply(200, body)
+        self._metrics.acted.labels("cancel", outcome).inc()
+        self._log.info("preemption cancelled", **context, outcome=outcome)
+        return Reply(200, {**_summary(event, decision), "workflowID": workflow_id,
+                           "outcome": outcome})  # fmt: skip
+
+
+def _summary(event: IncomingEvent, decision: Decision) -> dict[str, Any]:
+    return {"eventID": event.id, "decision": decision.action.value, "reason": decision.reason}
+
+
+def _loggable(event: IncomingEvent, data: EventData | None) -> dict[str, Any]:
+    """The whole event for DEBUG logs, also when its data did not decode."""
+    whole = structured_json(event, data)
+    if data is None and event.raw_data is not None:
+        whole["data"] = event.raw_data[:4096].decode("utf-8", "replace")
+    return whole

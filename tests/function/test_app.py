@@ -1,0 +1,232 @@
+"""The ASGI app in process (httpx's ASGI transport), with its Temporal link not connected:
+every answer that does not need Temporal, and the answers when Temporal is not there."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from tests.function.conftest import (
+    alarm_event,
+    as_binary,
+    as_structured,
+    function_settings,
+    post,
+)
+from vsphere_preemption.function import handler as handler_module
+from vsphere_preemption.function.app import MAX_BODY, create_app
+from vsphere_preemption.settings import FunctionSettings
+
+ALARM = "cluster-cpu-above-80"
+
+
+def client_for(settings: FunctionSettings) -> httpx.AsyncClient:
+    # No lifespan runs under this transport: the Temporal link stays unconnected.
+    transport = httpx.ASGITransport(app=create_app(settings))
+    return httpx.AsyncClient(transport=transport, base_url="http://function")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(function_settings(ALARM)) as c:
+        yield c
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+async def test_liveness_at_once_readiness_only_when_connected(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health/liveness")).status_code == 200
+    ready = await client.get("/health/readiness")
+    assert ready.status_code == 503
+    assert "cannot connect" in ready.json()["reason"] or "connecting" in ready.json()["reason"]
+
+
+async def test_another_alarm_is_ignored_with_200(client: httpx.AsyncClient) -> None:
+    response = await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
+    assert response.status_code == 200
+    assert response.json()["decision"] == "ignore"
+    assert await metric(client, "vsphere_preemption_function_events_received_total") == 1
+    ignored = "vsphere_preemption_function_events_ignored_total"
+    assert await metric(client, ignored, reason="other_alarm") == 1
+    latency = "vsphere_preemption_function_event_handling_seconds_count"
+    assert await metric(client, latency, decision="ignore") == 1
+
+
+def bad_inputs() -> list[Any]:
+    good = alarm_event(ALARM, "green", "red")
+    other_type = {**good, "type": "com.vmware.vsphere.DrsVmPoweredOnEvent.v0"}
+    headers, _ = as_binary(good)
+    xml_headers, _ = as_binary(alarm_event(ALARM, "green", "red", xml=True))
+    no_from = alarm_event(ALARM, "", "red")
+    doctype = '<!DOCTYPE a [<!ENTITY x "y">]><AlarmStatusChangedEvent/>'
+    return [
+        pytest.param({"content-type": "application/json"}, b"{}", "not_cloudevent",
+                     "not a CloudEvent", id="plain-json"),
+        pytest.param({**headers, "ce-specversion": "9"}, b"{}", "not_cloudevent",
+                     "specversion", id="bad-specversion"),
+        pytest.param(*as_structured(other_type), "not_alarm_event",
+                     "not an AlarmStatusChangedEvent", id="other-event-type"),
+        pytest.param(headers, b"{not json", "invalid_payload",
+                     "event payload must be valid AlarmStatusChangedEvent", id="bad-json"),
+        pytest.param(headers, b"", "invalid_payload", "no data", id="no-data"),
+        pytest.param(headers, b'{"From": 3}', "invalid_payload", "From must be a string",
+                     id="wrong-type"),
+        pytest.param(xml_headers, doctype.encode(), "invalid_payload", "DOCTYPE", id="doctype"),
+        pytest.param(*as_binary(no_from), "invalid_payload", "without From or To",
+                     id="no-from"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("headers", "body", "reason", "message"), bad_inputs())
+async def test_bad_inputs_are_400_with_a_one_line_reason(
+    client: httpx.AsyncClient, headers: dict[str, str], body: bytes, reason: str, message: str
+) -> None:
+    response = await client.post("/", headers=headers, content=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert message in error and "\n" not in error
+    rejected = "vsphere_preemption_function_events_rejected_total"
+    assert await metric(client, rejected, reason=reason) == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_are_405(client: httpx.AsyncClient, method: str) -> None:
+    response = await client.request(method, "/")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert "POST CloudEvents here" in response.json()["error"]
+
+
+async def test_unknown_paths_are_404_in_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/events")
+    assert response.status_code == 404 and "error" in response.json()
+
+
+async def test_a_body_announced_over_1_mib_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/", content=b"x" * (MAX_BODY + 1))
+    assert response.status_code == 413
+    assert response.headers["connection"] == "close"
+    rejected = "vsphere_preemption_function_events_rejected_total"
+    assert await metric(client, rejected, reason="too_large") == 1
+
+
+async def test_a_streamed_body_is_cut_off_once_over_1_mib(client: httpx.AsyncClient) -> None:
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 4 MiB offered, without a Content-Length
+            sent += 1
+            yield b"x" * 65536
+
+    headers, _ = as_binary(alarm_event(ALARM, "green", "red"))
+    response = await client.post("/", headers=headers, content=chunks())
+    assert response.status_code == 413
+    assert "over 1048576 bytes" in response.json()["error"]
+    assert sent < 64  # refused while reading, not after
+
+
+async def test_a_body_of_exactly_1_mib_is_read(client: httpx.AsyncClient) -> None:
+    headers, _ = as_binary(alarm_event(ALARM, "green", "red"))
+    response = await client.post("/", headers=headers, content=b" " * MAX_BODY)
+    assert response.status_code == 400  # read, then found empty: not 413
+
+
+async def test_raising_without_temporal_is_503_with_the_reason(client: httpx.AsyncClient) -> None:
+    response = await post(client, as_binary(alarm_event(ALARM, "green", "red")))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    error = response.json()["error"]
+    assert error.startswith("failed to run preemption: not connected to Temporal at 127.0.0.1:1")
+    acted = "vsphere_preemption_function_events_acted_total"
+    assert await metric(client, acted, action="preempt", outcome="failed") == 1
+
+
+async def test_lowering_without_temporal_is_logged_and_200(client: httpx.AsyncClient) -> None:
+    event = alarm_event(ALARM, "red", "green")
+    with capture_logs() as logs:
+        response = await post(client, as_binary(event))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "cancel_failed"
+    failed = [entry for entry in logs if entry["event"] == "cancel failed"]
+    assert failed and failed[0]["eventID"] == event["id"] and failed[0]["decision"] == "cancel"
+    assert failed[0]["log_level"] == "error"
+
+
+async def test_debug_logs_the_whole_event() -> None:
+    event = alarm_event("other-alarm", "green", "red", xml=True)
+    async with client_for(function_settings(ALARM, DEBUG="true")) as client:
+        with capture_logs() as logs:
+            assert (await post(client, as_binary(event))).status_code == 200
+    received = next(entry for entry in logs if entry["event"] == "event received")
+    assert received["eventID"] == event["id"]
+    assert received["cloudEvent"] == event  # attributes, XML data and extensions
+    ignored = next(entry for entry in logs if entry["event"] == "event ignored")
+    assert ignored["decision"] == "ignore"
+
+
+async def test_without_debug_the_event_is_not_logged(client: httpx.AsyncClient) -> None:
+    with capture_logs() as logs:
+        await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
+    assert not [entry for entry in logs if entry["event"] == "event received"]
+
+
+async def test_debug_shows_undecodable_data_too() -> None:
+    headers, _ = as_binary(alarm_event(ALARM, "green", "red"))
+    async with client_for(function_settings(ALARM, DEBUG="true")) as client:
+        with capture_logs() as logs:
+            response = await client.post("/", headers=headers, content=b"{broken")
+    assert response.status_code == 400
+    received = next(entry for entry in logs if entry["event"] == "event received")
+    assert received["cloudEvent"]["data"] == "{broken"
+
+
+async def test_a_bug_is_a_handled_500_and_the_next_request_is_served(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(handler_module, "decide", broken)
+    with capture_logs() as logs:
+        response = await post(client, as_binary(alarm_event(ALARM, "green", "red")))
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error: RuntimeError"}
+    assert any(entry["event"] == "event handling failed" for entry in logs)
+    monkeypatch.undo()
+    response = await post(client, as_binary(alarm_event("other", "green", "red")))
+    assert response.status_code == 200
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(response.text)}
+    assert {
+        "vsphere_preemption_function_events_received",
+        "vsphere_preemption_function_event_handling_seconds",
+        "process_resident_memory_bytes",
+    } <= names
+
+
+async def test_reply_bodies_are_json_objects(client: httpx.AsyncClient) -> None:
+    response = await post(client, as_binary(alarm_event("other-alarm", "red", "green")))
+    assert json.loads(response.content) == {
+        "eventID": response.json()["eventID"],
+        "decision": "ignore",
+        "reason": "alarm 'other-alarm' is not 'cluster-cpu-above-80'",
+    }

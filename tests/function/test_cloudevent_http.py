@@ -1,0 +1,156 @@
+"""CloudEvents over HTTP: both content modes in, the Go SDK's structured JSON out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.function.conftest import (
+    alarm_event,
+    as_binary,
+    as_structured,
+    reference_event,
+)
+from vsphere_preemption.domain.events import JsonData, UndecodableData, XmlData
+from vsphere_preemption.function.cloudevent_http import NotACloudEvent, parse, structured_json
+from vsphere_preemption.temporal.client import go_json
+
+
+def roundtrip(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    event = parse(headers, body)
+    return structured_json(event, event.data())
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_the_reference_event_comes_out_as_go_marshals_it(mode: str) -> None:
+    reference = reference_event()
+    request = as_binary(reference) if mode == "binary" else as_structured(reference)
+    out = roundtrip(*request)
+    # Same fields, same order, same bytes as the Go function's signal carried.
+    assert list(out) == list(reference)
+    assert go_json(out) == go_json(reference)
+
+
+def test_binary_mode_attributes_data_and_extensions() -> None:
+    headers, body = as_binary(reference_event())
+    event = parse(headers, body)
+    assert event.mode == "binary"
+    assert event.id == "d65a8ad1-7d3c-4f72-ace4-e3f2883c4475"
+    assert event.attributes["time"] == datetime(2021, 11, 5, 13, 13, 49, 993999, tzinfo=UTC)
+    assert event.attributes["vsphereapiversion"] == "6.7.3"
+    assert event.raw_data == body
+    data = event.data()
+    assert isinstance(data, JsonData) and data.value["To"] == "red"
+
+
+def test_percent_encoded_header_values_are_decoded() -> None:
+    headers, body = as_binary(reference_event())
+    headers["ce-source"] = "https%3A%2F%2Fvcsa%20one%2Fsdk"
+    assert parse(headers, body).attributes["source"] == "https://vcsa one/sdk"
+
+
+def test_xml_data_is_embedded_as_a_string() -> None:
+    event = alarm_event("a1", "green", "red", xml=True)
+    for request in (as_binary(event), as_structured(event)):
+        parsed = parse(*request)
+        data = parsed.data()
+        assert isinstance(data, XmlData)
+        out = structured_json(parsed, data)
+        assert out["data"] == event["data"]
+        assert out["datacontenttype"] == "application/xml"
+        assert list(out)[-2:] == ["eventclass", "vsphereapiversion"]
+        # Go's encoder escapes <, > and & inside strings.
+        assert b"\\u003cAlarmStatusChangedEvent\\u003e" in go_json(out)
+
+
+def test_no_id_or_time_is_invented() -> None:
+    event = alarm_event("a1", "green", "red")
+    del event["time"]
+    out = roundtrip(*as_binary(event))
+    assert "time" not in out
+    assert out["id"] == event["id"]
+
+
+def test_times_come_out_in_utc_go_style() -> None:
+    event = alarm_event("a1", "green", "red")
+    event["time"] = "2021-11-05T14:13:49.990+01:00"
+    assert roundtrip(*as_structured(event))["time"] == "2021-11-05T13:13:49.99Z"
+
+
+def test_structured_data_base64_stays_base64() -> None:
+    event = alarm_event("a1", "green", "red")
+    raw = json.dumps(event.pop("data")).encode()
+    event["data_base64"] = base64.b64encode(raw).decode()
+    parsed = parse(*as_structured(event))
+    data = parsed.data()
+    assert isinstance(data, JsonData) and data.value["To"] == "red"
+    out = structured_json(parsed, data)
+    assert out["data_base64"] == event["data_base64"] and "data" not in out
+
+
+def test_cloudevents_0_3_are_accepted() -> None:
+    event = alarm_event("a1", "green", "red")
+    event["specversion"] = "0.3"
+    assert roundtrip(*as_binary(event))["specversion"] == "0.3"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "reason"),
+    [
+        ({"content-type": "application/json"}, b"{}", "no ce-specversion header"),
+        ({}, b"", "no ce-specversion header"),
+        ({"ce-specversion": "1.0", "ce-source": "s", "ce-type": "t"}, b"{}", "missing id"),
+        ({"ce-specversion": "2.0", "ce-id": "1", "ce-source": "s", "ce-type": "t"}, b"", "2.0"),
+        (
+            {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t",
+             "ce-time": "yesterday"},
+            b"", "not a valid CloudEvent",
+        ),
+        (
+            {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t",
+             "ce-time": "2021-11-05T13:13:49"},
+            b"", "timezone aware",
+        ),
+        (
+            {"ce-specversion": "1.0", "ce-id": "", "ce-source": "s", "ce-type": "t"},
+            b"", "not a valid CloudEvent",
+        ),
+        ({"content-type": "application/cloudevents+json"}, b"{not json", "not a valid"),
+        ({"content-type": "application/cloudevents+json"}, b"[1, 2]", "not a valid"),
+        ({"content-type": "application/cloudevents+json"}, b"\xff\xfe", "not a valid"),
+        ({"content-type": "application/cloudevents+json"}, b'{"specversion": "1.0"}', "missing"),
+        ({"content-type": "application/cloudevents-batch+json"}, b"[]", "batched"),
+        ({"content-type": "application/cloudevents+xml"}, b"<a/>", "unsupported CloudEvents"),
+    ],
+)  # fmt: skip
+def test_requests_that_are_not_cloudevents(
+    headers: dict[str, str], body: bytes, reason: str
+) -> None:
+    with pytest.raises(NotACloudEvent, match=reason) as info:
+        parse(headers, body)
+    assert "\n" not in str(info.value)
+
+
+def test_structured_events_with_bad_attribute_types() -> None:
+    event = alarm_event("a1", "green", "red")
+    event["time"] = 12
+    with pytest.raises(NotACloudEvent, match="not a valid CloudEvent"):
+        parse(*as_structured(event))
+    event = alarm_event("a1", "green", "red")
+    event["Bad-Extension"] = "x"
+    with pytest.raises(NotACloudEvent, match="not a valid CloudEvent"):
+        parse(*as_structured(event))
+
+
+def test_binary_data_that_is_not_json_is_the_domains_to_refuse() -> None:
+    headers, _ = as_binary(alarm_event("a1", "green", "red"))
+    event = parse(headers, b"{not json")  # the event itself is fine
+    with pytest.raises(UndecodableData, match="not valid JSON"):
+        event.data()
+    headers["content-type"] = "application/octet-stream"
+    with pytest.raises(UndecodableData, match="unsupported datacontenttype"):
+        parse(headers, b"\x00\x01").data()

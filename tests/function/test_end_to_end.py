@@ -1,0 +1,325 @@
+"""The function served by uvicorn on a loopback socket, against the real Temporal dev server.
+
+No worker runs `PreemptVMsWorkflow` here: the workflows the function starts stay open with a
+scheduled task, which is all these tests look at (their histories). Each test uses its own
+task queue and alarm names, and terminates what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from tests.function.conftest import (
+    SINK,
+    Serve,
+    alarm_event,
+    as_binary,
+    as_structured,
+    function_settings,
+    post,
+    reference_event,
+    reference_signal_bytes,
+    unique,
+)
+from vsphere_preemption.devservers import TemporalDevServer, free_port
+from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
+
+REFERENCE_ALARM = "cluster-cpu-above-80"
+
+
+@pytest.fixture
+async def cleanup(temporal_client: Client) -> AsyncIterator[list[str]]:
+    """Workflow IDs to terminate after the test, so no run outlives it."""
+    ids: list[str] = []
+    yield ids
+    for workflow_id in ids:
+        with contextlib.suppress(RPCError):
+            await temporal_client.get_workflow_handle(workflow_id).terminate("test done")
+
+
+async def history(client: Client, workflow_id: str) -> list[HistoryEvent]:
+    return list((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+def signals(events: list[HistoryEvent]) -> list[Any]:
+    found = []
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            attrs = event.workflow_execution_signaled_event_attributes
+            assert attrs.signal_name == SIGNAL_NAME
+            (payload,) = attrs.input.payloads
+            assert payload.metadata["encoding"] == b"json/plain"
+            found.append(payload.data)
+    return found
+
+
+def cancel_requested(events: list[HistoryEvent]) -> bool:
+    wanted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+    return any(event.event_type == wanted for event in events)
+
+
+async def not_found(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        return exc.status == RPCStatusCode.NOT_FOUND
+    return False
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+async def test_raising_starts_the_alarms_workflow_with_the_reference_signal(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+    mode: str,
+) -> None:
+    queue = unique("queue")
+    settings = function_settings(
+        REFERENCE_ALARM, queue, temporal_server.address, K_SINK=SINK, DEBUG="true"
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    cleanup.append(REFERENCE_ALARM)
+    event = reference_event()
+    request = as_binary(event) if mode == "binary" else as_structured(event)
+    async with function.client() as client:
+        with capture_logs() as logs:
+            response = await post(client, request)
+    assert response.status_code == 200, response.text
+    reply = response.json()
+    assert reply["decision"] == "preempt" and reply["workflowID"] == REFERENCE_ALARM
+
+    events = await history(temporal_client, REFERENCE_ALARM)
+    started = events[0].workflow_execution_started_event_attributes
+    assert started.workflow_type.name == WORKFLOW_TYPE
+    assert started.task_queue.name == queue
+    assert started.workflow_execution_timeout.ToTimedelta() == timedelta(hours=24)
+    assert not started.HasField("input") or not started.input.payloads
+    # Byte for byte what the Go function sent (events/02_*).
+    assert signals(events) == [reference_signal_bytes()]
+    description = await temporal_client.get_workflow_handle(REFERENCE_ALARM).describe()
+    assert description.run_id == reply["runID"]
+    assert description.status == WorkflowExecutionStatus.RUNNING
+
+    triggered = next(entry for entry in logs if entry["event"] == "preemption triggered")
+    assert triggered["eventID"] == event["id"] and triggered["decision"] == "preempt"
+    assert (triggered["criticality"], triggered["sink"]) == ("HIGH", SINK)
+    assert triggered["runID"] == reply["runID"]
+
+
+async def test_a_second_raising_event_signals_the_same_run(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup.append(alarm)
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    first = alarm_event(alarm, "green", "yellow")
+    second = alarm_event(alarm, "yellow", "red", xml=True)  # Tanzu Sources' default encoding
+    async with function.client() as client:
+        one = await post(client, as_binary(first))
+        two = await post(client, as_binary(second))
+    assert one.status_code == two.status_code == 200
+    assert one.json()["runID"] == two.json()["runID"]
+
+    sent = [json.loads(data) for data in signals(await history(temporal_client, alarm))]
+    assert [s["criticality"] for s in sent] == ["MEDIUM", "HIGH"]
+    assert [s["event"]["id"] for s in sent] == [first["id"], second["id"]]
+    assert sent[0]["event"]["data"] == first["data"]
+    assert sent[1]["event"]["data"] == second["data"]  # the XML text, as a string
+    assert sent[1]["event"]["datacontenttype"] == "application/xml"
+    assert all(s["replyTo"] == "" and s["tag"] == "preemptible" for s in sent)
+
+
+async def test_lowering_cancels_only_that_alarms_workflow(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    queue = unique("queue")
+    alarm_a, alarm_b = unique("alarm-a"), unique("alarm-b")
+    cleanup += [alarm_a, alarm_b]
+    function_a = await serve(function_settings(alarm_a, queue, temporal_server.address))
+    function_b = await serve(function_settings(alarm_b, queue, temporal_server.address))
+    await function_a.wait_ready()
+    await function_b.wait_ready()
+    async with function_a.client() as client_a, function_b.client() as client_b:
+        assert (await post(client_a, as_binary(alarm_event(alarm_a, "green", "red")))).is_success
+        assert (await post(client_b, as_binary(alarm_event(alarm_b, "gray", "red")))).is_success
+        # B's lowering sent to A's function is another alarm for it: ignored.
+        ignored = await post(client_a, as_binary(alarm_event(alarm_b, "red", "green")))
+        assert ignored.json()["decision"] == "ignore"
+        lowered = await post(
+            client_a, as_structured(alarm_event(alarm_a, "red", "green", old_router=True))
+        )
+    assert lowered.status_code == 200
+    assert lowered.json()["decision"] == "cancel"
+    assert lowered.json()["outcome"] == "cancel_requested"
+
+    assert cancel_requested(await history(temporal_client, alarm_a))
+    assert not cancel_requested(await history(temporal_client, alarm_b))
+    description = await temporal_client.get_workflow_handle(alarm_b).describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_lowering_with_no_workflow_running_is_fine(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup.append(alarm)
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    async with function.client() as client:
+        never = await post(client, as_binary(alarm_event(alarm, "yellow", "green")))
+        assert (never.status_code, never.json()["outcome"]) == (200, "not_running")
+        # A closed run is not running either.
+        assert (await post(client, as_binary(alarm_event(alarm, "green", "red")))).is_success
+        await temporal_client.get_workflow_handle(alarm).terminate("closed for the test")
+        closed = await post(client, as_binary(alarm_event(alarm, "red", "gray")))
+        assert (closed.status_code, closed.json()["outcome"]) == (200, "not_running")
+        # And the next raising event starts a new run.
+        again = await post(client, as_binary(alarm_event(alarm, "gray", "yellow")))
+    assert again.status_code == 200
+    description = await temporal_client.get_workflow_handle(alarm).describe()
+    assert description.run_id == again.json()["runID"]
+    assert description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_non_matching_alarm_starts_nothing(
+    temporal_server: TemporalDevServer, temporal_client: Client, serve: Serve
+) -> None:
+    mine, other = unique("alarm"), unique("other")
+    function = await serve(function_settings(mine, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    async with function.client() as client:
+        for request in (
+            as_binary(alarm_event(other, "green", "red")),
+            as_structured(alarm_event(other, "green", "yellow", xml=True)),
+            as_binary(alarm_event(other, "red", "green", old_router=True)),
+        ):
+            response = await post(client, request)
+            assert (response.status_code, response.json()["decision"]) == (200, "ignore")
+    assert await not_found(temporal_client, mine)
+    assert await not_found(temporal_client, other)
+
+
+def raw_http(port: int, request: bytes) -> bytes:
+    """Send bytes on a fresh connection and read the answer until the server closes it.
+
+    Blocking: run it in a thread, the server shares the test's event loop."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_each_bad_input_gets_its_status_and_the_server_goes_on(
+    temporal_server: TemporalDevServer, serve: Serve
+) -> None:
+    alarm = unique("alarm")
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    good = as_binary(alarm_event("someone-else", "green", "red"))
+    headers, _ = as_binary(alarm_event(alarm, "green", "red"))
+    cases: list[tuple[str, dict[str, str], bytes, int]] = [
+        ("POST", {"content-type": "application/json"}, b'{"a": 1}', 400),
+        ("POST", headers, b"<not json>", 400),
+        ("POST", *as_structured({**alarm_event(alarm, "a", "b"), "type": "x.y"}), 400),
+        ("POST", {"content-type": "application/cloudevents+json"}, b"\x00\xff", 400),
+        ("GET", {}, b"", 405),
+        ("PUT", headers, b"{}", 405),
+    ]
+    async with function.client() as client:
+        for method, request_headers, body, status in cases:
+            response = await client.request(method, "/", headers=request_headers, content=body)
+            assert response.status_code == status, (method, body)
+            assert "error" in response.json()
+            assert (await post(client, good)).status_code == 200
+
+        port = int(function.url.rsplit(":", 1)[1])
+        # Announced too large: refused before a byte of the body is read.
+        head = b"POST / HTTP/1.1\r\nHost: f\r\nContent-Length: 2000000\r\n\r\n"
+        announced = await asyncio.to_thread(raw_http, port, head)
+        assert announced.startswith(b"HTTP/1.1 413 ")
+        # Streamed (chunked, no length): refused once past 1 MiB.
+        chunk = b"x" * 65536
+        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(16))
+        body += b"1\r\nx\r\n0\r\n\r\n"
+        head = b"POST / HTTP/1.1\r\nHost: f\r\nTransfer-Encoding: chunked\r\n\r\n"
+        streamed = await asyncio.to_thread(raw_http, port, head + body)
+        assert streamed.startswith(b"HTTP/1.1 413 ")
+        assert (await post(client, good)).status_code == 200
+        assert (await client.get("/health/readiness")).status_code == 200
+
+
+async def test_an_unknown_namespace_is_a_502_with_temporals_reason(
+    temporal_server: TemporalDevServer, serve: Serve
+) -> None:
+    alarm = unique("alarm")
+    settings = function_settings(
+        alarm, unique("queue"), temporal_server.address, TEMPORAL_NAMESPACE="no-such-namespace"
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    async with function.client() as client:
+        response = await post(client, as_binary(alarm_event(alarm, "green", "red")))
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error.startswith("failed to run preemption: signal-with-start: Temporal NOT_FOUND")
+        assert "no-such-namespace" in error
+        assert (await client.get("/health/liveness")).status_code == 200
+
+
+async def test_temporal_going_away_is_a_503_the_broker_retries(serve: Serve) -> None:
+    alarm = unique("alarm")
+    with TemporalDevServer() as private:
+        function = await serve(function_settings(alarm, unique("queue"), private.address))
+        await function.wait_ready()
+        async with function.client() as client:
+            assert (await post(client, as_binary(alarm_event(alarm, "green", "red")))).is_success
+    async with function.client() as client:
+        raising = await post(client, as_binary(alarm_event(alarm, "yellow", "red")))
+        assert raising.status_code == 503
+        assert raising.headers["retry-after"] == "5"
+        assert raising.json()["error"].startswith("failed to run preemption: signal-with-start:")
+        # Lowering: the cancel failure is logged, success returned (REFERENCE.md step 7).
+        lowering = await post(client, as_binary(alarm_event(alarm, "red", "green")))
+        assert (lowering.status_code, lowering.json()["outcome"]) == (200, "cancel_failed")
+        assert (await client.get("/health/liveness")).status_code == 200
+
+
+async def test_readiness_waits_for_temporal(serve: Serve) -> None:
+    server = TemporalDevServer(port=free_port())  # not started yet
+    function = await serve(function_settings(unique("alarm"), unique("queue"), server.address))
+    async with function.client() as client:
+        waiting = await client.get("/health/readiness")
+        assert waiting.status_code == 503
+        assert (
+            "cannot connect" in waiting.json()["reason"] or "connecting" in waiting.json()["reason"]
+        )
+        with server:
+            await function.wait_ready()
+            assert (await client.get("/health/readiness")).json() == {"status": "ready"}
