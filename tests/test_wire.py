@@ -1,0 +1,66 @@
+"""The PreemptVMsChan signal (WorkflowRequest) and Go's JSON encoding of it, against events/02_*."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import fixture_text
+from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.temporal.client import go_json, signal_payload_bytes
+from vsphere_preemption.wire import WireError, WorkflowRequest
+
+SIGNAL = fixture_text("02_old-router_PreemptVMsChan-signal-WorkflowRequest.json").strip()
+
+
+def test_the_reference_signal_round_trips_byte_for_byte() -> None:
+    request = WorkflowRequest.from_wire(json.loads(SIGNAL))
+    assert json.dumps(request.to_wire(), separators=(",", ":")) == SIGNAL
+    assert signal_payload_bytes(request) == SIGNAL.encode()
+
+
+def test_the_reference_signal_fields() -> None:
+    request = WorkflowRequest.from_wire(json.loads(SIGNAL))
+    assert request.tag == "preemptible"
+    assert request.criticality is Criticality.HIGH
+    assert request.reply_to == "http://default-broker-ingress.vmware-functions.svc.cluster.local"
+    assert list(request.event)[:8] == [
+        "specversion", "id", "source", "type", "subject", "datacontenttype", "time", "data",
+    ]  # fmt: skip
+    assert list(request.to_wire()) == ["tag", "criticality", "event", "replyTo"]
+
+
+def test_field_names_are_read_in_any_case_and_written_exactly() -> None:
+    loose = {"TAG": "t", "Criticality": "medium", "EVENT": {"id": "1"}, "replyto": ""}
+    request = WorkflowRequest.from_wire(loose)
+    assert request.to_wire() == {
+        "tag": "t", "criticality": "MEDIUM", "event": {"id": "1"}, "replyTo": "",
+    }  # fmt: skip
+
+
+def test_a_request_always_carries_an_event() -> None:
+    with pytest.raises(WireError, match="event is missing"):
+        WorkflowRequest.from_wire({"tag": "t", "criticality": "LOW", "event": None})
+    wire = WorkflowRequest("t", Criticality.LOW, {"id": "1"}).to_wire()
+    assert wire["event"] is not None and wire["replyTo"] == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        ({"a": "<x> & y"}, b'{"a":"\\u003cx\\u003e \\u0026 y"}'),
+        ({"a": "caf\u00e9 \u2603"}, '{"a":"caf\u00e9 \u2603"}'.encode()),  # UTF-8, not \\u
+        ({"a": "line\u2028sep\u2029"}, b'{"a":"line\\u2028sep\\u2029"}'),
+        ({"a": json.loads('"\\ud800"')}, '{"a":"\ufffd"}'.encode()),  # lone surrogate
+        ({"b": 1, "a": [True, None, 1.5]}, b'{"b":1,"a":[true,null,1.5]}'),  # order kept
+    ],
+)
+def test_go_json_escapes_as_go_encoding_json_does(value: Any, encoded: bytes) -> None:
+    assert go_json(value) == encoded
+
+
+def test_go_json_refuses_what_go_cannot_encode() -> None:
+    with pytest.raises(ValueError, match="JSON compliant"):
+        go_json({"a": float("nan")})
