@@ -4,8 +4,8 @@ The CLI runs in-process through `main([...])` (in a thread: it runs its own even
 loop) and, where the process itself matters (exit codes, stderr), as a real
 subprocess. `status` and `cancel` talk to a STAND-IN workflow registered under the
 type name PreemptVMsWorkflow: it answers `current_state` the way the wire contract
-says, so these tests exercise the CLI, not the workflow (test_workflow_cmd_real.py
-runs the CLI against our real workflow).
+says, so these tests exercise the CLI, not the workflow; one test at the end runs
+the CLI against our real PreemptVMsWorkflow (with stand-in activities: no vCenter).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -35,7 +35,18 @@ from temporalio.worker import Worker
 from tests.conftest import fixture_json
 from vsphere_preemption.cli.main import main
 from vsphere_preemption.devservers import TemporalDevServer, free_port
-from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
+from vsphere_preemption.temporal.contracts import (
+    ANNOTATE_VMS,
+    GET_POLICY,
+    GET_PREEMPTIBLE_VMS,
+    POWER_OFF_VMS,
+    AnnotateInput,
+    FindVmsInput,
+    PowerOffInput,
+    PreemptionPolicy,
+)
+from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
     QUERY_NAME,
@@ -610,3 +621,74 @@ async def test_exit_code_is_exact_every_time(server: list[str]) -> None:
         pair = await asyncio.gather(run_process(*argv), run_process(*argv))
         codes += [done.returncode for done in pair]
     assert codes == [1] * 10
+
+
+# --- against our real workflow -------------------------------------------------------------------
+
+
+def vcenter_stand_ins(calls: list[Any]) -> list[Any]:
+    """The worker's activities under their real names, answering without a vCenter."""
+
+    @activity.defn(name=GET_POLICY)
+    async def policy() -> PreemptionPolicy:
+        return PreemptionPolicy()
+
+    @activity.defn(name=GET_PREEMPTIBLE_VMS)
+    async def find(arg: FindVmsInput) -> Selection:
+        calls.append(arg)
+        return Selection(selected=[VmRef("vm-201"), VmRef("vm-202")])
+
+    @activity.defn(name=POWER_OFF_VMS)
+    async def power_off(arg: PowerOffInput) -> PowerOffOutcome:
+        calls.append(arg)
+        return PowerOffOutcome(powered_off=list(arg.vms))
+
+    @activity.defn(name=ANNOTATE_VMS)
+    async def annotate(arg: AnnotateInput) -> AnnotateOutcome:
+        return AnnotateOutcome(annotated=list(arg.vms))
+
+    return [policy, find, power_off, annotate]
+
+
+@pytest.mark.usefixtures("fresh_cli_workflow")
+async def test_run_status_cancel_against_our_real_workflow(
+    server: list[str], temporal_client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, calls = unique("cli-real"), list[Any]()
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[PreemptVMsWorkflow],
+        activities=vcenter_stand_ins(calls),
+    ):
+        assert await cli("run", *server, "-q", queue, "-c", "high", "-t", "batch", "--json") == 0
+        run_id = json.loads(capsys.readouterr().out)["workflowRunID"]
+        handle = temporal_client.get_workflow_handle(CLI_WORKFLOW_ID, run_id=run_id)
+        await wait_until_ran(handle)
+        assert calls[0] == FindVmsInput(tag="batch", max_vms=10)
+        assert (calls[1].vms, calls[1].force) == ([VmRef("vm-201"), VmRef("vm-202")], True)
+
+        assert await cli("status", *server) == 0
+        table = capsys.readouterr().out
+        assert "Status       running, started " in table
+        assert "Tag          batch" in table
+        assert "Criticality  HIGH (forced power-off)" in table
+        assert "vm-202  VirtualMachine  forced power-off" in table
+
+        assert await cli("status", *server, "--json") == 0
+        printed = one_line(capsys.readouterr().out)
+        assert printed == await handle.query(QUERY_NAME, result_type=str)
+        assert json.loads(printed)["workflowRunID"] == run_id
+
+        assert await cli("cancel", *server) == 0
+        capsys.readouterr()
+        result = await handle.result()
+    assert result["virtualMachines"] == [
+        {"Type": "VirtualMachine", "Value": "vm-201"},
+        {"Type": "VirtualMachine", "Value": "vm-202"},
+    ]
+    # Completed, worker gone: status still shows the last run, from the history.
+    assert await cli("status", *server) == 0
+    table = capsys.readouterr().out
+    assert "Status       completed, started " in table
+    assert "vm-201  VirtualMachine  forced power-off" in table
