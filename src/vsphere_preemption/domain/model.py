@@ -51,6 +51,8 @@ class PowerOffOutcome:
     powered_off: list[VmRef]  # confirmed off (a retry that finds one off already counts it)
     failed: list[VmIssue] = field(default_factory=list)
     forced_after_grace: list[VmRef] = field(default_factory=list)  # soft shutdown timed out
+    # soft shutdown refused by vCenter (no VMware Tools, suspended...): forced at once, and why
+    forced_without_grace: list[VmIssue] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
