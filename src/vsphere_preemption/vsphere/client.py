@@ -1,0 +1,165 @@
+"""The vSphere client the worker's activities use: find, power off, annotate.
+
+Thread-safe: activities run on a thread pool and share one client, so one logged-in
+SOAP session and one REST tagging session serve every call; each is renewed when
+vCenter forgets it (`NotAuthenticated` / HTTP 401) and logged out by `close()`.
+Errors are `VSphereError`s with safe text (never a credential, never a third-party
+exception in the cause chain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from types import TracebackType
+
+from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
+from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, VmState, select_preemptible
+from vsphere_preemption.logs import get_logger
+from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.vsphere.fields import CustomFields
+from vsphere_preemption.vsphere.power import PowerOff
+from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
+from vsphere_preemption.vsphere.rest import TaggingRest
+from vsphere_preemption.vsphere.soap import RoundTrips, SoapSession
+
+log = get_logger(__name__)
+
+
+def _no_heartbeat(_: str) -> None:
+    pass
+
+
+def _placement(state: VmState) -> dict[str, str | None]:
+    return {"vm": state.ref.value, "name": state.name, "host": state.host, "cluster": state.cluster}
+
+
+class VSphereClient:
+    """Lazy: nothing is sent to vCenter before the first call."""
+
+    def __init__(
+        self,
+        config: VCenterConfig,
+        *,
+        poll_interval: float = 1.0,
+        task_timeout: timedelta = timedelta(minutes=2),
+        page_size: int | None = None,
+        tag_cache_ttl: float = 300.0,
+        pool_size: int = 16,
+    ) -> None:
+        self.config = config
+        self._round_trips = RoundTrips()
+        # `session` and `tagging` are for this package (inventory.py), not for callers.
+        self.session = SoapSession(config, self._round_trips, pool_size=pool_size)
+        self.tagging = TaggingRest(config, self._round_trips, tag_cache_ttl=tag_cache_ttl)
+        self._fields = CustomFields(self.session)
+        self._power = PowerOff(self.session, poll_interval=poll_interval, task_timeout=task_timeout)
+        self._page_size = page_size
+
+    @property
+    def round_trips(self) -> int:
+        """HTTP round trips to vCenter (SOAP + REST) since creation, logins included."""
+        return self._round_trips.count
+
+    # -- reads ------------------------------------------------------------------------
+
+    def tagged_objects(self, tag: str) -> list[VmRef]:
+        """Every object attached to the tag called `tag` (any type); TagNotFoundError if none."""
+        return self.tagging.attached_objects(tag)
+
+    def read_vms(self, vms: Sequence[VmRef]) -> dict[VmRef, VmState]:
+        """Name, power state and placement of the VMs that exist, in one batched request."""
+        refs = [r for r in vms if r.type == VIRTUAL_MACHINE]
+        with self.session.translating("read virtual machines"):
+            states, _ = read_vm_states(self.session, refs, page_size=self._page_size)
+        return states
+
+    def find_preemptible(self, tag: str, max_vms: int) -> Selection:
+        """The powered-on VMs carrying `tag`, at most `max_vms`, and why the others are not.
+
+        Round trips: 1 REST call per tag of that name + 1 batched SOAP read (+1 per
+        page, +1 per tagged VM deleted behind vCenter's back on servers that fault on
+        missing objects), whatever the number of VMs. Resolving the tag name costs
+        1 + number of tags when it is not cached.
+        """
+        tagged = self.tagged_objects(tag)
+        states = self.read_vms(tagged)
+        selection = select_preemptible(tagged, states, max_vms)
+        log.info(
+            "vcenter.preemptible",
+            tag=tag,
+            tagged=len(tagged),
+            selected=[r.value for r in selection.selected],
+            left_out=len(selection.left_out),
+        )
+        log.debug(
+            "vcenter.preemptible_detail",
+            tag=tag,
+            selected=[_placement(states[r]) for r in selection.selected],
+            left_out=[{"vm": str(i.vm), "reason": i.reason} for i in selection.left_out],
+        )
+        return selection
+
+    # -- actions ----------------------------------------------------------------------
+
+    def power_off(
+        self,
+        vms: Sequence[VmRef],
+        *,
+        force: bool,
+        soft_shutdown_grace: timedelta,
+        max_concurrency: int,
+        heartbeat: Callable[[str], None] = _no_heartbeat,
+    ) -> PowerOffOutcome:
+        """Power the VMs off and confirm it; see `power.py` for the soft/hard rules."""
+        with self.session.translating("power off virtual machines"):
+            return self._power.run(
+                vms,
+                force=force,
+                soft_shutdown_grace=soft_shutdown_grace,
+                max_concurrency=max_concurrency,
+                heartbeat=heartbeat,
+            )
+
+    def annotate(
+        self,
+        vms: Sequence[VmRef],
+        key: str,
+        value: str,
+        *,
+        max_concurrency: int = 5,
+        heartbeat: Callable[[str], None] = _no_heartbeat,
+    ) -> AnnotateOutcome:
+        """Set custom field `key` (created if missing) to `value` on every VM."""
+        with self.session.translating(f"annotate virtual machines ({key})"):
+            return self._fields.set(
+                vms, key, value, max_concurrency=max_concurrency, heartbeat=heartbeat
+            )
+
+    def custom_field_key(self, name: str) -> int:
+        """The key of custom field `name` for VMs, created if missing."""
+        with self.session.translating(f"look up custom field {name!r}"):
+            return self._fields.key(name)
+
+    def read_custom_field(self, vms: Sequence[VmRef], name: str) -> dict[VmRef, str]:
+        """The value of custom field `name` on each VM that has one (one batched read)."""
+        with self.session.translating(f"read custom field {name!r}"):
+            key = self._fields.key(name)
+            return read_custom_values(self.session, vms, key)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Log both sessions out; idempotent. The client cannot be used afterwards."""
+        try:
+            self.session.close()
+        finally:
+            self.tagging.close()
+
+    def __enter__(self) -> VSphereClient:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

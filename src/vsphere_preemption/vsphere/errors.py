@@ -1,0 +1,43 @@
+"""The adapter's own errors: safe text only.
+
+pyVmomi faults and HTTP errors are turned into these with a message we write
+(fault type plus vCenter's short message), raised `from None` so that no third-party
+object, and so nothing that could carry a credential, travels into logs or into a
+Temporal failure (whose cause chain is stored in workflow history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class VSphereError(RuntimeError):
+    """A vCenter operation failed; the message is safe to log and to store."""
+
+
+class ConfigError(VSphereError):
+    """The vCenter configuration (URL, secret files, CA bundle) cannot be used."""
+
+
+class LoginError(VSphereError):
+    """vCenter refused the credentials."""
+
+
+class TLSVerificationError(VSphereError):
+    """vCenter's certificate could not be verified."""
+
+
+class TagNotFoundError(VSphereError):
+    """No tag of that name exists."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"tag {tag!r} not found")
+        self.tag = tag
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Defence in depth: blank any secret that a server might echo back."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,126 @@
+"""Prepare an inventory (vcsim or a lab vCenter) for tests, the demo and benchmarks.
+
+Through the same sessions and APIs as the worker: tags via the tagging REST API,
+VMs via pyVmomi. Idempotent where that makes sense (a category or tag that exists is
+reused), so the demo can run twice against the same simulator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.selection import VmState, moref_key
+from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.reads import read_task_states
+from vsphere_preemption.vsphere.sdk import vim, vmodl
+from vsphere_preemption.vsphere.soap import Connection, props, ref_of
+
+PC = vmodl.query.PropertyCollector
+
+DEFAULT_CATEGORY = "vsphere-preemption"
+
+
+class Inventory:
+    def __init__(self, client: VSphereClient, *, task_timeout: float = 120.0) -> None:
+        self.client = client
+        self._session = client.session
+        self._task_timeout = task_timeout
+
+    # -- reading ----------------------------------------------------------------------
+
+    def objects(self, type_name: str) -> list[VmRef]:
+        """Every managed object of a type (`VirtualMachine`, `HostSystem`, `Datastore`...)."""
+
+        def list_view(conn: Connection) -> list[VmRef]:
+            content = conn.content
+            view = content.viewManager.CreateContainerView(
+                content.rootFolder, [getattr(vim, type_name)], True
+            )
+            try:
+                spec = PC.FilterSpec(
+                    objectSet=[PC.ObjectSpec(obj=view, skip=False)],
+                    propSet=[PC.PropertySpec(type=vim.view.ContainerView, pathSet=["view"])],
+                )
+                result = content.propertyCollector.RetrievePropertiesEx(
+                    [spec], PC.RetrieveOptions()
+                )
+                found = props(result.objects[0]).get("view") or [] if result.objects else []
+                return [ref_of(o) for o in found]
+            finally:
+                view.DestroyView()
+
+        with self._session.translating(f"list {type_name} objects"):
+            refs = self._session.call(list_view)
+        return sorted(refs, key=lambda r: moref_key(r.value))
+
+    def vms(self) -> list[VmState]:
+        """Every VM with its power state and placement, by name."""
+        states = self.client.read_vms(self.objects("VirtualMachine"))
+        return sorted(states.values(), key=lambda s: (s.name, moref_key(s.ref.value)))
+
+    # -- tags -------------------------------------------------------------------------
+
+    def ensure_tag(self, tag: str, category: str = DEFAULT_CATEGORY) -> str:
+        """The id of tag `tag` in `category`, both created if missing."""
+        category_id = self.client.tagging.ensure_category(category)
+        return self.client.tagging.ensure_tag(category_id, tag)
+
+    def tag(self, tag: str, objects: Sequence[VmRef], category: str = DEFAULT_CATEGORY) -> str:
+        """Attach `tag` (created if missing) to `objects`, VMs or not; returns the tag id."""
+        tag_id = self.ensure_tag(tag, category)
+        self.client.tagging.attach(tag_id, objects)
+        return tag_id
+
+    def untag(self, tag_id: str, objects: Sequence[VmRef]) -> None:
+        for obj in objects:
+            self.client.tagging.detach(tag_id, obj)
+
+    # -- power ------------------------------------------------------------------------
+
+    def power_on(self, vms: Sequence[VmRef]) -> None:
+        self._tasks(vms, "PowerOnVM_Task", tolerate="poweredOn")
+
+    def power_off(self, vms: Sequence[VmRef]) -> None:
+        self._tasks(vms, "PowerOffVM_Task", tolerate="poweredOff")
+
+    def suspend(self, vms: Sequence[VmRef]) -> None:
+        self._tasks(vms, "SuspendVM_Task", tolerate="suspended")
+
+    def _tasks(self, vms: Sequence[VmRef], method: str, *, tolerate: str) -> None:
+        """Start `method` on every VM, then wait for all the tasks; raise if one fails."""
+        tasks: list[VmRef] = []
+        with self._session.translating(f"{method} on {len(vms)} VMs"):
+            for ref in vms:
+                try:
+                    task = self._session.call(partial(_invoke, ref=ref, method=method))
+                except vim.fault.InvalidPowerState as fault:
+                    if fault.existingState == tolerate:
+                        continue  # already there
+                    raise
+                tasks.append(ref_of(task))
+            self._wait(tasks, method)
+
+    def _wait(self, tasks: list[VmRef], method: str) -> None:
+        deadline = time.monotonic() + self._task_timeout
+        pending = list(tasks)
+        while pending:
+            states, missing = read_task_states(self._session, pending)
+            if missing:
+                raise VSphereError(f"{method}: tasks vanished: {sorted(t.value for t in missing)}")
+            errors: list[Any] = [s.error for s in states.values() if s.state == "error"]
+            if errors:
+                raise VSphereError(f"{method} failed: {self._session.text(errors[0])}")
+            pending = [t for t, s in states.items() if s.state != "success"]
+            if pending and time.monotonic() > deadline:
+                raise VSphereError(f"{method}: {len(pending)} tasks still running")
+            if pending:
+                time.sleep(0.05)
+
+
+def _invoke(conn: Connection, *, ref: VmRef, method: str) -> Any:
+    return getattr(conn.managed(ref), method)()

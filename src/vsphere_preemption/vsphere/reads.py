@@ -1,0 +1,129 @@
+"""Batched reads: VM states, power states and task states, one request for any number.
+
+Placement comes in the same request: a traversal VM -> resourcePool -> owner reaches
+the compute resource (cluster, or a standalone host's) so its name costs no extra
+round trip. (`runtime.host` -> `parent` would be the obvious path, but a traversal
+can only follow a top-level property, and `runtime.host` is nested.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.selection import VmState
+from vsphere_preemption.vsphere.sdk import vim, vmodl
+from vsphere_preemption.vsphere.soap import SoapSession, props, ref_of
+
+PC = vmodl.query.PropertyCollector
+
+_VM_PATHS = ["name", "runtime.powerState", "runtime.host", "resourcePool"]
+
+
+def _placement_traversal() -> list[Any]:
+    return [
+        PC.TraversalSpec(
+            name="vmToPool",
+            type=vim.VirtualMachine,
+            path="resourcePool",
+            skip=False,
+            selectSet=[PC.SelectionSpec(name="poolToOwner")],
+        ),
+        PC.TraversalSpec(name="poolToOwner", type=vim.ResourcePool, path="owner", skip=False),
+    ]
+
+
+def read_vm_states(
+    session: SoapSession, refs: Sequence[VmRef], *, page_size: int | None = None
+) -> tuple[dict[VmRef, VmState], set[VmRef]]:
+    """Name, power state, host and cluster of every VM in `refs`; and those that vanished."""
+    if not refs:
+        return {}, set()
+    contents, missing = session.retrieve(
+        refs,
+        [
+            PC.PropertySpec(type=vim.VirtualMachine, pathSet=_VM_PATHS),
+            PC.PropertySpec(type=vim.ResourcePool, pathSet=["owner"]),
+            PC.PropertySpec(type=vim.ComputeResource, pathSet=["name"]),
+        ],
+        page_size=page_size,
+        traversal=_placement_traversal(),
+    )
+    vms: dict[VmRef, dict[str, Any]] = {}
+    pool_owner: dict[str, str] = {}
+    compute_name: dict[str, str] = {}
+    for content in contents:
+        ref, values = ref_of(content.obj), props(content)
+        if isinstance(content.obj, vim.VirtualMachine):
+            vms[ref] = values
+        elif isinstance(content.obj, vim.ResourcePool) and values.get("owner") is not None:
+            pool_owner[ref.value] = values["owner"]._moId
+        elif isinstance(content.obj, vim.ComputeResource):
+            compute_name[ref.value] = str(values.get("name", ""))
+    states: dict[VmRef, VmState] = {}
+    for ref, values in vms.items():
+        host = values.get("runtime.host")
+        pool = values.get("resourcePool")
+        owner = pool_owner.get(pool._moId) if pool is not None else None
+        states[ref] = VmState(
+            ref=ref,
+            name=str(values.get("name", "")),
+            power_state=str(values.get("runtime.powerState", "")),
+            host=host._moId if host is not None else None,
+            cluster=compute_name.get(owner) if owner else None,
+        )
+    return states, missing | {r for r in refs if r not in states}
+
+
+def read_power_states(
+    session: SoapSession, refs: Sequence[VmRef]
+) -> tuple[dict[VmRef, str], set[VmRef]]:
+    """Just `runtime.powerState`, for polling."""
+    if not refs:
+        return {}, set()
+    contents, missing = session.retrieve(
+        refs, [PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.powerState"])]
+    )
+    states = {ref_of(c.obj): str(props(c).get("runtime.powerState", "")) for c in contents}
+    return states, missing | {r for r in refs if r not in states}
+
+
+@dataclass(frozen=True)
+class TaskState:
+    state: str  # queued | running | success | error
+    error: Any = None  # the MethodFault when state is error
+
+
+def read_task_states(
+    session: SoapSession, tasks: Sequence[VmRef]
+) -> tuple[dict[VmRef, TaskState], set[VmRef]]:
+    if not tasks:
+        return {}, set()
+    contents, missing = session.retrieve(
+        tasks, [PC.PropertySpec(type=vim.Task, pathSet=["info.state", "info.error"])]
+    )
+    states: dict[VmRef, TaskState] = {}
+    for content in contents:
+        values = props(content)
+        # pyVmomi hands a LocalizedMethodFault over as the MethodFault it wraps.
+        error = values.get("info.error")
+        fault = error if isinstance(error, vmodl.MethodFault) else getattr(error, "fault", error)
+        states[ref_of(content.obj)] = TaskState(str(values.get("info.state", "")), fault)
+    return states, missing | {t for t in tasks if t not in states}
+
+
+def read_custom_values(session: SoapSession, vms: Sequence[VmRef], key: int) -> dict[VmRef, str]:
+    """The value of custom field `key` on each VM that has one."""
+    if not vms:
+        return {}
+    contents, _ = session.retrieve(
+        vms, [PC.PropertySpec(type=vim.VirtualMachine, pathSet=["customValue"])]
+    )
+    values: dict[VmRef, str] = {}
+    for content in contents:
+        for item in props(content).get("customValue") or ():
+            if int(item.key) == key:
+                values[ref_of(content.obj)] = str(item.value)
+    return values
