@@ -49,6 +49,15 @@ def test_shared_flags_are_accepted_before_and_after_the_verb(argv: tuple[str, ..
     assert options == _Options("status", "t:1", "ns", "q", verbose=True, json=True)
 
 
+def test_go_global_flags_before_the_command() -> None:
+    # `preempctl --json --verbose workflow status`, as the Go CLI's README writes it.
+    args = build_parser().parse_args(["--json", "--verbose", "workflow", "status"])
+    options = _Options.from_args(args)
+    assert (options.json, options.verbose) == (True, True)
+    _, options = _parse("status")
+    assert (options.json, options.verbose) == (False, False)
+
+
 def test_a_flag_after_the_verb_wins_over_one_before_it() -> None:
     _, options = _parse("-s", "before:1", "cancel", "-s", "after:2")
     assert options.server == "after:2"

@@ -27,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="preemptctl",
         description="Event-driven VM preemption for VMware vSphere.",
     )
+    # The Go preemptctl's global flags, so `preemptctl --json workflow status` works as
+    # there; `workflow` reads them (and accepts them after itself and its verbs too).
+    parser.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help="explain each step"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in SUBCOMMANDS.values():
         module = importlib.import_module(f"vsphere_preemption.cli.{module_name}")
