@@ -1,0 +1,31 @@
+# One image for the function and the worker: its entry point is `preemptctl`, and the default
+# command serves the function. Run the worker with the argument `worker`:
+#
+#   docker build -t vsphere-preemption:0.1.0 .
+#   docker run --rm -e TEMPORAL_URL=... -p 8080:8080 vsphere-preemption:0.1.0            # function
+#   docker run --rm -e TEMPORAL_URL=... -e VCENTER_URL=... vsphere-preemption:0.1.0 worker
+#
+# Build stage: the package and its runtime dependencies (no dev tools) in a virtualenv.
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+# pip writes the .pyc files here, so the read-only runtime never compiles at start.
+RUN /opt/venv/bin/pip install . \
+ && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+
+# Runtime stage: the same base (the venv's python links to it), the venv, nothing else.
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PORT=8080
+COPY --from=build /opt/venv /opt/venv
+# A numeric non-root user (65532, "nonroot"), so Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["preemptctl"]
+CMD ["function"]
