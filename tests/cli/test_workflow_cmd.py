@@ -228,6 +228,7 @@ async def test_run_with_event_reply_to_and_criticality(
     assert code == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Sent PreemptVMsChan to workflow 'preempctl-run' (run ")
+    assert out[0].endswith("if it was not running.")
     assert out[1] == (
         "tag gpu-batch, criticality MEDIUM (forced power-off), event "
         "com.vmware.event.router/event 15c7f3f5-072d-4cc8-994b-773992b78979, "

@@ -188,8 +188,8 @@ async def current_state(client: Client, workflow_id: str, run_id: str | None) ->
         except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
             reason = _query_failure_reason(exc)
             raise CommandFailed(
-                f"{_run_label(workflow_id, summary.run_id)} is {summary.status} but did not answer "
-                f"the {QUERY_NAME!r} query: {reason} "
+                f"{_run_label(workflow_id, summary.run_id)} is {summary.status_text} but did not "
+                f"answer the {QUERY_NAME!r} query: {reason} "
                 f"(is a worker polling task queue {summary.task_queue!r}?)"
             ) from None
     raw = _as_json_text(answer)
@@ -209,7 +209,7 @@ async def request_cancel(client: Client, workflow_id: str, run_id: str | None) -
     if summary.status != WorkflowExecutionStatus.RUNNING.name.lower():
         raise CommandFailed(
             f"{_run_label(workflow_id, summary.run_id)} is not running "
-            f"({summary.status.replace('_', ' ')}): nothing to cancel"
+            f"({summary.status_text}): nothing to cancel"
         )
     try:
         await client.get_workflow_handle(workflow_id, run_id=summary.run_id).cancel(

@@ -244,8 +244,8 @@ async def _run(options: _Options, client: Client, request: WorkflowRequest) -> i
     shutdown = "forced power-off" if request.criticality.forces_power_off else "guest shutdown"
     print(
         f"Sent {SIGNAL_NAME} to workflow {started.workflow_id!r} (run {started.run_id}) "
-        f"on task queue {options.queue!r}, namespace {options.namespace!r}; "
-        "Temporal started it if it was not running."
+        f"in namespace {options.namespace!r}; Temporal started it on task queue "
+        f"{options.queue!r} if it was not running."
     )
     print(
         f"tag {request.tag}, criticality {request.criticality.value} ({shutdown}), "

@@ -40,6 +40,10 @@ class WorkflowSummary:
     close_time: datetime | None = None
     timeout_at: datetime | None = None
 
+    @property
+    def status_text(self) -> str:
+        return self.status.replace("_", " ")
+
 
 def format_when(value: datetime, now: datetime) -> str:
     """`2021-11-05 13:02:32 UTC (3m ago)`: absolute for the record, relative for people."""
@@ -123,7 +127,7 @@ def describe_event(event: CloudEventJSON, now: datetime) -> str:
 
 
 def _status_line(summary: WorkflowSummary, now: datetime) -> str:
-    line = f"{summary.status.replace('_', ' ')}, started {format_when(summary.start_time, now)}"
+    line = f"{summary.status_text}, started {format_when(summary.start_time, now)}"
     if summary.close_time is not None:
         return f"{line}, closed {format_when(summary.close_time, now)}"
     if summary.timeout_at is not None:
