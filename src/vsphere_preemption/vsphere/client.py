@@ -30,6 +30,11 @@ def _no_heartbeat(_: str) -> None:
     pass
 
 
+def _check_concurrency(max_concurrency: int) -> None:
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+
+
 def _placement(state: VmState) -> dict[str, str | None]:
     return {"vm": state.ref.value, "name": state.name, "host": state.host, "cluster": state.cluster}
 
@@ -112,6 +117,7 @@ class VSphereClient:
         heartbeat: Callable[[str], None] = _no_heartbeat,
     ) -> PowerOffOutcome:
         """Power the VMs off and confirm it; see `power.py` for the soft/hard rules."""
+        _check_concurrency(max_concurrency)
         with self.session.translating("power off virtual machines"):
             return self._power.run(
                 vms,
@@ -131,6 +137,7 @@ class VSphereClient:
         heartbeat: Callable[[str], None] = _no_heartbeat,
     ) -> AnnotateOutcome:
         """Set custom field `key` (created if missing) to `value` on every VM."""
+        _check_concurrency(max_concurrency)
         with self.session.translating(f"annotate virtual machines ({key})"):
             return self._fields.set(
                 vms, key, value, max_concurrency=max_concurrency, heartbeat=heartbeat

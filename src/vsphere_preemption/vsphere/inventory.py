@@ -76,6 +76,9 @@ class Inventory:
         self.client.tagging.attach(tag_id, objects)
         return tag_id
 
+    def delete_tag(self, tag_id: str) -> None:
+        self.client.tagging.delete_tag(tag_id)
+
     def untag(self, tag_id: str, objects: Sequence[VmRef]) -> None:
         for obj in objects:
             self.client.tagging.detach(tag_id, obj)

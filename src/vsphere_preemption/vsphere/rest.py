@@ -298,6 +298,9 @@ class TaggingRest:
         spec = {"name": name, "description": "", "category_id": category_id}
         return str(self.request("POST", lambda d: d.tag, create_spec=spec))
 
+    def delete_tag(self, tag_id: str) -> None:
+        self.request("DELETE", lambda d: d.item(d.tag, tag_id))
+
     def attach(self, tag_id: str, objects: Sequence[VmRef]) -> None:
         """Attach in one request, whatever the number of objects."""
         if not objects:

@@ -41,7 +41,12 @@ PC = vmodl.query.PropertyCollector
 # A pooled keep-alive connection the server has closed (idle timeout, vCenter
 # restart) fails like this on first use; the request never reached vCenter, or a
 # retried call is harmless (every call we make is idempotent), so retry once.
-_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+_STALE_CONNECTION = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+)
 
 
 class RoundTrips:
