@@ -157,19 +157,20 @@ def decode(attributes: Mapping[str, Any], data: EventData | None) -> AlarmChange
         if data.value is None:
             raise UndecodableData("the event has no data")
         fields = _decode_struct(_EVENT, data.value, "data")
-    alarm = fields["Alarm"]
+    # Decoded structs hold only the fields the data set: absent means Go's zero value.
+    alarm = fields.get("Alarm") or {}
     return AlarmChange(
         event_id=str(attributes.get("id", "")),
         event_type=str(attributes.get("type", "")),
         shape=shape,
-        alarm_name=alarm["Name"],
-        alarm_ref=alarm["Alarm"]["Value"],
-        from_status=fields["From"],
-        to_status=fields["To"],
-        entity_name=fields["Entity"]["Name"],
-        message=fields["FullFormattedMessage"],
-        key=fields["Key"],
-        created_time=fields["CreatedTime"],
+        alarm_name=alarm.get("Name", ""),
+        alarm_ref=(alarm.get("Alarm") or {}).get("Value", ""),
+        from_status=fields.get("From", ""),
+        to_status=fields.get("To", ""),
+        entity_name=(fields.get("Entity") or {}).get("Name", ""),
+        message=fields.get("FullFormattedMessage", ""),
+        key=fields.get("Key", 0),
+        created_time=fields.get("CreatedTime"),
     )
 
 
@@ -183,6 +184,10 @@ class _Field:
     fields: tuple[_Field, ...] = ()
 
     @cached_property
+    def by_name(self) -> dict[str, _Field]:
+        return {f.name: f for f in self.fields}
+
+    @cached_property
     def by_folded_name(self) -> dict[str, _Field]:
         return {_fold(f.name): f for f in self.fields}
 
@@ -190,7 +195,7 @@ class _Field:
     def by_xml_name(self) -> dict[str, _Field]:
         return {f.xml: f for f in self.fields}
 
-    @property
+    @cached_property
     def is_object(self) -> bool:
         return self.kind in {"struct", "ptr", "moref"}
 
@@ -239,47 +244,37 @@ _EVENT = _Field(
 )
 
 
-def _zero(spec: _Field) -> Any:
-    """Go's zero value: what a field holds when the data does not set it."""
-    if spec.kind == "str":
-        return ""
-    if spec.kind == "int32":
-        return 0
-    if spec.kind in {"time", "ptr"}:
-        return None
-    return _new(spec)
-
-
-def _new(spec: _Field) -> dict[str, Any]:
-    return {f.name: _zero(f) for f in spec.fields}
-
-
 def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise UndecodableData(f"{path} must be a JSON object, got {_json_kind(value)}")
-    out: dict[str, Any] = into if into is not None else _new(spec)
+    out: dict[str, Any] = {} if into is None else into
+    by_name, by_folded_name = spec.by_name, spec.by_folded_name
     for key, item in value.items():
-        field = spec.by_folded_name.get(_fold(key)) if isinstance(key, str) else None
+        # Go looks a key up exactly first, then case-insensitively.
+        field = by_name.get(key)
         if field is None:
-            continue  # unknown fields are ignored, as in Go
-        where = f"{path}.{field.name}"
+            field = by_folded_name.get(_fold(key)) if isinstance(key, str) else None
+            if field is None:
+                continue  # unknown fields are ignored, as in Go
         if item is None:
             if field.kind == "ptr":
                 out[field.name] = None
             continue  # null leaves any other value as it was
         if field.is_object:
             # Go decodes into the value already there: a repeated object merges.
-            out[field.name] = _decode_struct(field, item, where, out[field.name])
+            where = f"{path}.{field.name}"
+            out[field.name] = _decode_struct(field, item, where, out.get(field.name))
         else:
-            out[field.name] = _scalar(field, item, where)
+            out[field.name] = _scalar(field, item, path)
     return out
 
 
-def _scalar(field: _Field, item: Any, where: str) -> Any:
+def _scalar(field: _Field, item: Any, path: str) -> Any:
     if field.kind == "str":
         if not isinstance(item, str):
-            raise UndecodableData(f"{where} must be a string, got {_json_kind(item)}")
+            raise UndecodableData(f"{path}.{field.name} must be a string, got {_json_kind(item)}")
         return item
+    where = f"{path}.{field.name}"
     if field.kind == "int32":
         if isinstance(item, bool) or not isinstance(item, int):
             raise UndecodableData(f"{where} must be an integer, got {_json_kind(item)}")
@@ -332,7 +327,7 @@ def _decode_xml(text: str) -> dict[str, Any]:
         root = ET.fromstring(text)  # noqa: S314 (DOCTYPE refused above: nothing can expand)
     except ET.ParseError as exc:
         raise UndecodableData(f"data is not valid XML: {_one_line(exc)}") from None
-    return _xml_struct(_EVENT, root, "data", _new(_EVENT))
+    return _xml_struct(_EVENT, root, "data", {})
 
 
 def _local(name: str) -> str:
@@ -360,8 +355,7 @@ def _xml_struct(
             continue  # unknown elements are ignored, as in Go
         where = f"{path}.{field.name}"
         if field.is_object:
-            current = out[field.name]
-            out[field.name] = _xml_struct(field, child, where, current or _new(field))
+            out[field.name] = _xml_struct(field, child, where, out.get(field.name) or {})
         else:
             out[field.name] = _xml_scalar(field, _chardata(child), where)
     return out
