@@ -1,1 +1,134 @@
-"""Builds and runs the Temporal worker (not built yet)."""
+"""Builds and runs the Temporal worker: PreemptVMsWorkflow and its vSphere activities.
+
+Wiring only: settings in, one vCenter client (one session for every activity), one
+HTTP client, one thread pool for the blocking activities, the Temporal worker on
+TEMPORAL_TASKQUEUE. `run` returns once `stop` is set (SIGTERM/SIGINT in
+`preemptctl worker`): the worker stops polling, gives running activities
+`graceful_shutdown` to finish (then cancels them; Temporal retries them elsewhere,
+and they are safe to run twice), and the vCenter session is logged out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from vsphere_preemption import logs
+from vsphere_preemption.settings import WorkerSettings
+from vsphere_preemption.temporal.activities import PreemptionActivities
+from vsphere_preemption.temporal.contracts import PreemptionPolicy
+from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.wire import preempted_event_source
+
+# Activities at once on this worker; each may run up to `max_concurrency` vCenter
+# calls of its own. The thread pool matches, so no activity waits for a thread.
+ACTIVITY_SLOTS = 8
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)  # inside Kubernetes' default 30 s
+HTTP_TIMEOUT = 10.0
+
+log = logs.get_logger(__name__)
+
+
+class StartError(RuntimeError):
+    """The worker could not start (Temporal unreachable, namespace unknown)."""
+
+
+def policy_from(settings: WorkerSettings) -> PreemptionPolicy:
+    return PreemptionPolicy(
+        cooldown_seconds=settings.cooldown.total_seconds(),
+        max_vms=settings.max_vms,
+        soft_shutdown_grace_seconds=settings.soft_shutdown_grace.total_seconds(),
+        max_concurrency=settings.max_concurrency,
+    )
+
+
+def vcenter_config(settings: WorkerSettings) -> VCenterConfig:
+    """Credentials from the secret files only; raises vsphere.errors.ConfigError."""
+    return VCenterConfig.from_secret_dir(
+        settings.vcenter_url,
+        settings.vcenter_secret_path,
+        insecure=settings.vcenter_insecure,
+        ca_bundle=settings.vcenter_ca_bundle,
+    )
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    activities: PreemptionActivities,
+    executor: Executor,
+    *,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PreemptVMsWorkflow],
+        activities=activities.all(),
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_SLOTS,
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+
+
+async def run(
+    settings: WorkerSettings,
+    stop: asyncio.Event,
+    *,
+    vcenter: VSphereClient | None = None,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+) -> None:
+    """Run until `stop` is set.
+
+    Raises vsphere.errors.ConfigError (vCenter settings) or StartError (Temporal)
+    before it polls. A `vcenter` handed in stays open (tests read it).
+    """
+    owned = vcenter is None
+    vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
+    try:
+        try:
+            client = await Client.connect(
+                settings.temporal_url, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as exc:
+            raise StartError(
+                f"cannot connect to Temporal at {settings.temporal_url}: {exc}"
+            ) from None
+        with (
+            ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
+            httpx.Client(timeout=HTTP_TIMEOUT) as http,
+        ):
+            activities = PreemptionActivities(
+                vsphere,
+                policy_from(settings),
+                preempted_event_source(settings.temporal_url, settings.temporal_namespace),
+                http,
+            )
+            worker = build_worker(
+                client,
+                settings.temporal_taskqueue,
+                activities,
+                executor,
+                graceful_shutdown=graceful_shutdown,
+            )
+            async with worker:
+                log.info(
+                    "worker started",
+                    temporal=settings.temporal_url,
+                    namespace=settings.temporal_namespace,
+                    taskQueue=settings.temporal_taskqueue,
+                    vcenter=settings.vcenter_url,
+                )
+                await stop.wait()
+                log.info("worker stopping", gracefulShutdownSeconds=graceful_shutdown.seconds)
+        log.info("worker stopped")
+    finally:
+        if owned:
+            vsphere.close()  # logs the vCenter session out

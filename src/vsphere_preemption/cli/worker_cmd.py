@@ -1,15 +1,65 @@
-"""`preemptctl worker` (not built yet)."""
+"""`preemptctl worker`: the Temporal worker, configured only by its environment."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+DESCRIPTION = """\
+Run the Temporal worker: PreemptVMsWorkflow and its vSphere activities.
+
+Environment: TEMPORAL_URL (required), TEMPORAL_NAMESPACE and TEMPORAL_TASKQUEUE
+(default vsphere-preemption), VCENTER_URL (required), VCENTER_INSECURE (default
+false), VCENTER_SECRET_PATH (default /var/bindings/vsphere; files `username` and
+`password`), VCENTER_CA_BUNDLE, PREEMPTION_COOLDOWN (default 1m),
+PREEMPTION_MAX_VMS (default 10), PREEMPTION_SOFT_SHUTDOWN_GRACE (default 2m),
+PREEMPTION_MAX_CONCURRENCY (default 5), DEBUG.
+Stops gracefully on SIGTERM or SIGINT.
+"""
 
 
 def add_parser(subparsers: Any) -> None:
-    subparsers.add_parser("worker", help="(not built yet)")
+    subparsers.add_parser(
+        "worker",
+        help="run the Temporal worker (PreemptVMsWorkflow, vSphere activities)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("preemptctl worker: not built yet")
-    return 2
+    from vsphere_preemption.settings import SettingsError, WorkerSettings, load
+
+    try:
+        settings = load(WorkerSettings)
+    except SettingsError as exc:
+        print(f"preemptctl worker: {exc}", file=sys.stderr)
+        return 2
+
+    import asyncio
+    import signal
+
+    from vsphere_preemption import logs
+    from vsphere_preemption.vsphere.errors import ConfigError
+    from vsphere_preemption.worker import StartError
+    from vsphere_preemption.worker import run as run_worker
+
+    logs.configure(debug=settings.debug, program="worker")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(f"preemptctl worker: {exc}", file=sys.stderr)
+        return 2
+    except StartError as exc:
+        print(f"preemptctl worker: {exc}", file=sys.stderr)
+        return 1
+    return 0

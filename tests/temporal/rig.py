@@ -1,0 +1,256 @@
+"""The worker end-to-end rig: a vcsim scene, an event sink, the worker, a vCenter observer.
+
+Everything real: vcsim (tags through the tagging REST API, VMs through pyVmomi), a
+plain HTTP server on loopback for the emitted CloudEvents, the worker built from its
+settings exactly as `preemptctl worker` builds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+
+from vsphere_preemption import worker
+from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.selection import PowerState
+from vsphere_preemption.settings import WorkerSettings, load
+from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.vsphere.inventory import Inventory
+from vsphere_preemption.vsphere.sdk import connect, vim
+from vsphere_preemption.wire import ANNOTATION_KEY
+
+# Two clusters of two hosts and a standalone host, 5 VMs per compute resource: 15 VMs.
+INVENTORY = ("-cluster", "2", "-host", "2", "-vm", "5")
+SECRET = "Pa55-w0rd-never-in-history"  # vcsim accepts only this password
+TAG = "preemptible"
+
+
+def vcsim_args(*extra: str) -> tuple[str, ...]:
+    return (*INVENTORY, "-username", "preemptor", "-password", SECRET, *extra)
+
+
+def write_secret(directory: Path, sim: Vcsim) -> Path:
+    """The basic-auth secret as Kubernetes mounts it: files `username` and `password`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "username").write_text(sim.username)
+    (directory / "password").write_text(sim.password + "\n")  # `echo pw > file` style
+    return directory
+
+
+def worker_env(
+    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "TEMPORAL_URL": temporal_address,
+        "TEMPORAL_NAMESPACE": "vsphere-preemption",
+        "TEMPORAL_TASKQUEUE": task_queue,
+        "VCENTER_URL": sim.url,
+        "VCENTER_INSECURE": "true",  # vcsim's self-signed certificate
+        "VCENTER_SECRET_PATH": str(secret_dir),
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def running_worker(env: Mapping[str, str]) -> AsyncIterator[None]:
+    """The worker in this process, from its settings, as `preemptctl worker` runs it."""
+    settings = load(WorkerSettings, env)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+class WorkerProcess:
+    """`python -m vsphere_preemption worker` as its own process (kill -9 and restart it)."""
+
+    def __init__(self, env: Mapping[str, str], log_file: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with open(self.log_file, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vsphere_preemption", "worker"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+
+@dataclass
+class Scene:
+    """Who carries the tag, in what state, before the signal."""
+
+    on: list[VmRef]  # tagged and powered on: exactly these must go off
+    off: list[VmRef]  # tagged, already off: left alone
+    not_vms: list[VmRef]  # tagged hosts and datastores: left alone
+    untagged: list[VmRef]  # powered on, not tagged: left alone
+
+    @property
+    def all_vms(self) -> list[VmRef]:
+        return [*self.on, *self.off, *self.untagged]
+
+
+def spread(inventory: Inventory) -> list[VmRef]:
+    """Every VM, interleaved across clusters (and the standalone host)."""
+    groups: dict[str | None, list[VmRef]] = collections.defaultdict(list)
+    for state in inventory.vms():
+        groups[state.cluster].append(state.ref)
+    columns = [groups[key] for key in sorted(groups, key=str)]
+    out: list[VmRef] = []
+    for row in range(max(len(c) for c in columns)):
+        out.extend(c[row] for c in columns if row < len(c))
+    return out
+
+
+def prepare(inventory: Inventory, *, on: int, off: int, not_vms: int = 2) -> Scene:
+    vms = spread(inventory)
+    scene = Scene(
+        on=vms[:on],
+        off=vms[on : on + off],
+        not_vms=[*inventory.objects("HostSystem")[:1], *inventory.objects("Datastore")[:1]][
+            :not_vms
+        ],
+        untagged=vms[on + off :],
+    )
+    inventory.power_off(scene.off)
+    inventory.tag(TAG, [*scene.on, *scene.off, *scene.not_vms])
+    return scene
+
+
+def client_for(sim: Vcsim) -> VSphereClient:
+    """The test's own vCenter session (not the worker's)."""
+    config = VCenterConfig(url=sim.url, username=sim.username, password=sim.password, insecure=True)
+    return VSphereClient(config, poll_interval=0.1)
+
+
+def powered_off(client: VSphereClient, vms: Iterable[VmRef]) -> set[VmRef]:
+    return {
+        ref
+        for ref, state in client.read_vms(list(vms)).items()
+        if state.power_state == PowerState.POWERED_OFF
+    }
+
+
+def read_annotations(client: VSphereClient, vms: Iterable[VmRef]) -> dict[VmRef, str]:
+    return client.read_custom_field(list(vms), ANNOTATION_KEY)
+
+
+class Observer:
+    """A raw pyVmomi session reading vCenter's event log: what was done to which VM."""
+
+    def __init__(self, sim: Vcsim) -> None:
+        self.si: Any = connect.SmartConnect(
+            host="127.0.0.1",
+            port=sim.port,
+            user=sim.username,
+            pwd=sim.password,
+            disableSslCertValidation=True,
+        )
+        self._baseline: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def mark(self, *type_names: str) -> None:
+        """From now on, `events` counts only what happens after this call."""
+        self._baseline = self._all(*type_names)
+
+    def events(self, *type_names: str) -> collections.Counter[tuple[str, str]]:
+        """(event type, VM moref) -> how many times vCenter logged it since `mark`."""
+        return self._all(*type_names) - self._baseline
+
+    def _all(self, *type_names: str) -> collections.Counter[tuple[str, str]]:
+        manager: Any = self.si.RetrieveContent().eventManager
+        found: Any = manager.QueryEvents(vim.event.EventFilterSpec(eventTypeId=list(type_names)))
+        counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        for event in found:
+            name = type(event).__name__.rsplit(".", 1)[-1]
+            if name in type_names and event.vm is not None:
+                counts[(name, event.vm.vm._moId)] += 1
+        return counts
+
+    def close(self) -> None:
+        connect.Disconnect(self.si)
+
+
+@dataclass
+class EventSink:
+    """A tiny real HTTP server on loopback that records what is POSTed to it.
+
+    `statuses` are answered in order (then 202), to make the sender retry.
+    """
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[HTTPMessage] = field(default_factory=list)
+    url: str = ""
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[EventSink]:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.received.append(HTTPMessage(headers=dict(self.headers.items()), body=body))
+                status = sink.statuses.pop(0) if sink.statuses else 202
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/events"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+    def events(self) -> list[BaseCloudEvent]:
+        return [from_http_event(m) for m in self.received]
+
+
+def parse_json(text: str) -> Any:
+    return json.loads(text)

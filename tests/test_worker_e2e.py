@@ -1,0 +1,263 @@
+"""The worker end to end: real Temporal dev server, real vcsim, real HTTP sink.
+
+The worker runs in this process, built from its settings exactly as `preemptctl
+worker` builds it (secret files, TLS setting, policy); the workflow is started the
+way the Go function starts it (signal-with-start by type name, the wire JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+
+from tests.conftest import fixture_json
+from tests.temporal.helpers import (
+    ANNOTATION_FIXTURE,
+    eventually,
+    query_state,
+    signal_payload,
+    signal_with_start,
+    unique,
+    wait_for,
+)
+from tests.temporal.rig import (
+    SECRET,
+    EventSink,
+    Observer,
+    client_for,
+    powered_off,
+    prepare,
+    read_annotations,
+    running_worker,
+    vcsim_args,
+    worker_env,
+    write_secret,
+)
+from vsphere_preemption.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.vsphere.inventory import Inventory
+from vsphere_preemption.wire import (
+    PREEMPTED_EVENT_TYPE,
+    SIGNAL_NAME,
+    Annotation,
+    WorkflowResponse,
+)
+
+
+def refs(state: dict[str, Any]) -> set[VmRef]:
+    return {VmRef(v["Value"], v["Type"]) for v in state["virtualMachines"] or []}
+
+
+async def has_run(handle: WorkflowHandle[Any, Any], timeout: float = 120) -> dict[str, Any]:
+    async def probe() -> dict[str, Any]:
+        return await query_state(handle)
+
+    return await eventually(
+        probe, lambda s: s["virtualMachines"] is not None, timeout=timeout, what="a run"
+    )
+
+
+async def history_json(handle: WorkflowHandle[Any, Any]) -> str:
+    return (await handle.fetch_history()).to_json()
+
+
+@pytest.fixture
+def test_client() -> Iterator[Callable[[Vcsim], VSphereClient]]:
+    made: list[VSphereClient] = []
+
+    def make(sim: Vcsim) -> VSphereClient:
+        made.append(client_for(sim))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    test_client: Callable[[Vcsim], VSphereClient],
+    tmp_path: Path,
+) -> None:
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = test_client(sim)
+    scene = prepare(Inventory(vcenter), on=4, off=2)
+    task_queue = unique("e2e")
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
+                     task_queue)  # fmt: skip
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    with EventSink().serving() as sink:
+        async with running_worker(env):
+            payload = signal_payload(replyTo=sink.url)  # the Go function's JSON, our sink
+            handle = await signal_with_start(temporal_client, unique("alarm"), task_queue, payload)
+            state = await has_run(handle)
+            await wait_for(lambda: len(sink.received) == 1, what="the VmPreemptedEvent")
+            history = await history_json(handle)
+            await handle.terminate("test over")
+
+    # Exactly the powered-on tagged VMs went off, hard (HIGH), once each.
+    assert refs(state) == set(scene.on)
+    assert powered_off(vcenter, scene.all_vms) == set(scene.on) | set(scene.off)
+    events = observer.events("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    observer.close()
+    assert {vm for (_, vm) in events} == {r.value for r in scene.on}
+    assert set(events.values()) == {1}
+    assert {kind for (kind, _) in events} == {"VmPoweredOffEvent"}
+
+    # Annotations: only on those VMs, in the reference shape.
+    notes = read_annotations(vcenter, scene.all_vms)
+    assert set(notes) == set(scene.on)
+    reference_keys = set(fixture_json(ANNOTATION_FIXTURE))
+    started = (await handle.describe()).start_time
+    for text in notes.values():
+        assert set(json.loads(text)) == reference_keys
+        note = Annotation.from_wire(text)
+        assert (note.preempted, note.forced_shutdown, note.tag) == (True, True, "preemptible")
+        assert (note.workflow_id, note.workflow_started) == (handle.id, started)
+        assert note.event == payload["event"]
+
+    # The event: CloudEvents binary mode, the Go worker's type, id and source.
+    (event,) = sink.events()
+    assert event.get_type() == PREEMPTED_EVENT_TYPE
+    assert event.get_id() == f"{handle.id}-{payload['event']['id']}"
+    assert event.get_source() == f"{temporal_server.address}/vsphere-preemption"
+    assert event.get_datacontenttype() == "application/json"
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert {VmRef(v["Value"], v["Type"]) for v in data.pop("virtualMachines")} == set(scene.on)
+    assert data == json.loads(next(iter(notes.values())))
+    assert "ce-id" in {k.lower() for k in sink.received[0].headers}  # binary content mode
+
+    # The query answer parses as the Go worker's WorkflowResponse.
+    response = WorkflowResponse.from_wire(json.dumps(state))
+    assert (response.workflow_id, response.run_id) == (handle.id, handle.result_run_id)
+    assert SECRET not in history
+
+
+async def test_soft_shutdown_cooldown_query_and_cancel(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    test_client: Callable[[Vcsim], VSphereClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = test_client(sim)
+    inventory = Inventory(vcenter)
+    scene = prepare(inventory, on=3, off=1)
+    task_queue = unique("e2e-soft")
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
+                     task_queue)  # fmt: skip
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    async with running_worker(env):
+        handle = await signal_with_start(
+            temporal_client, unique("alarm"), task_queue,
+            signal_payload(criticality="LOW", replyTo=""),
+        )  # fmt: skip
+        first = await has_run(handle)
+        assert refs(first) == set(scene.on)
+        assert first["criticality"] == "LOW"
+
+        # Soft: a guest shutdown per VM, no hard power-off; annotated as not forced.
+        events = observer.events("VmPoweredOffEvent", "VmGuestShutdownEvent")
+        shutdowns = {vm for (kind, vm) in events if kind == "VmGuestShutdownEvent"}
+        assert shutdowns == {r.value for r in scene.on}
+        for text in read_annotations(vcenter, scene.on).values():
+            assert Annotation.from_wire(text).forced_shutdown is False
+
+        # Within the cooldown (1 min by default): a new signal is skipped, even for
+        # newly tagged running VMs, and the query still answers the first run.
+        more = scene.untagged[:2]
+        inventory.tag("preemptible", more)
+        await handle.signal(SIGNAL_NAME, signal_payload(criticality="HIGH", replyTo=""))
+        await wait_for(
+            lambda: any("skipping run" in r.getMessage() for r in caplog.records),
+            what="the skip",
+        )
+        assert await query_state(handle) == first
+        assert powered_off(vcenter, more) == set()
+
+        # Cancel: the workflow completes (not failed, not cancelled) with its state.
+        await handle.cancel()
+        result = await handle.result()
+    observer.close()
+    assert result == first
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_power_off_that_fails_mid_way_is_retried_and_completes(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    tmp_path: Path,
+) -> None:
+    # Each PowerOffVM_Task takes 1.5 s in vcsim and the worker makes one call at a
+    # time, so the activity is still running when vcsim goes away under it. vcsim
+    # restarted with the same flags builds the same inventory (same morefs, all VMs
+    # on, no tags): the retry must power off the selection recorded in history,
+    # since nothing could find it again.
+    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:1500"))
+    vcenter = client_for(sim)
+    scene = prepare(Inventory(vcenter), on=4, off=1)
+    task_queue = unique("e2e-retry")
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
+                     task_queue, PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
+    try:
+        async with running_worker(env):
+            handle = await signal_with_start(
+                temporal_client, unique("alarm"), task_queue, signal_payload(replyTo="")
+            )
+
+            async def any_off() -> set[VmRef]:
+                return powered_off(vcenter, scene.on)
+
+            first_off = await eventually(any_off, bool, what="the first VM off")
+            assert len(first_off) < len(scene.on)  # mid-way
+            vcenter.close()
+            sim.stop()
+
+            async def attempt() -> int:
+                pending = (await handle.describe()).raw_description.pending_activities
+                return pending[0].attempt if pending else 0
+
+            await eventually(attempt, lambda n: n >= 2, what="a retry")
+            sim.start()  # same port, same inventory
+            vcenter = client_for(sim)
+            state = await has_run(handle)
+            history = await handle.fetch_history()
+            await handle.terminate("test over")
+    finally:
+        vcenter.close()
+
+    assert refs(state) == set(scene.on)
+    # In the fresh inventory every VM was on: only the recorded selection is off now.
+    with client_for(sim) as fresh:
+        assert powered_off(fresh, scene.all_vms) == set(scene.on)
+        assert set(read_annotations(fresh, scene.all_vms)) == set(scene.on)
+    # The server retried the one scheduled power-off; its final attempt succeeded.
+    power_offs = [
+        e for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and any(
+            s.event_id == e.activity_task_started_event_attributes.scheduled_event_id
+            and s.activity_task_scheduled_event_attributes.activity_type.name == "PowerOffVMs"
+            for s in history.events
+        )
+    ]  # fmt: skip
+    assert len(power_offs) == 1
+    assert power_offs[0].activity_task_started_event_attributes.attempt >= 2
+    assert SECRET not in history.to_json()
