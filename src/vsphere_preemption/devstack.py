@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,22 @@ from types import TracebackType
 
 from vsphere_preemption.devservers import ServerFailed, TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TAG, DEFAULT_TASK_QUEUE
+
+
+def require_free_port(port: int, what: str) -> None:
+    """ServerFailed if something listens on loopback `port` (0: any port, always fine)."""
+    if port == 0:
+        return
+    with socket.socket() as sock:
+        # As servers bind: connections in TIME_WAIT from an earlier run do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise ServerFailed(
+                f"port {port} for {what} is already in use (another `preemptctl dev`?): "
+                "choose another port, or 0 for any free one"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,11 @@ class DevStack:
         }
 
     def start(self) -> DevStack:
+        # A port someone else listens on would make us talk to their server: refuse early.
+        if not self.temporal_address:
+            require_free_port(self.temporal_port, "the Temporal server")
+            require_free_port(self.ui_port or 0, "the Temporal web UI")
+        require_free_port(self.function_port, "the function")
         try:
             if not self.temporal_address:
                 ui_port = self.ui_port if self.ui_port != 0 else free_port()

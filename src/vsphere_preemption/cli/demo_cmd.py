@@ -1,15 +1,63 @@
-"""`preemptctl demo` (not built yet)."""
+"""`preemptctl demo`: the whole system against a vCenter simulator, one preemption end to end."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from vsphere_preemption.cli.dev_cmd import add_common_arguments
+
+DESCRIPTION = """\
+Starts a vCenter simulator (vcsim) with a small inventory (a cluster of 3 hosts,
+20 VMs, the tag `preemptible` on some of them), Temporal with its web UI, the
+worker and the function, and a CloudEvents sink; then plays a vCenter alarm
+turning red (a real AlarmStatusChangedEvent CloudEvent, sent to the function over
+HTTP), shows the workflow's steps, what was preempted, the annotation and the
+emitted event, then plays the alarm turning green and shows the cancellation.
+Exits 0 when everything happened as expected, 1 otherwise (with the reason).
+
+Ports default to those of `preemptctl dev`; 0 picks a free one.
+"""
+
 
 def add_parser(subparsers: Any) -> None:
-    subparsers.add_parser("demo", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "demo",
+        help="watch a preemption happen against a simulated vCenter",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_arguments(
+        parser, db_file_help="SQLite file of the dev server (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="leave everything running afterwards, for a look in the Temporal UI (Ctrl-C stops)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS",
+        help="how long to wait for the run, and for the cancellation (%(default)s)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    print("preemptctl demo: not built yet")
-    return 2
+    from vsphere_preemption.demo import DemoOptions, run_demo
+
+    if args.db_file is not None:
+        args.db_file.parent.mkdir(parents=True, exist_ok=True)
+    return run_demo(
+        DemoOptions(
+            temporal_address=args.temporal_address,
+            temporal_port=args.temporal_port,
+            ui_port=args.ui_port,
+            function_port=args.function_port,
+            db_file=args.db_file,
+            namespace=args.namespace,
+            task_queue=args.task_queue,
+            tag=args.tag,
+            alarm_name=args.alarm_name,
+            log_dir=args.log_dir,
+            keep=args.keep,
+            timeout=args.timeout,
+        )
+    )

@@ -18,8 +18,10 @@ def _state_dir() -> Path:
     return Path(base) / "vsphere-preemption"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags `dev` and `demo` share."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, db_file_help: str | None = None
+) -> None:
+    """Flags `dev` and `demo` share; `db_file_help` set: --db-file has no default."""
     parser.add_argument(
         "--temporal-address", metavar="HOST:PORT",
         help="use this Temporal server instead of starting a dev server",
@@ -27,8 +29,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temporal-port", type=int, default=7233, help="dev server port (7233)")
     parser.add_argument("--ui-port", type=int, default=8233, help="Temporal web UI port (8233)")
     parser.add_argument(
-        "--db-file", type=Path, default=_state_dir() / "temporal.db",
-        help="SQLite file of the dev server, so workflows survive a restart (%(default)s)",
+        "--db-file", type=Path,
+        default=None if db_file_help else _state_dir() / "temporal.db",
+        help=db_file_help
+        or "SQLite file of the dev server, so workflows survive a restart (%(default)s)",
     )  # fmt: skip
     parser.add_argument("--function-port", type=int, default=8080, help="function port (8080)")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)

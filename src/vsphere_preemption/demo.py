@@ -1,0 +1,453 @@
+"""`preemptctl demo`: one preemption end to end, against a vCenter simulator it starts.
+
+1. vcsim with a cluster of 3 hosts and 20 VMs; a tag category and the `preemptible`
+   tag on some VMs (some of them stopped beforehand) and on a host;
+2. the whole system as `preemptctl dev` runs it (Temporal dev server with its UI, the
+   worker and the function as their own processes), with a CloudEvents sink of its
+   own as K_SINK;
+3. a raising AlarmStatusChangedEvent (binary CloudEvent over HTTP, as a Knative broker
+   delivers it) to the function; the workflow's steps as they happen;
+4. what happened, read back from where it lives: power states and annotations from
+   vCenter, the query answer from Temporal, the VmPreemptedEvent from the sink;
+5. the lowering event, and the workflow completing;
+6. checks on all of it: exit 0 only if every one holds.
+
+Nothing here is a stand-in: the same programs, SDKs and wire formats as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+import structlog
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowHandle
+from temporalio.runtime import Runtime, TelemetryConfig
+
+from vsphere_preemption.cli import workflow_client
+from vsphere_preemption.cli.workflow_client import CommandFailed
+from vsphere_preemption.demo_checks import Expectations, Observations, verify
+from vsphere_preemption.demo_events import AlarmScene, Named, OutgoingEvent, alarm_status_changed
+from vsphere_preemption.demo_inventory import (
+    MAX_VMS,
+    VCSIM_ARGS,
+    InventoryTooSmall,
+    PreparedInventory,
+    prepare,
+)
+from vsphere_preemption.demo_progress import HistoryNarrator, is_closed, run_finished
+from vsphere_preemption.demo_report import (
+    annotation_lines,
+    check_lines,
+    event_lines,
+    heading,
+    inventory_table,
+    state_lines,
+)
+from vsphere_preemption.demo_sink import EventSink
+from vsphere_preemption.devservers import ServerFailed, ToolMissing, Vcsim
+from vsphere_preemption.devstack import DevStack, VCenterTarget
+from vsphere_preemption.domain.alarm_rules import Action
+from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.inventory import Inventory
+from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, preempted_event_source
+
+# Short, so the demo is quick; the workflow is cancelled before either matters again.
+WORKER_ENV = {
+    "PREEMPTION_MAX_VMS": str(MAX_VMS),
+    "PREEMPTION_COOLDOWN": "5s",
+    "PREEMPTION_SOFT_SHUTDOWN_GRACE": "5s",
+}
+HTTP_TIMEOUT = 30.0
+POLL = 0.25  # seconds between two reads of the workflow's history
+LOG_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    temporal_address: str | None
+    temporal_port: int
+    ui_port: int
+    function_port: int
+    db_file: Path | None  # None: a temporary file, removed at the end
+    namespace: str
+    task_queue: str
+    tag: str
+    alarm_name: str
+    log_dir: Path | None  # None: a temporary directory, removed at the end
+    keep: bool
+    timeout: float  # seconds to wait for the run, and again for the cancellation
+
+
+class DemoFailed(Exception):
+    """The demo could not go on; the message says why, in one line."""
+
+
+def write_secret(directory: Path, username: str, password: str) -> Path:
+    """The credentials as a Kubernetes basic-auth secret mounts them: private files."""
+    directory.mkdir(mode=0o700)
+    for name, value in (("username", username), ("password", password)):
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(value)
+    return directory
+
+
+def _quiet_logs() -> None:
+    # The demo's own vSphere and Temporal clients speak only to warn, on stderr: the
+    # workers' logs go to their files.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, out: TextIO) -> None:
+        self.options = options
+        self.out = out
+
+    def say(self, *lines: str) -> None:
+        for line in lines:
+            print(line, file=self.out)
+        self.out.flush()
+
+    def run(self) -> int:
+        _quiet_logs()
+        with contextlib.ExitStack() as resources:
+            workdir = Path(tempfile.mkdtemp(prefix="preemptctl-demo-"))
+            resources.callback(shutil.rmtree, workdir, ignore_errors=True)
+            log_dir = self.options.log_dir or workdir / "logs"
+            self.say("vsphere-preemption demo: one preemption, end to end, on this machine")
+
+            self.say(
+                *heading(1, "A simulated vCenter (vcsim) with a demo inventory"),
+                "  Preemption powers off the running VMs that carry a vSphere tag, when an "
+                "alarm says",
+                "  capacity is short. The demo tags some VMs; the rules decide which go:",
+            )
+            sim = resources.enter_context(Vcsim(args=VCSIM_ARGS))
+            config = VCenterConfig(
+                url=sim.url, username=sim.username, password=sim.password, insecure=True
+            )
+            vsphere = resources.enter_context(VSphereClient(config, poll_interval=0.1))
+            inventory = Inventory(vsphere)
+            prepared = prepare(inventory, self.options.tag)
+            self.say(
+                f"  vcsim at {sim.url}: 1 cluster, 3 hosts, {len(prepared.before)} VMs",
+                f"  tag {prepared.tag!r} (category {prepared.category!r}) is attached to:",
+                *inventory_table(prepared),
+            )
+            secret = write_secret(workdir / "vcenter-secret", sim.username, sim.password)
+
+            self.say(*heading(2, "The system: Temporal, the worker, the function, a sink"))
+            sink = resources.enter_context(EventSink())
+            stack = self._stack(sim.url, secret, sink.url, log_dir, workdir)
+            self.say("  starting (the Temporal dev server takes a few seconds) ...")
+            resources.enter_context(stack)
+            self._print_stack(stack, sink, log_dir)
+
+            scene = self._scene(inventory, prepared, sim.url)
+            expect, observations = self._drive(stack, scene, prepared, sink, vsphere, inventory)
+            checks = verify(expect, observations)
+            ok = all(check.ok for check in checks)
+            self.say(*heading(7, "Checks"), *check_lines(checks))
+            if not ok:
+                self._log_tails(log_dir)
+            self.say(
+                "",
+                "demo passed: exactly the expected VMs were preempted, annotated and reported"
+                if ok
+                else "demo FAILED: see the checks above",
+            )
+            if self.options.keep:
+                self._keep(stack)
+            return 0 if ok else 1
+
+    def _stack(self, url: str, secret: Path, sink: str, log_dir: Path, workdir: Path) -> DevStack:
+        o = self.options
+        return DevStack(
+            # vcsim's certificate is self-signed, made up at start: nothing to verify against.
+            vcenter=VCenterTarget(url=url, secret_path=secret, insecure=True),
+            temporal_address=o.temporal_address,
+            db_file=o.db_file or workdir / "temporal.db",
+            temporal_port=o.temporal_port,
+            ui_port=o.ui_port,
+            function_port=o.function_port,
+            namespace=o.namespace,
+            task_queue=o.task_queue,
+            tag=o.tag,
+            alarm_name=o.alarm_name,
+            sink=sink,
+            log_dir=log_dir,
+            extra_worker_env=WORKER_ENV,
+        )
+
+    def _print_stack(self, stack: DevStack, sink: EventSink, log_dir: Path) -> None:
+        self.say(
+            f"  Temporal server  {stack.address}  (namespace {stack.namespace})",
+            f"  function         {stack.function_url}  (receives the alarm CloudEvents)",
+            f"  sink (K_SINK)    {sink.url}  (receives the VmPreemptedEvent)",
+            f"  logs             {log_dir}/{{temporal,worker,function}}.log",
+        )
+        if stack.ui_url:
+            self.say(f"  Temporal web UI  {stack.ui_url}/namespaces/{stack.namespace}/workflows")
+        self.say("  worker and function settings (their environment):")
+        settings = {**stack.settings(), **WORKER_ENV}
+        self.say(*(f"    {key}={value}" for key, value in settings.items()))
+
+    def _scene(self, inventory: Inventory, prepared: PreparedInventory, url: str) -> AlarmScene:
+        datacenters = inventory.objects("Datacenter")
+        clusters = inventory.objects("ClusterComputeResource")
+        if not datacenters or not clusters:
+            raise DemoFailed("the simulator has no datacenter or no cluster")
+        cluster_name = next(iter(prepared.before.values())).cluster or clusters[0].value
+        return AlarmScene(
+            vcenter_url=url,
+            # vcsim names its first datacenter DC0; the name is only shown in the event.
+            datacenter=Named("DC0", datacenters[0].type, datacenters[0].value),
+            cluster=Named(cluster_name, clusters[0].type, clusters[0].value),
+            # The demo plays the alarm: vcsim raises none of its own.
+            alarm=Named(self.options.alarm_name, "Alarm", "alarm-101"),
+        )
+
+    def _drive(
+        self,
+        stack: DevStack,
+        scene: AlarmScene,
+        prepared: PreparedInventory,
+        sink: EventSink,
+        vsphere: VSphereClient,
+        inventory: Inventory,
+    ) -> tuple[Expectations, Observations]:
+        # temporalio's client objects sit in reference cycles; freed while the
+        # interpreter finalizes, they can abort it (sdk-python#300): a runtime of our
+        # own, collected here while the interpreter is whole (as `workflow` does).
+        runtime = Runtime(telemetry=TelemetryConfig())
+        try:
+            return asyncio.run(
+                self._drive_async(runtime, stack, scene, prepared, sink, vsphere, inventory)
+            )
+        finally:
+            del runtime
+            gc.collect()
+
+    async def _drive_async(
+        self,
+        runtime: Runtime,
+        stack: DevStack,
+        scene: AlarmScene,
+        prepared: PreparedInventory,
+        sink: EventSink,
+        vsphere: VSphereClient,
+        inventory: Inventory,
+    ) -> tuple[Expectations, Observations]:
+        o = self.options
+        client = await workflow_client.connect(stack.address, stack.namespace, runtime)
+        key = 1_000_000 + secrets.randbelow(9_000_000)  # a vCenter event key
+        raising = alarm_status_changed(
+            scene, key=key, from_status="green", to_status="red", now=datetime.now(UTC)
+        )
+        expect = Expectations(
+            workflow_id=o.alarm_name,
+            tag=o.tag,
+            criticality=Criticality.HIGH,  # the rule: `to` red
+            trigger_event_id=raising.id,
+            event_source=preempted_event_source(stack.address, stack.namespace),
+            selection=prepared.expected,
+        )
+
+        self.say(
+            *heading(3, f"Alarm {o.alarm_name!r} turns red on {scene.cluster.name}"),
+            "  In production VEBA turns vCenter events into CloudEvents and a Knative broker",
+            "  delivers them to the function; here the demo sends one itself.",
+        )
+        self.say(
+            f"  POST {stack.function_url}/ : AlarmStatusChangedEvent green -> red, "
+            "binary content mode (as a Knative broker delivers)",
+            *(f"    {name}: {value}" for name, value in raising.headers.items()),
+        )
+        raising_reply = self._post(stack.function_url, raising)
+        self.say(f"  the function answered HTTP {raising_reply[0]}: {_json(raising_reply[1])}")
+        run_id = raising_reply[1].get("runID") if isinstance(raising_reply[1], dict) else None
+        handle = client.get_workflow_handle(o.alarm_name, run_id=run_id or None)
+        narrator = HistoryNarrator(prepared.names)
+
+        self.say(
+            *heading(4, f"Workflow {o.alarm_name!r}, step by step (from its history)"),
+            "  The function signalled the alarm's workflow (its ID is the alarm name) in Temporal;",
+            "  the worker runs it: each step is an activity, retried by Temporal if it fails.",
+        )
+        if stack.ui_url and run_id:
+            self.say(
+                f"  in the UI: {stack.ui_url}/namespaces/{o.namespace}/workflows/"
+                f"{o.alarm_name}/{run_id}/history"
+            )
+        if raising_reply[0] == 200 and not await self._follow(handle, narrator, run_finished):
+            self.say(f"  the run did not finish within {o.timeout:.0f}s")
+        state = await self._state(client)
+        event = sink.wait_for(PREEMPTED_EVENT_TYPE, timeout=5.0)
+        after = {s.ref: s for s in inventory.vms()}
+        annotations = vsphere.read_custom_field(list(after), ANNOTATION_KEY)
+
+        self.say(*heading(5, "What happened, read back from vCenter, Temporal and the sink"))
+        off = [ref for ref in prepared.expected.selected if ref in after]
+        unchanged = sum(
+            1
+            for ref, state in prepared.before.items()
+            if ref not in off and ref in after and after[ref].power_state == state.power_state
+        )
+        self.say(
+            "  power states now (vCenter):",
+            *(f"    {after[ref].name} ({ref.value}): {after[ref].power_state}" for ref in off),
+            f"    the other {len(prepared.before) - len(off)} VMs: {unchanged} unchanged",
+            *state_lines(state, prepared.before),
+            f"  annotation (custom attribute {ANNOTATION_KEY!r}, read from vCenter):",
+            *annotation_lines(prepared.expected.selected, annotations, prepared.before),
+            f"  the event the sink received ({PREEMPTED_EVENT_TYPE}):",
+            *event_lines(event, prepared.before),
+        )
+
+        self.say(*heading(6, f"Alarm {o.alarm_name!r} turns green again"))
+        lowering = alarm_status_changed(
+            scene, key=key + 1, from_status="red", to_status="green", now=datetime.now(UTC)
+        )
+        self.say(
+            f"  POST {stack.function_url}/ : AlarmStatusChangedEvent red -> green",
+            "  (the preempted VMs stay off: powering them on again is a person's decision)",
+        )
+        lowering_reply = self._post(stack.function_url, lowering)
+        self.say(f"  the function answered HTTP {lowering_reply[0]}: {_json(lowering_reply[1])}")
+        lowered = isinstance(lowering_reply[1], dict) and (
+            lowering_reply[1].get("decision") == Action.CANCEL.value
+        )
+        if lowered and not await self._follow(handle, narrator, is_closed):
+            self.say(f"  the workflow did not complete within {o.timeout:.0f}s")
+        final_status = await self._status(client, run_id)
+        self.say(f"  workflow {o.alarm_name!r} is now {final_status.upper()}")
+
+        return expect, Observations(
+            raising_reply=raising_reply,
+            before=prepared.before,
+            after=after,
+            state=state,
+            annotations=annotations,
+            events=sink.events,
+            lowering_reply=lowering_reply,
+            final_status=final_status,
+        )
+
+    def _post(self, function_url: str, event: OutgoingEvent) -> tuple[int, Any]:
+        try:
+            answer = httpx.post(
+                f"{function_url}/", headers=event.headers, content=event.body, timeout=HTTP_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise DemoFailed(f"cannot send the event to the function: {exc}") from None
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, answer.text[:300]
+
+    async def _follow(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        narrator: HistoryNarrator,
+        done: Callable[[Sequence[HistoryEvent]], bool],
+    ) -> bool:
+        """Print the history as it grows until `done` says so; False on timeout."""
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            events = await _history(handle)
+            self.say(*(f"  {line}" for line in narrator.lines(events)))
+            if done(events):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(POLL)
+
+    async def _state(self, client: Client) -> Any:
+        try:
+            return (
+                await workflow_client.current_state(client, self.options.alarm_name, None)
+            ).response
+        except CommandFailed as exc:
+            self.say(f"  current_state: {exc}")
+            return None
+
+    async def _status(self, client: Client, run_id: str | None) -> str:
+        try:
+            summary = await workflow_client.describe(client, self.options.alarm_name, run_id)
+        except CommandFailed as exc:
+            return f"unknown ({exc})"
+        return summary.status
+
+    def _log_tails(self, log_dir: Path) -> None:
+        for name in ("worker", "function"):
+            path = log_dir / f"{name}.log"
+            with contextlib.suppress(OSError):
+                tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                self.say("", f"last lines of {path}:", *(f"  {line}" for line in tail))
+
+    def _keep(self, stack: DevStack) -> None:
+        from vsphere_preemption.cli.dev_cmd import wait_until_stopped
+
+        self.say(
+            "",
+            "--keep: everything stays up until Ctrl-C.",
+            f"  Temporal web UI: {stack.ui_url}/namespaces/{stack.namespace}/workflows"
+            if stack.ui_url
+            else f"  Temporal server: {stack.address}",
+            f"  e.g. preemptctl workflow status -s {stack.address} -n {stack.namespace} "
+            f"--workflow-id {self.options.alarm_name}",
+        )
+        wait_until_stopped(stack)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+async def _history(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
+    return [event async for event in handle.fetch_history_events()]
+
+
+def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
+    """Run the demo; 0 when every check held, 1 otherwise (the reason is printed)."""
+    try:
+        return Demo(options, out).run()
+    except (
+        ToolMissing,
+        ServerFailed,
+        VSphereError,
+        DemoFailed,
+        CommandFailed,
+        InventoryTooSmall,
+    ) as exc:
+        out.flush()
+        print(f"preemptctl demo: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,217 @@
+"""A workflow's history told as steps a newcomer can follow.
+
+Pure: Temporal history events in, lines of text out. The demo polls the history of
+the alarm's workflow and prints what each new event means: the signal, each
+activity (with what the worker answered: which VMs it picked and why it left the
+others), the cancel, the end. Results are read from the JSON payloads as Temporal's
+default converter wrote them; a payload that does not read as expected only loses
+its detail, never the line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.temporal.contracts import (
+    ANNOTATE_VMS,
+    GET_PREEMPTIBLE_VMS,
+    POWER_OFF_VMS,
+    SEND_PREEMPTED_EVENT,
+)
+
+E = EventType
+_ACTIVITY_CLOSED = (
+    E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    E.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    E.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+)
+_WORKFLOW_CLOSED = (
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+)
+_WHAT = {
+    GET_PREEMPTIBLE_VMS: "find the powered-on VMs carrying the tag",
+    POWER_OFF_VMS: "power them off",
+    ANNOTATE_VMS: "write the preemption annotation on each",
+    SEND_PREEMPTED_EVENT: "send the VmPreemptedEvent to K_SINK",
+}
+
+
+def _json(payloads: Payloads | None) -> Any:
+    if payloads is None or not payloads.payloads:
+        return None
+    return _payload_json(payloads.payloads[0])
+
+
+def _payload_json(payload: Payload) -> Any:
+    try:
+        return json.loads(payload.data)
+    except ValueError:
+        return None
+
+
+def _ref(obj: Any) -> VmRef | None:
+    if isinstance(obj, Mapping) and isinstance(obj.get("value"), str):
+        return VmRef(value=obj["value"], type=str(obj.get("type") or "VirtualMachine"))
+    return None
+
+
+def is_closed(events: Sequence[HistoryEvent]) -> bool:
+    return any(e.event_type in _WORKFLOW_CLOSED for e in events)
+
+
+def run_finished(events: Sequence[HistoryEvent]) -> bool:
+    """The last signal's run is over: it scheduled activities, none is open, the workflow waits.
+
+    The workflow runs a signal's activities one after the other; when the run ends,
+    its last workflow task completes without scheduling anything new.
+    """
+    last_signal = max(
+        (
+            i
+            for i, e in enumerate(events)
+            if e.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        ),
+        default=None,
+    )
+    if last_signal is None:
+        return False
+    after = events[last_signal:]
+    scheduled = {e.event_id for e in after if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    closed = {_scheduled_id(e) for e in after if e.event_type in _ACTIVITY_CLOSED}
+    return (
+        bool(scheduled)
+        and scheduled <= closed
+        and after[-1].event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ) or is_closed(events)
+
+
+def _scheduled_id(event: HistoryEvent) -> int:
+    for name in (
+        "activity_task_completed_event_attributes",
+        "activity_task_failed_event_attributes",
+        "activity_task_timed_out_event_attributes",
+        "activity_task_canceled_event_attributes",
+    ):
+        if event.HasField(name):
+            return int(getattr(event, name).scheduled_event_id)
+    return -1
+
+
+class HistoryNarrator:
+    """Feed it the whole history each time; it returns lines for the events it has not told."""
+
+    def __init__(self, names: Mapping[VmRef, str]) -> None:
+        self._names = names
+        self._told = 0
+        self._activities: dict[int, str] = {}
+        self._start: datetime | None = None
+
+    def lines(self, events: Sequence[HistoryEvent]) -> list[str]:
+        out: list[str] = []
+        for event in events[self._told :]:
+            when = event.event_time.ToDatetime()
+            self._start = self._start or when
+            for text in self._tell(event):
+                out.append(f"[{(when - self._start).total_seconds():5.1f}s] {text}")
+        self._told = max(self._told, len(events))
+        return out
+
+    def _name(self, ref: VmRef) -> str:
+        name = self._names.get(ref)
+        return f"{name} ({ref.value})" if name else f"{ref.type} {ref.value}"
+
+    def _tell(self, event: HistoryEvent) -> list[str]:
+        kind = event.event_type
+        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            started = event.workflow_execution_started_event_attributes
+            return [
+                f"workflow {started.workflow_type.name} started "
+                f"(task queue {started.task_queue.name})"
+            ]
+        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            return [self._signal(event)]
+        if kind == E.EVENT_TYPE_MARKER_RECORDED:
+            return self._marker(event)
+        if kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            self._activities[event.event_id] = name
+            return [f"activity {name}: {_WHAT.get(name, 'scheduled')}"]
+        if kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attempt = event.activity_task_started_event_attributes.attempt
+            return [f"  retrying (attempt {attempt})"] if attempt > 1 else []
+        if kind == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            attrs = event.activity_task_completed_event_attributes
+            name = self._activities.get(attrs.scheduled_event_id, "")
+            return self._result(name, _json(attrs.result))
+        if kind in _ACTIVITY_CLOSED:
+            return [f"  {E.Name(kind).removeprefix('EVENT_TYPE_ACTIVITY_TASK_').lower()}"]
+        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            return ["cancel requested: the workflow stops waiting for signals"]
+        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            return ["workflow completed (its result is the last run's state)"]
+        if kind in _WORKFLOW_CLOSED:
+            return [f"workflow {E.Name(kind).removeprefix('EVENT_TYPE_WORKFLOW_EXECUTION_')}"]
+        return []
+
+    def _signal(self, event: HistoryEvent) -> str:
+        attrs = event.workflow_execution_signaled_event_attributes
+        request = _json(attrs.input)
+        if not isinstance(request, Mapping):
+            return f"signal {attrs.signal_name} received"
+        trigger = request.get("event")
+        if not isinstance(trigger, Mapping):
+            trigger = {}
+        return (
+            f"signal {attrs.signal_name} received: tag {request.get('tag')!r}, "
+            f"criticality {request.get('criticality')}, event {trigger.get('id', '')!r}"
+        )
+
+    def _marker(self, event: HistoryEvent) -> list[str]:
+        # Our workflow's only local activity reads the worker's policy.
+        data = event.marker_recorded_event_attributes.details.get("data")
+        policy = _json(data)
+        if not isinstance(policy, Mapping) or "max_vms" not in policy:
+            return []
+        return [
+            f"worker policy: at most {policy.get('max_vms')} VMs per run, cooldown "
+            f"{policy.get('cooldown_seconds')}s, soft-shutdown grace "
+            f"{policy.get('soft_shutdown_grace_seconds')}s"
+        ]
+
+    def _result(self, name: str, result: Any) -> list[str]:
+        if name == SEND_PREEMPTED_EVENT:
+            return ["  the sink acknowledged it"]
+        if not isinstance(result, Mapping):
+            return ["  done"]
+        if name == GET_PREEMPTIBLE_VMS:
+            selected = [r for r in map(_ref, result.get("selected") or []) if r]
+            lines = [f"  picked {len(selected)}: " + ", ".join(map(self._name, selected))]
+            for issue in result.get("left_out") or []:
+                ref = _ref(issue.get("vm")) if isinstance(issue, Mapping) else None
+                if ref is not None:
+                    lines.append(f"  left out {self._name(ref)}: {issue.get('reason')}")
+            return lines
+        if name == POWER_OFF_VMS:
+            off = [r for r in map(_ref, result.get("powered_off") or []) if r]
+            failed = result.get("failed") or []
+            text = f"  confirmed off: {len(off)} VMs"
+            return [text + (f", {len(failed)} failed" if failed else "")]
+        if name == ANNOTATE_VMS:
+            done = result.get("annotated") or []
+            failed = result.get("failed") or []
+            return [f"  annotated {len(done)} VMs" + (f", {len(failed)} failed" if failed else "")]
+        return ["  done"]
