@@ -16,8 +16,10 @@ from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.inventory import Inventory
 
-# A small inventory with two clusters and a standalone host: 30 VMs.
-SMALL = ("-cluster", "2", "-host", "2", "-vm", "10")
+# Two clusters of one host each and a standalone host, 3 VMs on each: 9 VMs, quick to start.
+SMALL = ("-cluster", "2", "-host", "1", "-vm", "3")
+# Two clusters of two hosts and a standalone host: 30 VMs.
+LARGER = ("-cluster", "2", "-host", "2", "-vm", "10")
 
 MakeClient = Callable[..., VSphereClient]
 
@@ -52,6 +54,12 @@ def make_client() -> Iterator[MakeClient]:
 def sim(vcsim_factory: Callable[..., Vcsim]) -> Vcsim:
     """A fresh small inventory for this test alone."""
     return vcsim_factory(*SMALL)
+
+
+@pytest.fixture
+def larger_sim(vcsim_factory: Callable[..., Vcsim]) -> Vcsim:
+    """A fresh 30-VM inventory for this test alone."""
+    return vcsim_factory(*LARGER)
 
 
 @pytest.fixture

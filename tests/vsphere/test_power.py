@@ -30,7 +30,7 @@ def some_vms(inventory: Inventory, n: int) -> list[VmRef]:
 
 def test_hard_power_off_is_confirmed(client: VSphereClient, inventory: Inventory) -> None:
     vms = some_vms(inventory, 4)
-    bystander = inventory.vms()[10].ref
+    bystander = inventory.vms()[8].ref
 
     outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, max_concurrency=2)
 

@@ -102,23 +102,27 @@ class Inventory:
                 try:
                     task = self._session.call(partial(_invoke, ref=ref, method=method))
                 except vim.fault.InvalidPowerState as fault:
-                    if fault.existingState == tolerate:
-                        continue  # already there
+                    if _already(fault, tolerate):
+                        continue
                     raise
                 tasks.append(ref_of(task))
-            self._wait(tasks, method)
+            self._wait(tasks, method, tolerate)
 
-    def _wait(self, tasks: list[VmRef], method: str) -> None:
+    def _wait(self, tasks: list[VmRef], method: str, tolerate: str) -> None:
         deadline = time.monotonic() + self._task_timeout
         pending = list(tasks)
         while pending:
             states, missing = read_task_states(self._session, pending)
             if missing:
                 raise VSphereError(f"{method}: tasks vanished: {sorted(t.value for t in missing)}")
-            errors: list[Any] = [s.error for s in states.values() if s.state == "error"]
+            errors: list[Any] = [
+                s.error
+                for s in states.values()
+                if s.state == "error" and not _already(s.error, tolerate)
+            ]
             if errors:
                 raise VSphereError(f"{method} failed: {self._session.text(errors[0])}")
-            pending = [t for t, s in states.items() if s.state != "success"]
+            pending = [t for t, s in states.items() if s.state in ("queued", "running")]
             if pending and time.monotonic() > deadline:
                 raise VSphereError(f"{method}: {len(pending)} tasks still running")
             if pending:
@@ -127,3 +131,8 @@ class Inventory:
 
 def _invoke(conn: Connection, *, ref: VmRef, method: str) -> Any:
     return getattr(conn.managed(ref), method)()
+
+
+def _already(fault: Any, state: str) -> bool:
+    """The VM is in the state asked for already (vcsim says so in the task, vCenter at once)."""
+    return isinstance(fault, vim.fault.InvalidPowerState) and fault.existingState == state

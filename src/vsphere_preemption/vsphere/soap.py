@@ -231,6 +231,8 @@ class SoapSession:
         try:
             conn.content.sessionManager.Logout()
             log.info("vcenter.logout", vcenter=self._config.address)
+        except vim.fault.NotAuthenticated:
+            log.info("vcenter.logout_unneeded", vcenter=self._config.address)  # expired already
         except Exception as exc:  # noqa: BLE001 (best effort: the session may be gone already)
             log.warning("vcenter.logout_failed", vcenter=self._config.address, error=self.text(exc))
         finally:
