@@ -19,9 +19,12 @@ RUN /opt/venv/bin/pip install . \
 
 # Runtime stage: the same base (the venv's python links to it), the venv, nothing else.
 FROM python:3.11-slim
+# MALLOC_ARENA_MAX: the Temporal client's threads would each grow a malloc arena; two keep
+# the function's resident memory after a burst well lower (see BENCHMARKS.md).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     PORT=8080
 COPY --from=build /opt/venv /opt/venv
 # A numeric non-root user (65532, "nonroot"), so Kubernetes' runAsNonRoot can verify it.

@@ -222,7 +222,11 @@ def main() -> int:
     parser.add_argument("--rate-seconds", type=int, default=5, help="seconds per oha run")
     args = parser.parse_args()
 
-    results: dict[str, Any] = {"python": args.python}
+    results: dict[str, Any] = {
+        "python": args.python,
+        "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "(unset)"),
+        "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+    }
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         TemporalDevServer(log_file=Path(tmp) / "temporal.log") as temporal,
@@ -249,15 +253,19 @@ def main() -> int:
             results["rss_idle"] = memory(proc.pid)
             wrk(url, *other, 2, args.connections)  # warm-up
             results["wrk_ignored"] = wrk(url, *other, args.duration, args.connections)
+            results["rss_after_wrk_ignored"] = memory(proc.pid)
             results["wrk_raising"] = wrk(url, *mine, args.duration, args.connections)
+            results["rss_after_wrk_raising"] = memory(proc.pid)
             results["raising_history_length"] = signals_in_history(temporal.address, ALARM)
             terminate(temporal.address, ALARM)
             results["oha_ignored"] = oha(url, *other, 1000, args.rate_seconds)
+            results["rss_after_oha_ignored"] = memory(proc.pid)
             results["oha_raising"] = oha(url, *mine, 1000, args.rate_seconds)
             terminate(temporal.address, ALARM)
             results["rss_after_load"] = memory(proc.pid)
         finally:
             stop(proc)
+    results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     json.dump(results, sys.stdout, indent=2)
     print()
     return 0

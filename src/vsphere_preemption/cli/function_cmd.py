@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
         ws="none",  # no websocket library probing at start
         access_log=False,  # our JSON logs carry each event; per-request lines would not be JSON
+        proxy_headers=False,  # client addresses are not used: skip X-Forwarded-* handling
         log_config=None,
         log_level="warning",
         timeout_graceful_shutdown=10,
