@@ -1,0 +1,92 @@
+"""`preemptctl demo` as a newcomer runs it: a process, its exit code and what it prints.
+
+The demo's own checks are real assertions on what it read back (vCenter power states
+and annotations, the workflow's query and status, the event its sink received); here
+the exit code says they held, and the output must name what they named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsphere_preemption.demo_inventory import MAX_VMS
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
+
+FREE_PORTS = ("--temporal-port", "0", "--ui-port", "0", "--function-port", "0")
+CHECKS = 7
+
+
+def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vsphere_preemption", "demo", *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.temporal
+@pytest.mark.vcsim
+def test_the_demo_preempts_reports_cancels_and_passes_its_checks(tmp_path: Path) -> None:
+    done = demo(*FREE_PORTS, "--log-dir", str(tmp_path / "logs"))
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+
+    # Every check printed as passed, none failed.
+    assert len(re.findall(r"^  \[ok\] ", out, re.MULTILINE)) == CHECKS, out
+    assert "FAILED" not in out and "demo passed" in out
+
+    # The preempted VMs by name and moref: the first MAX_VMS running tagged VMs.
+    preempted = re.findall(r"^    (DC0_C0_RP0_VM\d+) \((vm-\d+)\): poweredOff$", out, re.MULTILINE)
+    assert [name for name, _ in preempted] == [f"DC0_C0_RP0_VM{i}" for i in range(MAX_VMS)]
+    morefs = [moref for _, moref in preempted]
+    # ... in the query answer, the annotations and the event alike.
+    state = out.split("current_state (query", 1)[1].split("annotation (", 1)[0]
+    assert re.findall(r"\((vm-\d+)\)", state) == morefs
+    notes = re.findall(
+        r"^    DC0_C0_RP0_VM\d+ \((vm-\d+)\): preempted=true forcedShutdown=true ", out, re.M
+    )
+    assert notes == morefs
+    # The event the sink received: its type, its id (<workflow ID>-<alarm event id>).
+    alarm_id = re.search(r"^    ce-id: (\d+)$", out, re.MULTILINE)
+    assert alarm_id is not None
+    assert f"    type: {PREEMPTED_EVENT_TYPE}" in out
+    assert f"    id: cluster-cpu-above-80-{alarm_id.group(1)}" in out
+    listed = re.search(r"data\.virtualMachines: (.*)$", out, re.MULTILINE)
+    assert listed is not None and re.findall(r"\((vm-\d+)\)", listed.group(1)) == morefs
+    # What was left alone, and why; the cancellation; the UI.
+    for reason in ("already powered off", "suspended", "not a virtual machine (HostSystem)",
+                   f"over the cap of {MAX_VMS} VMs per run"):  # fmt: skip
+        assert re.search(rf"^  \[ *[\d.]+s\]   left out .*: {re.escape(reason)}", out, re.M)
+    assert "workflow 'cluster-cpu-above-80' is now COMPLETED" in out
+    assert re.search(r"Temporal web UI  http://127\.0\.0\.1:\d+/namespaces/vsphere-preemption", out)
+    # The programs wrote their logs where --log-dir said.
+    for name in ("temporal", "worker", "function"):
+        assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0, name
+
+
+def test_without_vcsim_the_demo_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {**os.environ, "VSPHERE_PREEMPTION_TOOLS": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = demo(*FREE_PORTS, env=env)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "preemptctl demo: vcsim is not installed" in done.stderr
+    assert "scripts/setup" in done.stderr
+
+
+@pytest.mark.vcsim
+def test_a_busy_port_stops_the_demo_with_the_reason() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = demo("--temporal-port", "0", "--ui-port", "0", "--function-port", str(port))
+    assert done.returncode == 1
+    assert f"port {port} for the function is already in use" in done.stderr
+    assert "Traceback" not in done.stderr
