@@ -1,0 +1,73 @@
+"""Stored histories replay against today's workflow code (determinism guard).
+
+The histories in tests/fixtures/histories/ were recorded from real runs
+(tests/temporal/record_histories.py). A change to PreemptVMsWorkflow that would
+break a workflow already open in production fails here; guard such a change with
+`workflow.patched`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from tests.temporal.rig import SECRET
+from vsphere_preemption.domain.model import PowerOffOutcome
+from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.wire import Annotation
+
+HISTORIES = sorted((Path(__file__).parent.parent / "fixtures" / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def test_there_are_histories_to_replay() -> None:
+    assert {p.stem for p in HISTORIES} >= {
+        "hard_run_skip_bad_signal_cancel",
+        "soft_run_after_a_missing_tag",
+    }
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_stored_history_replays_with_todays_workflow(path: Path) -> None:
+    result = await Replayer(workflows=[PreemptVMsWorkflow]).replay_workflow(load(path))
+    assert result.replay_failure is None
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+def test_stored_history_carries_no_secret_and_completes(path: Path) -> None:
+    text = path.read_text()
+    assert SECRET not in text
+    events = json.loads(text)["events"]
+    assert events[-1]["eventType"] in {
+        "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+        "EventTypeWorkflowExecutionCompleted",
+    }
+
+
+@workflow.defn(name="PreemptVMsWorkflow", sandboxed=False)
+class SkipsTheAnnotation(PreemptVMsWorkflow):
+    """A careless change: the same workflow without its annotation step, unguarded."""
+
+    @workflow.run
+    async def run(self) -> dict[str, Any]:
+        return await super().run()
+
+    async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:
+        return None
+
+
+async def test_a_careless_change_fails_the_replay() -> None:
+    # The guard has teeth: the recorded AnnotateVms no longer matches what the code does.
+    history = load(next(p for p in HISTORIES if p.stem == "hard_run_skip_bad_signal_cancel"))
+    with pytest.raises(NondeterminismError):
+        await Replayer(workflows=[SkipsTheAnnotation]).replay_workflow(history)
