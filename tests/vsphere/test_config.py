@@ -80,7 +80,6 @@ def test_repr_hides_the_password() -> None:
         ("https://vc.example.com", "vc.example.com:443", "/sdk", "https://vc.example.com:443"),
         ("https://127.0.0.1:8989/sdk/", "127.0.0.1:8989", "/sdk", "https://127.0.0.1:8989"),
         ("https://[::1]:8989/sdk", "[::1]:8989", "/sdk", "https://[::1]:8989"),
-        ("http://vc:80/sdk", "vc:80", "/sdk", "http://vc:80"),
     ],
 )
 def test_url_forms(url: str, address: str, path: str, rest: str) -> None:
@@ -93,6 +92,7 @@ def test_url_forms(url: str, address: str, path: str, rest: str) -> None:
     [
         ("vc.example.com", "must look like https://host"),
         ("ftp://vc/sdk", "must look like https://host"),
+        ("http://vc/sdk", "must use https://, not http://"),
         ("https://:443/sdk", "must look like https://host"),
         (f"https://admin:{SECRET}@vc/sdk", "must not carry credentials"),
         ("https://vc:99999/sdk", "invalid port"),

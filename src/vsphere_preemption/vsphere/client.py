@@ -87,6 +87,8 @@ class VSphereClient:
         missing objects), whatever the number of VMs. Resolving the tag name costs
         1 + number of tags when it is not cached.
         """
+        if max_vms < 1:
+            raise ValueError(f"max_vms must be at least 1, not {max_vms}")
         tagged = self.tagged_objects(tag)
         states = self.read_vms(tagged)
         selection = select_preemptible(tagged, states, max_vms)

@@ -23,7 +23,10 @@ class VCenterConfig:
     def __post_init__(self) -> None:
         # Messages never echo the URL: someone may have put credentials in it.
         parts = urlsplit(self.url.strip())
-        if parts.scheme not in {"https", "http"} or not parts.hostname:
+        if parts.scheme == "http":
+            # Basic auth and session ids in clear text: not something to make easy.
+            raise ConfigError("vCenter URL must use https://, not http://")
+        if parts.scheme != "https" or not parts.hostname:
             raise ConfigError("vCenter URL must look like https://host[:port]/sdk")
         if parts.username or parts.password:
             raise ConfigError(
@@ -50,18 +53,13 @@ class VCenterConfig:
         )
 
     @property
-    def scheme(self) -> str:
-        return urlsplit(self.url.strip()).scheme
-
-    @property
     def host(self) -> str:
         hostname = urlsplit(self.url.strip()).hostname or ""
         return f"[{hostname}]" if ":" in hostname else hostname
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url.strip())
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        return urlsplit(self.url.strip()).port or 443
 
     @property
     def address(self) -> str:
@@ -76,7 +74,7 @@ class VCenterConfig:
     @property
     def rest_base(self) -> str:
         """The server root: the tagging REST API lives beside /sdk, not under it."""
-        return f"{self.scheme}://{self.address}"
+        return f"https://{self.address}"
 
     def ssl_context(self) -> ssl.SSLContext:
         """Verify against the system CAs plus `ca_bundle`, unless `insecure`.

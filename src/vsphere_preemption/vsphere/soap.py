@@ -126,18 +126,21 @@ class SoapSession:
                 raise VSphereError("the vSphere client is closed")
             if self._conn is None:
                 stub, content = self._open()
-                self._login(content)
+                try:
+                    self._login(content)
+                except VSphereError:
+                    stub.DropConnections()
+                    raise
                 self._conn = Connection(stub, content, 1)
             return self._conn
 
     def _open(self) -> tuple[Any, Any]:
         cfg = self._config
         context = cfg.ssl_context()
-        port = cfg.port if cfg.scheme == "https" else -cfg.port  # pyVmomi: negative = http
         try:
             stub = connect.SmartStubAdapter(
                 host=cfg.host,
-                port=port,
+                port=cfg.port,
                 path=cfg.soap_path,
                 sslContext=context,
                 poolSize=self._pool_size,
