@@ -244,8 +244,9 @@ class PreemptVMsWorkflow:
             workflow.logger.error("sending the VmPreemptedEvent failed: %s", _cause(err))
 
     async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:
-        # VMs a soft shutdown could not stop within the grace were forced: say so on them.
-        forced = set(outcome.forced_after_grace)
+        # VMs a soft shutdown could not stop within the grace, or whose guest shutdown
+        # vCenter refused (no Tools, suspended), were forced: say so on them.
+        forced = set(outcome.forced_after_grace) | {i.vm for i in outcome.forced_without_grace}
         groups = [
             ([vm for vm in outcome.powered_off if vm not in forced], annotation),
             (
