@@ -1,0 +1,111 @@
+"""The activities' own rules, called directly: real HTTP sink, real vcsim.
+
+What only shows at the edges: a sink that does not acknowledge, a replyTo that is
+not a URL or carries credentials, a tag that does not exist. The happy paths run
+through the real worker in tests/test_worker_e2e.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from tests.temporal.rig import EventSink, client_for, vcsim_args
+from vsphere_preemption.devservers import Vcsim, free_port
+from vsphere_preemption.temporal.activities import PreemptionActivities
+from vsphere_preemption.temporal.contracts import FindVmsInput, PreemptionPolicy, SendEventInput
+from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
+
+SOURCE = "127.0.0.1:7233/vsphere-preemption"
+DATA = {"preempted": True, "tag": "preemptible", "virtualMachines": [{"Type": "VirtualMachine",
+        "Value": "vm-1"}]}  # fmt: skip
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+def sim(vcsim_factory: Callable[..., Vcsim]) -> Vcsim:
+    return vcsim_factory(*vcsim_args())
+
+
+@pytest.fixture
+def vcenter() -> Iterator[VSphereClient]:
+    """For the event tests: never used, so never connected (the client is lazy)."""
+    config = VCenterConfig(url="https://127.0.0.1:9/sdk", username="u", password="p")
+    with VSphereClient(config) as client:
+        yield client
+
+
+def activities(vcenter: VSphereClient, http: httpx.Client) -> PreemptionActivities:
+    return PreemptionActivities(vcenter, PreemptionPolicy(), SOURCE, http)
+
+
+def test_a_sink_that_does_not_acknowledge_is_an_error_to_retry(
+    vcenter: VSphereClient, http: httpx.Client
+) -> None:
+    with EventSink(statuses=[500]).serving() as sink:
+        with pytest.raises(ApplicationError) as caught:
+            activities(vcenter, http).send_preempted_event(
+                SendEventInput(reply_to=sink.url, event_id="alarm-1-ev-1", data=DATA)
+            )
+        (event,) = sink.events()
+    assert not caught.value.non_retryable
+    assert caught.value.type == "SinkRejected"
+    assert "HTTP 500" in str(caught.value)
+    # What was sent is the right event, in binary content mode.
+    assert (event.get_type(), event.get_id(), event.get_source()) == (
+        PREEMPTED_EVENT_TYPE, "alarm-1-ev-1", SOURCE,
+    )  # fmt: skip
+    assert event.get_data() == DATA
+    headers = {k.lower(): v for k, v in sink.received[0].headers.items()}
+    assert headers["content-type"] == "application/json"
+    assert headers["ce-id"] == "alarm-1-ev-1"
+
+
+def test_credentials_in_reply_to_never_reach_the_error(
+    vcenter: VSphereClient, http: httpx.Client
+) -> None:
+    with EventSink(statuses=[503]).serving() as sink:
+        url = sink.url.replace("http://", "http://broker:s3cret-pw@")
+        with pytest.raises(ApplicationError) as rejected:
+            activities(vcenter, http).send_preempted_event(
+                SendEventInput(reply_to=url, event_id="e", data=DATA)
+            )
+    refused = f"http://broker:s3cret-pw@127.0.0.1:{free_port()}/x"
+    with pytest.raises(ApplicationError) as unreachable:
+        activities(vcenter, http).send_preempted_event(
+            SendEventInput(reply_to=refused, event_id="e", data=DATA)
+        )
+    assert unreachable.value.type == "SinkUnreachable" and not unreachable.value.non_retryable
+    for error in (rejected.value, unreachable.value):
+        assert "s3cret-pw" not in str(error)
+        assert "127.0.0.1" in str(error)
+
+
+@pytest.mark.parametrize("reply_to", ["not a url", "ftp://broker/x", "http://"])
+def test_a_reply_to_that_is_no_http_url_fails_once_without_retry(
+    vcenter: VSphereClient, http: httpx.Client, reply_to: str
+) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        activities(vcenter, http).send_preempted_event(
+            SendEventInput(reply_to=reply_to, event_id="e", data=DATA)
+        )
+    assert caught.value.non_retryable
+    assert caught.value.type == "InvalidReplyTo"
+
+
+def test_a_tag_that_does_not_exist_fails_without_retry(sim: Vcsim, http: httpx.Client) -> None:
+    with client_for(sim) as vcenter, pytest.raises(ApplicationError) as caught:
+        activities(vcenter, http).get_preemptible_vms(FindVmsInput("no-such-tag", 10))
+    assert caught.value.non_retryable
+    assert caught.value.type == "TagNotFound"
+    assert "no-such-tag" in str(caught.value)
