@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from vsphere_preemption.demo_inventory import MAX_VMS
@@ -30,13 +33,84 @@ def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )  # fmt: skip
 
 
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 300) -> str:
+    """stdout up to and including the line that starts with `marker`."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(marker):
+                done.set()
+                return
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(timeout)
+    return "".join(lines)
+
+
 @pytest.mark.temporal
 @pytest.mark.vcsim
-def test_the_demo_preempts_reports_cancels_and_passes_its_checks(tmp_path: Path) -> None:
-    done = demo(*FREE_PORTS, "--log-dir", str(tmp_path / "logs"))
-    out = done.stdout
-    assert done.returncode == 0, f"{out}\n{done.stderr}"
-    assert "Traceback" not in done.stderr
+def test_the_demo_preempts_reports_cancels_passes_its_checks_and_keeps_running(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vsphere_preemption", "demo", *FREE_PORTS,
+         "--log-dir", str(tmp_path / "logs"), "--keep"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out = read_until(proc, "  e.g. preemptctl workflow status")
+        assert proc.poll() is None, f"{out}\n{proc.stderr.read() if proc.stderr else ''}"
+        # --keep: the UI answers and the printed `workflow status` command works.
+        ui = re.search(r"Temporal web UI: (http://127\.0\.0\.1:\d+/\S+)$", out, re.MULTILINE)
+        assert ui is not None, out
+        assert httpx.get(ui.group(1), timeout=30).status_code == 200
+        hint = out.rstrip().splitlines()[-1].split("e.g. preemptctl ", 1)[1].split()
+        status = subprocess.run(
+            [sys.executable, "-m", "vsphere_preemption", *hint],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "completed" in status.stdout.lower()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0  # Ctrl-C after a passed demo: still its verdict, 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    assert "Traceback" not in stderr and "preemptctl: stopping" in stderr
+    # Everything it started is gone: vcsim, Temporal and its UI, the function, the sink.
+    ports = [
+        int(found)
+        for pattern in (
+            r"vcsim at https://127\.0\.0\.1:(\d+)/",
+            r"Temporal server  127\.0\.0\.1:(\d+)",
+            r"Temporal web UI  http://127\.0\.0\.1:(\d+)/",
+            r"function +http://127\.0\.0\.1:(\d+)",
+            r"sink \(K_SINK\) +http://127\.0\.0\.1:(\d+)/",
+        )
+        for found in re.findall(pattern, out)
+    ]
+    assert len(ports) == 5, ports
+    assert not [port for port in ports if listening(port)]
 
     # Every check printed as passed, none failed.
     assert len(re.findall(r"^  \[ok\] ", out, re.MULTILINE)) == CHECKS, out
