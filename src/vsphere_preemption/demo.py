@@ -212,7 +212,8 @@ class Demo:
             f"  Temporal server  {stack.address}  (namespace {stack.namespace})",
             f"  function         {stack.function_url}  (receives the alarm CloudEvents)",
             f"  sink (K_SINK)    {sink.url}  (receives the VmPreemptedEvent)",
-            f"  logs             {log_dir}/{{temporal,worker,function}}.log",
+            f"  logs             {log_dir}/{{temporal,worker,function}}.log"
+            + ("" if self.options.log_dir else " (removed at the end; --log-dir keeps them)"),
         )
         if stack.ui_url:
             self.say(f"  Temporal web UI  {stack.ui_url}/namespaces/{stack.namespace}/workflows")
@@ -451,3 +452,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         out.flush()
         print(f"preemptctl demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        out.flush()
+        print("preemptctl demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130

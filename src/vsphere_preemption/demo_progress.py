@@ -69,6 +69,10 @@ def _ref(obj: Any) -> VmRef | None:
     return None
 
 
+def _seconds(value: Any) -> str:
+    return f"{value:g}s" if isinstance(value, int | float) else "?"
+
+
 def is_closed(events: Sequence[HistoryEvent]) -> bool:
     return any(e.event_type in _WORKFLOW_CLOSED for e in events)
 
@@ -181,15 +185,15 @@ class HistoryNarrator:
         )
 
     def _marker(self, event: HistoryEvent) -> list[str]:
-        # Our workflow's only local activity reads the worker's policy.
-        data = event.marker_recorded_event_attributes.details.get("data")
-        policy = _json(data)
+        # Our workflow's only local activity reads the worker's policy; the SDK keeps
+        # a local activity's result in the marker's `result` detail.
+        policy = _json(event.marker_recorded_event_attributes.details.get("result"))
         if not isinstance(policy, Mapping) or "max_vms" not in policy:
             return []
         return [
             f"worker policy: at most {policy.get('max_vms')} VMs per run, cooldown "
-            f"{policy.get('cooldown_seconds')}s, soft-shutdown grace "
-            f"{policy.get('soft_shutdown_grace_seconds')}s"
+            f"{_seconds(policy.get('cooldown_seconds'))}, soft-shutdown grace "
+            f"{_seconds(policy.get('soft_shutdown_grace_seconds'))}"
         ]
 
     def _result(self, name: str, result: Any) -> list[str]:

@@ -19,6 +19,7 @@ from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     ActivityTaskStartedEventAttributes,
     HistoryEvent,
+    MarkerRecordedEventAttributes,
     WorkflowExecutionSignaledEventAttributes,
 )
 
@@ -387,6 +388,25 @@ def test_the_narrator_tells_each_event_once_with_what_the_worker_answered() -> N
     ]
     assert run_finished([signal, scheduled, retried, completed, task_done])
     assert narrator.lines([signal, scheduled, retried, completed, task_done]) == []
+
+
+def test_the_policy_is_read_from_the_local_activity_marker() -> None:
+    policy = {"cooldown_seconds": 5.0, "max_vms": 5, "soft_shutdown_grace_seconds": 120}
+    marker = history_event(
+        1,
+        E.EVENT_TYPE_MARKER_RECORDED,
+        0,
+        marker_recorded_event_attributes=MarkerRecordedEventAttributes(
+            marker_name="core_local_activity",
+            details={
+                "data": json_payloads({"activity_type": "x"}),
+                "result": json_payloads(policy),
+            },
+        ),
+    )
+    assert HistoryNarrator({}).lines([marker]) == [
+        "[  0.0s] worker policy: at most 5 VMs per run, cooldown 5s, soft-shutdown grace 120s"
+    ]
 
 
 def test_an_unreadable_result_loses_only_its_detail() -> None:
