@@ -204,6 +204,8 @@ async def test_run_signal_starts_the_cli_workflow_as_the_go_cli_does(
     assert payload.metadata["encoding"] == b"json/plain"
     sent = json.loads(payload.data)
     assert sent == out["request"]
+    assert list(sent) == ["tag", "criticality", "event", "replyTo"], "Go's field order, not sorted"
+    assert list(sent["event"])[:4] == ["specversion", "id", "source", "type"]
     assert (sent["tag"], sent["criticality"], sent["replyTo"]) == ("preemptible", "LOW", "")
     event = sent["event"]
     assert set(event) == {"specversion", "id", "source", "type", "time"}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -22,10 +23,12 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
+from temporalio.common import RawValue
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from vsphere_preemption.cli.workflow_render import WorkflowSummary
+from vsphere_preemption.temporal.client import signal_payload_bytes
 from vsphere_preemption.wire import (
     QUERY_NAME,
     SIGNAL_NAME,
@@ -123,7 +126,14 @@ async def signal_with_start(
             task_queue=task_queue,
             execution_timeout=CLI_EXECUTION_TIMEOUT,
             start_signal=SIGNAL_NAME,
-            start_signal_args=[request.to_wire()],
+            # Our own json/plain bytes in Go's field order (the SDK's converter sorts keys).
+            start_signal_args=[
+                RawValue(
+                    Payload(
+                        metadata={"encoding": b"json/plain"}, data=signal_payload_bytes(request)
+                    )
+                )
+            ],
             rpc_timeout=RPC_TIMEOUT,
         )
     except RPCError as exc:
