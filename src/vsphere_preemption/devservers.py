@@ -135,7 +135,7 @@ class TemporalDevServer:
         try:
             wait_for_port("127.0.0.1", self.port, self.startup_timeout, self.proc)
             self._wait_healthy()
-        except Exception:
+        except BaseException:  # Ctrl-C while starting too: never leave a server behind
             self.stop()
             raise
         return self
@@ -198,7 +198,7 @@ class Vcsim:
         )  # fmt: skip
         try:
             self._read_url()
-        except Exception:
+        except BaseException:  # Ctrl-C while starting too: never leave a server behind
             self.stop()
             raise
         stdout = self.proc.stdout
