@@ -79,6 +79,7 @@ class StandIns:
     forced_after_grace: list[VmRef] = field(default_factory=list)
     failing_vm: VmRef | None = None
     annotate_fails: bool = False
+    policy_fails: bool = False
     gate: asyncio.Event | None = None  # the power-off waits for it when set
     calls: list[tuple[str, Any]] = field(default_factory=list)
     attempts: list[tuple[int, PowerOffInput]] = field(default_factory=list)
@@ -90,6 +91,8 @@ class StandIns:
         @activity.defn(name=GET_POLICY)
         async def get_policy() -> PreemptionPolicy:
             self.calls.append((GET_POLICY, None))
+            if self.policy_fails:
+                raise ApplicationError("no policy", non_retryable=True)
             return self.policy
 
         @activity.defn(name=GET_PREEMPTIBLE_VMS)
@@ -406,4 +409,18 @@ async def test_an_annotation_failure_is_logged_and_the_run_goes_on(
     await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the event")
     assert any("annotating VMs failed" in r.getMessage() for r in caplog.records)
     assert (await query_state(handle))["virtualMachines"] is not None
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+@pytest.mark.parametrize("rig", [lambda: StandIns(policy_fails=True)], indirect=True)
+async def test_a_policy_that_cannot_be_read_drops_the_run_not_the_workflow(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    handle = await rig.signal_with_start(signal_payload())
+    await wait_for(
+        lambda: any("reading the worker's policy failed" in r.getMessage() for r in caplog.records),
+        what="the failure logged",
+    )
+    assert rig.stand_ins.named(GET_PREEMPTIBLE_VMS) == []
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING

@@ -33,7 +33,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     # Pure modules (standard library only): no need to re-import them per run.
@@ -163,9 +163,17 @@ class PreemptVMsWorkflow:
         )
 
     async def _preempt(self, request: WorkflowRequest) -> None:
-        policy = await workflow.execute_local_activity(
-            GET_POLICY, result_type=PreemptionPolicy, start_to_close_timeout=POLICY_TIMEOUT
-        )
+        try:
+            policy = await workflow.execute_local_activity(
+                GET_POLICY,
+                result_type=PreemptionPolicy,
+                start_to_close_timeout=POLICY_TIMEOUT,
+                retry_policy=RETRY_POLICY,
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            workflow.logger.error("reading the worker's policy failed: %s", _cause(err))
+            return
         if self._last is not None and workflow.now() - self._last.at < policy.cooldown:
             workflow.logger.info(
                 "skipping run: the last preemption (%s) is within the cooldown of %ss",
@@ -181,7 +189,7 @@ class PreemptVMsWorkflow:
                 result_type=Selection,
                 **_options(),
             )
-        except ActivityError as err:
+        except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("finding preemptible VMs failed: %s", _cause(err))
             return
@@ -206,7 +214,7 @@ class PreemptVMsWorkflow:
                 result_type=PowerOffOutcome,
                 **_options(timeout),
             )
-        except ActivityError as err:
+        except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("powering VMs off failed: %s", _cause(err))
             return
@@ -239,7 +247,7 @@ class PreemptVMsWorkflow:
                 ),
                 **_options(),
             )
-        except ActivityError as err:
+        except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("sending the VmPreemptedEvent failed: %s", _cause(err))
 
@@ -264,7 +272,7 @@ class PreemptVMsWorkflow:
                     result_type=AnnotateOutcome,
                     **_options(),
                 )
-            except ActivityError as err:
+            except FailureError as err:
                 # The VMs are off whatever happens to their note: log, go on.
                 _reraise_cancel(err)
                 workflow.logger.warning("annotating VMs failed: %s", _cause(err))
@@ -281,11 +289,12 @@ def _options(start_to_close: timedelta = ACTIVITY_TIMEOUT) -> dict[str, Any]:
     }
 
 
-def _reraise_cancel(err: ActivityError) -> None:
+def _reraise_cancel(err: FailureError) -> None:
     if is_cancelled_exception(err):
         raise asyncio.CancelledError from err
 
 
-def _cause(err: ActivityError) -> str:
-    # The ActivityError itself only says "Activity task failed"; the cause says why.
+def _cause(err: FailureError) -> str:
+    # An ActivityError only says "Activity task failed"; its cause says why. (A local
+    # activity's failure arrives as the ApplicationError itself: both are FailureErrors.)
     return str(err.cause or err)
