@@ -240,3 +240,28 @@ def test_missing_secret_files_are_named_without_a_traceback(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert str(tmp_path / "nowhere" / "username") in done.stderr
+
+
+def test_an_unknown_namespace_stops_the_worker_at_once_with_one_line(
+    temporal_server: TemporalDevServer, tmp_path: Path
+) -> None:
+    secret = tmp_path / "vsphere"
+    secret.mkdir()
+    (secret / "username").write_text("u")
+    (secret / "password").write_text("p")
+    env = {
+        "PATH": os.environ["PATH"],
+        "TEMPORAL_URL": temporal_server.address,
+        "TEMPORAL_NAMESPACE": "no-such-namespace",
+        "VCENTER_URL": "https://vcenter.example.com/sdk",
+        "VCENTER_SECRET_PATH": str(secret),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "vsphere_preemption", "worker"],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"preemptctl worker: namespace 'no-such-namespace' on Temporal at "
+        f"{temporal_server.address}: Namespace no-such-namespace is not found."
+    ]

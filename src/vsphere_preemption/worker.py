@@ -15,7 +15,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from vsphere_preemption import logs
@@ -87,20 +89,14 @@ async def run(
 ) -> None:
     """Run until `stop` is set.
 
-    Raises vsphere.errors.ConfigError (vCenter settings) or StartError (Temporal)
-    before it polls. A `vcenter` handed in stays open (tests read it).
+    Raises vsphere.errors.ConfigError (vCenter settings) or StartError (Temporal
+    unreachable, namespace unknown, the worker stopped by itself). A `vcenter`
+    handed in stays open (tests read its counters).
     """
     owned = vcenter is None
     vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
     try:
-        try:
-            client = await Client.connect(
-                settings.temporal_url, namespace=settings.temporal_namespace
-            )
-        except RuntimeError as exc:
-            raise StartError(
-                f"cannot connect to Temporal at {settings.temporal_url}: {exc}"
-            ) from None
+        client = await _connect(settings)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
             httpx.Client(timeout=HTTP_TIMEOUT) as http,
@@ -118,17 +114,48 @@ async def run(
                 executor,
                 graceful_shutdown=graceful_shutdown,
             )
-            async with worker:
-                log.info(
-                    "worker started",
-                    temporal=settings.temporal_url,
-                    namespace=settings.temporal_namespace,
-                    taskQueue=settings.temporal_taskqueue,
-                    vcenter=settings.vcenter_url,
-                )
-                await stop.wait()
-                log.info("worker stopping", gracefulShutdownSeconds=graceful_shutdown.seconds)
+            await _run_until(worker, stop, settings, graceful_shutdown)
         log.info("worker stopped")
     finally:
         if owned:
             vsphere.close()  # logs the vCenter session out
+
+
+async def _connect(settings: WorkerSettings) -> Client:
+    """Connect, and check the namespace now: a typo should stop us here, not later."""
+    where = f"Temporal at {settings.temporal_url}"
+    try:
+        client = await Client.connect(settings.temporal_url, namespace=settings.temporal_namespace)
+    except RuntimeError as exc:
+        raise StartError(f"cannot connect to {where}: {exc}") from None
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=settings.temporal_namespace)
+        )
+    except RPCError as exc:
+        raise StartError(
+            f"namespace {settings.temporal_namespace!r} on {where}: {exc.message}"
+        ) from None
+    return client
+
+
+async def _run_until(
+    worker: Worker, stop: asyncio.Event, settings: WorkerSettings, graceful: timedelta
+) -> None:
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
+    log.info(
+        "worker started",
+        temporal=settings.temporal_url,
+        namespace=settings.temporal_namespace,
+        taskQueue=settings.temporal_taskqueue,
+        vcenter=settings.vcenter_url,
+    )
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        stopping.cancel()
+        error = running.exception()
+        raise StartError(f"the worker stopped by itself: {error}") from None
+    log.info("worker stopping", gracefulShutdownSeconds=graceful.total_seconds())
+    await worker.shutdown()  # stop polling; running activities get `graceful` to finish
+    await running

@@ -73,12 +73,32 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await run_worker(settings, stop)
 
+    code = 0
     try:
         asyncio.run(main())
     except ConfigError as exc:
         print(f"preemptctl worker: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except StartError as exc:
         print(f"preemptctl worker: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    return _exit(code)
+
+
+def _exit(code: int) -> int:
+    """End the process without interpreter finalization, when we are the program.
+
+    Everything is stopped by now (worker, thread pool, vCenter sessions). What is
+    left are the Temporal SDK's Rust threads, which can abort Python's finalization
+    (`PyGILState_Release` fatal error, SIGABRT; temporalio/sdk-python#300) and turn
+    a clean exit code into 134. Called from another thread (a test running the CLI
+    in-process), it just returns the code.
+    """
+    import os
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
