@@ -23,6 +23,7 @@ from vsphere_preemption.domain.events import (
     NotAnAlarmEvent,
     UndecodableData,
     decode,
+    event_shape,
 )
 from vsphere_preemption.function.cloudevent_http import (
     IncomingEvent,
@@ -78,8 +79,18 @@ class EventHandler:
         except NotACloudEvent as exc:
             return self.reject(400, "not_cloudevent", str(exc)), "rejected"
         data: EventData | None = None
+        undecodable: UndecodableData | None = None
         try:
             data = event.data()
+        except UndecodableData as exc:
+            undecodable = exc
+        if self._settings.debug:
+            self._log.debug("event received", eventID=event.id, cloudEvent=_loggable(event, data))
+        try:
+            if undecodable is not None:
+                # An event of another type is reported as such, whatever its data.
+                event_shape(event.attributes.get("type"), event.attributes.get("subject"))
+                raise undecodable
             change = decode(event.attributes, data)
             decision = decide(change, self._settings.alarm_name)
         except NotAnAlarmEvent as exc:
@@ -87,11 +98,6 @@ class EventHandler:
         except (UndecodableData, RuleError) as exc:
             message = f"{INVALID_PAYLOAD}: {exc}"
             return self.reject(400, "invalid_payload", message, event.id), "rejected"
-        finally:
-            if self._settings.debug:
-                self._log.debug(
-                    "event received", eventID=event.id, cloudEvent=_loggable(event, data)
-                )
         if decision.action is Action.IGNORE:
             self._metrics.ignored.labels("other_alarm").inc()
             self._log.debug(
