@@ -3,7 +3,8 @@
 The process serves liveness at once; readiness turns true when the client has connected.
 Until then (Temporal down at start, wrong address) it retries with a capped backoff, and
 events that need Temporal are answered 503 with the last connection error, so the broker
-retries them.
+retries them. Readiness stays true once connected: the SDK reconnects by itself, and an event
+that meets Temporal down meanwhile gets a 503 too.
 """
 
 from __future__ import annotations
