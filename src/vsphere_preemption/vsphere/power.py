@@ -8,8 +8,9 @@ power state reads `poweredOff`).
   batched read per poll.
 - soft: `ShutdownGuest` per VM, then all power states are polled with one batched
   read per poll until every VM is off or the grace period ends (it starts once every
-  shutdown request is in); the VMs still on are forced (`forced_after_grace`). A VM whose guest shutdown vCenter refuses (no
-  VMware Tools, suspended, busy...) is forced at once, with vCenter's reason
+  shutdown request is in); the VMs still on are forced (`forced_after_grace`). A VM
+  whose guest shutdown vCenter refuses (no VMware Tools, suspended, busy...) is forced
+  at once, with vCenter's reason
   (`forced_without_grace`): waiting could not help it.
 - Safe to run twice: VMs already off are counted as powered off without a call; a
   call that finds the VM already off (`InvalidPowerState`) counts it too.
