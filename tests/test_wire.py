@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import fixture_text
 from vsphere_preemption.domain.model import Criticality
-from vsphere_preemption.temporal.client import go_json, signal_payload_bytes
-from vsphere_preemption.wire import WireError, WorkflowRequest
+from vsphere_preemption.temporal.client import signal_payload_bytes
+from vsphere_preemption.wire import WireError, WorkflowRequest, go_json
 
 SIGNAL = fixture_text("02_old-router_PreemptVMsChan-signal-WorkflowRequest.json").strip()
 

@@ -77,6 +77,30 @@ def parse_time(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def go_json(value: Any) -> bytes:
+    """JSON as Go's encoding/json writes it: compact, UTF-8, `<>&` and U+2028/9 escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # These characters can only occur inside strings in the output, so replacing is safe.
+    for char, escape in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escape)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (from "\ud800" escapes in the input): Go writes U+FFFD for them.
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return fixed.encode("utf-8")
+
+
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
 def _field(obj: Mapping[str, Any], name: str) -> Any:
     """Look a field up the way Go's decoder does: exact name first, then any case."""
     if name in obj:
@@ -202,7 +226,7 @@ class WorkflowResponse:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_wire(), separators=(",", ":"))
+        return go_json(self.to_wire()).decode()
 
     @classmethod
     def from_wire(cls, obj: Any) -> WorkflowResponse:
@@ -254,7 +278,7 @@ class Annotation:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_wire(), separators=(",", ":"))
+        return go_json(self.to_wire()).decode()
 
     @classmethod
     def from_wire(cls, obj: Any) -> Annotation:

@@ -17,7 +17,7 @@ from tests.function.conftest import (
 )
 from vsphere_preemption.domain.events import JsonData, UndecodableData, XmlData
 from vsphere_preemption.function.cloudevent_http import NotACloudEvent, parse, structured_json
-from vsphere_preemption.temporal.client import go_json
+from vsphere_preemption.wire import go_json
 
 
 def roundtrip(headers: dict[str, str], body: bytes) -> dict[str, Any]:

@@ -10,13 +10,12 @@ sorts keys, and the Go worker and our fixtures expect the field order Go writes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE, WorkflowRequest
+from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE, WorkflowRequest, go_json
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -50,30 +49,6 @@ class CancelOutcome(StrEnum):
 class StartedRun:
     workflow_id: str
     run_id: str
-
-
-def go_json(value: Any) -> bytes:
-    """JSON as Go's encoding/json writes it: compact, UTF-8, `<>&` and U+2028/9 escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    # These characters can only occur inside strings in the output, so replacing is safe.
-    for char, escape in _GO_ESCAPES:
-        if char in text:
-            text = text.replace(char, escape)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates (from "\ud800" escapes in the input): Go writes U+FFFD for them.
-        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return fixed.encode("utf-8")
-
-
-_GO_ESCAPES = (
-    ("<", "\\u003c"),
-    (">", "\\u003e"),
-    ("&", "\\u0026"),
-    ("\u2028", "\\u2028"),
-    ("\u2029", "\\u2029"),
-)
 
 
 def signal_payload_bytes(request: WorkflowRequest) -> bytes:
