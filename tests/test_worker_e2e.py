@@ -119,10 +119,12 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
     # Annotations: only on those VMs, in the reference shape.
     notes = read_annotations(vcenter, scene.all_vms)
     assert set(notes) == set(scene.on)
-    reference_keys = set(fixture_json(ANNOTATION_FIXTURE))
+    reference_keys = list(fixture_json(ANNOTATION_FIXTURE))
     started = (await handle.describe()).start_time
     for text in notes.values():
-        assert set(json.loads(text)) == reference_keys
+        # The reference fields in the Go struct's order, and the event as the function sent it.
+        assert list(json.loads(text)) == reference_keys
+        assert list(json.loads(text)["event"]) == list(payload["event"])
         note = Annotation.from_wire(text)
         assert (note.preempted, note.forced_shutdown, note.tag) == (True, True, "preemptible")
         assert (note.workflow_id, note.workflow_started) == (handle.id, started)

@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import RawValue
 
 from tests.conftest import fixture_json
-from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE
+from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE, go_json
 
 SIGNAL_FIXTURE = "02_old-router_PreemptVMsChan-signal-WorkflowRequest.json"
 ANNOTATION_FIXTURE = "01_old-router_AlarmStatusChangedEvent.json"
@@ -35,14 +37,19 @@ def signal_payload(**changes: Any) -> dict[str, Any]:
 async def signal_with_start(
     client: Client, workflow_id: str, task_queue: str, payload: Any
 ) -> WorkflowHandle[Any, Any]:
-    """What the Go function does: signal-with-start by type name, no workflow args, 24 h."""
+    """What the Go function does: signal-with-start by type name, no workflow args, 24 h.
+
+    The payload goes out as Go's encoding/json bytes (field order kept), not through the
+    SDK's converter, which would sort the keys.
+    """
+    raw = RawValue(Payload(metadata={"encoding": b"json/plain"}, data=go_json(payload)))
     return await client.start_workflow(
         WORKFLOW_TYPE,
         id=workflow_id,
         task_queue=task_queue,
         execution_timeout=timedelta(hours=24),
         start_signal=SIGNAL_NAME,
-        start_signal_args=[payload],
+        start_signal_args=[raw],
     )
 
 

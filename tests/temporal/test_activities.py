@@ -19,11 +19,12 @@ from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.contracts import FindVmsInput, PreemptionPolicy, SendEventInput
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
-from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, go_json
 
 SOURCE = "127.0.0.1:7233/vsphere-preemption"
 DATA = {"preempted": True, "tag": "preemptible", "virtualMachines": [{"Type": "VirtualMachine",
         "Value": "vm-1"}]}  # fmt: skip
+DATA_JSON = go_json(DATA).decode()
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_a_sink_that_does_not_acknowledge_is_an_error_to_retry(
     with EventSink(statuses=[500]).serving() as sink:
         with pytest.raises(ApplicationError) as caught:
             activities(vcenter, http).send_preempted_event(
-                SendEventInput(reply_to=sink.url, event_id="alarm-1-ev-1", data=DATA)
+                SendEventInput(reply_to=sink.url, event_id="alarm-1-ev-1", data_json=DATA_JSON)
             )
         (event,) = sink.events()
     assert not caught.value.non_retryable
@@ -66,6 +67,9 @@ def test_a_sink_that_does_not_acknowledge_is_an_error_to_retry(
         PREEMPTED_EVENT_TYPE, "alarm-1-ev-1", SOURCE,
     )  # fmt: skip
     assert event.get_data() == DATA
+    assert sink.received[0].body == DATA_JSON.encode(), (
+        "the data's bytes as the workflow wrote them"
+    )
     headers = {k.lower(): v for k, v in sink.received[0].headers.items()}
     assert headers["content-type"] == "application/json"
     assert headers["ce-id"] == "alarm-1-ev-1"
@@ -78,12 +82,12 @@ def test_credentials_in_reply_to_never_reach_the_error(
         url = sink.url.replace("http://", "http://broker:s3cret-pw@")
         with pytest.raises(ApplicationError) as rejected:
             activities(vcenter, http).send_preempted_event(
-                SendEventInput(reply_to=url, event_id="e", data=DATA)
+                SendEventInput(reply_to=url, event_id="e", data_json=DATA_JSON)
             )
     refused = f"http://broker:s3cret-pw@127.0.0.1:{free_port()}/x"
     with pytest.raises(ApplicationError) as unreachable:
         activities(vcenter, http).send_preempted_event(
-            SendEventInput(reply_to=refused, event_id="e", data=DATA)
+            SendEventInput(reply_to=refused, event_id="e", data_json=DATA_JSON)
         )
     assert unreachable.value.type == "SinkUnreachable" and not unreachable.value.non_retryable
     for error in (rejected.value, unreachable.value):
@@ -97,7 +101,7 @@ def test_a_reply_to_that_is_no_http_url_fails_once_without_retry(
 ) -> None:
     with pytest.raises(ApplicationError) as caught:
         activities(vcenter, http).send_preempted_event(
-            SendEventInput(reply_to=reply_to, event_id="e", data=DATA)
+            SendEventInput(reply_to=reply_to, event_id="e", data_json=DATA_JSON)
         )
     assert caught.value.non_retryable
     assert caught.value.type == "InvalidReplyTo"

@@ -206,8 +206,11 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     # The annotation has the reference shape, and says what happened.
     annotate: AnnotateInput = rig.stand_ins.named(ANNOTATE_VMS)[0]
     assert annotate.vms == [VM1, VM2]
-    assert set(annotate.annotation) == set(fixture_json(ANNOTATION_FIXTURE))
-    note = Annotation.from_wire(json.dumps(annotate.annotation))
+    written = json.loads(annotate.annotation_json)
+    # The reference shape, field for field and in the Go struct's order.
+    assert list(written) == list(fixture_json(ANNOTATION_FIXTURE))
+    assert list(written["event"]) == list(payload["event"]), "the event as it came, in order"
+    note = Annotation.from_wire(annotate.annotation_json)
     described = await handle.describe()
     assert (note.preempted, note.forced_shutdown, note.tag) == (True, True, "preemptible")
     assert (note.workflow_id, note.event) == (handle.id, payload["event"])
@@ -216,14 +219,16 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     send: SendEventInput = rig.stand_ins.named(SEND_PREEMPTED_EVENT)[0]
     assert send.reply_to == payload["replyTo"]
     assert send.event_id == f"{handle.id}-d65a8ad1-7d3c-4f72-ace4-e3f2883c4475"
-    assert send.data == {
-        **annotate.annotation,
+    sent = json.loads(send.data_json)
+    assert list(sent)[-1] == "virtualMachines"
+    assert sent == {
+        **written,
         "virtualMachines": [{"Type": "VirtualMachine", "Value": v} for v in ("vm-1", "vm-2")],
     }
 
     # The query answers in the Go worker's shape, VM references spelled as govmomi's.
     assert set(state) == GO_RESPONSE_KEYS
-    assert state["virtualMachines"] == send.data["virtualMachines"]
+    assert state["virtualMachines"] == sent["virtualMachines"]
     assert (state["tag"], state["criticality"]) == ("preemptible", "HIGH")
     assert (state["event"], state["replyTo"]) == (payload["event"], payload["replyTo"])
     assert WorkflowResponse.from_wire(json.dumps(state)).run_id == handle.result_run_id
@@ -247,7 +252,7 @@ async def test_low_is_soft_and_vms_forced_after_the_grace_are_annotated_as_force
     # Only VMs confirmed off are recorded and annotated; vm-3 failed.
     assert state["virtualMachines"] == [{"Type": "VirtualMachine", "Value": "vm-1"},
                                         {"Type": "VirtualMachine", "Value": "vm-2"}]  # fmt: skip
-    notes = {tuple(a.vms): a.annotation for a in rig.stand_ins.named(ANNOTATE_VMS)}
+    notes = {tuple(a.vms): json.loads(a.annotation_json) for a in rig.stand_ins.named(ANNOTATE_VMS)}
     assert notes[(VM1,)]["forcedShutdown"] is False
     assert notes[(VM2,)]["forcedShutdown"] is True
     assert rig.stand_ins.named(SEND_PREEMPTED_EVENT) == []  # no replyTo, no event

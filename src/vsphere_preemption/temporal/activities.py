@@ -16,7 +16,6 @@ the activity retried elsewhere); a call that hangs is bounded by start-to-close.
 from __future__ import annotations
 
 import contextvars
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -141,8 +140,7 @@ class PreemptionActivities:
 
     @activity.defn(name=ANNOTATE_VMS)
     def annotate_vms(self, arg: AnnotateInput) -> AnnotateOutcome:
-        # Go's json.Marshal: compact, fields in struct order, UTF-8 as is.
-        value = json.dumps(arg.annotation, separators=(",", ":"), ensure_ascii=False)
+        value = arg.annotation_json  # written as the workflow encoded it, byte for byte
         with _heartbeating() as progress:
             return self._vcenter.annotate(
                 arg.vms,
@@ -169,7 +167,7 @@ class PreemptionActivities:
                 "datacontenttype": "application/json",
                 "time": datetime.now(UTC),
             },
-            data=arg.data,
+            data=arg.data_json.encode(),  # the body as is: Go's field order
         )
         # Binary content mode, as the Go worker's CloudEvents HTTP client sends.
         message = to_binary(event, JSONFormat())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from vsphere_preemption.domain.model import VmRef
 
@@ -67,11 +66,13 @@ class PowerOffInput:
 @dataclass(frozen=True)
 class AnnotateInput:
     vms: list[VmRef]
-    annotation: dict[str, Any]  # wire.Annotation.to_wire()
+    # wire.Annotation.to_json(): a JSON text, not a dict, because Temporal's JSON converter
+    # sorts dict keys and the annotation must read as the Go worker writes it.
+    annotation_json: str
 
 
 @dataclass(frozen=True)
 class SendEventInput:
     reply_to: str
     event_id: str
-    data: dict[str, Any]  # wire.preempted_event_data(...)
+    data_json: str  # go_json(wire.preempted_event_data(...)), a text for the same reason

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         Annotation,
         WorkflowRequest,
         WorkflowResponse,
+        go_json,
         preempted_event_data,
         preempted_event_id,
     )
@@ -243,7 +244,9 @@ class PreemptVMsWorkflow:
                 SendEventInput(
                     reply_to=request.reply_to,
                     event_id=preempted_event_id(workflow.info().workflow_id, request.event),
-                    data=preempted_event_data(annotation, outcome.powered_off),
+                    data_json=go_json(
+                        preempted_event_data(annotation, outcome.powered_off)
+                    ).decode(),
                 ),
                 **_options(),
             )
@@ -268,7 +271,7 @@ class PreemptVMsWorkflow:
             try:
                 result = await workflow.execute_activity(
                     ANNOTATE_VMS,
-                    AnnotateInput(vms=vms, annotation=value.to_wire()),
+                    AnnotateInput(vms=vms, annotation_json=value.to_json()),
                     result_type=AnnotateOutcome,
                     **_options(),
                 )
