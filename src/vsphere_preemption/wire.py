@@ -112,6 +112,18 @@ def _field(obj: Mapping[str, Any], name: str) -> Any:
     return None
 
 
+def _json_object(obj: Any, what: str) -> Mapping[str, Any]:
+    """A decoded JSON object, from a JSON text (as stored or queried) or already decoded."""
+    if isinstance(obj, str | bytes):
+        try:
+            obj = json.loads(obj)
+        except ValueError as exc:
+            raise WireError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(obj, Mapping):
+        raise WireError(f"{what} must be a JSON object")
+    return obj
+
+
 def _str(obj: Mapping[str, Any], name: str) -> str:
     value = _field(obj, name)
     if value is None:
@@ -230,13 +242,7 @@ class WorkflowResponse:
 
     @classmethod
     def from_wire(cls, obj: Any) -> WorkflowResponse:
-        if isinstance(obj, str | bytes):
-            try:
-                obj = json.loads(obj)
-            except ValueError as exc:
-                raise WireError(f"query answer is not JSON: {exc}") from exc
-        if not isinstance(obj, Mapping):
-            raise WireError("a WorkflowResponse must be a JSON object")
+        obj = _json_object(obj, "a WorkflowResponse")
         vms = _field(obj, "virtualMachines")
         if vms is not None and not isinstance(vms, list):
             raise WireError("virtualMachines must be a list")
@@ -282,13 +288,7 @@ class Annotation:
 
     @classmethod
     def from_wire(cls, obj: Any) -> Annotation:
-        if isinstance(obj, str | bytes):
-            try:
-                obj = json.loads(obj)
-            except ValueError as exc:
-                raise WireError(f"annotation is not JSON: {exc}") from exc
-        if not isinstance(obj, Mapping):
-            raise WireError("an annotation must be a JSON object")
+        obj = _json_object(obj, "an annotation")
         criticality = _criticality(obj, required=True)
         assert criticality is not None
         started = _str(obj, "workflowStarted")
