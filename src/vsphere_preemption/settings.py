@@ -103,7 +103,6 @@ class WorkerSettings(TemporalSettings):
         default=timedelta(minutes=2), alias="PREEMPTION_SOFT_SHUTDOWN_GRACE"
     )
     max_concurrency: int = Field(default=5, ge=1, le=64, alias="PREEMPTION_MAX_CONCURRENCY")
-    metrics_port: int = Field(default=0, ge=0, le=65535, alias="METRICS_PORT")
 
 
 _S = TypeVar("_S", bound=_Settings)
