@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import platform
 import statistics
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
@@ -269,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--vcsim-url", help="use this running vcsim (its GOVC_URL); never a real vCenter"
     )
     args = parser.parse_args(argv)
+    # Figures, not logs: only the adapter's and SDK's warnings are printed.
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ.setdefault("PYTHONHASHSEED", "0")
     result = asyncio.run(bench(args))
     result["machine"] = {

@@ -339,14 +339,11 @@ async def test_signals_during_a_run_wait_for_it(rig: Rig, caplog: pytest.LogCapt
     handle = await rig.signal_with_start(signal_payload(replyTo=""))
     await wait_for(lambda: bool(rig.stand_ins.named("power_off_started")), what="run 1")
 
+    def received() -> int:
+        return sum("received preemption request" in r.getMessage() for r in caplog.records)
+
     await handle.signal(SIGNAL_NAME, signal_payload(criticality="LOW", replyTo=""))
-    received = sum("received preemption request" in r.getMessage() for r in caplog.records)
-    await wait_for(
-        lambda: (
-            sum("received preemption request" in r.getMessage() for r in caplog.records) > received
-        ),
-        what="the second signal received",
-    )
+    await wait_for(lambda: received() == 2, what="the second signal received")
     assert len(rig.stand_ins.named(GET_PREEMPTIBLE_VMS)) == 1  # queued, not started
 
     gate.set()
