@@ -204,6 +204,8 @@ async def test_the_temporal_cli_with_the_go_functions_exact_bytes_and_sigterm(
     names = [r.get("event") for r in records]
     assert "worker stopped" in names
     assert "vcenter.logout" in names
+    # Logged in at start, before any run: the first alarm does not wait for it.
+    assert names.index("vcenter session open") < names.index("worker stopped")
 
 
 def test_bad_settings_name_every_bad_variable_and_exit_non_zero(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from vsphere_preemption.temporal.contracts import PreemptionPolicy
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.vsphere.errors import VSphereError
 from vsphere_preemption.wire import preempted_event_source
 
 # Activities at once on this worker; each may run up to `max_concurrency` vCenter
@@ -97,6 +98,7 @@ async def run(
     vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
     try:
         client = await _connect(settings)
+        await _warm_up(vsphere)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
             httpx.Client(timeout=HTTP_TIMEOUT) as http,
@@ -119,6 +121,18 @@ async def run(
     finally:
         if owned:
             vsphere.close()  # logs the vCenter session out
+
+
+async def _warm_up(vsphere: VSphereClient) -> None:
+    """Log in to vCenter at start: the first alarm should not wait for the logins, and a
+    wrong password or certificate shows in the log at once. Not fatal: vCenter may be
+    back by the first run, and the activities log in again (and retry) themselves."""
+    try:
+        await asyncio.to_thread(vsphere.connect)
+    except VSphereError as exc:
+        log.warning("vcenter not reachable at start; will log in on the first run", error=str(exc))
+    else:
+        log.info("vcenter session open", vcenter=vsphere.config.address)
 
 
 async def _connect(settings: WorkerSettings) -> Client:

@@ -61,6 +61,11 @@ class VSphereClient:
         self._power = PowerOff(self.session, poll_interval=poll_interval, task_timeout=task_timeout)
         self._page_size = page_size
 
+    def connect(self) -> None:
+        """Log in to both APIs now (the client is lazy otherwise); raises VSphereError."""
+        self.session.connection()
+        self.tagging.login()
+
     @property
     def round_trips(self) -> int:
         """HTTP round trips to vCenter (SOAP + REST) since creation, logins included."""

@@ -164,6 +164,10 @@ class TaggingRest:
             return session, dialect
         raise VSphereError(f"vCenter {cfg.address} serves no tagging REST API (/rest nor /api)")
 
+    def login(self) -> None:
+        """Open the REST session now rather than on the first request."""
+        self._current()
+
     def _current(self) -> tuple[str, Dialect]:
         with self._lock:
             if self._closed:
