@@ -23,10 +23,9 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionSignaledEventAttributes,
 )
 
-from vsphere_preemption.demo import write_secret
-from vsphere_preemption.demo_checks import Expectations, Observations, verify
-from vsphere_preemption.demo_events import ALARM_EVENT_TYPE, AlarmScene, Named, alarm_status_changed
-from vsphere_preemption.demo_inventory import (
+from vsphere_preemption.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.demo.events import ALARM_EVENT_TYPE, AlarmScene, Named, alarm_status_changed
+from vsphere_preemption.demo.inventory import (
     MAX_VMS,
     TAGGED_OFF,
     TAGGED_RUNNING,
@@ -34,9 +33,10 @@ from vsphere_preemption.demo_inventory import (
     InventoryTooSmall,
     plan_demo,
 )
-from vsphere_preemption.demo_progress import HistoryNarrator, run_finished
-from vsphere_preemption.demo_report import pretty
-from vsphere_preemption.demo_sink import EventSink, ReceivedEvent
+from vsphere_preemption.demo.progress import HistoryNarrator, run_finished
+from vsphere_preemption.demo.report import pretty
+from vsphere_preemption.demo.run import write_secret
+from vsphere_preemption.demo.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.alarm_rules import Action, decide
 from vsphere_preemption.domain.events import EventShape, data_from_body, decode
 from vsphere_preemption.domain.model import Criticality, Selection, VmRef

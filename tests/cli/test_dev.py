@@ -23,10 +23,10 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from vsphere_preemption.demo import write_secret
-from vsphere_preemption.demo_events import AlarmScene, Named, alarm_status_changed
-from vsphere_preemption.demo_progress import HistoryNarrator, run_finished
-from vsphere_preemption.demo_sink import EventSink
+from vsphere_preemption.demo.events import AlarmScene, Named, alarm_status_changed
+from vsphere_preemption.demo.progress import HistoryNarrator, run_finished
+from vsphere_preemption.demo.run import write_secret
+from vsphere_preemption.demo.sink import EventSink
 from vsphere_preemption.devservers import Vcsim, free_port
 from vsphere_preemption.domain.model import Criticality, VmRef
 from vsphere_preemption.vsphere.client import VSphereClient

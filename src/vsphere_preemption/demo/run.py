@@ -42,17 +42,17 @@ from temporalio.runtime import Runtime, TelemetryConfig
 
 from vsphere_preemption.cli import workflow_client
 from vsphere_preemption.cli.workflow_client import CommandFailed
-from vsphere_preemption.demo_checks import Expectations, Observations, verify
-from vsphere_preemption.demo_events import AlarmScene, Named, OutgoingEvent, alarm_status_changed
-from vsphere_preemption.demo_inventory import (
+from vsphere_preemption.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.demo.events import AlarmScene, Named, OutgoingEvent, alarm_status_changed
+from vsphere_preemption.demo.inventory import (
     MAX_VMS,
     VCSIM_ARGS,
     InventoryTooSmall,
     PreparedInventory,
     prepare,
 )
-from vsphere_preemption.demo_progress import HistoryNarrator, is_closed, run_finished
-from vsphere_preemption.demo_report import (
+from vsphere_preemption.demo.progress import HistoryNarrator, is_closed, run_finished
+from vsphere_preemption.demo.report import (
     annotation_lines,
     check_lines,
     event_lines,
@@ -60,7 +60,7 @@ from vsphere_preemption.demo_report import (
     inventory_table,
     state_lines,
 )
-from vsphere_preemption.demo_sink import EventSink
+from vsphere_preemption.demo.sink import EventSink
 from vsphere_preemption.devservers import ServerFailed, ToolMissing, Vcsim
 from vsphere_preemption.devstack import DevStack, VCenterTarget
 from vsphere_preemption.domain.alarm_rules import Action
