@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
@@ -33,6 +35,10 @@ class ToolMissing(RuntimeError):
 
 class ServerFailed(RuntimeError):
     """A server did not come up; the message carries the tail of its output."""
+
+
+class EarlyExit(ServerFailed):
+    """The server process ended before it listened."""
 
 
 def tools_dir() -> Path:
@@ -62,20 +68,64 @@ def vcsim_binary() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports for a server that is started *later*.
+
+    Picked below the kernel's ephemeral range: a port from that range can be taken, in
+    the moment between picking it and the server binding it, as the local end of any
+    outgoing connection on the machine (a test suite makes thousands), and the server
+    then fails with "address already in use". All are held open together while picked,
+    so they are distinct.
+    """
+    low, _ = _ephemeral_range()
+    floor = 10000 if low > 12000 else 1024
+    picker = random.Random()  # noqa: S311 (spreading ports, not secrecy)
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(200 * count):
+            if len(ports) == count:
+                break
+            port = picker.randrange(floor, low)
+            if port in ports:
+                continue
+            sock = stack.enter_context(socket.socket())
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+        if len(ports) < count:
+            raise ServerFailed(f"found only {len(ports)} free ports below {low}")
+        return ports
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerFailed(f"exited with code {proc.returncode} before listening on {port}")
+            raise EarlyExit(f"exited with code {proc.returncode} before listening on {port}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
     raise ServerFailed(f"nothing listened on {host}:{port} within {timeout:.0f}s")
+
+
+def _tail(out: IO[bytes], size: int = 800) -> str:
+    out.flush()
+    out.seek(0, os.SEEK_END)
+    out.seek(max(0, out.tell() - size))
+    return " ".join(out.read().decode(errors="replace").split())
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -111,12 +161,32 @@ class TemporalDevServer:
     def ui_url(self) -> str | None:
         return None if self.ui_port is None else f"http://127.0.0.1:{self.ui_port}"
 
-    def start(self) -> TemporalDevServer:
+    def start(self, attempts: int = 3) -> TemporalDevServer:
+        """Start and wait until it serves our namespaces.
+
+        Picking free ports races with every other process on the machine (and with the
+        ports the server picks for its own internal services), so a server that dies
+        before it listens is started again, on fresh ports where they were ours to pick.
+        """
+        chosen_port = self.port
+        for attempt in range(1, attempts + 1):
+            self.port = chosen_port
+            try:
+                return self._start_once()
+            except EarlyExit:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> TemporalDevServer:
         self.port = self.port or free_port()
+        # Distinct from each other and from the ports the caller chose.
+        taken = {self.port, self.ui_port}
+        http_port, metrics_port = [p for p in free_ports(4) if p not in taken][:2]
         args = [
             str(temporal_binary()), "server", "start-dev",
             "--ip", "127.0.0.1", "--port", str(self.port),
-            "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+            "--http-port", str(http_port), "--metrics-port", str(metrics_port),
             "--log-level", "warn",
         ]  # fmt: skip
         for ns in self.namespaces:
@@ -127,7 +197,9 @@ class TemporalDevServer:
             args += ["--ui-ip", "127.0.0.1", "--ui-port", str(self.ui_port)]
         if self.db_file is not None:
             args += ["--db-filename", str(self.db_file)]
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        # Its output goes to the log file, or to a private temporary file: either way, a
+        # failed start can say why (the server's own last words) instead of just "exited".
+        out = open(self.log_file, "a+b") if self.log_file else tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -135,6 +207,10 @@ class TemporalDevServer:
         try:
             wait_for_port("127.0.0.1", self.port, self.startup_timeout, self.proc)
             self._wait_healthy()
+        except ServerFailed as exc:
+            self.stop()
+            kind = EarlyExit if isinstance(exc, EarlyExit) else ServerFailed
+            raise kind(f"Temporal dev server: {exc}: {_tail(out)}") from None
         except BaseException:  # Ctrl-C while starting too: never leave a server behind
             self.stop()
             raise
