@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -59,3 +60,52 @@ class PowerOffOutcome:
 class AnnotateOutcome:
     annotated: list[VmRef]
     failed: list[VmIssue] = field(default_factory=list)
+
+
+# -- Facts for choosing victims by place, priority and need -----------------------------
+# The vSphere adapter gathers these in batched reads; domain/plan.py decides on them alone.
+
+# Any managed object reference (a cluster, a host, a pool, ...): VmRef names every type.
+MoRef = VmRef
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU in MHz and memory in MB; None where vCenter gave no figure."""
+
+    cpu_mhz: float | None = None
+    memory_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class TagName:
+    """A vSphere tag as people name it: its category and its own name."""
+
+    category: str
+    name: str
+
+
+@dataclass(frozen=True)
+class VmFacts:
+    """One VM as the plan sees it: where it is, what it carries, what it uses."""
+
+    ref: VmRef
+    name: str
+    power_state: str  # a selection.PowerState value, kept as str
+    in_scope: bool  # under the alarmed entity (always True for scope `vcenter`)
+    tags: frozenset[TagName] = frozenset()
+    boot_time: datetime | None = None  # last power-on; None when vCenter does not say
+    usage: Resources = Resources()  # measured (quickStats); None fields where missing
+    allocation: Resources = Resources()  # configured: vCPUs x core MHz, memory size
+    host: str | None = None  # HostSystem moref value
+    # our annotation says this system powered it off (counts against a group's budget while off)
+    preempted_by_us: bool = False
+
+
+@dataclass(frozen=True)
+class EntityUsage:
+    """The alarmed entity's capacity and current use (cluster, host; None where unknown)."""
+
+    entity: MoRef
+    capacity: Resources
+    used: Resources
