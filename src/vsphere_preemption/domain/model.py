@@ -100,6 +100,8 @@ class VmFacts:
     host: str | None = None  # HostSystem moref value
     # our annotation says this system powered it off (counts against a group's budget while off)
     preempted_by_us: bool = False
+    # carries the request's tag; False for a VM gathered only because it is in a budget group
+    preemptible: bool = True
 
 
 @dataclass(frozen=True)
