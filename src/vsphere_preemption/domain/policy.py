@@ -20,7 +20,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 
 
@@ -47,7 +46,7 @@ class PriorityPolicy:
     """A VM's priority is the level of its tag in `category`; lowest goes first."""
 
     category: str | None = None  # None: every VM has the default priority
-    levels: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    levels: Mapping[str, int] = field(default_factory=dict)
     default: int = 0  # no tag of the category, or a tag with no level
 
 
@@ -83,7 +82,7 @@ class GroupPolicy:
     """A VM's groups are its tags in `category`; each group's budget is never exceeded."""
 
     category: str
-    budgets: Mapping[str, MaxUnavailable] = field(default_factory=lambda: MappingProxyType({}))
+    budgets: Mapping[str, MaxUnavailable] = field(default_factory=dict)
     default: MaxUnavailable | None = None  # groups not in `budgets`; None: no limit
 
     def budget(self, group: str) -> MaxUnavailable | None:
@@ -107,6 +106,9 @@ class Targets:
 
 @dataclass(frozen=True)
 class Policy:
+    """Frozen; its mappings are read-only by their type (`Mapping`), plain dicts underneath so
+    that the policy copies and pickles like any value."""
+
     scope: Scope = Scope.ENTITY
     max_vms: int = 10
     priority: PriorityPolicy = PriorityPolicy()
@@ -315,7 +317,7 @@ def _priority(r: _Reader, value: Any) -> PriorityPolicy:
     if (levels or "levels" in obj) and category is None and "category" not in obj:
         r.bad("priority.category", "is required when levels are given")
     default = r.integer(obj["default"], "priority.default") if "default" in obj else 0
-    return PriorityPolicy(category, MappingProxyType(levels), default or 0)
+    return PriorityPolicy(category, levels, default or 0)
 
 
 def _protection(r: _Reader, value: Any) -> Protection | None:
@@ -340,7 +342,7 @@ def _groups(r: _Reader, value: Any) -> GroupPolicy | None:
     default = _budget(r, obj["default"], "groups.default") if "default" in obj else None
     if category is None:
         return None
-    return GroupPolicy(category, MappingProxyType(budgets), default)
+    return GroupPolicy(category, budgets, default)
 
 
 def _budget(r: _Reader, value: Any, path: str) -> MaxUnavailable | None:
