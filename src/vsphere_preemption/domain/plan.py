@@ -452,19 +452,20 @@ class _Groups:
         self.members: dict[str, int] = {}
         self.off: dict[str, int] = {}
         self.planned: dict[str, int] = {}
+        self.groups_of: dict[VmRef, list[str]] = {}
         if self.policy is None:
             return
+        category = self.policy.category
         for vm in facts:
-            for group in self.of(vm):
+            groups = sorted({t.name for t in vm.tags if t.category == category})
+            self.groups_of[vm.ref] = groups
+            for group in groups:
                 self.members[group] = self.members.get(group, 0) + 1
                 if vm.preempted_by_us and vm.power_state != PowerState.POWERED_ON:
                     self.off[group] = self.off.get(group, 0) + 1
 
     def of(self, vm: VmFacts) -> list[str]:
-        if self.policy is None:
-            return []
-        category = self.policy.category
-        return sorted({t.name for t in vm.tags if t.category == category})
+        return self.groups_of.get(vm.ref, [])
 
     def _allowed(self, group: str) -> tuple[MaxUnavailable, int] | None:
         budget = None if self.policy is None else self.policy.budget(group)
