@@ -200,3 +200,14 @@ def test_an_empty_policy_file_is_the_default_policy(tmp_path: Path) -> None:
     path.write_text("# nothing set yet\n")
     s = load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
     assert s.policy == Policy()
+
+
+def test_the_readme_policy_example_is_a_valid_policy(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### The policy", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "policy.yaml"
+    path.write_text(example)
+    s = load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
+    assert s.policy.groups is not None and set(s.policy.groups.budgets) == {"web", "ci-runners"}
+    assert s.policy.tag_categories() == ("preemption-priority", "app", "preemption")
