@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vsphere_preemption.domain.policy import Policy, Scope
 from vsphere_preemption.settings import (
     FunctionSettings,
     SettingsError,
@@ -107,3 +108,106 @@ def test_durations_in_go_spelling(text: str, seconds: float) -> None:
 def test_durations_refuse_other_text(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+WORKER_ENV = {"TEMPORAL_URL": "t:7233", "VCENTER_URL": "https://vc/sdk"}
+POLICY_YAML = """\
+scope: vcenter
+maxVMs: 4
+priority:
+  category: preemption-priority
+  levels: {low: 1, high: 9}
+protection: {category: preemption, tag: never}
+groups:
+  category: app
+  budgets:
+    web: {maxUnavailable: 25%}
+targets: {cpu: 70, memory: 80}
+"""
+
+
+def test_worker_policy_defaults_without_a_file() -> None:
+    s = load(WorkerSettings, WORKER_ENV)
+    assert s.policy == Policy()
+    assert s.max_vms == 10 and s.scope is Scope.ENTITY
+
+
+def test_worker_policy_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY_YAML)
+    s = load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
+    assert s.policy.scope is Scope.VCENTER
+    assert s.policy.priority.levels == {"low": 1, "high": 9}
+    assert s.policy.groups is not None and str(s.policy.groups.budgets["web"]) == "25%"
+    assert s.policy.targets.cpu == 70 and s.policy.targets.memory == 80
+    assert s.max_vms == 4, "the file's maxVMs is the worker's cap when the variable is unset"
+    assert s.scope is Scope.VCENTER
+
+
+def test_worker_variables_win_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY_YAML)
+    env = {
+        **WORKER_ENV,
+        "PREEMPTION_POLICY_FILE": str(path),
+        "PREEMPTION_MAX_VMS": "2",
+        "PREEMPTION_SCOPE": "entity",
+    }
+    s = load(WorkerSettings, env)
+    assert s.policy.max_vms == 2 and s.max_vms == 2
+    assert s.policy.scope is Scope.ENTITY and s.scope is Scope.ENTITY
+    assert s.policy.targets.cpu == 70, "the rest of the file is kept"
+
+
+def test_worker_names_bad_variables_and_bad_policy_fields_in_one_message(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("maxVMs: 0\npriority: {category: p, levels: {low: one}}\ntargets: {cpu: 300}\n")
+    env = {"PREEMPTION_POLICY_FILE": str(path), "PREEMPTION_SCOPE": "datacenter"}
+    with pytest.raises(SettingsError) as err:
+        load(WorkerSettings, env)
+    message = str(err.value)
+    for part in (
+        "TEMPORAL_URL",
+        "VCENTER_URL",
+        "PREEMPTION_SCOPE",
+        "PREEMPTION_POLICY_FILE: maxVMs",
+        "PREEMPTION_POLICY_FILE: priority.levels.low",
+        "PREEMPTION_POLICY_FILE: targets.cpu",
+    ):
+        assert part in message, part
+    assert "datacenter" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "PREEMPTION_POLICY_FILE cannot be read (No such file or directory)"),
+        ("scope: [entity\n", "PREEMPTION_POLICY_FILE is not valid YAML at line 2"),
+        ("- scope: entity\n", "PREEMPTION_POLICY_FILE: policy must be an object"),
+    ],
+)
+def test_worker_policy_file_problems(tmp_path: Path, content: str | None, problem: str) -> None:
+    path = tmp_path / "policy.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SettingsError) as err:
+        load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
+    assert problem in str(err.value)
+
+
+def test_an_empty_policy_file_is_the_default_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("# nothing set yet\n")
+    s = load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
+    assert s.policy == Policy()
+
+
+def test_the_readme_policy_example_is_a_valid_policy(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### The policy", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "policy.yaml"
+    path.write_text(example)
+    s = load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
+    assert s.policy.groups is not None and set(s.policy.groups.budgets) == {"web", "ci-runners"}
+    assert s.policy.tag_categories() == ("preemption-priority", "app", "preemption")

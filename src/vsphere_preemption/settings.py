@@ -14,8 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, ValidationError
 
+from vsphere_preemption.domain.policy import Policy, PolicyError, Scope, policy_from_mapping
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
 
 
@@ -69,6 +71,15 @@ Required = Annotated[str, BeforeValidator(_nonblank)]
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
+    @classmethod
+    def _derive(
+        cls, env: Mapping[str, str], settings: _Settings | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Fields built from more than one variable or from a file (they have no alias): their
+        values, and the problems found. `settings` is None when the variables were invalid;
+        the problems are still collected, so that one message names them all."""
+        return {}, []
+
 
 class TemporalSettings(_Settings):
     temporal_url: Required = Field(alias="TEMPORAL_URL")
@@ -103,6 +114,53 @@ class WorkerSettings(TemporalSettings):
         default=timedelta(minutes=2), alias="PREEMPTION_SOFT_SHUTDOWN_GRACE"
     )
     max_concurrency: int = Field(default=5, ge=1, le=64, alias="PREEMPTION_MAX_CONCURRENCY")
+    scope: Scope = Field(default=Scope.ENTITY, alias="PREEMPTION_SCOPE")
+    policy_file: Path | None = Field(default=None, alias="PREEMPTION_POLICY_FILE")
+    # The policy file with PREEMPTION_MAX_VMS and PREEMPTION_SCOPE over it, when set; built by
+    # `load` (no alias: never read from a variable of its own). `max_vms` and `scope` above
+    # then hold the policy's values, whichever set them.
+    policy: SkipValidation[Policy] = Policy()
+
+    @classmethod
+    def _derive(
+        cls, env: Mapping[str, str], settings: _Settings | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        problems: list[str] = []
+        policy = Policy()
+        raw = _read_policy_file(env.get("PREEMPTION_POLICY_FILE", "").strip(), problems)
+        try:
+            policy = policy_from_mapping(raw)
+        except PolicyError as exc:
+            problems += [f"PREEMPTION_POLICY_FILE: {p}" for p in exc.problems]
+        if not isinstance(settings, WorkerSettings) or problems:
+            return {}, problems
+        # The variables win over the file: a deployment tunes one knob without a new file.
+        overrides: dict[str, Any] = {}
+        if "max_vms" in settings.model_fields_set:
+            overrides["maxVMs"] = settings.max_vms
+        if "scope" in settings.model_fields_set:
+            overrides["scope"] = settings.scope.value
+        policy = policy.with_overrides(overrides)
+        return {"policy": policy, "max_vms": policy.max_vms, "scope": policy.scope}, []
+
+
+def _read_policy_file(path: str, problems: list[str]) -> Any:
+    """The file's YAML, None when no file is named; a problem (never the file's text) if bad."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(f"PREEMPTION_POLICY_FILE cannot be read ({why})")
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.append(f"PREEMPTION_POLICY_FILE is not valid YAML{where}")
+        return None
 
 
 _S = TypeVar("_S", bound=_Settings)
@@ -111,18 +169,23 @@ _S = TypeVar("_S", bound=_Settings)
 def load(model: type[_S], environ: Mapping[str, str] | None = None) -> _S:
     """Validate `environ` into `model`, or raise one SettingsError naming every bad variable."""
     env = os.environ if environ is None else environ
-    names = {f.alias or n for n, f in model.model_fields.items()}
+    names = {f.alias for f in model.model_fields.values() if f.alias}
     present = {k: v for k, v in env.items() if k in names}
+    problems = []
+    settings = None
     try:
-        return model.model_validate(present)
+        settings = model.model_validate(present)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             var = ".".join(str(p) for p in err["loc"]) or "?"
             reason = "is required" if err["type"] == "missing" else err["msg"]
             # Never echo a value back: some variables can carry secrets.
             problems.append(f"{var} {reason}")
+    derived, more = model._derive(env, settings)
+    problems += more
+    if settings is None or problems:
         raise SettingsError(
             f"invalid {model.__name__.removesuffix('Settings').lower()} settings: "
             + "; ".join(problems)
-        ) from None
+        )
+    return settings.model_copy(update=derived) if derived else settings

@@ -1,0 +1,364 @@
+"""The preemption policy: which VMs may go, in what order, how many, and how far to go.
+
+One typed value, read by the worker from a file and its environment (`settings.py` does the
+reading), optionally overridden per request by extra fields of the signal. Standard library
+only: the deterministic workflow and the plan use it as they use every domain value.
+
+The spelling people write (YAML or JSON, camelCase keys) is `policy_from_mapping`'s input and
+`Policy.to_wire`'s output, so a policy survives a round trip through history unchanged. Every
+bad field is named in one `PolicyError`, by its path (`priority.levels.low`), never by guess.
+
+Defaults keep today's behaviour but for scope: at most 10 VMs, every VM the same priority, no
+protection, no budgets, no capacity target; only the VMs under the alarmed entity are
+candidates (today: every tagged VM in vCenter, `scope: vcenter`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; the message names every bad field by its path."""
+
+    def __init__(self, problems: list[str], what: str = "policy") -> None:
+        self.problems = tuple(problems)
+        super().__init__(f"invalid {what}: " + "; ".join(problems))
+
+
+class Scope(StrEnum):
+    ENTITY = "entity"  # only VMs under the alarmed cluster or host
+    VCENTER = "vcenter"  # every tagged VM vCenter knows (the Go worker's behaviour)
+
+
+class Resource(StrEnum):
+    CPU = "cpu"
+    MEMORY = "memory"
+
+
+@dataclass(frozen=True)
+class PriorityPolicy:
+    """A VM's priority is the level of its tag in `category`; lowest goes first."""
+
+    category: str | None = None  # None: every VM has the default priority
+    levels: Mapping[str, int] = field(default_factory=dict)
+    default: int = 0  # no tag of the category, or a tag with no level
+
+
+@dataclass(frozen=True)
+class Protection:
+    """A VM carrying this tag is never a victim, whatever else it carries."""
+
+    category: str
+    tag: str
+
+
+@dataclass(frozen=True)
+class MaxUnavailable:
+    """How many VMs of a group may be off at once: a count, or a percentage of the group."""
+
+    value: int  # a count, or the percentage
+    percent: bool = False
+
+    def allowed(self, group_size: int) -> int:
+        # Rounded down, as Kubernetes rounds a Deployment's maxUnavailable: the budget is a
+        # promise to the group's owner, so a fraction of a VM is never spent. 25 % of 3 is 0.
+        return group_size * self.value // 100 if self.percent else self.value
+
+    def to_wire(self) -> int | str:
+        return f"{self.value}%" if self.percent else self.value
+
+    def __str__(self) -> str:
+        return str(self.to_wire())
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """A VM's groups are its tags in `category`; each group's budget is never exceeded."""
+
+    category: str
+    budgets: Mapping[str, MaxUnavailable] = field(default_factory=dict)
+    default: MaxUnavailable | None = None  # groups not in `budgets`; None: no limit
+
+    def budget(self, group: str) -> MaxUnavailable | None:
+        return self.budgets.get(group, self.default)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Bring the entity's use to at most this percentage of its capacity, per resource."""
+
+    cpu: float | None = None
+    memory: float | None = None
+
+    def percent(self, resource: Resource) -> float | None:
+        return self.cpu if resource is Resource.CPU else self.memory
+
+    @property
+    def any(self) -> bool:
+        return self.cpu is not None or self.memory is not None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Frozen; its mappings are read-only by their type (`Mapping`), plain dicts underneath so
+    that the policy copies and pickles like any value."""
+
+    scope: Scope = Scope.ENTITY
+    max_vms: int = 10
+    priority: PriorityPolicy = PriorityPolicy()
+    protection: Protection | None = None
+    groups: GroupPolicy | None = None
+    targets: Targets = Targets()
+    dry_run: bool = False
+
+    def tag_categories(self) -> tuple[str, ...]:
+        """The tag categories whose tags the vSphere adapter must report on each VM."""
+        names = [
+            self.priority.category,
+            self.groups.category if self.groups else None,
+            self.protection.category if self.protection else None,
+        ]
+        return tuple(dict.fromkeys(n for n in names if n is not None))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The policy as people write it (camelCase); unset optional parts are left out."""
+        wire: dict[str, Any] = {
+            "scope": self.scope.value,
+            "maxVMs": self.max_vms,
+            "dryRun": self.dry_run,
+        }
+        if self.priority != PriorityPolicy():
+            priority: dict[str, Any] = (
+                {} if self.priority.category is None else {"category": self.priority.category}
+            )
+            priority["levels"] = dict(self.priority.levels)
+            priority["default"] = self.priority.default
+            wire["priority"] = priority
+        if self.protection is not None:
+            wire["protection"] = {"category": self.protection.category, "tag": self.protection.tag}
+        if self.groups is not None:
+            groups: dict[str, Any] = {
+                "category": self.groups.category,
+                "budgets": {
+                    name: {"maxUnavailable": b.to_wire()} for name, b in self.groups.budgets.items()
+                },
+            }
+            if self.groups.default is not None:
+                groups["default"] = {"maxUnavailable": self.groups.default.to_wire()}
+            wire["groups"] = groups
+        targets = {r.value: self.targets.percent(r) for r in Resource}
+        wire["targets"] = {k: v for k, v in targets.items() if v is not None}
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Policy:
+        return policy_from_mapping(obj)
+
+    def with_overrides(self, overrides: Any) -> Policy:
+        """This policy with a request's fields merged over it; any field may be overridden.
+
+        Objects merge key by key (`{"targets": {"cpu": 60}}` keeps the memory target,
+        `{"priority": {"levels": {"batch": -1}}}` adds one level); `null` removes a field,
+        which takes its default again. Validated as a whole policy, bad fields named.
+        """
+        if overrides is None:
+            return self
+        if not isinstance(overrides, Mapping):
+            raise PolicyError(["overrides must be an object"], "policy override")
+        merged = _merge(self.to_wire(), overrides)
+        return policy_from_mapping(merged, what="policy override")
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# -- Reading: every problem collected, then raised once -----------------------------------
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def bad(self, path: str, why: str) -> None:
+        self.problems.append(f"{path} {why}")
+
+    def obj(self, value: Any, path: str, known: set[str]) -> Mapping[str, Any] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.bad(path or "policy", "must be an object")
+            return None
+        for key in value:
+            if not isinstance(key, str) or key not in known:
+                self.bad(_join(path, str(key)), f"is not a field ({', '.join(sorted(known))})")
+        return value
+
+    def entries(self, value: Any, path: str) -> Mapping[str, Any]:
+        """An object keyed by tag names (levels, budgets): any non-empty name is a key."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.bad(path, "must be an object keyed by tag name")
+            return {}
+        good = {}
+        for key, item in value.items():
+            if isinstance(key, str) and key.strip():
+                good[key] = item
+            else:
+                self.bad(_join(path, str(key)), "is not a tag name (must be non-empty text)")
+        return good
+
+    def text(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            self.bad(path, "must be a non-empty string")
+            return None
+        return value.strip()
+
+    def integer(self, value: Any, path: str, minimum: int | None = None) -> int | None:
+        # bool is an int in Python; `maxVMs: true` is a mistake, not 1.
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.bad(path, "must be an integer")
+            return None
+        if minimum is not None and value < minimum:
+            self.bad(path, f"must be at least {minimum}")
+            return None
+        return value
+
+    def percent(self, value: Any, path: str, minimum: float) -> float | None:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            with contextlib.suppress(ValueError):
+                value = float(value.strip()[:-1])
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            self.bad(path, "must be a percentage (a number, or text like 70%)")
+            return None
+        if not minimum <= value <= 100:
+            self.bad(path, f"must be between {minimum:g} and 100")
+            return None
+        return float(value)
+
+    def max_unavailable(self, value: Any, path: str) -> MaxUnavailable | None:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.endswith("%") and text[:-1].isdigit() and int(text[:-1]) <= 100:
+                return MaxUnavailable(int(text[:-1]), percent=True)
+            self.bad(path, "must be a count or a whole percentage up to 100% (like 25%)")
+            return None
+        count = self.integer(value, path, minimum=0)
+        return None if count is None else MaxUnavailable(count)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+_TOP = {"scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun"}
+
+
+def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
+    """Validate a policy as people write it; raise one PolicyError naming every bad field."""
+    r = _Reader()
+    top = r.obj(obj, "", _TOP)
+    if top is None:
+        raise PolicyError(r.problems, what)
+    policy = Policy()
+    scope, max_vms, dry_run = policy.scope, policy.max_vms, policy.dry_run
+    if "scope" in top:
+        if top["scope"] in {s.value for s in Scope}:
+            scope = Scope(top["scope"])
+        else:
+            r.bad("scope", "must be one of: entity, vcenter")
+    if "maxVMs" in top:
+        max_vms = r.integer(top["maxVMs"], "maxVMs", minimum=1) or max_vms
+    if "dryRun" in top:
+        if isinstance(top["dryRun"], bool):
+            dry_run = top["dryRun"]
+        else:
+            r.bad("dryRun", "must be true or false")
+    result = Policy(
+        scope=scope,
+        max_vms=max_vms,
+        priority=_priority(r, top.get("priority")),
+        protection=_protection(r, top.get("protection")),
+        groups=_groups(r, top.get("groups")),
+        targets=_targets(r, top.get("targets")),
+        dry_run=dry_run,
+    )
+    if r.problems:
+        raise PolicyError(r.problems, what)
+    return result
+
+
+def _priority(r: _Reader, value: Any) -> PriorityPolicy:
+    obj = r.obj(value, "priority", {"category", "levels", "default"})
+    if not obj:
+        return PriorityPolicy()
+    category = r.text(obj["category"], "priority.category") if "category" in obj else None
+    levels: dict[str, int] = {}
+    for tag, level in r.entries(obj.get("levels"), "priority.levels").items():
+        number = r.integer(level, f"priority.levels.{tag}")
+        if number is not None:
+            levels[tag] = number
+    if (levels or "levels" in obj) and category is None and "category" not in obj:
+        r.bad("priority.category", "is required when levels are given")
+    default = r.integer(obj["default"], "priority.default") if "default" in obj else 0
+    return PriorityPolicy(category, levels, default or 0)
+
+
+def _protection(r: _Reader, value: Any) -> Protection | None:
+    obj = r.obj(value, "protection", {"category", "tag"})
+    if not obj:
+        return None
+    category = r.text(obj.get("category"), "protection.category")
+    tag = r.text(obj.get("tag"), "protection.tag")
+    return Protection(category, tag) if category and tag else None
+
+
+def _groups(r: _Reader, value: Any) -> GroupPolicy | None:
+    obj = r.obj(value, "groups", {"category", "budgets", "default"})
+    if not obj:
+        return None
+    category = r.text(obj.get("category"), "groups.category")
+    budgets: dict[str, MaxUnavailable] = {}
+    for group, entry in r.entries(obj.get("budgets"), "groups.budgets").items():
+        budget = _budget(r, entry, f"groups.budgets.{group}")
+        if budget is not None:
+            budgets[group] = budget
+    default = _budget(r, obj["default"], "groups.default") if "default" in obj else None
+    if category is None:
+        return None
+    return GroupPolicy(category, budgets, default)
+
+
+def _budget(r: _Reader, value: Any, path: str) -> MaxUnavailable | None:
+    entry = r.obj(value, path, {"maxUnavailable"})
+    if entry is None:
+        return None
+    if "maxUnavailable" not in entry:
+        r.bad(f"{path}.maxUnavailable", "is required")
+        return None
+    return r.max_unavailable(entry["maxUnavailable"], f"{path}.maxUnavailable")
+
+
+def _targets(r: _Reader, value: Any) -> Targets:
+    obj = r.obj(value, "targets", {res.value for res in Resource})
+    if not obj:
+        return Targets()
+    cpu = r.percent(obj["cpu"], "targets.cpu", 1) if "cpu" in obj else None
+    memory = r.percent(obj["memory"], "targets.memory", 1) if "memory" in obj else None
+    return Targets(cpu=cpu, memory=memory)
