@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import fixture_text
-from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.temporal.client import signal_payload_bytes
-from vsphere_preemption.wire import WireError, WorkflowRequest, go_json
+from vsphere_preemption.wire import WireError, WorkflowRequest, WorkflowResponse, go_json
 
 SIGNAL = fixture_text("02_old-router_PreemptVMsChan-signal-WorkflowRequest.json").strip()
 
@@ -64,3 +64,47 @@ def test_go_json_escapes_as_go_encoding_json_does(value: Any, encoded: bytes) ->
 def test_go_json_refuses_what_go_cannot_encode() -> None:
     with pytest.raises(ValueError, match="JSON compliant"):
         go_json({"a": float("nan")})
+
+
+def test_our_request_fields_round_trip_after_gos() -> None:
+    request = WorkflowRequest(
+        "preemptible",
+        Criticality.HIGH,
+        {"id": "1"},
+        entity=MoRef("domain-c7", "ClusterComputeResource"),
+        dry_run=True,
+        policy={"maxVMs": 3},
+    )
+    wire = request.to_wire()
+    assert list(wire) == ["tag", "criticality", "event", "replyTo", "entity", "dryRun", "policy"]
+    assert wire["entity"] == {"Type": "ClusterComputeResource", "Value": "domain-c7"}
+    assert WorkflowRequest.from_wire(json.loads(go_json(wire))) == request
+
+
+def test_request_without_our_fields_writes_none_of_them() -> None:
+    wire = WorkflowRequest("t", Criticality.LOW, {"id": "1"}).to_wire()
+    assert list(wire) == ["tag", "criticality", "event", "replyTo"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"dryRun": "yes"}, "dryRun must be true or false"),
+        ({"policy": [1]}, "policy must be an object"),
+        ({"entity": {"Type": "HostSystem"}}, "needs a Value"),
+    ],
+)
+def test_bad_extra_fields_are_refused(extra: dict[str, object], message: str) -> None:
+    with pytest.raises(WireError, match=message):
+        WorkflowRequest.from_wire({"tag": "t", "criticality": "LOW", "event": {}, **extra})
+
+
+def test_response_extras_follow_gos_fields_and_are_read_back() -> None:
+    response = WorkflowResponse(
+        workflow_id="cpu/domain-c7", run_id="r", extra={"entity": {"Type": "X", "Value": "y"}}
+    )
+    wire = response.to_wire()
+    assert list(wire)[-2:] == ["replyTo", "entity"]
+    assert WorkflowResponse.from_wire(response.to_json()).extra == {
+        "entity": {"Type": "X", "Value": "y"}
+    }

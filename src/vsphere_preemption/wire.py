@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vsphere_preemption.domain.model import Criticality, VmRef
+from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
 
 WORKFLOW_TYPE = "PreemptVMsWorkflow"
 SIGNAL_NAME = "PreemptVMsChan"
@@ -178,20 +178,37 @@ def _event(obj: Mapping[str, Any], *, required: bool) -> CloudEventJSON:
 
 @dataclass(frozen=True)
 class WorkflowRequest:
-    """The `PreemptVMsChan` signal: which tag, how hard, why, and where to report."""
+    """The `PreemptVMsChan` signal: which tag, how hard, why, and where to report.
+
+    Beyond the Go fields, three optional ones (written only when set, so a request without
+    them is byte for byte what the Go programs send; the Go worker ignores them):
+    `entity` (`{"Type","Value"}`: the alarmed object whose VMs are candidates; without it the
+    worker reads it from the alarm event inside `event`), `dryRun` (plan only) and `policy`
+    (per-request policy overrides, the policy's own JSON shape, see domain/policy.py).
+    """
 
     tag: str
     criticality: Criticality
     event: CloudEventJSON
     reply_to: str = ""
+    entity: MoRef | None = None
+    dry_run: bool = False
+    policy: Mapping[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "tag": self.tag,
             "criticality": self.criticality.value,
             "event": self.event,
             "replyTo": self.reply_to,
         }
+        if self.entity is not None:
+            wire["entity"] = vm_ref_to_wire(self.entity)
+        if self.dry_run:
+            wire["dryRun"] = True
+        if self.policy is not None:
+            wire["policy"] = dict(self.policy)
+        return wire
 
     @classmethod
     def from_wire(cls, obj: Any) -> WorkflowRequest:
@@ -202,11 +219,21 @@ class WorkflowRequest:
             raise WireError("tag is missing")
         criticality = _criticality(obj, required=True)
         assert criticality is not None
+        entity = _field(obj, "entity")
+        dry_run = _field(obj, "dryRun")
+        if dry_run is not None and not isinstance(dry_run, bool):
+            raise WireError("dryRun must be true or false")
+        policy = _field(obj, "policy")
+        if policy is not None and not isinstance(policy, Mapping):
+            raise WireError("policy must be an object of policy overrides")
         return cls(
             tag=tag,
             criticality=criticality,
             event=_event(obj, required=True),
             reply_to=_str(obj, "replyTo"),
+            entity=None if entity is None else vm_ref_from_wire(entity),
+            dry_run=bool(dry_run),
+            policy=None if policy is None else dict(policy),
         )
 
 
@@ -223,6 +250,9 @@ class WorkflowResponse:
     criticality: Criticality | None = None
     event: CloudEventJSON = field(default_factory=lambda: dict(EMPTY_EVENT))
     reply_to: str = ""
+    # Ours, after Go's fields and only when set: the run's alarmed entity (None: the whole
+    # vCenter), its plan (domain.plan.Plan.to_wire()) and what it achieved (usage re-read).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -235,6 +265,7 @@ class WorkflowResponse:
             "criticality": self.criticality.value if self.criticality else "",
             "event": self.event,
             "replyTo": self.reply_to,
+            **self.extra,
         }
 
     def to_json(self) -> str:
@@ -257,7 +288,12 @@ class WorkflowResponse:
             criticality=_criticality(obj, required=False),
             event=_event(obj, required=False),
             reply_to=_str(obj, "replyTo"),
+            extra={k: v for k, v in obj.items() if k in RESPONSE_EXTRAS},
         )
+
+
+# Fields our worker adds to the query answer and the emitted event; Go readers ignore them.
+RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved")
 
 
 @dataclass(frozen=True)
