@@ -20,6 +20,7 @@ from vsphere_preemption.domain.events import (
     NotAnAlarmEvent,
     UndecodableData,
     XmlData,
+    alarm_entity,
     data_from_body,
     data_from_structured,
     decode,
@@ -27,6 +28,7 @@ from vsphere_preemption.domain.events import (
     is_json_content_type,
     is_xml_content_type,
 )
+from vsphere_preemption.domain.model import MoRef
 
 OLD = {"id": "ev-1", "type": OLD_ROUTER_TYPE, "subject": OLD_ROUTER_SUBJECT}
 NEW = {"id": "4711", "type": TANZU_SOURCES_TYPE}
@@ -67,6 +69,7 @@ def test_the_old_router_shape_with_json_data() -> None:
         from_status="green",
         to_status="red",
         entity_name="10.161.167.160",
+        entity=MoRef("host-27", "HostSystem"),
         message="Alarm 'cluster-cpu-above-80' on 10.161.167.160 changed from Green to Red",
         key=15158,
         created_time=datetime(2021, 11, 5, 13, 2, 32, 966000, tzinfo=UTC),
@@ -280,3 +283,30 @@ def test_structured_data_is_already_parsed_json_or_an_xml_string() -> None:
     # A JSON string holding JSON is not an object, as the Go decoder sees it.
     with pytest.raises(UndecodableData, match="got a string"):
         decode(OLD, data_from_structured(json.dumps(fixture_01_data()), "application/json"))
+
+
+def test_the_alarmed_entity_of_an_xml_event() -> None:
+    xml = fixture_text("07_new-tanzu-sources_AlarmStatusChangedEvent_data.xml").strip()
+    change = decode(NEW, XmlData(xml))
+    assert change.entity == MoRef("domain-c7", "ClusterComputeResource")
+    assert change.entity_name == "cls"
+
+
+def test_alarm_entity_reads_a_structured_event_whole() -> None:
+    event = fixture_json("01_old-router_AlarmStatusChangedEvent.json")["event"]
+    assert alarm_entity(event) == MoRef("host-27", "HostSystem")
+    xml = fixture_text("07_new-tanzu-sources_AlarmStatusChangedEvent_data.xml").strip()
+    as_xml = {**NEW, "datacontenttype": "application/xml", "data": xml}
+    assert alarm_entity(as_xml) == MoRef("domain-c7", "ClusterComputeResource")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"specversion": "1.0", "id": "1", "source": "preemptctl", "type": "PreempctlRunEvent"},
+        {**NEW, "data": {"Entity": {"Name": "x"}}},  # no reference in it
+        {**NEW, "data": "not an object"},
+    ],
+)
+def test_alarm_entity_is_none_when_the_event_names_none(event: dict[str, Any]) -> None:
+    assert alarm_entity(event) is None

@@ -27,6 +27,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from vsphere_preemption.domain.model import MoRef
+
 OLD_ROUTER_TYPE = "com.vmware.event.router/event"
 OLD_ROUTER_SUBJECT = "AlarmStatusChangedEvent"
 TANZU_SOURCES_TYPE = "com.vmware.vsphere.AlarmStatusChangedEvent.v0"
@@ -81,6 +83,7 @@ class AlarmChange:
     from_status: str  # as sent: the rules compare them lower-cased
     to_status: str
     entity_name: str  # what the alarm fired on (a cluster, a host, ...)
+    entity: MoRef | None  # its managed object reference; None when the event has none
     message: str  # FullFormattedMessage
     key: int  # vCenter's event key
     created_time: datetime | None
@@ -168,10 +171,30 @@ def decode(attributes: Mapping[str, Any], data: EventData | None) -> AlarmChange
         from_status=fields.get("From", ""),
         to_status=fields.get("To", ""),
         entity_name=(fields.get("Entity") or {}).get("Name", ""),
+        entity=_entity_ref(fields),
         message=fields.get("FullFormattedMessage", ""),
         key=fields.get("Key", 0),
         created_time=fields.get("CreatedTime"),
     )
+
+
+def _entity_ref(fields: Mapping[str, Any]) -> MoRef | None:
+    ref = (fields.get("Entity") or {}).get("Entity") or {}
+    value, kind = ref.get("Value", ""), ref.get("Type", "")
+    return MoRef(value=value, type=kind) if value and kind else None
+
+
+def alarm_entity(event: Mapping[str, Any]) -> MoRef | None:
+    """The alarmed entity of a structured-JSON alarm CloudEvent, or None.
+
+    For the worker: a signal from the Go function (or ours) names no entity of its own, but
+    carries the alarm event whole. Any event that is not a decodable alarm change has none.
+    """
+    try:
+        data = data_from_structured(event.get("data"), event.get("datacontenttype"))
+        return decode(event, data).entity
+    except DecodeError:
+        return None
 
 
 # govmomi's AlarmStatusChangedEvent as the Go function decodes it: Go field name (what JSON
