@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from json.decoder import scanstring
 from typing import Any
 
 _WHITESPACE = " \t\n\r"  # JSON's insignificant whitespace, nothing else
@@ -80,7 +79,7 @@ def members(text: str | bytes) -> list[tuple[str, str]]:
         while True:
             if text[index : index + 1] != '"':
                 raise ValueError(f"expected a member name at position {index}")
-            key, index = scanstring(text, index + 1)
+            key, index = _DECODER.raw_decode(text, index)  # a JSON string: the key
             index = _expect(text, _skip(text, index), ":")
             _, end = _DECODER.raw_decode(text, index)
             found.append((key, text[index:end]))

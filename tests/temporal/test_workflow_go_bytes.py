@@ -27,7 +27,10 @@ GO_SIGNAL = (GO / "preemptctl-signal-WorkflowRequest.json").read_bytes()
 GO_ANNOTATION = (GO / "worker-annotation.json").read_text()
 GO_EVENT_DATA = (GO / "worker-VmPreemptedEvent-body.json").read_text()
 GO_RESULT = (GO / "worker-result-WorkflowResponse.json").read_text()
-GO_VMS = [{"Type": "VirtualMachine", "Value": "vm-68"}, {"Type": "VirtualMachine", "Value": "vm-71"}]
+GO_VMS = [
+    {"Type": "VirtualMachine", "Value": "vm-68"},
+    {"Type": "VirtualMachine", "Value": "vm-71"},
+]
 
 
 def as_ours(go_text: str, go_values: dict[str, Any], ours: dict[str, Any]) -> str:

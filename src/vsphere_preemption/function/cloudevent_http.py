@@ -133,7 +133,9 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
                 wanted["content-type"] = headers["content-type"]
             # The body is left out on purpose (see the module docstring).
             from_binary(HTTPMessage(headers=wanted, body=b""), _FORMAT, keep)
-            return IncomingEvent("binary", keep.attributes, body, None, None, headers.get("ce-time"))
+            return IncomingEvent(
+                "binary", keep.attributes, body, None, None, headers.get("ce-time")
+            )
     except NotACloudEvent:
         raise
     except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)

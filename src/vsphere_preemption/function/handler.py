@@ -96,8 +96,8 @@ class EventHandler:
             # broker's dead-letter sink for nothing (the Go function answers 2xx as well).
             self._metrics.ignored.labels("other_event").inc()
             self._log.debug("event ignored", eventID=event.id, reason=str(exc))
-            body = {"eventID": event.id, "decision": Action.IGNORE.value, "reason": str(exc)}
-            return Reply(200, body), Action.IGNORE.value
+            ignored = {"eventID": event.id, "decision": Action.IGNORE.value, "reason": str(exc)}
+            return Reply(200, ignored), Action.IGNORE.value
         try:
             if undecodable is not None:
                 raise undecodable
