@@ -308,7 +308,7 @@ async def test_temporal_going_away_is_a_503_the_broker_retries(serve: Serve) -> 
         assert raising.status_code == 503
         assert raising.headers["retry-after"] == "5"
         assert raising.json()["error"].startswith("failed to run preemption: signal-with-start:")
-        # Lowering: the cancel failure is logged, success returned (REFERENCE.md step 7).
+        # Lowering: the cancel failure is logged, success returned (docs/wire.md, decision rule 8).
         lowering = await post(client, as_binary(alarm_event(alarm, "red", "green")))
         assert (lowering.status_code, lowering.json()["outcome"]) == (200, "cancel_failed")
         assert (await client.get("/health/liveness")).status_code == 200
