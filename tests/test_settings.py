@@ -25,7 +25,7 @@ FUNCTION_ENV = {
 }
 
 
-def test_function_settings_from_the_seed_table() -> None:
+def test_function_settings_from_the_readme_table() -> None:
     s = load(FunctionSettings, {**FUNCTION_ENV, "K_SINK": "http://broker", "DEBUG": "true"})
     assert s.temporal_url == "temporal:7233"
     assert s.alarm_name == "cluster-cpu-above-80"

@@ -7,9 +7,11 @@ way the Go function starts it (signal-with-start by type name, the wire JSON).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from tests.conftest import fixture_json
+from tests.conftest import FIXTURES, fixture_json
 from tests.temporal.helpers import (
     ANNOTATION_FIXTURE,
     eventually,
@@ -40,8 +42,10 @@ from tests.temporal.rig import (
     worker_env,
     write_secret,
 )
+from vsphere_preemption.cli.workflow_input import build_request
 from vsphere_preemption.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import (
@@ -49,6 +53,7 @@ from vsphere_preemption.wire import (
     SIGNAL_NAME,
     Annotation,
     WorkflowResponse,
+    go_json,
 )
 
 
@@ -265,3 +270,44 @@ async def test_a_power_off_that_fails_mid_way_is_retried_and_completes(
     assert len(power_offs) == 1
     assert power_offs[0].activity_task_started_event_attributes.attempt >= 2
     assert SECRET not in history.to_json()
+
+
+async def test_the_annotation_on_the_vm_holds_the_event_data_as_sent(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    test_client: Callable[[Vcsim], VSphereClient],
+    tmp_path: Path,
+) -> None:
+    # Our CLI's signal for the event file the Go CLI was given (tests/fixtures/go/): the
+    # annotation our worker writes on vcsim must be the Go worker's, byte for byte.
+    go = FIXTURES / "go"
+    go_annotation = (go / "worker-annotation.json").read_text()
+    request = build_request(
+        tag="preemptible", criticality="HIGH", reply_to="",
+        event=(go / "cli-input-event.json").read_text(), now=datetime.now(UTC),
+    )  # fmt: skip
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = test_client(sim)
+    scene = prepare(Inventory(vcenter), on=1, off=0, not_vms=0)
+    task_queue = unique("e2e-bytes")
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
+                     task_queue)  # fmt: skip
+    async with running_worker(env):
+        payload = RawJSON(go_json(request.to_wire()).decode())
+        handle = await signal_with_start(temporal_client, unique("alarm"), task_queue, payload)
+        await has_run(handle)
+        notes = await eventually(
+            lambda: asyncio.to_thread(read_annotations, vcenter, scene.on),
+            lambda n: bool(n), what="the annotation",
+        )  # fmt: skip
+        await handle.terminate("test over")
+
+    (text,) = notes.values()
+    ours = json.loads(text)
+    go_values = json.loads(go_annotation)
+    expected = go_annotation
+    for name in ("workflowID", "workflowStarted"):
+        expected = expected.replace(f'"{name}":"{go_values[name]}"', f'"{name}":"{ours[name]}"')
+    assert text == expected
+    assert '"name":"caf\\u00e9","price":1.50,"big":1e3' in text

@@ -47,7 +47,7 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def _bool(value: Any) -> Any:
-    # The seed's DEBUG convention is the strings "true"/"false"; accept the usual others.
+    # The Go programs' DEBUG convention is the strings "true"/"false"; accept the usual others.
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in {"true", "1", "yes", "on"}:
@@ -89,7 +89,7 @@ class TemporalSettings(_Settings):
 
 
 class FunctionSettings(TemporalSettings):
-    """`preemptctl function`: the seed's table, all required but K_SINK, PORT and DEBUG."""
+    """`preemptctl function`: README.md's table, all required but K_SINK, PORT and DEBUG."""
 
     preemption_tag: Required = Field(alias="VSPHERE_PREEMPTION_TAG")
     alarm_name: Required = Field(alias="VSPHERE_ALARM_NAME")
@@ -98,7 +98,7 @@ class FunctionSettings(TemporalSettings):
 
 
 class WorkerSettings(TemporalSettings):
-    """`preemptctl worker`: REFERENCE.md's variables plus the knobs the Go worker hard-coded."""
+    """`preemptctl worker`: the Go worker's variables plus the knobs it hard-coded (README.md)."""
 
     temporal_namespace: Required = Field(default=DEFAULT_NAMESPACE, alias="TEMPORAL_NAMESPACE")
     temporal_taskqueue: Required = Field(default=DEFAULT_TASK_QUEUE, alias="TEMPORAL_TASKQUEUE")

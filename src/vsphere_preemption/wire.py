@@ -8,17 +8,20 @@ deterministic workflow code can use it too.
 
 Go's `encoding/json` matches field names in any letter case on input; we accept
 the same (see `_field`), and always write the exact names the Go structs carry.
+The contract itself, with examples and the differences we keep: docs/wire.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
+from vsphere_preemption.rawjson import RawJSON, members
 
 WORKFLOW_TYPE = "PreemptVMsWorkflow"
 SIGNAL_NAME = "PreemptVMsChan"
@@ -57,6 +60,38 @@ def format_time(value: datetime) -> str:
     return text + "Z"
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(?:([Zz])|([+-])(\d\d):(\d\d))")
+
+
+def format_unix_ns(nanoseconds: int) -> str:
+    """A Unix time in nanoseconds as Go's time.RFC3339Nano writes it in UTC."""
+    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
+    whole = format_time(_UNIX_EPOCH + timedelta(seconds=seconds))[:-1]  # no fraction: drop Z
+    return whole + (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
+
+
+def canonical_time(value: str) -> str:
+    """An RFC 3339 text as Go's CloudEvents SDK re-writes it: UTC, nanoseconds kept.
+
+    Parsing into a datetime would lose everything past microseconds; Go keeps nine digits.
+    """
+    match = _RFC3339.fullmatch(value.strip())
+    if match is None:
+        raise WireError(f"not an RFC 3339 time: {value!r}")
+    whole, fraction, _, sign, hours, minutes = match.groups()
+    try:
+        at = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise WireError(f"not an RFC 3339 time: {value!r}") from exc
+    if sign:
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        at = at - offset if sign == "+" else at + offset
+    nanos = int((fraction or "0")[:9].ljust(9, "0"))
+    seconds = (at - _UNIX_EPOCH) // timedelta(seconds=1)
+    return format_unix_ns(seconds * 1_000_000_000 + nanos)
+
+
 def parse_time(value: str) -> datetime:
     """Parse an RFC 3339 time (any offset, up to nanoseconds); answer it in UTC."""
     text = value.strip()
@@ -78,8 +113,11 @@ def parse_time(value: str) -> datetime:
 
 
 def go_json(value: Any) -> bytes:
-    """JSON as Go's encoding/json writes it: compact, UTF-8, `<>&` and U+2028/9 escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """JSON as Go's encoding/json writes it: compact, UTF-8, `<>&` and U+2028/9 escaped.
+
+    A `RawJSON` anywhere in `value` is written as its text, as Go writes raw event data.
+    """
+    text = _dumps(value)
     # These characters can only occur inside strings in the output, so replacing is safe.
     for char, escape in _GO_ESCAPES:
         if char in text:
@@ -90,6 +128,23 @@ def go_json(value: Any) -> bytes:
         # Lone surrogates (from "\ud800" escapes in the input): Go writes U+FFFD for them.
         fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return fixed.encode("utf-8")
+
+
+def _dumps(value: Any) -> str:
+    if isinstance(value, RawJSON):
+        return value.text
+    if isinstance(value, Mapping):
+        items = (f"{_dumps(_key(k))}:{_dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"JSON object keys must be strings, got {type(key).__name__}")
+    return key
 
 
 _GO_ESCAPES = (
@@ -176,6 +231,28 @@ def _event(obj: Mapping[str, Any], *, required: bool) -> CloudEventJSON:
     return dict(event)
 
 
+def is_go_json_media(datacontenttype: Any) -> bool:
+    """Whether Go's CloudEvents SDK keeps `data` as raw JSON for this content type.
+
+    No content type, `application/json` and `text/json` (parameters and case aside); any
+    other type's data is a string to it.
+    """
+    if datacontenttype is None:
+        return True
+    if not isinstance(datacontenttype, str):
+        return False
+    media = datacontenttype.split(";", 1)[0].strip().lower()
+    return media in {"", "application/json", "text/json"}
+
+
+def with_raw_data(event: CloudEventJSON, event_text: str) -> CloudEventJSON:
+    """`event` (decoded from `event_text`) with its JSON `data` as the raw text that came."""
+    if "data" not in event or not is_go_json_media(event.get("datacontenttype")):
+        return event
+    raw = dict(members(event_text)).get("data")
+    return event if raw is None else {**event, "data": RawJSON.parse(raw)}
+
+
 @dataclass(frozen=True)
 class WorkflowRequest:
     """The `PreemptVMsChan` signal: which tag, how hard, why, and where to report.
@@ -235,6 +312,21 @@ class WorkflowRequest:
             dry_run=bool(dry_run),
             policy=None if policy is None else dict(policy),
         )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkflowRequest:
+        """A signal payload, the event's JSON `data` kept as the text that arrived.
+
+        The Go worker keeps it as raw bytes and writes them back unchanged into the
+        annotation, the event and the query answer; so do we (rawjson.py says why).
+        """
+        request = cls.from_wire(_json_object(text, "a WorkflowRequest"))
+        try:
+            # The same lookup as from_wire's, over raw texts instead of values.
+            event_text = _field(dict(members(text)), "event")
+            return replace(request, event=with_raw_data(request.event, event_text))
+        except ValueError as exc:
+            raise WireError(f"a WorkflowRequest's event is not JSON: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import fixture_json
+from tests.conftest import FIXTURES, fixture_json
 from vsphere_preemption.cli.workflow_input import (
     InvalidInput,
     build_request,
@@ -18,6 +18,7 @@ from vsphere_preemption.cli.workflow_input import (
     parse_event,
 )
 from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.wire import go_json
 
 NOW = datetime(2024, 5, 1, 12, 0, 3, 250000, tzinfo=UTC)
 # The example from the Go CLI's help text.
@@ -46,13 +47,41 @@ def test_unknown_criticality_names_the_valid_ones(given: str) -> None:
         parse_criticality(given)
 
 
-def test_the_go_help_example_event_is_sent_unchanged() -> None:
-    assert parse_event(GO_HELP_EVENT) == json.loads(GO_HELP_EVENT)
+def test_the_go_help_example_event_is_sent_in_the_go_sdks_order() -> None:
+    assert go_json(parse_event(GO_HELP_EVENT)) == (
+        b'{"specversion":"1.0","id":"757098cc-b275-41b6-ab52-f2966f9d714c","source":"preemptctl",'
+        b'"type":"ThresholdExceededEvent","datacontenttype":"application/json",'
+        b'"time":"2021-11-24T20:26:00.98041Z","data":{"threshold":70,"current":87}}'
+    )
 
 
 def test_a_real_vcenter_alarm_event_is_accepted() -> None:
     event = fixture_json("01_old-router_AlarmStatusChangedEvent.json")["event"]
-    assert parse_event(json.dumps(event)) == event  # extension `vsphereapiversion` included
+    # Already in Go's form (a Go function sent it): it goes out byte for byte.
+    assert go_json(parse_event(json.dumps(event, indent=2))) == go_json(event)
+
+
+def test_an_event_file_is_sent_as_the_go_cli_sends_it() -> None:
+    text = (FIXTURES / "go" / "cli-input-event.json").read_text()
+    go_signal = (FIXTURES / "go" / "preemptctl-signal-WorkflowRequest.json").read_bytes()
+    go_reply_to = json.loads(go_signal)["replyTo"]
+    request = build_request(
+        tag="preemptible", criticality="HIGH", event=text, reply_to=go_reply_to, now=NOW
+    )
+    # Attribute order, time in UTC, data as given (caf\u00e9, 1.50, 1e3) but compacted.
+    assert go_json(request.to_wire()) == go_signal
+
+
+def test_extensions_are_sent_as_go_converts_them() -> None:
+    event = parse_event(json.dumps({**_event(count=7.9, flag=True, zone="eu"), "gone": None}))
+    assert list(event)[-3:] == ["count", "flag", "zone"]
+    assert (event["count"], event["flag"], event["zone"]) == (7, True, "eu")
+
+
+def test_base64_data_is_sent_re_encoded() -> None:
+    event = parse_event(json.dumps(_event(data=None, data_base64="aGk=")))
+    assert event["data_base64"] == "aGk="
+    assert list(event)[-1] == "data_base64"
 
 
 def _event(**changes: Any) -> dict[str, Any]:
@@ -80,6 +109,10 @@ def _event(**changes: Any) -> dict[str, Any]:
         (_event(data_base64="AA=="), "'data' and 'data_base64' must not both be present"),
         (_event(Alarm="x"), "attribute names must be lower-case letters and digits: ['Alarm']"),
         (["not", "an", "object"], "must be a JSON object, got list"),
+        (_event(ext={"a": 1}), "extension 'ext' must be a string, number or boolean"),
+        (_event(ext=2**31), "extension 'ext' is out of range for a 32-bit integer"),
+        (_event(datacontenttype="application/xml"), "'data' must be a string when"),
+        (_event(data=None, data_base64="not base64!"), "'data_base64' must be standard base64"),
     ],
 )
 def test_cloud_event_problems_say_what_is_wrong(event: Any, problem: str) -> None:
@@ -142,7 +175,8 @@ def test_build_request_with_event_and_reply_to() -> None:
         reply_to="https://broker.corp.local",
         now=NOW,
     )
-    assert request.to_wire() == {
+    wire = json.loads(go_json(request.to_wire()))
+    assert wire == {
         "tag": "gpu-batch",
         "criticality": "HIGH",
         "event": json.loads(GO_HELP_EVENT),

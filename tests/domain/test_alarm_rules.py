@@ -31,7 +31,7 @@ from vsphere_preemption.domain.model import Criticality
 ALARM = "cluster-cpu-above-80"
 STATUSES = ("gray", "green", "yellow", "red")
 
-# REFERENCE.md step 4, written out pair by pair rather than re-derived from the rule.
+# docs/wire.md decision rule 6, written out pair by pair rather than re-derived from the rule.
 RAISING = {
     ("gray", "yellow"), ("green", "yellow"), ("yellow", "yellow"),
     ("gray", "red"), ("green", "red"), ("yellow", "red"), ("red", "red"),

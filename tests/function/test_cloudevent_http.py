@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import FIXTURES
 from tests.function.conftest import (
     alarm_event,
     as_binary,
@@ -16,7 +17,13 @@ from tests.function.conftest import (
     reference_event,
 )
 from vsphere_preemption.domain.events import JsonData, UndecodableData, XmlData
-from vsphere_preemption.function.cloudevent_http import NotACloudEvent, parse, structured_json
+from vsphere_preemption.function.cloudevent_http import (
+    STRUCTURED,
+    NotACloudEvent,
+    parse,
+    structured_json,
+)
+from vsphere_preemption.rawjson import members
 from vsphere_preemption.wire import go_json
 
 
@@ -154,3 +161,34 @@ def test_binary_data_that_is_not_json_is_the_domains_to_refuse() -> None:
     headers["content-type"] = "application/octet-stream"
     with pytest.raises(UndecodableData, match="unsupported datacontenttype"):
         parse(headers, b"\x00\x01").data()
+
+
+GO_SIGNAL = (FIXTURES / "go" / "preemptctl-signal-WorkflowRequest.json").read_text()
+GO_EVENT = dict(members(GO_SIGNAL))["event"]  # the event as Go's CloudEvents SDK wrote it
+CLI_INPUT = (FIXTURES / "go" / "cli-input-event.json").read_bytes()
+
+
+def test_structured_data_keeps_the_bytes_that_arrived_as_go_does() -> None:
+    # The same SDK call (Event.UnmarshalJSON, then MarshalJSON) is what the Go function
+    # does with a structured request and what the Go CLI did with this --event.
+    out = go_json(roundtrip({"content-type": STRUCTURED}, CLI_INPUT)).decode()
+    assert out == GO_EVENT
+    assert '"name":"caf\\u00e9","price":1.50,"big":1e3' in out
+
+
+def test_binary_data_keeps_the_bytes_that_arrived_as_go_does() -> None:
+    event = json.loads(CLI_INPUT)
+    headers = {f"ce-{k}": v for k, v in event.items() if k not in ("data", "datacontenttype")}
+    headers["content-type"] = event["datacontenttype"]
+    body = dict(members(CLI_INPUT))["data"].encode()  # pretty-printed: Go compacts it
+    assert b"\n" in body
+    assert go_json(roundtrip(headers, body)).decode() == GO_EVENT
+
+
+def test_time_keeps_nanoseconds_as_go_does() -> None:
+    headers, body = as_binary(alarm_event("a", "green", "red"))
+    headers["ce-time"] = "2021-11-24T21:26:00.123456789+01:00"
+    assert roundtrip(headers, body)["time"] == "2021-11-24T20:26:00.123456789Z"
+    structured = {**json.loads(CLI_INPUT), "time": "2021-11-24T20:26:00.100000000Z"}
+    _, text = as_structured(structured)
+    assert roundtrip({"content-type": STRUCTURED}, text)["time"] == "2021-11-24T20:26:00.1Z"

@@ -7,12 +7,15 @@ through the real worker in tests/test_worker_e2e.py.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from tests.conftest import FIXTURES
 from tests.temporal.rig import EventSink, client_for, vcsim_args
 from vsphere_preemption.devservers import Vcsim, free_port
 from vsphere_preemption.temporal.activities import PreemptionActivities
@@ -113,3 +116,33 @@ def test_a_tag_that_does_not_exist_fails_without_retry(sim: Vcsim, http: httpx.C
     assert caught.value.non_retryable
     assert caught.value.type == "TagNotFound"
     assert "no-such-tag" in str(caught.value)
+
+
+GO_EVENT = FIXTURES / "go"
+# Go's time.RFC3339Nano in UTC: up to nine fraction digits, never a trailing zero.
+GO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z")
+
+
+def test_the_event_is_sent_as_the_go_worker_sends_it(
+    vcenter: VSphereClient, http: httpx.Client
+) -> None:
+    go_headers = json.loads((GO_EVENT / "worker-VmPreemptedEvent-headers.json").read_text())
+    go_body = (GO_EVENT / "worker-VmPreemptedEvent-body.json").read_text()
+    assert GO_TIME.fullmatch(go_headers["Ce-Time"])
+    sends = activities(vcenter, http)
+    with EventSink().serving() as sink:
+        for _ in range(20):  # 1 in 10 clock readings ends in a zero digit
+            sends.send_preempted_event(
+                SendEventInput(reply_to=sink.url, event_id=go_headers["Ce-Id"], data_json=go_body)
+            )
+    for message in sink.received:
+        headers = {k.lower(): v for k, v in message.headers.items()}
+        assert message.body == go_body.encode()
+        ce = {k: v for k, v in headers.items() if k.startswith("ce-") or k == "content-type"}
+        assert set(ce) == {k.lower() for k in go_headers}
+        go_values = {k.lower(): v for k, v in go_headers.items()}
+        for name in ("ce-id", "ce-specversion", "ce-type", "content-type"):
+            assert ce[name] == go_values[name]
+        assert GO_TIME.fullmatch(ce["ce-time"]), ce["ce-time"]
+    assert any(len(m.headers["ce-time"]) > len("2026-11-30T12:41:56.123456Z")
+               for m in sink.received), "nanoseconds, as Go's clock gives them"  # fmt: skip

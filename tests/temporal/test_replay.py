@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
+from temporalio.common import RawValue
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
@@ -59,7 +59,7 @@ class SkipsTheAnnotation(PreemptVMsWorkflow):
     """A careless change: the same workflow without its annotation step, unguarded."""
 
     @workflow.run
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> RawValue:
         return await super().run()
 
     async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:

@@ -1,6 +1,6 @@
 """`preemptctl function`: the CloudEvents function, served by uvicorn on 0.0.0.0:$PORT.
 
-Configured from the environment (the seed's table: TEMPORAL_URL, TEMPORAL_NAMESPACE,
+Configured from the environment (README.md's table: TEMPORAL_URL, TEMPORAL_NAMESPACE,
 TEMPORAL_TASKQUEUE, VSPHERE_PREEMPTION_TAG, VSPHERE_ALARM_NAME, optional K_SINK, PORT, DEBUG).
 Everything heavy is imported inside `run`, and the Temporal SDK only once serving (see
 function/temporal_link.py): cold start is process start to /health/readiness.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import sys
 import traceback
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from vsphere_preemption.wire import (
     DEFAULT_TASK_QUEUE,
     SIGNAL_NAME,
     WorkflowRequest,
+    go_json,
 )
 
 if TYPE_CHECKING:
@@ -217,16 +217,16 @@ async def _dispatch(
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, separators=(",", ":")))
+    # go_json: the request's event data is printed as it was sent (RawJSON), `1.50` and all.
+    print(go_json(value).decode())
 
 
 async def _run(options: _Options, client: Client, request: WorkflowRequest) -> int:
     from vsphere_preemption.cli import workflow_client
 
-    payload = request.to_wire()
-    options.debug(
+    options.debug(  # the payload's exact bytes
         f"signal-with-start {CLI_WORKFLOW_ID!r} on task queue {options.queue!r}: "
-        f"{SIGNAL_NAME} {json.dumps(payload, separators=(',', ':'))}"
+        f"{SIGNAL_NAME} {go_json(request.to_wire()).decode()}"
     )
     started = await workflow_client.signal_with_start(
         client, request, CLI_WORKFLOW_ID, options.queue
@@ -237,7 +237,7 @@ async def _run(options: _Options, client: Client, request: WorkflowRequest) -> i
                 "workflowID": started.workflow_id,
                 "workflowRunID": started.run_id,
                 "signal": SIGNAL_NAME,
-                "request": payload,
+                "request": request.to_wire(),
             }
         )
         return 0

@@ -2,12 +2,15 @@
 
 Pure: the flags in, a `WorkflowRequest` (or a message naming every problem) out.
 The Go CLI upper-cases the criticality, accepts `--event` only as a valid
-structured-JSON CloudEvent, and builds a `PreempctlRunEvent` when none is given;
-ours does the same, so a Go worker cannot tell which CLI sent the signal.
+structured-JSON CloudEvent and sends it as its CloudEvents SDK re-writes it, and
+builds a `PreempctlRunEvent` when none is given; ours does the same, so a worker (and
+the annotation it writes) cannot tell which CLI sent the signal (docs/wire.md).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
@@ -17,14 +20,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.rawjson import RawJSON, members
 from vsphere_preemption.wire import (
     CLI_EVENT_TYPE,
     CLI_WORKFLOW_ID,
     CloudEventJSON,
     WireError,
     WorkflowRequest,
+    canonical_time,
     format_time,
-    parse_time,
+    is_go_json_media,
 )
 
 SPECVERSION = "1.0"
@@ -33,6 +38,11 @@ _OPTIONAL_STRINGS = ("subject", "datacontenttype", "dataschema", "time")
 # CloudEvents 1.0: attribute names are lower-case ASCII letters and digits.
 _ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
 _PAYLOAD_MEMBERS = frozenset({"data", "data_base64"})
+# The order Go's CloudEvents SDK writes a 1.0 event's attributes in; `time`, the data and
+# the extensions (sorted here: Go's map order is random) follow.
+_GO_ORDER = ("specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema")
+_CONTEXT = frozenset((*_GO_ORDER, "time"))
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 class InvalidInput(ValueError):
@@ -67,11 +77,12 @@ def cloud_event_problems(event: Any) -> list[str]:
             problems.append(f"{name!r} must be a non-empty string when present")
     if isinstance(event.get("time"), str) and event["time"]:
         try:
-            parse_time(event["time"])
+            canonical_time(event["time"])
         except WireError:
             problems.append(f"'time' must be an RFC 3339 timestamp, got {event['time']!r}")
     if event.keys() >= _PAYLOAD_MEMBERS:
         problems.append("'data' and 'data_base64' must not both be present")
+    problems += _payload_problems(event) + _extension_problems(event)
     bad_names = sorted(
         key for key in event if key not in _PAYLOAD_MEMBERS and not _ATTRIBUTE_NAME.match(key)
     )
@@ -80,8 +91,65 @@ def cloud_event_problems(event: Any) -> list[str]:
     return problems
 
 
+def _payload_problems(event: dict[str, Any]) -> list[str]:
+    # What Go's SDK refuses to read: a non-JSON type's data must be a string, and
+    # data_base64 must be standard base64.
+    problems = []
+    json_media = is_go_json_media(event.get("datacontenttype"))
+    if "data" in event and not json_media and not isinstance(event["data"], str):
+        problems.append("'data' must be a string when 'datacontenttype' is not JSON")
+    if "data_base64" in event:
+        try:
+            base64.b64decode(event["data_base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            problems.append("'data_base64' must be standard base64")
+    return problems
+
+
+def _extension_problems(event: dict[str, Any]) -> list[str]:
+    # CloudEvents extension values are strings, booleans or 32-bit integers.
+    problems = []
+    for name, value in event.items():
+        if name in _CONTEXT or name in _PAYLOAD_MEMBERS or value is None:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not _INT32[0] <= value <= _INT32[1]:
+                problems.append(f"extension {name!r} is out of range for a 32-bit integer")
+        elif not isinstance(value, str | bool):
+            problems.append(f"extension {name!r} must be a string, number or boolean")
+    return problems
+
+
+def canonical_event(event: dict[str, Any], text: str) -> CloudEventJSON:
+    """`event` (valid, decoded from `text`) as the Go CLI sends it.
+
+    The Go CLI decodes `--event` into its SDK's event and marshals that: attributes in the
+    SDK's order, `time` in UTC with its nanoseconds, JSON data as given (compacted, so
+    `1.50` stays `1.50`), base64 data re-encoded, numbers in extensions as 32-bit
+    integers, null extensions dropped.
+    """
+    out: CloudEventJSON = {name: event[name] for name in _GO_ORDER if name in event}
+    if "time" in event:
+        out["time"] = canonical_time(event["time"])
+    if "data" in event:
+        if is_go_json_media(event.get("datacontenttype")):
+            out["data"] = RawJSON.parse(dict(members(text))["data"])
+        else:
+            out["data"] = event["data"]
+    if "data_base64" in event:
+        decoded = base64.b64decode(event["data_base64"], validate=True)
+        out["data_base64"] = base64.b64encode(decoded).decode("ascii")
+    for name in sorted(set(event) - _CONTEXT - _PAYLOAD_MEMBERS):
+        value = event[name]
+        if isinstance(value, float):
+            value = int(value)  # Go converts to int32, truncating
+        if value is not None:
+            out[name] = value
+    return out
+
+
 def parse_event(text: str) -> CloudEventJSON:
-    """The `--event` flag: a CloudEvent in structured JSON form, passed on as given."""
+    """The `--event` flag: a CloudEvent in structured JSON form, in the Go CLI's form."""
     try:
         event = json.loads(text)
     except ValueError as exc:
@@ -89,8 +157,10 @@ def parse_event(text: str) -> CloudEventJSON:
     problems = cloud_event_problems(event)
     if problems:
         raise InvalidInput("--event is not a CloudEvent: " + "; ".join(problems))
-    result: CloudEventJSON = event
-    return result
+    try:
+        return canonical_event(event, text)
+    except ValueError as exc:  # NaN or Infinity in data: Python reads them, Go does not
+        raise InvalidInput(f"--event is not valid JSON: {exc}") from None
 
 
 def default_event(

@@ -122,7 +122,7 @@ def _annotation_problems(expect: Expectations, raw: str | Mapping[str, Any]) -> 
             f"preempted={note.preempted} tag={note.tag!r} workflowID={note.workflow_id!r}"
         )
     if note.criticality != expect.criticality or not note.forced_shutdown:
-        # Anything but LOW is a hard power-off (REFERENCE.md).
+        # Anything but LOW is a hard power-off (docs/wire.md, the Go worker's rule).
         problems.append(f"criticality {note.criticality} forcedShutdown={note.forced_shutdown}")
     if note.event.get("id") != expect.trigger_event_id:
         problems.append(f"event id {note.event.get('id')!r}")

@@ -1,6 +1,6 @@
 """What the function does about one alarm change: ignore it, preempt, or cancel preemption.
 
-REFERENCE.md's function section, steps 2 to 5, as a pure function. Statuses are vSphere's
+docs/wire.md's decision rules, steps 4 to 6, as a pure function. Statuses are vSphere's
 `gray`, `green`, `yellow` and `red`, compared lower-cased; anything else simply is not raising.
 """
 

@@ -3,9 +3,10 @@
 Pure: the CloudEvent's attributes (already parsed by the HTTP layer) and its data in, a frozen
 `AlarmChange` out, or a `DecodeError` whose message is one line. Standard library only.
 
-Two event shapes (REFERENCE.md): VEBA's old router (`com.vmware.event.router/event`, subject
-`AlarmStatusChangedEvent`) and Tanzu Sources (`com.vmware.vsphere.AlarmStatusChangedEvent.v0`).
-Two data encodings (events/README.md):
+Two event shapes (docs/wire.md, decision rules): VEBA's old router
+(`com.vmware.event.router/event`, subject `AlarmStatusChangedEvent`) and Tanzu Sources
+(`com.vmware.vsphere.AlarmStatusChangedEvent.v0`). Two data encodings (samples of both in
+tests/fixtures/):
 
 - JSON, decoded with Go's `encoding/json` rules into govmomi's struct: a key matches a field in
   any letter case, keys apply in document order (a later one overrides), `null` leaves a value

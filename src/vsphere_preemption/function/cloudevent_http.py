@@ -10,12 +10,14 @@ things we do around it:
   when they are missing, and neither may reach the workflow.
 
 `structured_json` renders the event as the Go SDK marshals it into the signal (field order
-specversion, id, source, type, subject, datacontenttype, dataschema, time, data, extensions).
+specversion, id, source, type, subject, datacontenttype, dataschema, time, data, extensions),
+JSON `data` as the text that arrived and `time` with its nanoseconds (docs/wire.md).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +36,8 @@ from vsphere_preemption.domain.events import (
     data_from_body,
     data_from_structured,
 )
-from vsphere_preemption.wire import format_time
+from vsphere_preemption.rawjson import RawJSON, members
+from vsphere_preemption.wire import canonical_time, format_time, is_go_json_media
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -56,6 +59,10 @@ class IncomingEvent:
     attributes: Mapping[str, Any]  # as received; `time` parsed to a timezone-aware datetime
     raw_data: bytes | None  # the body (binary mode) or the decoded `data_base64`
     embedded_data: Any  # structured mode's `data`, parsed JSON (None when absent)
+    # What the SDK parses into values, as the text that came: structured mode's `data`
+    # member, and the `time` attribute (header or member). None when absent or unreadable.
+    data_text: str | None = None
+    time_text: str | None = None
 
     @property
     def id(self) -> str:
@@ -115,14 +122,20 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
             from_structured(message, _FORMAT, keep)
             raw = keep.data if isinstance(keep.data, bytes) else None
             embedded = None if raw is not None else keep.data
-            return IncomingEvent("structured", keep.attributes, raw, embedded)
+            texts = _member_texts(body)
+            time_text = _json_string(texts.get("time"))
+            return IncomingEvent(
+                "structured", keep.attributes, raw, embedded, texts.get("data"), time_text
+            )
         if "ce-specversion" in headers:
             wanted = {k: v for k, v in headers.items() if k.startswith("ce-")}
             if "content-type" in headers:
                 wanted["content-type"] = headers["content-type"]
             # The body is left out on purpose (see the module docstring).
             from_binary(HTTPMessage(headers=wanted, body=b""), _FORMAT, keep)
-            return IncomingEvent("binary", keep.attributes, body, None)
+            return IncomingEvent(
+                "binary", keep.attributes, body, None, None, headers.get("ce-time")
+            )
     except NotACloudEvent:
         raise
     except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)
@@ -133,6 +146,39 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     )
 
 
+def _member_texts(body: bytes) -> dict[str, str]:
+    try:
+        return dict(members(body))
+    except ValueError:  # the SDK parsed it: only an odd encoding lands here, keep values
+        return {}
+
+
+def _json_string(text: str | None) -> str | None:
+    try:
+        value = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _raw_json_data(event: IncomingEvent, data: JsonData) -> Any:
+    """The JSON data as the text that arrived, where Go keeps the bytes; else the value."""
+    if not is_go_json_media(event.datacontenttype):
+        return data.value
+    text = event.raw_data if event.raw_data is not None else event.data_text
+    try:
+        return RawJSON.parse(text) if text is not None else data.value
+    except ValueError:  # UTF-16 and other encodings json.loads reads: keep the value
+        return data.value
+
+
+def _time(event: IncomingEvent, value: datetime) -> str:
+    try:
+        return canonical_time(event.time_text) if event.time_text else format_time(value)
+    except ValueError:
+        return format_time(value)
+
+
 def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, Any]:
     """The event in CloudEvents structured JSON, `data` embedded, as the Go SDK writes it."""
     attributes = event.attributes
@@ -140,13 +186,13 @@ def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, A
     for name in _CONTEXT_ORDER:
         if name in attributes:
             value = attributes[name]
-            out[name] = format_time(value) if isinstance(value, datetime) else value
+            out[name] = _time(event, value) if isinstance(value, datetime) else value
     if event.raw_data is not None and event.mode == "structured":
         out["data_base64"] = base64.b64encode(event.raw_data).decode("ascii")
     elif isinstance(data, XmlData):
         out["data"] = data.text  # non-JSON data is embedded as a string
     elif isinstance(data, JsonData):
-        out["data"] = data.value
+        out["data"] = _raw_json_data(event, data)
     for name in sorted(attributes):  # Go iterates a map: any order is Go's order
         if name not in out and name not in _CONTEXT_ORDER:
             value = attributes[name]

@@ -1,11 +1,13 @@
 """One event through the function: CloudEvent -> AlarmChange -> Decision -> Temporal -> reply.
 
 HTTP-free (headers and body in, status and JSON body out), so every branch is testable without
-a server. The statuses follow REFERENCE.md with our cancellation fix:
+a server. The statuses, as docs/wire.md's decision rules give them:
 
-- 200: ignored (another alarm), preemption signalled, or lowering handled — including a failed
-  cancel, which is only logged so the broker does not retry it (step 7);
-- 400: not a CloudEvent, not an AlarmStatusChangedEvent, or data that does not decode;
+- 200: ignored (an event of another type, or another alarm's), preemption signalled, or
+  lowering handled — including a failed cancel, which is only logged so the broker does not
+  retry it;
+- 400: not a CloudEvent, or an AlarmStatusChangedEvent whose data does not decode or, for the
+  configured alarm, carries no status change;
 - 503 (Temporal unreachable or timing out) / 502 (Temporal refused the call): the broker retries.
 """
 
@@ -33,6 +35,7 @@ from vsphere_preemption.function.cloudevent_http import (
 )
 from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.temporal_link import TemporalLink
+from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
 from vsphere_preemption.temporal.client import TemporalError, TemporalUnavailable
 from vsphere_preemption.wire import WorkflowRequest
@@ -87,14 +90,19 @@ class EventHandler:
         if self._settings.debug:
             self._log.debug("event received", eventID=event.id, cloudEvent=_loggable(event, data))
         try:
+            event_shape(event.attributes.get("type"), event.attributes.get("subject"))
+        except NotAnAlarmEvent as exc:
+            # A valid event that is not ours, whatever its data: a 4xx would send it to the
+            # broker's dead-letter sink for nothing (the Go function answers 2xx as well).
+            self._metrics.ignored.labels("other_event").inc()
+            self._log.debug("event ignored", eventID=event.id, reason=str(exc))
+            ignored = {"eventID": event.id, "decision": Action.IGNORE.value, "reason": str(exc)}
+            return Reply(200, ignored), Action.IGNORE.value
+        try:
             if undecodable is not None:
-                # An event of another type is reported as such, whatever its data.
-                event_shape(event.attributes.get("type"), event.attributes.get("subject"))
                 raise undecodable
             change = decode(event.attributes, data)
             decision = decide(change, self._settings.alarm_name)
-        except NotAnAlarmEvent as exc:
-            return self.reject(400, "not_alarm_event", str(exc), event.id), "rejected"
         except (UndecodableData, RuleError) as exc:
             message = f"{INVALID_PAYLOAD}: {exc}"
             return self.reject(400, "invalid_payload", message, event.id), "rejected"
@@ -157,8 +165,8 @@ class EventHandler:
         try:
             outcome = (await self._link.require().cancel(workflow_id)).value
         except TemporalError as exc:
-            # REFERENCE.md step 7: logged only, and success returned so the broker does not
-            # redeliver; the workflow's own 24 h timeout bounds what is left running.
+            # Logged only, and success returned so the broker does not redeliver (as the Go
+            # function does); the workflow's own 24 h timeout bounds what is left running.
             self._metrics.acted.labels("cancel", "failed").inc()
             self._log.error("cancel failed", **context, error=str(exc))
             body = {**_summary(event, decision), "outcome": "cancel_failed", "error": str(exc)}
@@ -176,6 +184,8 @@ def _summary(event: IncomingEvent, decision: Decision) -> dict[str, Any]:
 def _loggable(event: IncomingEvent, data: EventData | None) -> dict[str, Any]:
     """The whole event for DEBUG logs, also when its data did not decode."""
     whole = structured_json(event, data)
+    if isinstance(whole.get("data"), RawJSON):
+        whole["data"] = whole["data"].value()  # the log renderer knows plain values only
     if data is None and event.raw_data is not None:
         whole["data"] = event.raw_data[:4096].decode("utf-8", "replace")
     return whole

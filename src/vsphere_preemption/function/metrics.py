@@ -22,7 +22,7 @@ class Metrics:
         )
         self.ignored = Counter(
             f"{PREFIX}_events_ignored",
-            "Alarm events ignored, by reason.",
+            "Events ignored, by reason: other_event (not an alarm status change), other_alarm.",
             ["reason"],
             registry=self.registry,
         )

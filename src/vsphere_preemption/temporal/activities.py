@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,7 @@ from vsphere_preemption.temporal.contracts import (
     SendEventInput,
 )
 from vsphere_preemption.vsphere.errors import TagNotFoundError
-from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE
+from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, format_unix_ns
 
 HEARTBEAT_EVERY = 1.0  # seconds; well inside the 5 s heartbeat timeout
 
@@ -171,6 +172,9 @@ class PreemptionActivities:
         )
         # Binary content mode, as the Go worker's CloudEvents HTTP client sends.
         message = to_binary(event, JSONFormat())
+        # The SDK writes microseconds with trailing zeros (`.120000Z`); Go writes
+        # RFC3339Nano: nanoseconds, trailing zeros trimmed (docs/wire.md).
+        message.headers["ce-time"] = format_unix_ns(time.time_ns())
         where = _safe_url(arg.reply_to)
         try:
             response = self._http.post(arg.reply_to, headers=message.headers, content=message.body)

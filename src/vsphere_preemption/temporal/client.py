@@ -20,7 +20,7 @@ from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE, WorkflowRequest,
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-# The Go function's workflow execution timeout (REFERENCE.md).
+# The Go function's workflow execution timeout (docs/wire.md, Names).
 EXECUTION_TIMEOUT = timedelta(hours=24)
 # Bounds on one call, retries included: the broker's delivery should get an answer in time to
 # retry itself rather than time out.

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import FailureError, is_cancelled_exception
 
@@ -67,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
         preempted_event_id,
     )
 
-# REFERENCE.md's activity options (the Go worker's).
+# The Go worker's activity options (docs/wire.md).
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 RETRY_POLICY = RetryPolicy(
@@ -95,8 +96,10 @@ class PreemptVMsWorkflow:
         self._last: _Run | None = None
 
     @workflow.run
-    async def run(self) -> dict[str, Any]:
-        # Go returns *WorkflowResponse: the JSON object, which a Go client decodes.
+    async def run(self) -> RawValue:
+        # Go returns *WorkflowResponse: the JSON object in the Go struct's field order. A
+        # dict would reach the history with its keys sorted by Temporal's JSON converter,
+        # so the result is the encoded payload itself.
         try:
             while True:
                 await workflow.wait_condition(lambda: bool(self._pending))
@@ -110,7 +113,7 @@ class PreemptVMsWorkflow:
                     raise
         except asyncio.CancelledError:
             workflow.logger.info("workflow cancelled: completing with the last run's state")
-        return self._response().to_wire()
+        return json_payload(go_json(self._response().to_wire()))
 
     # Dynamic, so that a signal with any number of payloads reaches us as raw
     # values: a named handler whose arity does not match would fail the workflow
@@ -126,8 +129,7 @@ class PreemptVMsWorkflow:
             )
             return
         try:
-            value = workflow.payload_converter().from_payload(args[0].payload)
-            request = WorkflowRequest.from_wire(value)
+            request = _decode_request(args[0].payload)
         except Exception as exc:  # noqa: BLE001 (any bad payload is dropped, never fatal)
             workflow.logger.warning("dropping undecodable %s: %s", SIGNAL_NAME, exc)
             return
@@ -282,6 +284,19 @@ class PreemptVMsWorkflow:
                 continue
             for issue in result.failed:
                 workflow.logger.warning("could not annotate %s: %s", issue.vm, issue.reason)
+
+
+def json_payload(data: bytes) -> RawValue:
+    """A `json/plain` payload holding exactly `data`, as the Go SDK's JSON converter makes."""
+    return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=data))
+
+
+def _decode_request(payload: Payload) -> WorkflowRequest:
+    # Read the JSON text ourselves: the converter would decode the event's data into
+    # Python values, and `1.50` or `caf\u00e9` would not reach the annotation as sent.
+    if payload.metadata.get("encoding") == b"json/plain":
+        return WorkflowRequest.from_json(payload.data)
+    return WorkflowRequest.from_wire(workflow.payload_converter().from_payload(payload))
 
 
 def _options(start_to_close: timedelta = ACTIVITY_TIMEOUT) -> dict[str, Any]:
