@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vsphere_preemption.domain.policy import Policy, Scope
+from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.settings import (
     FunctionSettings,
     SettingsError,
@@ -32,6 +33,35 @@ def test_function_settings_from_the_readme_table() -> None:
     assert s.k_sink == "http://broker"
     assert s.debug is True
     assert s.port == 8080
+
+
+def test_function_defaults_to_one_workflow_per_entity_and_one_alarm() -> None:
+    s = load(FunctionSettings, FUNCTION_ENV)
+    assert s.workflow_id_mode is IdMode.ENTITY
+    assert s.alarm_names == ("cluster-cpu-above-80",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ('["host mem, high", "cluster-cpu-above-80"]', ("host mem, high",)),
+        ("a, b ,,c", ("a", "b", "c")),
+        ("", ()),
+    ],
+)
+def test_more_alarm_names_as_json_or_commas(raw: str, names: tuple[str, ...]) -> None:
+    s = load(FunctionSettings, {**FUNCTION_ENV, "VSPHERE_ALARM_NAMES": raw})
+    assert s.alarm_names == ("cluster-cpu-above-80", *names)
+
+
+def test_go_id_mode_and_bad_lists_are_named() -> None:
+    s = load(FunctionSettings, {**FUNCTION_ENV, "WORKFLOW_ID_MODE": "alarm"})
+    assert s.workflow_id_mode is IdMode.ALARM
+    env = {**FUNCTION_ENV, "WORKFLOW_ID_MODE": "cluster", "VSPHERE_ALARM_NAMES": "[1, 2]"}
+    with pytest.raises(SettingsError) as err:
+        load(FunctionSettings, env)
+    assert "WORKFLOW_ID_MODE" in str(err.value)
+    assert "VSPHERE_ALARM_NAMES" in str(err.value)
 
 
 def test_function_settings_name_every_bad_variable() -> None:

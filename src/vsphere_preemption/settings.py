@@ -7,6 +7,7 @@ import cost, which the function's cold start cannot afford.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -14,10 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, ValidationError
 
 from vsphere_preemption.domain.policy import Policy, PolicyError, Scope, policy_from_mapping
+from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
 
 
@@ -63,6 +64,23 @@ def _nonblank(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def _name_list(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not a JSON array of names: {exc.msg}") from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("must be a JSON array of strings")
+    else:
+        names = text.split(",")
+    names = [n.strip() for n in names if n.strip()]
+    return tuple(names)
+
+
 Flag = Annotated[bool, BeforeValidator(_bool)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Required = Annotated[str, BeforeValidator(_nonblank)]
@@ -93,8 +111,21 @@ class FunctionSettings(TemporalSettings):
 
     preemption_tag: Required = Field(alias="VSPHERE_PREEMPTION_TAG")
     alarm_name: Required = Field(alias="VSPHERE_ALARM_NAME")
+    # More alarms served by the same function, besides VSPHERE_ALARM_NAME: a JSON array of
+    # names, or names separated by commas (a name with a comma needs the JSON form).
+    more_alarm_names: Annotated[tuple[str, ...], BeforeValidator(_name_list)] = Field(
+        default=(), alias="VSPHERE_ALARM_NAMES"
+    )
+    # `entity`: one workflow per alarm and alarmed entity (`<alarm>/<moref>`); `alarm`: the
+    # Go function's one workflow per alarm.
+    workflow_id_mode: IdMode = Field(default=IdMode.ENTITY, alias="WORKFLOW_ID_MODE")
     k_sink: str = Field(default="", alias="K_SINK")
     port: int = Field(default=8080, ge=1, le=65535, alias="PORT")
+
+    @property
+    def alarm_names(self) -> tuple[str, ...]:
+        """Every alarm this function acts on, VSPHERE_ALARM_NAME first."""
+        return tuple(dict.fromkeys((self.alarm_name, *self.more_alarm_names)))
 
 
 class WorkerSettings(TemporalSettings):
@@ -154,6 +185,8 @@ def _read_policy_file(path: str, problems: list[str]) -> Any:
         why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         problems.append(f"PREEMPTION_POLICY_FILE cannot be read ({why})")
         return None
+    import yaml  # only the worker reads a policy file: the function's cold start skips it
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -90,6 +90,15 @@ def test_another_alarm_is_ignored_even_without_statuses() -> None:
     assert decide(change("green", "red", name=ALARM.upper()), ALARM).action is Action.IGNORE
 
 
+def test_several_alarm_names_are_served() -> None:
+    names = {ALARM, "host-memory-high"}
+    assert decide(change("green", "red", name="host-memory-high"), names).action is Action.PREEMPT
+    assert decide(change("red", "green", name=ALARM), names).action is Action.CANCEL
+    ignored = decide(change("green", "red", name="other"), names)
+    assert ignored.action is Action.IGNORE
+    assert "'cluster-cpu-above-80' or 'host-memory-high'" in ignored.reason
+
+
 @pytest.mark.parametrize(("frm", "to"), [("", "red"), ("green", ""), ("", "")])
 def test_a_matching_alarm_without_from_or_to_is_an_error(frm: str, to: str) -> None:
     with pytest.raises(RuleError, match="without From or To"):

@@ -30,6 +30,15 @@ UNREACHABLE_TEMPORAL = "127.0.0.1:1"  # nothing listens on port 1
 Request = tuple[dict[str, str], bytes]
 
 
+# The cluster alarm_event's alarms fire on, unless told otherwise.
+CLUSTER = "domain-c7"
+
+
+def on(alarm: str, entity: str = CLUSTER) -> str:
+    """The workflow ID the function addresses for `alarm` on `entity` (entity mode)."""
+    return f"{alarm}/{entity}"
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -89,8 +98,10 @@ def alarm_event(
     event_id: str | None = None,
     xml: bool = False,
     old_router: bool = False,
+    entity: str = CLUSTER,
 ) -> dict[str, Any]:
-    """A structured-JSON AlarmStatusChangedEvent for `alarm`, JSON or XML data, either shape."""
+    """A structured-JSON AlarmStatusChangedEvent for `alarm` on cluster `entity` (a moref
+    value), JSON or XML data, either shape."""
     attributes: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
@@ -103,12 +114,20 @@ def alarm_event(
         text = fixture_text("07_new-tanzu-sources_AlarmStatusChangedEvent_data.xml")
         text = text.replace("cluster-cpu-above-80", alarm)
         text = text.replace("<from>green</from><to>red</to>", f"<from>{frm}</from><to>{to}</to>")
+        text = text.replace(
+            '<entity type="ClusterComputeResource">domain-c7</entity></entity>',
+            f'<entity type="ClusterComputeResource">{entity}</entity></entity>',
+        )
         data: Any = text
         attributes["datacontenttype"] = "application/xml"
     else:
         data = copy.deepcopy(fixture_json("05_AlarmStatusChangedEvent_data_green-to-yellow.json"))
         data["Alarm"]["Name"] = alarm
         data["From"], data["To"] = frm, to
+        data["Entity"] = {
+            "Name": f"cluster {entity}",
+            "Entity": {"Type": "ClusterComputeResource", "Value": entity},
+        }
         attributes["datacontenttype"] = "application/json"
     return {
         **attributes,

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from tests.function.conftest import SINK, alarm_event, as_binary, post, unique
+from tests.function.conftest import SINK, alarm_event, as_binary, on, post, unique
 from vsphere_preemption.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
@@ -73,7 +73,7 @@ async def test_the_process_serves_events_and_stops_on_sigterm(
             event = alarm_event(alarm, "green", "red")
             response = await post(client, as_binary(event))
         assert response.status_code == 200, response.text
-        handle = temporal_client.get_workflow_handle(alarm)
+        handle = temporal_client.get_workflow_handle(on(alarm))
         assert (await handle.describe()).run_id == response.json()["runID"]
         await handle.terminate("test done")
     finally:

@@ -29,6 +29,7 @@ from tests.function.conftest import (
     as_binary,
     as_structured,
     function_settings,
+    on,
     post,
     reference_event,
     reference_signal_bytes,
@@ -88,8 +89,14 @@ async def test_raising_starts_the_alarms_workflow_with_the_reference_signal(
     mode: str,
 ) -> None:
     queue = unique("queue")
+    # The Go form of the workflow ID: what the Go function does, byte for byte.
     settings = function_settings(
-        REFERENCE_ALARM, queue, temporal_server.address, K_SINK=SINK, DEBUG="true"
+        REFERENCE_ALARM,
+        queue,
+        temporal_server.address,
+        K_SINK=SINK,
+        DEBUG="true",
+        WORKFLOW_ID_MODE="alarm",
     )
     function = await serve(settings)
     await function.wait_ready()
@@ -131,7 +138,7 @@ async def test_a_second_raising_event_signals_the_same_run(
     cleanup: list[str],
 ) -> None:
     alarm = unique("alarm")
-    cleanup.append(alarm)
+    cleanup.append(on(alarm))
     function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
     await function.wait_ready()
     first = alarm_event(alarm, "green", "yellow")
@@ -141,8 +148,9 @@ async def test_a_second_raising_event_signals_the_same_run(
         two = await post(client, as_binary(second))
     assert one.status_code == two.status_code == 200
     assert one.json()["runID"] == two.json()["runID"]
+    assert one.json()["workflowID"] == on(alarm)
 
-    sent = [json.loads(data) for data in signals(await history(temporal_client, alarm))]
+    sent = [json.loads(data) for data in signals(await history(temporal_client, on(alarm)))]
     assert [s["criticality"] for s in sent] == ["MEDIUM", "HIGH"]
     assert [s["event"]["id"] for s in sent] == [first["id"], second["id"]]
     assert sent[0]["event"]["data"] == first["data"]
@@ -159,7 +167,7 @@ async def test_lowering_cancels_only_that_alarms_workflow(
 ) -> None:
     queue = unique("queue")
     alarm_a, alarm_b = unique("alarm-a"), unique("alarm-b")
-    cleanup += [alarm_a, alarm_b]
+    cleanup += [on(alarm_a), on(alarm_b)]
     function_a = await serve(function_settings(alarm_a, queue, temporal_server.address))
     function_b = await serve(function_settings(alarm_b, queue, temporal_server.address))
     await function_a.wait_ready()
@@ -177,10 +185,86 @@ async def test_lowering_cancels_only_that_alarms_workflow(
     assert lowered.json()["decision"] == "cancel"
     assert lowered.json()["outcome"] == "cancel_requested"
 
-    assert cancel_requested(await history(temporal_client, alarm_a))
-    assert not cancel_requested(await history(temporal_client, alarm_b))
-    description = await temporal_client.get_workflow_handle(alarm_b).describe()
+    assert cancel_requested(await history(temporal_client, on(alarm_a)))
+    assert not cancel_requested(await history(temporal_client, on(alarm_b)))
+    description = await temporal_client.get_workflow_handle(on(alarm_b)).describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_one_alarm_on_two_clusters_is_two_workflows_and_lowering_one_leaves_the_other(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup += [on(alarm, "domain-c7"), on(alarm, "domain-c8")]
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    async with function.client() as client:
+        a = await post(client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c7")))
+        b = await post(
+            client, as_binary(alarm_event(alarm, "green", "yellow", xml=True, entity="domain-c8"))
+        )
+        assert (a.json()["workflowID"], b.json()["workflowID"]) == (
+            on(alarm, "domain-c7"),
+            on(alarm, "domain-c8"),
+        )
+        lowered = await post(
+            client, as_binary(alarm_event(alarm, "yellow", "green", entity="domain-c8"))
+        )
+    assert (lowered.json()["workflowID"], lowered.json()["outcome"]) == (
+        on(alarm, "domain-c8"),
+        "cancel_requested",
+    )
+    assert cancel_requested(await history(temporal_client, on(alarm, "domain-c8")))
+    assert not cancel_requested(await history(temporal_client, on(alarm, "domain-c7")))
+    still = await temporal_client.get_workflow_handle(on(alarm, "domain-c7")).describe()
+    assert still.status == WorkflowExecutionStatus.RUNNING
+    assert await not_found(temporal_client, alarm)  # nothing under the alarm's name alone
+
+
+async def test_the_go_id_mode_shares_one_workflow_between_clusters(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup.append(alarm)
+    settings = function_settings(
+        alarm, unique("queue"), temporal_server.address, WORKFLOW_ID_MODE="alarm"
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    async with function.client() as client:
+        a = await post(client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c7")))
+        b = await post(client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c8")))
+    assert a.json()["workflowID"] == b.json()["workflowID"] == alarm
+    assert a.json()["runID"] == b.json()["runID"]
+
+
+async def test_one_function_serves_several_alarms(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    cpu, memory, other = unique("cpu"), unique("memory"), unique("other")
+    cleanup += [on(cpu), on(memory)]
+    settings = function_settings(
+        cpu, unique("queue"), temporal_server.address, VSPHERE_ALARM_NAMES=f'["{memory}"]'
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    async with function.client() as client:
+        replies = [
+            (await post(client, as_binary(alarm_event(name, "green", "red")))).json()
+            for name in (cpu, memory, other)
+        ]
+    assert [r["decision"] for r in replies] == ["preempt", "preempt", "ignore"]
+    assert [r.get("workflowID") for r in replies] == [on(cpu), on(memory), None]
+    assert await not_found(temporal_client, on(other))
 
 
 async def test_lowering_with_no_workflow_running_is_fine(
@@ -190,7 +274,7 @@ async def test_lowering_with_no_workflow_running_is_fine(
     cleanup: list[str],
 ) -> None:
     alarm = unique("alarm")
-    cleanup.append(alarm)
+    cleanup.append(on(alarm))
     function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
     await function.wait_ready()
     async with function.client() as client:
@@ -198,13 +282,13 @@ async def test_lowering_with_no_workflow_running_is_fine(
         assert (never.status_code, never.json()["outcome"]) == (200, "not_running")
         # A closed run is not running either.
         assert (await post(client, as_binary(alarm_event(alarm, "green", "red")))).is_success
-        await temporal_client.get_workflow_handle(alarm).terminate("closed for the test")
+        await temporal_client.get_workflow_handle(on(alarm)).terminate("closed for the test")
         closed = await post(client, as_binary(alarm_event(alarm, "red", "gray")))
         assert (closed.status_code, closed.json()["outcome"]) == (200, "not_running")
         # And the next raising event starts a new run.
         again = await post(client, as_binary(alarm_event(alarm, "gray", "yellow")))
     assert again.status_code == 200
-    description = await temporal_client.get_workflow_handle(alarm).describe()
+    description = await temporal_client.get_workflow_handle(on(alarm)).describe()
     assert description.run_id == again.json()["runID"]
     assert description.status == WorkflowExecutionStatus.RUNNING
 

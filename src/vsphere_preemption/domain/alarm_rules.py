@@ -6,6 +6,7 @@ docs/wire.md's decision rules, steps 4 to 6, as a pure function. Statuses are vS
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -42,13 +43,15 @@ def criticality_for(to_status: str) -> Criticality:
     )
 
 
-def decide(change: AlarmChange, alarm_name: str) -> Decision:
-    """Decide for the function configured with `alarm_name` (VSPHERE_ALARM_NAME)."""
-    if change.alarm_name != alarm_name:
+def decide(change: AlarmChange, alarm_names: str | Collection[str]) -> Decision:
+    """Decide for the function serving `alarm_names` (one name, or several)."""
+    names = {alarm_names} if isinstance(alarm_names, str) else set(alarm_names)
+    if change.alarm_name not in names:
+        served = " or ".join(repr(n) for n in sorted(names))
         return Decision(
             Action.IGNORE,
             Criticality.LOW,
-            f"alarm {change.alarm_name!r} is not {alarm_name!r}",
+            f"alarm {change.alarm_name!r} is not {served}",
         )
     if not change.from_status or not change.to_status:
         # Another alarm event that matched the type (no status transition in it).

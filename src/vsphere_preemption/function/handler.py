@@ -27,6 +27,7 @@ from vsphere_preemption.domain.events import (
     decode,
     event_shape,
 )
+from vsphere_preemption.domain.workflow_ids import workflow_id
 from vsphere_preemption.function.cloudevent_http import (
     IncomingEvent,
     NotACloudEvent,
@@ -102,8 +103,10 @@ class EventHandler:
             if undecodable is not None:
                 raise undecodable
             change = decode(event.attributes, data)
-            decision = decide(change, self._settings.alarm_name)
-        except (UndecodableData, RuleError) as exc:
+            decision = decide(change, self._settings.alarm_names)
+            workflow_id = self._workflow_id(change)
+        # ValueError: an entity reference that is no managed object id, so no workflow ID.
+        except (UndecodableData, RuleError, ValueError) as exc:
             message = f"{INVALID_PAYLOAD}: {exc}"
             return self.reject(400, "invalid_payload", message, event.id), "rejected"
         if decision.action is Action.IGNORE:
@@ -114,11 +117,22 @@ class EventHandler:
             return Reply(200, _summary(event, decision)), decision.action.value
         assert data is not None
         if decision.action is Action.PREEMPT:
-            return await self._preempt(event, data, change, decision), decision.action.value
-        return await self._cancel(event, change, decision), decision.action.value
+            reply = await self._preempt(event, data, change, decision, workflow_id)
+        else:
+            reply = await self._cancel(event, change, decision, workflow_id)
+        return reply, decision.action.value
+
+    def _workflow_id(self, change: AlarmChange) -> str:
+        """The workflow of this alarm and entity (docs/wire.md, "Workflow IDs")."""
+        return workflow_id(change.alarm_name, change.entity, self._settings.workflow_id_mode)
 
     async def _preempt(
-        self, event: IncomingEvent, data: EventData, change: AlarmChange, decision: Decision
+        self,
+        event: IncomingEvent,
+        data: EventData,
+        change: AlarmChange,
+        decision: Decision,
+        workflow_id: str,
     ) -> Reply:
         settings = self._settings
         request = WorkflowRequest(
@@ -134,13 +148,14 @@ class EventHandler:
             "from": change.from_status,
             "to": change.to_status,
             "criticality": decision.criticality.value,
-            "workflowID": settings.alarm_name,
+            "workflowID": workflow_id,
+            "entity": str(change.entity) if change.entity else "",
             "queue": settings.temporal_taskqueue,
             "tag": settings.preemption_tag,
             "sink": settings.k_sink,
         }
         try:
-            run = await self._link.require().signal_with_start(settings.alarm_name, request)
+            run = await self._link.require().signal_with_start(workflow_id, request)
         except TemporalError as exc:
             self._metrics.acted.labels("preempt", "failed").inc()
             message = f"{PREEMPTION_FAILED}: {exc}"
@@ -152,8 +167,9 @@ class EventHandler:
         return Reply(200, {**_summary(event, decision), "workflowID": run.workflow_id,
                            "runID": run.run_id})  # fmt: skip
 
-    async def _cancel(self, event: IncomingEvent, change: AlarmChange, decision: Decision) -> Reply:
-        workflow_id = self._settings.alarm_name
+    async def _cancel(
+        self, event: IncomingEvent, change: AlarmChange, decision: Decision, workflow_id: str
+    ) -> Reply:
         context = {
             "eventID": event.id,
             "decision": decision.action.value,
