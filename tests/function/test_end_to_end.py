@@ -321,7 +321,7 @@ async def test_readiness_waits_for_temporal(serve: Serve) -> None:
         waiting = await client.get("/health/readiness")
         assert waiting.status_code == 503
         assert (
-            "cannot connect" in waiting.json()["reason"] or "connecting" in waiting.json()["reason"]
+            "cannot reach" in waiting.json()["reason"] or "connecting" in waiting.json()["reason"]
         )
         with server:
             await function.wait_ready()

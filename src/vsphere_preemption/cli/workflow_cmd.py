@@ -33,7 +33,7 @@ from vsphere_preemption.wire import (
 )
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    from vsphere_preemption.temporal.client import PreemptionClient
 
 DEFAULT_SERVER = "localhost:7233"
 
@@ -136,6 +136,10 @@ def add_parser(subparsers: Any) -> None:
     _add_shared_flags(cancel)
 
 
+class CommandFailed(Exception):
+    """The verb could not do its job; `str()` is the one line the user sees."""
+
+
 @dataclass(frozen=True)
 class _Options:
     verb: str
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     from temporalio.runtime import Runtime, TelemetryConfig
 
-    from vsphere_preemption.cli.workflow_client import CommandFailed
+    from vsphere_preemption.temporal.client import TemporalError
 
     # temporalio's client objects sit in reference cycles; freed while the interpreter
     # finalizes, they abort or segfault the process now and then (sdk-python#300:
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(telemetry=TelemetryConfig())
     try:
         return asyncio.run(_dispatch(options, args, request, runtime))
-    except CommandFailed as exc:
+    except (TemporalError, CommandFailed) as exc:
         print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - a CLI answers with one line, not a traceback
@@ -204,10 +208,12 @@ def run(args: argparse.Namespace) -> int:
 async def _dispatch(
     options: _Options, args: argparse.Namespace, request: WorkflowRequest | None, runtime: Any
 ) -> int:
-    from vsphere_preemption.cli import workflow_client
+    from vsphere_preemption.temporal.client import PreemptionClient
 
     options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-    client = await workflow_client.connect(options.server, options.namespace, runtime)
+    client = await PreemptionClient.connect(
+        options.server, namespace=options.namespace, task_queue=options.queue, runtime=runtime
+    )
     if request is not None:
         return await _run(options, client, request)
     run_id = args.run_id or None
@@ -220,16 +226,16 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, separators=(",", ":")))
 
 
-async def _run(options: _Options, client: Client, request: WorkflowRequest) -> int:
-    from vsphere_preemption.cli import workflow_client
+async def _run(options: _Options, client: PreemptionClient, request: WorkflowRequest) -> int:
+    from vsphere_preemption.temporal.client import CLI_EXECUTION_TIMEOUT
 
     payload = request.to_wire()
     options.debug(
         f"signal-with-start {CLI_WORKFLOW_ID!r} on task queue {options.queue!r}: "
         f"{SIGNAL_NAME} {json.dumps(payload, separators=(',', ':'))}"
     )
-    started = await workflow_client.signal_with_start(
-        client, request, CLI_WORKFLOW_ID, options.queue
+    started = await client.signal_with_start(
+        CLI_WORKFLOW_ID, request, execution_timeout=CLI_EXECUTION_TIMEOUT
     )
     if options.json:
         _print_json(
@@ -255,12 +261,13 @@ async def _run(options: _Options, client: Client, request: WorkflowRequest) -> i
     return 0
 
 
-async def _status(options: _Options, client: Client, workflow_id: str, run_id: str | None) -> int:
-    from vsphere_preemption.cli import workflow_client
+async def _status(
+    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+) -> int:
     from vsphere_preemption.cli.workflow_render import render_status
 
     options.debug(f"describing workflow {workflow_id!r} and asking it for its current_state")
-    state = await workflow_client.current_state(client, workflow_id, run_id)
+    state = await client.current_state(workflow_id, run_id)
     if options.json:
         print(state.raw_json)
     else:
@@ -268,11 +275,16 @@ async def _status(options: _Options, client: Client, workflow_id: str, run_id: s
     return 0
 
 
-async def _cancel(options: _Options, client: Client, workflow_id: str, run_id: str | None) -> int:
-    from vsphere_preemption.cli import workflow_client
+async def _cancel(
+    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+) -> int:
+    from vsphere_preemption.temporal.client import CancelOutcome
 
     options.debug(f"requesting cancellation of workflow {workflow_id!r}")
-    summary = await workflow_client.request_cancel(client, workflow_id, run_id)
+    cancellation = await client.cancel(workflow_id, run_id)
+    if cancellation.outcome is not CancelOutcome.CANCEL_REQUESTED or not cancellation.summary:
+        raise CommandFailed(cancellation.why)
+    summary = cancellation.summary
     if options.json:
         _print_json(
             {

@@ -37,11 +37,9 @@ from typing import Any, TextIO
 import httpx
 import structlog
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.runtime import Runtime, TelemetryConfig
 
-from vsphere_preemption.cli import workflow_client
-from vsphere_preemption.cli.workflow_client import CommandFailed
 from vsphere_preemption.demo.checks import Expectations, Observations, verify
 from vsphere_preemption.demo.events import AlarmScene, Named, OutgoingEvent, alarm_status_changed
 from vsphere_preemption.demo.inventory import (
@@ -65,6 +63,7 @@ from vsphere_preemption.devservers import ServerFailed, ToolMissing, Vcsim
 from vsphere_preemption.devstack import DevStack, VCenterTarget
 from vsphere_preemption.domain.alarm_rules import Action
 from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.temporal.client import PreemptionClient, TemporalError
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
@@ -268,7 +267,9 @@ class Demo:
         inventory: Inventory,
     ) -> tuple[Expectations, Observations]:
         o = self.options
-        client = await workflow_client.connect(stack.address, stack.namespace, runtime)
+        client = await PreemptionClient.connect(
+            stack.address, namespace=stack.namespace, task_queue=o.task_queue, runtime=runtime
+        )
         key = 1_000_000 + secrets.randbelow(9_000_000)  # a vCenter event key
         raising = alarm_status_changed(
             scene, key=key, from_status="green", to_status="red", now=datetime.now(UTC)
@@ -295,7 +296,7 @@ class Demo:
         raising_reply = self._post(stack.function_url, raising)
         self.say(f"  the function answered HTTP {raising_reply[0]}: {_json(raising_reply[1])}")
         run_id = raising_reply[1].get("runID") if isinstance(raising_reply[1], dict) else None
-        handle = client.get_workflow_handle(o.alarm_name, run_id=run_id or None)
+        handle = client.client.get_workflow_handle(o.alarm_name, run_id=run_id or None)
         narrator = HistoryNarrator(prepared.names)
 
         self.say(
@@ -391,19 +392,17 @@ class Demo:
                 return False
             await asyncio.sleep(POLL)
 
-    async def _state(self, client: Client) -> Any:
+    async def _state(self, client: PreemptionClient) -> Any:
         try:
-            return (
-                await workflow_client.current_state(client, self.options.alarm_name, None)
-            ).response
-        except CommandFailed as exc:
+            return (await client.current_state(self.options.alarm_name)).response
+        except TemporalError as exc:
             self.say(f"  current_state: {exc}")
             return None
 
-    async def _status(self, client: Client, run_id: str | None) -> str:
+    async def _status(self, client: PreemptionClient, run_id: str | None) -> str:
         try:
-            summary = await workflow_client.describe(client, self.options.alarm_name, run_id)
-        except CommandFailed as exc:
+            summary = await client.describe(self.options.alarm_name, run_id)
+        except TemporalError as exc:
             return f"unknown ({exc})"
         return summary.status
 
@@ -446,7 +445,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         ServerFailed,
         VSphereError,
         DemoFailed,
-        CommandFailed,
+        TemporalError,
         InventoryTooSmall,
     ) as exc:
         out.flush()
