@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from vsphere_preemption.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -34,7 +34,7 @@ from temporalio.worker import Worker
 
 from tests.conftest import fixture_json
 from vsphere_preemption.cli.main import main
-from vsphere_preemption.devservers import TemporalDevServer, free_port
+from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,

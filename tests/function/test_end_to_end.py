@@ -34,7 +34,7 @@ from tests.function.conftest import (
     reference_signal_bytes,
     unique,
 )
-from vsphere_preemption.devservers import TemporalDevServer, free_port
+from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
 
 REFERENCE_ALARM = "cluster-cpu-above-80"

@@ -40,17 +40,22 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 from temporalio.runtime import Runtime, TelemetryConfig
 
-from vsphere_preemption.demo.checks import Expectations, Observations, verify
-from vsphere_preemption.demo.events import AlarmScene, Named, OutgoingEvent, alarm_status_changed
-from vsphere_preemption.demo.inventory import (
+from vsphere_preemption.devtools.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.devtools.demo.events import (
+    AlarmScene,
+    Named,
+    OutgoingEvent,
+    alarm_status_changed,
+)
+from vsphere_preemption.devtools.demo.inventory import (
     MAX_VMS,
     VCSIM_ARGS,
     InventoryTooSmall,
     PreparedInventory,
     prepare,
 )
-from vsphere_preemption.demo.progress import HistoryNarrator, is_closed, run_finished
-from vsphere_preemption.demo.report import (
+from vsphere_preemption.devtools.demo.progress import HistoryNarrator, is_closed, run_finished
+from vsphere_preemption.devtools.demo.report import (
     annotation_lines,
     check_lines,
     event_lines,
@@ -58,16 +63,16 @@ from vsphere_preemption.demo.report import (
     inventory_table,
     state_lines,
 )
-from vsphere_preemption.demo.sink import EventSink
-from vsphere_preemption.devservers import ServerFailed, ToolMissing, Vcsim
-from vsphere_preemption.devstack import DevStack, VCenterTarget
+from vsphere_preemption.devtools.devservers import ServerFailed, ToolMissing, Vcsim
+from vsphere_preemption.devtools.devstack import DevStack, VCenterTarget, wait_until_stopped
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.alarm_rules import Action
 from vsphere_preemption.domain.model import Criticality
 from vsphere_preemption.temporal.client import PreemptionClient, TemporalError
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, preempted_event_source
 
 # Short, so the demo is quick; the workflow is cancelled before either matters again.
@@ -414,8 +419,6 @@ class Demo:
                 self.say("", f"last lines of {path}:", *(f"  {line}" for line in tail))
 
     def _keep(self, stack: DevStack) -> None:
-        from vsphere_preemption.cli.dev_cmd import wait_until_stopped
-
         self.say(
             "",
             "--keep: everything stays up until Ctrl-C.",

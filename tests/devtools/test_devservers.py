@@ -9,7 +9,12 @@ import pytest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from vsphere_preemption.devservers import ServerFailed, TemporalDevServer, Vcsim, free_ports
+from vsphere_preemption.devtools.devservers import (
+    ServerFailed,
+    TemporalDevServer,
+    Vcsim,
+    free_ports,
+)
 
 
 async def test_temporal_dev_server_serves_our_namespace(temporal_server: TemporalDevServer) -> None:
