@@ -13,8 +13,6 @@ Exit codes: 0 done, 1 the server or the workflow said no (one line on stderr),
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import json
 import sys
 import traceback
@@ -178,31 +176,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
         return 2
 
-    from temporalio.runtime import Runtime, TelemetryConfig
+    from vsphere_preemption.temporal.client import TemporalError, run_collected
 
-    from vsphere_preemption.temporal.client import TemporalError
-
-    # temporalio's client objects sit in reference cycles; freed while the interpreter
-    # finalizes, they abort or segfault the process now and then (sdk-python#300:
-    # 7 of 40 `status` runs exited 134/139 instead of 1). So the client and a runtime
-    # of our own are collected here, while the interpreter is still whole.
-    runtime = Runtime(telemetry=TelemetryConfig())
-    try:
-        return asyncio.run(_dispatch(options, args, request, runtime))
-    except (TemporalError, CommandFailed) as exc:
-        print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - a CLI answers with one line, not a traceback
+    def on_error(exc: Exception) -> int:
+        if isinstance(exc, TemporalError | CommandFailed):
+            print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
+            return 1
+        # A CLI answers with one line, not a traceback (unless asked to explain).
         if options.verbose:
-            traceback.print_exc()
+            traceback.print_exception(exc)
         print(
             f"preemptctl workflow {options.verb}: unexpected error: {type(exc).__name__}: {exc}",
             file=sys.stderr,
         )
         return 1
-    finally:
-        del runtime
-        gc.collect()
+
+    return run_collected(lambda runtime: _dispatch(options, args, request, runtime), on_error)
 
 
 async def _dispatch(

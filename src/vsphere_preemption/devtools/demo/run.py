@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ import httpx
 import structlog
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
-from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.runtime import Runtime
 
 from vsphere_preemption.devtools.demo.checks import Expectations, Observations, verify
 from vsphere_preemption.devtools.demo.events import (
@@ -69,7 +68,7 @@ from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.alarm_rules import Action
 from vsphere_preemption.domain.model import Criticality
-from vsphere_preemption.temporal.client import PreemptionClient, TemporalError
+from vsphere_preemption.temporal.client import PreemptionClient, TemporalError, run_collected
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
@@ -249,17 +248,11 @@ class Demo:
         vsphere: VSphereClient,
         inventory: Inventory,
     ) -> tuple[Expectations, Observations]:
-        # temporalio's client objects sit in reference cycles; freed while the
-        # interpreter finalizes, they can abort it (sdk-python#300): a runtime of our
-        # own, collected here while the interpreter is whole (as `workflow` does).
-        runtime = Runtime(telemetry=TelemetryConfig())
-        try:
-            return asyncio.run(
-                self._drive_async(runtime, stack, scene, prepared, sink, vsphere, inventory)
+        return run_collected(
+            lambda runtime: self._drive_async(
+                runtime, stack, scene, prepared, sink, vsphere, inventory
             )
-        finally:
-            del runtime
-            gc.collect()
+        )
 
     async def _drive_async(
         self,
