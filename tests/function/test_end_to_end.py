@@ -296,6 +296,7 @@ async def test_an_unknown_namespace_is_a_502_with_temporals_reason(
         assert (await client.get("/health/liveness")).status_code == 200
 
 
+@pytest.mark.temporal
 async def test_temporal_going_away_is_a_503_the_broker_retries(serve: Serve) -> None:
     alarm = unique("alarm")
     with TemporalDevServer() as private:
@@ -314,6 +315,7 @@ async def test_temporal_going_away_is_a_503_the_broker_retries(serve: Serve) -> 
         assert (await client.get("/health/liveness")).status_code == 200
 
 
+@pytest.mark.temporal
 async def test_readiness_waits_for_temporal(serve: Serve) -> None:
     server = TemporalDevServer(port=free_port())  # not started yet
     function = await serve(function_settings(unique("alarm"), unique("queue"), server.address))
