@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vsphere_preemption.devservers import TemporalDevServer, free_port
+from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 HERE = Path(__file__).parent

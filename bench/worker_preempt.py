@@ -47,13 +47,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from vsphere_preemption import worker
-from vsphere_preemption.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.settings import WorkerSettings, load
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME, WORKFLOW_TYPE
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"

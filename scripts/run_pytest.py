@@ -8,6 +8,9 @@ exit status to a file at session end, and this wrapper decides:
 - status file present: its value is the verdict, whatever the process exit code
   (an abort after a green run stays green, after a red run stays red);
 - status file missing: pytest never finished, so the run fails, loudly.
+
+It also measures coverage (pytest-cov, of the code the test process runs; programs the
+tests start as processes are not counted) and ends with one line that gives the total.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pytest-status-") as tmp:
         status_file = Path(tmp) / "status"
         env = dict(os.environ, VSPHERE_PREEMPTION_PYTEST_STATUS=str(status_file))
-        proc = subprocess.run([sys.executable, "-m", "pytest", *sys.argv[1:]], env=env, check=False)
+        coverage_file = Path(tmp) / "coverage"
+        env["COVERAGE_FILE"] = str(coverage_file)
+        argv = [sys.executable, "-m", "pytest", "--cov", "--cov-report=", *sys.argv[1:]]
+        proc = subprocess.run(argv, env=env, check=False)
+        total = subprocess.run(
+            [sys.executable, "-m", "coverage", "report", "--format=total"],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if total.returncode == 0:
+            print(f"coverage: {total.stdout.strip()}% of vsphere_preemption's lines", flush=True)
         if not status_file.exists():
             print(
                 f"run_pytest: pytest ended with exit code {proc.returncode} before it finished "

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from vsphere_preemption.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -37,6 +37,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.temporal)
         if names & {"vcsim", "vcsim_factory"}:
             item.add_marker(pytest.mark.vcsim)
+
+
+@pytest.fixture(autouse=True)
+def _a_test_that_starts_a_server_is_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that starts a server itself must carry its marker, or it fails saying so.
+
+    Server fixtures mark their tests (above); this catches the rest, so that `-m "not
+    temporal"` really starts no Temporal server. Tests that run `preemptctl dev`/`demo` as a
+    process are marked by hand.
+    """
+    for server_class, marker in ((TemporalDevServer, "temporal"), (Vcsim, "vcsim")):
+        start = server_class.start
+
+        def checked_start(self: Any, *a: Any, _start: Any = start, _m: str = marker) -> Any:
+            if request.node.get_closest_marker(_m) is None:
+                pytest.fail(f"{request.node.nodeid} starts a {type(self).__name__}: mark it {_m}")
+            return _start(self, *a)
+
+        monkeypatch.setattr(server_class, "start", checked_start)
 
 
 def fixture_text(name: str) -> str:

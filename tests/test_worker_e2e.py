@@ -31,7 +31,6 @@ from tests.temporal.helpers import (
 )
 from tests.temporal.rig import (
     SECRET,
-    EventSink,
     Observer,
     client_for,
     powered_off,
@@ -43,11 +42,12 @@ from tests.temporal.rig import (
     write_secret,
 )
 from vsphere_preemption.cli.workflow_input import build_request
-from vsphere_preemption.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.vsphere.client import VSphereClient
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
     SIGNAL_NAME,
@@ -103,7 +103,7 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
     # The sink refuses the first delivery (503): the activity fails and is retried.
-    with EventSink(statuses=[503]).serving() as sink:
+    with EventSink(statuses=[503]) as sink:
         async with running_worker(env):
             payload = signal_payload(replyTo=sink.url)  # the Go function's JSON, our sink
             handle = await signal_with_start(temporal_client, unique("alarm"), task_queue, payload)
@@ -136,13 +136,13 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
         assert note.event == payload["event"]
 
     # The event: CloudEvents binary mode, the Go worker's type, id and source.
-    refused, event = sink.events()
-    assert refused.get_id() == event.get_id()  # the same event again: a sink can dedupe
-    assert event.get_type() == PREEMPTED_EVENT_TYPE
-    assert event.get_id() == f"{handle.id}-{payload['event']['id']}"
-    assert event.get_source() == f"{temporal_server.address}/vsphere-preemption"
-    assert event.get_datacontenttype() == "application/json"
-    data = event.get_data()
+    refused, event = sink.events
+    assert refused.id == event.id  # the same event again: a sink can dedupe
+    assert event.type == PREEMPTED_EVENT_TYPE
+    assert event.id == f"{handle.id}-{payload['event']['id']}"
+    assert event.source == f"{temporal_server.address}/vsphere-preemption"
+    assert event.datacontenttype == "application/json"
+    data = event.data
     assert isinstance(data, dict)
     assert {VmRef(v["Value"], v["Type"]) for v in data.pop("virtualMachines")} == set(scene.on)
     assert data == json.loads(next(iter(notes.values())))

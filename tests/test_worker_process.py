@@ -35,9 +35,9 @@ from tests.temporal.rig import (
     worker_env,
     write_secret,
 )
-from vsphere_preemption.devservers import TemporalDevServer, Vcsim, temporal_binary
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, temporal_binary
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmRef
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE, WorkflowResponse
 
 GO_RESPONSE_KEYS = {

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vsphere_preemption.demo.inventory import MAX_VMS
+from vsphere_preemption.devtools.demo.inventory import MAX_VMS
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 FREE_PORTS = ("--temporal-port", "0", "--ui-port", "0", "--function-port", "0")

@@ -23,9 +23,14 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionSignaledEventAttributes,
 )
 
-from vsphere_preemption.demo.checks import Expectations, Observations, verify
-from vsphere_preemption.demo.events import ALARM_EVENT_TYPE, AlarmScene, Named, alarm_status_changed
-from vsphere_preemption.demo.inventory import (
+from vsphere_preemption.devtools.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.devtools.demo.events import (
+    ALARM_EVENT_TYPE,
+    AlarmScene,
+    Named,
+    alarm_status_changed,
+)
+from vsphere_preemption.devtools.demo.inventory import (
     MAX_VMS,
     TAGGED_OFF,
     TAGGED_RUNNING,
@@ -33,10 +38,10 @@ from vsphere_preemption.demo.inventory import (
     InventoryTooSmall,
     plan_demo,
 )
-from vsphere_preemption.demo.progress import HistoryNarrator, run_finished
-from vsphere_preemption.demo.report import pretty
-from vsphere_preemption.demo.run import write_secret
-from vsphere_preemption.demo.sink import EventSink, ReceivedEvent
+from vsphere_preemption.devtools.demo.progress import HistoryNarrator, run_finished
+from vsphere_preemption.devtools.demo.report import pretty
+from vsphere_preemption.devtools.demo.run import write_secret
+from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.alarm_rules import Action, decide
 from vsphere_preemption.domain.events import EventShape, data_from_body, decode
 from vsphere_preemption.domain.model import Criticality, Selection, VmRef

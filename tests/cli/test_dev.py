@@ -23,15 +23,15 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from vsphere_preemption.demo.events import AlarmScene, Named, alarm_status_changed
-from vsphere_preemption.demo.progress import HistoryNarrator, run_finished
-from vsphere_preemption.demo.run import write_secret
-from vsphere_preemption.demo.sink import EventSink
-from vsphere_preemption.devservers import Vcsim, free_port
+from vsphere_preemption.devtools.demo.events import AlarmScene, Named, alarm_status_changed
+from vsphere_preemption.devtools.demo.progress import HistoryNarrator, run_finished
+from vsphere_preemption.devtools.demo.run import write_secret
+from vsphere_preemption.devtools.devservers import Vcsim, free_port
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.model import Criticality, VmRef
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, QUERY_NAME, WorkflowResponse
 
 SIM_ARGS = ("-cluster", "1", "-host", "2", "-vm", "4", "-standalone-host", "0")

@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from vsphere_preemption.cli.main import build_parser
-from vsphere_preemption.cli.workflow_client import connect_failure_reason
 from vsphere_preemption.cli.workflow_cmd import _Options
+from vsphere_preemption.temporal.client import connect_failure_reason
 
 
 def _parse(*argv: str) -> tuple[argparse.Namespace, _Options]:

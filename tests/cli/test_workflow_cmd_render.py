@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from tests.conftest import fixture_json
 from vsphere_preemption.cli.workflow_render import (
-    WorkflowSummary,
     describe_event,
     describe_trigger,
     format_when,
     render_status,
 )
 from vsphere_preemption.domain.model import Criticality, VmRef
+from vsphere_preemption.temporal.client import WorkflowSummary
 from vsphere_preemption.wire import WorkflowRequest, WorkflowResponse
 
 NOW = datetime(2021, 11, 5, 13, 10, 0, tzinfo=UTC)

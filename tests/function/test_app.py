@@ -52,7 +52,7 @@ async def test_liveness_at_once_readiness_only_when_connected(client: httpx.Asyn
     assert (await client.get("/health/liveness")).status_code == 200
     ready = await client.get("/health/readiness")
     assert ready.status_code == 503
-    assert "cannot connect" in ready.json()["reason"] or "connecting" in ready.json()["reason"]
+    assert "cannot reach" in ready.json()["reason"] or "connecting" in ready.json()["reason"]
 
 
 async def test_another_alarm_is_ignored_with_200(client: httpx.AsyncClient) -> None:

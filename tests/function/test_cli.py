@@ -14,7 +14,7 @@ import httpx
 from temporalio.client import Client
 
 from tests.function.conftest import SINK, alarm_event, as_binary, on, post, unique
-from vsphere_preemption.devservers import TemporalDevServer, free_port
+from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 SETTINGS = (

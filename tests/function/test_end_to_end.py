@@ -35,7 +35,7 @@ from tests.function.conftest import (
     reference_signal_bytes,
     unique,
 )
-from vsphere_preemption.devservers import TemporalDevServer, free_port
+from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
 
 REFERENCE_ALARM = "cluster-cpu-above-80"
@@ -380,6 +380,7 @@ async def test_an_unknown_namespace_is_a_502_with_temporals_reason(
         assert (await client.get("/health/liveness")).status_code == 200
 
 
+@pytest.mark.temporal
 async def test_temporal_going_away_is_a_503_the_broker_retries(serve: Serve) -> None:
     alarm = unique("alarm")
     with TemporalDevServer() as private:
@@ -398,6 +399,7 @@ async def test_temporal_going_away_is_a_503_the_broker_retries(serve: Serve) -> 
         assert (await client.get("/health/liveness")).status_code == 200
 
 
+@pytest.mark.temporal
 async def test_readiness_waits_for_temporal(serve: Serve) -> None:
     server = TemporalDevServer(port=free_port())  # not started yet
     function = await serve(function_settings(unique("alarm"), unique("queue"), server.address))
@@ -405,7 +407,7 @@ async def test_readiness_waits_for_temporal(serve: Serve) -> None:
         waiting = await client.get("/health/readiness")
         assert waiting.status_code == 503
         assert (
-            "cannot connect" in waiting.json()["reason"] or "connecting" in waiting.json()["reason"]
+            "cannot reach" in waiting.json()["reason"] or "connecting" in waiting.json()["reason"]
         )
         with server:
             await function.wait_ready()

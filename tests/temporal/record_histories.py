@@ -27,7 +27,6 @@ from tests.temporal.helpers import (
     wait_for,
 )
 from tests.temporal.rig import (
-    EventSink,
     client_for,
     prepare,
     running_worker,
@@ -35,8 +34,9 @@ from tests.temporal.rig import (
     worker_env,
     write_secret,
 )
-from vsphere_preemption.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.vsphere.inventory import Inventory
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME
 
 HISTORIES = Path(__file__).parent.parent / "fixtures" / "histories"
@@ -98,7 +98,7 @@ async def record() -> None:
                 prepare(Inventory(vcenter), on=3, off=1)
                 secret = write_secret(Path(tmp) / name, sim)
                 env = worker_env(sim, secret, server.address, f"record-{name}")
-                with EventSink().serving() as sink:
+                with EventSink() as sink:
                     async with running_worker(env):
                         handle = await scenario(client, f"record-{name}", sink)
                 history = await handle.fetch_history()

@@ -15,24 +15,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import HTTPMessage, from_http_event
-
 from vsphere_preemption import worker
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.settings import WorkerSettings, load
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.vsphere.sdk import connect, vim
 from vsphere_preemption.wire import ANNOTATION_KEY
 
@@ -208,48 +203,6 @@ class Observer:
 
     def close(self) -> None:
         connect.Disconnect(self.si)
-
-
-@dataclass
-class EventSink:
-    """A tiny real HTTP server on loopback that records what is POSTed to it.
-
-    `statuses` are answered in order (then 202), to make the sender retry.
-    """
-
-    statuses: list[int] = field(default_factory=list)
-    received: list[HTTPMessage] = field(default_factory=list)
-    url: str = ""
-
-    @contextlib.contextmanager
-    def serving(self) -> Iterator[EventSink]:
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.received.append(HTTPMessage(headers=dict(self.headers.items()), body=body))
-                status = sink.statuses.pop(0) if sink.statuses else 202
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{server.server_address[1]}/events"
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
-
-    def events(self) -> list[BaseCloudEvent]:
-        return [from_http_event(m) for m in self.received]
 
 
 def parse_json(text: str) -> Any:

@@ -16,8 +16,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from tests.conftest import FIXTURES
-from tests.temporal.rig import EventSink, client_for, vcsim_args
-from vsphere_preemption.devservers import Vcsim, free_port
+from tests.temporal.rig import client_for, vcsim_args
+from vsphere_preemption.devtools.devservers import Vcsim, free_port
+from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.contracts import FindVmsInput, PreemptionPolicy, SendEventInput
 from vsphere_preemption.vsphere.client import VSphereClient
@@ -56,20 +57,21 @@ def activities(vcenter: VSphereClient, http: httpx.Client) -> PreemptionActiviti
 def test_a_sink_that_does_not_acknowledge_is_an_error_to_retry(
     vcenter: VSphereClient, http: httpx.Client
 ) -> None:
-    with EventSink(statuses=[500]).serving() as sink:
+    with EventSink(statuses=[500]) as sink:
         with pytest.raises(ApplicationError) as caught:
             activities(vcenter, http).send_preempted_event(
                 SendEventInput(reply_to=sink.url, event_id="alarm-1-ev-1", data_json=DATA_JSON)
             )
-        (event,) = sink.events()
+        (event,) = sink.events
     assert not caught.value.non_retryable
     assert caught.value.type == "SinkRejected"
     assert "HTTP 500" in str(caught.value)
     # What was sent is the right event, in binary content mode.
-    assert (event.get_type(), event.get_id(), event.get_source()) == (
+    assert (event.type, event.id, event.source) == (
         PREEMPTED_EVENT_TYPE, "alarm-1-ev-1", SOURCE,
     )  # fmt: skip
-    assert event.get_data() == DATA
+    assert event.data == DATA
+    assert event.mode == "binary"
     assert sink.received[0].body == DATA_JSON.encode(), (
         "the data's bytes as the workflow wrote them"
     )
@@ -81,7 +83,7 @@ def test_a_sink_that_does_not_acknowledge_is_an_error_to_retry(
 def test_credentials_in_reply_to_never_reach_the_error(
     vcenter: VSphereClient, http: httpx.Client
 ) -> None:
-    with EventSink(statuses=[503]).serving() as sink:
+    with EventSink(statuses=[503]) as sink:
         url = sink.url.replace("http://", "http://broker:s3cret-pw@")
         with pytest.raises(ApplicationError) as rejected:
             activities(vcenter, http).send_preempted_event(
@@ -130,7 +132,7 @@ def test_the_event_is_sent_as_the_go_worker_sends_it(
     go_body = (GO_EVENT / "worker-VmPreemptedEvent-body.json").read_text()
     assert GO_TIME.fullmatch(go_headers["Ce-Time"])
     sends = activities(vcenter, http)
-    with EventSink().serving() as sink:
+    with EventSink() as sink:
         for _ in range(20):  # 1 in 10 clock readings ends in a zero digit
             sends.send_preempted_event(
                 SendEventInput(reply_to=sink.url, event_id=go_headers["Ce-Id"], data_json=go_body)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
-from vsphere_preemption.vsphere.inventory import Inventory
 
 # Two clusters of one host each and a standalone host, 3 VMs on each: 9 VMs, quick to start.
 SMALL = ("-cluster", "2", "-host", "1", "-vm", "3")

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.vsphere.conftest import Admin, MakeClient
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import AnnotateOutcome, VmIssue, VmRef
 from vsphere_preemption.vsphere.client import VSphereClient
-from vsphere_preemption.vsphere.inventory import Inventory
 
 FIELD = "com.vmware.workflows.vsphere.preemption"
 VALUE = json.dumps(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.vsphere.conftest import MakeClient
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmIssue, VmRef
 from vsphere_preemption.domain.selection import PowerState, VmState, moref_key
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import TagNotFoundError
-from vsphere_preemption.vsphere.inventory import Inventory
 
 TAG = "preemptible"
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from tests.vsphere.conftest import MakeClient
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmIssue, VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.inventory import Inventory
 
 GRACE = timedelta(seconds=30)
 

@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from tests.vsphere.conftest import Admin, MakeClient
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import AnnotateOutcome, Selection, VmRef
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.inventory import Inventory
 
 TAG = "preemptible"
 

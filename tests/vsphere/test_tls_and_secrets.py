@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.vsphere.conftest import MakeClient, config_for
-from vsphere_preemption.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import LoginError, TLSVerificationError, VSphereError
-from vsphere_preemption.vsphere.inventory import Inventory
 
 PASSWORD = "S3cret-pw-do-not-leak"
 WRONG = "Wr0ng-pw-do-not-leak-either"

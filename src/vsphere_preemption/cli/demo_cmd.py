@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsphere_preemption.demo.run import DemoOptions, run_demo
+    from vsphere_preemption.devtools.demo.run import DemoOptions, run_demo
 
     if args.db_file is not None:
         args.db_file.parent.mkdir(parents=True, exist_ok=True)

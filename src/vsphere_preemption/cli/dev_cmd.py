@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,41 +54,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--sink", default=os.environ.get("K_SINK", ""), help="K_SINK for events")
 
 
-def print_settings(stack: Any, out: Any = sys.stdout) -> None:
-    print("vsphere-preemption is running:", file=out)
-    print(f"  Temporal server  {stack.address}  (namespace {stack.namespace})", file=out)
-    if stack.ui_url:
-        print(f"  Temporal web UI  {stack.ui_url}/namespaces/{stack.namespace}", file=out)
-    print(f"  function         {stack.function_url}  (POST CloudEvents here)", file=out)
-    print("  settings:", file=out)
-    for key, value in stack.settings().items():
-        print(f"    {key}={value}", file=out)
-    out.flush()
-
-
-def wait_until_stopped(stack: Any) -> int:
-    """Block until Ctrl-C/SIGTERM (0) or until a program dies on its own (1)."""
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stopping:
-        failed = stack.failed_child()
-        if failed:
-            print(f"preemptctl: {failed} stopped; shutting down", file=sys.stderr)
-            return 1
-        time.sleep(0.2)
-    print("preemptctl: stopping", file=sys.stderr)
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
-    from vsphere_preemption.devservers import ServerFailed, ToolMissing
-    from vsphere_preemption.devstack import DevStack, VCenterTarget
+    from vsphere_preemption.devtools.devservers import ServerFailed, ToolMissing
+    from vsphere_preemption.devtools.devstack import (
+        DevStack,
+        VCenterTarget,
+        print_settings,
+        wait_until_stopped,
+    )
 
     url = os.environ.get("VCENTER_URL", "")
     secret_path = Path(os.environ.get("VCENTER_SECRET_PATH", "/var/bindings/vsphere"))

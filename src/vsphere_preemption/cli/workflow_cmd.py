@@ -13,8 +13,6 @@ Exit codes: 0 done, 1 the server or the workflow said no (one line on stderr),
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import sys
 import traceback
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from vsphere_preemption.wire import (
 )
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    from vsphere_preemption.temporal.client import PreemptionClient
 
 DEFAULT_SERVER = "localhost:7233"
 
@@ -136,6 +134,10 @@ def add_parser(subparsers: Any) -> None:
     _add_shared_flags(cancel)
 
 
+class CommandFailed(Exception):
+    """The verb could not do its job; `str()` is the one line the user sees."""
+
+
 @dataclass(frozen=True)
 class _Options:
     verb: str
@@ -174,40 +176,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
         return 2
 
-    from temporalio.runtime import Runtime, TelemetryConfig
+    from vsphere_preemption.temporal.client import TemporalError, run_collected
 
-    from vsphere_preemption.cli.workflow_client import CommandFailed
-
-    # temporalio's client objects sit in reference cycles; freed while the interpreter
-    # finalizes, they abort or segfault the process now and then (sdk-python#300:
-    # 7 of 40 `status` runs exited 134/139 instead of 1). So the client and a runtime
-    # of our own are collected here, while the interpreter is still whole.
-    runtime = Runtime(telemetry=TelemetryConfig())
-    try:
-        return asyncio.run(_dispatch(options, args, request, runtime))
-    except CommandFailed as exc:
-        print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - a CLI answers with one line, not a traceback
+    def on_error(exc: Exception) -> int:
+        if isinstance(exc, TemporalError | CommandFailed):
+            print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
+            return 1
+        # A CLI answers with one line, not a traceback (unless asked to explain).
         if options.verbose:
-            traceback.print_exc()
+            traceback.print_exception(exc)
         print(
             f"preemptctl workflow {options.verb}: unexpected error: {type(exc).__name__}: {exc}",
             file=sys.stderr,
         )
         return 1
-    finally:
-        del runtime
-        gc.collect()
+
+    return run_collected(lambda runtime: _dispatch(options, args, request, runtime), on_error)
 
 
 async def _dispatch(
     options: _Options, args: argparse.Namespace, request: WorkflowRequest | None, runtime: Any
 ) -> int:
-    from vsphere_preemption.cli import workflow_client
+    from vsphere_preemption.temporal.client import PreemptionClient
 
     options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-    client = await workflow_client.connect(options.server, options.namespace, runtime)
+    client = await PreemptionClient.connect(
+        options.server, namespace=options.namespace, task_queue=options.queue, runtime=runtime
+    )
     if request is not None:
         return await _run(options, client, request)
     run_id = args.run_id or None
@@ -221,15 +216,15 @@ def _print_json(value: Any) -> None:
     print(go_json(value).decode())
 
 
-async def _run(options: _Options, client: Client, request: WorkflowRequest) -> int:
-    from vsphere_preemption.cli import workflow_client
+async def _run(options: _Options, client: PreemptionClient, request: WorkflowRequest) -> int:
+    from vsphere_preemption.temporal.client import CLI_EXECUTION_TIMEOUT
 
     options.debug(  # the payload's exact bytes
         f"signal-with-start {CLI_WORKFLOW_ID!r} on task queue {options.queue!r}: "
         f"{SIGNAL_NAME} {go_json(request.to_wire()).decode()}"
     )
-    started = await workflow_client.signal_with_start(
-        client, request, CLI_WORKFLOW_ID, options.queue
+    started = await client.signal_with_start(
+        CLI_WORKFLOW_ID, request, execution_timeout=CLI_EXECUTION_TIMEOUT
     )
     if options.json:
         _print_json(
@@ -255,12 +250,13 @@ async def _run(options: _Options, client: Client, request: WorkflowRequest) -> i
     return 0
 
 
-async def _status(options: _Options, client: Client, workflow_id: str, run_id: str | None) -> int:
-    from vsphere_preemption.cli import workflow_client
+async def _status(
+    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+) -> int:
     from vsphere_preemption.cli.workflow_render import render_status
 
     options.debug(f"describing workflow {workflow_id!r} and asking it for its current_state")
-    state = await workflow_client.current_state(client, workflow_id, run_id)
+    state = await client.current_state(workflow_id, run_id)
     if options.json:
         print(state.raw_json)
     else:
@@ -268,11 +264,16 @@ async def _status(options: _Options, client: Client, workflow_id: str, run_id: s
     return 0
 
 
-async def _cancel(options: _Options, client: Client, workflow_id: str, run_id: str | None) -> int:
-    from vsphere_preemption.cli import workflow_client
+async def _cancel(
+    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+) -> int:
+    from vsphere_preemption.temporal.client import CancelOutcome
 
     options.debug(f"requesting cancellation of workflow {workflow_id!r}")
-    summary = await workflow_client.request_cancel(client, workflow_id, run_id)
+    cancellation = await client.cancel(workflow_id, run_id)
+    if cancellation.outcome is not CancelOutcome.CANCEL_REQUESTED or not cancellation.summary:
+        raise CommandFailed(cancellation.why)
+    summary = cancellation.summary
     if options.json:
         _print_json(
             {

@@ -11,10 +11,10 @@ event is a vCenter AlarmStatusChangedEvent, else its type and subject.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from vsphere_preemption.temporal.client import WorkflowSummary
 from vsphere_preemption.wire import (
     CLI_EVENT_TYPE,
     GO_ZERO_TIME,
@@ -25,24 +25,6 @@ from vsphere_preemption.wire import (
 )
 
 _LABEL_WIDTH = 12
-
-
-@dataclass(frozen=True)
-class WorkflowSummary:
-    """The execution as Temporal describes it (not what the workflow itself reports)."""
-
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    task_queue: str
-    status: str  # lower case: running, completed, canceled, terminated, timed_out, failed...
-    start_time: datetime
-    close_time: datetime | None = None
-    timeout_at: datetime | None = None
-
-    @property
-    def status_text(self) -> str:
-        return self.status.replace("_", " ")
 
 
 def format_when(value: datetime, now: datetime) -> str:

@@ -179,7 +179,7 @@ class EventHandler:
             "workflowID": workflow_id,
         }
         try:
-            outcome = (await self._link.require().cancel(workflow_id)).value
+            outcome = (await self._link.require().cancel(workflow_id)).outcome.value
         except TemporalError as exc:
             # Logged only, and success returned so the broker does not redeliver (as the Go
             # function does); the workflow's own 24 h timeout bounds what is left running.

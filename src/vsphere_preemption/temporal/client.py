@@ -1,29 +1,54 @@
-"""The Temporal calls the function makes: signal-with-start one alarm's workflow, or cancel it.
+"""The one Temporal client of the package: connect, signal-with-start, describe, query, cancel.
 
-temporalio is imported inside `PreemptionClient.connect`, not at module level: loading the SDK
-takes about half a second, and the function wants to answer liveness meanwhile (it imports this
-module cheaply, then connects in the background).
+The function, `preemptctl workflow` and the demo all go through `PreemptionClient`, so they
+share one set of timeouts and one error mapping: every failure is a `TemporalError` whose
+message is one line, safe to show a person or return to the broker.
 
-The signal goes out as a raw `json/plain` payload we encode ourselves: the SDK's JSON converter
-sorts keys, and the Go worker and our fixtures expect the field order Go writes.
+The workflow is addressed by its type NAME (`PreemptVMsWorkflow`), never by our class, so a Go
+worker or ours runs it alike. The signal goes out as a raw `json/plain` payload we encode
+ourselves: the SDK's JSON converter sorts keys, and the Go worker and our fixtures expect the
+field order Go writes.
+
+temporalio is imported inside the methods, not at module level: loading the SDK takes about
+half a second, and the function wants to answer liveness meanwhile (it imports this module
+cheaply, then connects in the background).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
+import re
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE, WorkflowRequest, go_json
+from vsphere_preemption.domain.text import one_line
+from vsphere_preemption.wire import (
+    QUERY_NAME,
+    SIGNAL_NAME,
+    WORKFLOW_TYPE,
+    WireError,
+    WorkflowRequest,
+    WorkflowResponse,
+    go_json,
+)
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+    from temporalio.runtime import Runtime
+
+T = TypeVar("T")
 
 # The Go function's workflow execution timeout (docs/wire.md, Names).
 EXECUTION_TIMEOUT = timedelta(hours=24)
-# Bounds on one call, retries included: the broker's delivery should get an answer in time to
-# retry itself rather than time out.
+# The Go CLI's, so the workflows `preemptctl workflow run` starts end alike.
+CLI_EXECUTION_TIMEOUT = timedelta(minutes=5)
+# Bounds on one call, retries included (the Go CLI gives each command 5 s): the broker's
+# delivery should get an answer in time to retry itself rather than time out.
 RPC_TIMEOUT = timedelta(seconds=5)
 CONNECT_TIMEOUT = timedelta(seconds=5)
 
@@ -37,7 +62,7 @@ class TemporalUnavailable(TemporalError):
 
 
 class TemporalRejected(TemporalError):
-    """Temporal answered with an error (unknown namespace, invalid request, ...)."""
+    """Temporal answered with an error (unknown namespace, no such workflow, ...)."""
 
 
 class CancelOutcome(StrEnum):
@@ -51,35 +76,151 @@ class StartedRun:
     run_id: str
 
 
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """The execution as Temporal describes it (not what the workflow itself reports)."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str  # lower case: running, completed, canceled, terminated, timed_out, failed...
+    start_time: datetime
+    close_time: datetime | None = None
+    timeout_at: datetime | None = None
+
+    @property
+    def status_text(self) -> str:
+        return self.status.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class State:
+    """What `current_state` learned: the execution, the last run, and its JSON as received."""
+
+    summary: WorkflowSummary
+    response: WorkflowResponse
+    raw_json: str
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What `cancel` did; `why` says, in one line, why nothing was cancelled."""
+
+    outcome: CancelOutcome
+    summary: WorkflowSummary | None
+    why: str = ""
+
+
+def run_collected(
+    main: Callable[[Runtime], Coroutine[Any, Any, T]],
+    on_error: Callable[[Exception], T] | None = None,
+) -> T:
+    """`asyncio.run(main(runtime))` with a Temporal runtime of its own, collected on return.
+
+    For a short-lived program (a CLI command, the demo). temporalio's client objects sit in
+    reference cycles; freed while the interpreter finalizes, they abort or segfault the
+    process now and then (sdk-python#300: 7 of 40 `workflow status` runs exited 134/139
+    instead of 1). Collected here, while the interpreter is still whole, they cannot.
+
+    An exception's traceback holds the frames that hold the client, so it is dealt with
+    before collecting: `on_error` answers it (its result is returned), or, without one, it
+    is raised again without its tracebacks.
+    """
+    from temporalio.runtime import Runtime, TelemetryConfig
+
+    error: BaseException | None = None
+    runtime: Runtime | None = Runtime(telemetry=TelemetryConfig())
+    try:
+        assert runtime is not None
+        return asyncio.run(main(runtime))
+    except Exception as exc:  # noqa: BLE001 - answered by on_error, or raised again
+        if on_error is not None:
+            return on_error(exc)
+        error = _without_tracebacks(exc)
+    finally:
+        runtime = None
+        gc.collect()
+    raise error
+
+
+def _without_tracebacks(exc: BaseException) -> BaseException:
+    seen: BaseException | None = exc
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
 def signal_payload_bytes(request: WorkflowRequest) -> bytes:
     """The exact bytes of the `PreemptVMsChan` signal's single argument."""
     return go_json(request.to_wire())
 
 
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
+def connect_failure_reason(error: BaseException) -> str:
+    """The useful part of a connection error from temporalio's Rust core, in one line."""
+    if isinstance(error, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT.total_seconds():.0f}s"
+    text = one_line(error)
+    # The core wraps the OS reason in Rust debug output: keep the innermost message.
+    for pattern in (r'message: "([^"]+)"', r'error: "([^"]+)"', r'ConnectError\("([^"]+)"'):
+        found = re.findall(pattern, text)
+        if found:
+            return str(found[-1])
+    return text.removeprefix("Failed client connect: ")[:200]
+
+
+_RETRYABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "UNKNOWN"}
 
 
 def _classify(exc: BaseException, what: str) -> TemporalError:
-    """A one-line TemporalError for the caller: retryable (unavailable) or not (rejected)."""
-    from temporalio.service import RPCError, RPCStatusCode
+    """A one-line TemporalError: retryable (unavailable) or not (rejected)."""
+    from temporalio.service import RPCError
 
     if isinstance(exc, RPCError):
-        retryable = {
-            RPCStatusCode.UNAVAILABLE,
-            RPCStatusCode.DEADLINE_EXCEEDED,
-            RPCStatusCode.CANCELLED,
-            RPCStatusCode.RESOURCE_EXHAUSTED,
-            RPCStatusCode.UNKNOWN,
-        }
-        kind = TemporalUnavailable if exc.status in retryable else TemporalRejected
-        return kind(f"{what}: Temporal {exc.status.name}: {_describe(exc)}")
-    return TemporalUnavailable(f"{what}: {_describe(exc)}")
+        kind = TemporalUnavailable if exc.status.name in _RETRYABLE else TemporalRejected
+        return kind(f"{what}: Temporal {exc.status.name}: {one_line(exc.message or exc)}")
+    return TemporalUnavailable(f"{what}: {one_line(exc)}")
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    return isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+
+
+def _run_label(workflow_id: str, run_id: str | None) -> str:
+    return f"workflow {workflow_id!r}" + (f" (run {run_id})" if run_id else "")
+
+
+def summarize(description: WorkflowExecutionDescription) -> WorkflowSummary:
+    status = description.status.name.lower() if description.status else "unknown"
+    timeout = description.raw_description.execution_config.workflow_execution_timeout
+    timeout_at = None
+    if timeout.ToNanoseconds() > 0 and description.close_time is None:
+        timeout_at = description.start_time + timeout.ToTimedelta()
+    return WorkflowSummary(
+        workflow_id=description.id,
+        run_id=description.run_id,
+        workflow_type=description.workflow_type,
+        task_queue=description.task_queue,
+        status=status,
+        start_time=description.start_time,
+        close_time=description.close_time,
+        timeout_at=timeout_at,
+    )
+
+
+def _as_json_text(value: Any) -> str:
+    # The Go workflow answers the query with a JSON string and returns the same
+    # structure as an object when it completes; either is kept as JSON text.
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
 
 
 class PreemptionClient:
-    """One connected Temporal client, bound to the namespace and task queue of the function."""
+    """One connected Temporal client, bound to a namespace and the workers' task queue."""
 
     def __init__(self, client: Client, *, task_queue: str) -> None:
         self._client = client
@@ -89,25 +230,43 @@ class PreemptionClient:
     def client(self) -> Client:
         return self._client
 
+    @property
+    def namespace(self) -> str:
+        return self._client.namespace
+
     @classmethod
-    async def connect(cls, target: str, *, namespace: str, task_queue: str) -> PreemptionClient:
-        """Connect (raises TemporalUnavailable with the reason when Temporal cannot be reached)."""
+    async def connect(
+        cls, target: str, *, namespace: str, task_queue: str, runtime: Runtime | None = None
+    ) -> PreemptionClient:
+        """Connect, or raise TemporalUnavailable saying why Temporal cannot be reached."""
         from temporalio.client import Client
         from temporalio.service import RetryConfig
 
         try:
-            client = await Client.connect(
-                target,
-                namespace=namespace,
-                connect_timeout=CONNECT_TIMEOUT,
-                # The SDK retries transient errors itself; keep that inside one RPC_TIMEOUT.
-                retry_config=RetryConfig(max_elapsed_time_millis=4000, max_retries=5),
+            client = await asyncio.wait_for(
+                Client.connect(
+                    target,
+                    namespace=namespace,
+                    runtime=runtime,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    # The SDK retries transient errors itself; keep that inside one RPC_TIMEOUT.
+                    retry_config=RetryConfig(max_elapsed_time_millis=4000, max_retries=5),
+                ),
+                timeout=CONNECT_TIMEOUT.total_seconds(),
             )
         except Exception as exc:  # any failure to connect means: not connected
-            raise _classify(exc, f"cannot connect to Temporal at {target}") from exc
+            raise TemporalUnavailable(
+                f"cannot reach the Temporal server at {target}: {connect_failure_reason(exc)}"
+            ) from exc
         return cls(client, task_queue=task_queue)
 
-    async def signal_with_start(self, workflow_id: str, request: WorkflowRequest) -> StartedRun:
+    async def signal_with_start(
+        self,
+        workflow_id: str,
+        request: WorkflowRequest,
+        *,
+        execution_timeout: timedelta = EXECUTION_TIMEOUT,
+    ) -> StartedRun:
         """Signal `PreemptVMsChan` to the workflow, starting it first if none is running."""
         from temporalio.api.common.v1 import Payload
         from temporalio.common import RawValue
@@ -115,10 +274,10 @@ class PreemptionClient:
         payload = Payload(metadata={"encoding": b"json/plain"}, data=signal_payload_bytes(request))
         try:
             handle = await self._client.start_workflow(
-                WORKFLOW_TYPE,  # by name: the Go or the Python worker runs it
+                WORKFLOW_TYPE,
                 id=workflow_id,
                 task_queue=self.task_queue,
-                execution_timeout=EXECUTION_TIMEOUT,
+                execution_timeout=execution_timeout,
                 start_signal=SIGNAL_NAME,
                 start_signal_args=[RawValue(payload)],
                 rpc_timeout=RPC_TIMEOUT,
@@ -127,31 +286,90 @@ class PreemptionClient:
             raise _classify(exc, "signal-with-start") from exc
         return StartedRun(workflow_id, handle.result_run_id or "")
 
-    async def cancel(self, workflow_id: str) -> CancelOutcome:
+    async def describe(self, workflow_id: str, run_id: str | None = None) -> WorkflowSummary:
+        """The execution (the latest run unless `run_id` names one)."""
+        try:
+            description = await self._client.get_workflow_handle(
+                workflow_id, run_id=run_id
+            ).describe(rpc_timeout=RPC_TIMEOUT)
+        except Exception as exc:  # every failure is reported, classified
+            if _is_not_found(exc):
+                raise TemporalRejected(
+                    f"no {_run_label(workflow_id, run_id)} in namespace {self.namespace!r} "
+                    f"({one_line(getattr(exc, 'message', exc))})"
+                ) from exc
+            raise _classify(exc, f"cannot describe {_run_label(workflow_id, run_id)}") from exc
+        return summarize(description)
+
+    async def current_state(self, workflow_id: str, run_id: str | None = None) -> State:
+        """The execution and its last run (`current_state`, or the result once completed)."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        summary = await self.describe(workflow_id, run_id)
+        handle = self._client.get_workflow_handle(workflow_id, run_id=summary.run_id)
+        answer: Any = None
+        if summary.status == WorkflowExecutionStatus.COMPLETED.name.lower():
+            answer = await _completion_result(handle)
+        if answer is None:
+            try:
+                answer = await handle.query(QUERY_NAME, rpc_timeout=RPC_TIMEOUT)
+            except Exception as exc:  # every failure is reported, in one line
+                raise TemporalRejected(
+                    f"{_run_label(workflow_id, summary.run_id)} is {summary.status_text} but did "
+                    f"not answer the {QUERY_NAME!r} query: {_query_failure_reason(exc)} "
+                    f"(is a worker polling task queue {summary.task_queue!r}?)"
+                ) from exc
+        raw = _as_json_text(answer)
+        try:
+            response = WorkflowResponse.from_wire(raw)
+        except WireError as exc:
+            raise TemporalRejected(
+                f"{_run_label(workflow_id, summary.run_id)} answered {QUERY_NAME!r} with "
+                f"something that is not a WorkflowResponse: {exc}"
+            ) from None
+        return State(summary=summary, response=response, raw_json=raw)
+
+    async def cancel(self, workflow_id: str, run_id: str | None = None) -> Cancellation:
         """Request cancellation of this workflow ID's running preemption workflow, only that one.
 
         The server accepts a cancel request for a run that has closed already, so we look
-        first: a closed run, or a workflow of another type under that ID, is not running.
+        first: no such workflow, a closed run, or a workflow of another type under that ID is
+        NOT_RUNNING (with `why`), which the function takes as done and the CLI as an error.
         """
-        from temporalio.client import WorkflowExecutionStatus
-        from temporalio.service import RPCError, RPCStatusCode
-
         try:
-            description = await self._client.get_workflow_handle(workflow_id).describe(
-                rpc_timeout=RPC_TIMEOUT
-            )
-            if (
-                description.status != WorkflowExecutionStatus.RUNNING
-                or description.workflow_type != WORKFLOW_TYPE
-            ):
-                return CancelOutcome.NOT_RUNNING
-            # That run exactly: a run started after we looked is not the one that lowered.
-            handle = self._client.get_workflow_handle(workflow_id, run_id=description.run_id)
+            summary = await self.describe(workflow_id, run_id)
+        except TemporalRejected as exc:
+            return Cancellation(CancelOutcome.NOT_RUNNING, None, str(exc))
+        label = _run_label(workflow_id, summary.run_id)
+        if summary.status != "running":
+            why = f"{label} is not running ({summary.status_text}): nothing to cancel"
+            return Cancellation(CancelOutcome.NOT_RUNNING, summary, why)
+        if summary.workflow_type != WORKFLOW_TYPE:
+            why = f"{label} is a {summary.workflow_type}, not a {WORKFLOW_TYPE}: left alone"
+            return Cancellation(CancelOutcome.NOT_RUNNING, summary, why)
+        # That run exactly: a run started after we looked is not the one that lowered.
+        handle = self._client.get_workflow_handle(workflow_id, run_id=summary.run_id)
+        try:
             await handle.cancel(rpc_timeout=RPC_TIMEOUT)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return CancelOutcome.NOT_RUNNING
-            raise _classify(exc, "cancel") from exc
-        except Exception as exc:
-            raise _classify(exc, "cancel") from exc
-        return CancelOutcome.CANCEL_REQUESTED
+        except Exception as exc:  # every failure is reported, classified
+            if _is_not_found(exc):
+                return Cancellation(CancelOutcome.NOT_RUNNING, summary, f"{label} is gone")
+            raise _classify(exc, f"cannot cancel {label}") from exc
+        return Cancellation(CancelOutcome.CANCEL_REQUESTED, summary)
+
+
+async def _completion_result(handle: WorkflowHandle[Any, Any]) -> Any:
+    # A completed PreemptVMsWorkflow returns its last state: read it from history,
+    # which needs no worker (a query on a closed workflow needs one to replay).
+    try:
+        return await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+    except Exception:  # noqa: BLE001 - any failure here only means "ask the query instead"
+        return None
+
+
+def _query_failure_reason(exc: BaseException) -> str:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+        return f"no answer within {RPC_TIMEOUT.total_seconds():.0f}s"
+    return one_line(getattr(exc, "message", None) or exc)

@@ -1,9 +1,10 @@
-"""A tiny CloudEvents sink on loopback: what K_SINK points at in the demo.
+"""A tiny CloudEvents sink on loopback: what K_SINK points at in the demo and in the tests.
 
-A real HTTP server (standard library, one thread per request) that parses each
-request with the CloudEvents SDK, binary or structured, records the event and
-acknowledges it with 202; anything that is not a CloudEvent gets a 400 with the
-reason. The demo waits on it for the worker's VmPreemptedEvent.
+A real HTTP server (standard library, one thread per request) that keeps every request as
+received, parses it with the CloudEvents SDK, binary or structured, records the event and
+acknowledges it with 202; anything that is not a CloudEvent gets a 400 with the reason.
+`statuses` script the first answers (e.g. a 503, to make the sender retry). The demo waits on
+it for the worker's VmPreemptedEvent; the tests read what the worker sent, to the byte.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -19,6 +21,8 @@ from typing import Any
 
 from cloudevents.core.bindings.http import HTTPMessage, from_http
 from cloudevents.core.formats.json import JSONFormat
+
+from vsphere_preemption.domain.text import one_line
 
 MAX_BODY = 1 << 20
 
@@ -41,9 +45,15 @@ class ReceivedEvent:
     def source(self) -> str:
         return str(self.attributes.get("source", ""))
 
+    @property
+    def datacontenttype(self) -> str:
+        return str(self.attributes.get("datacontenttype", ""))
+
 
 class EventSink:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, statuses: Sequence[int] = ()):
+        self._statuses = list(statuses)  # answered in order to CloudEvents, then 202
+        self._received: list[HTTPMessage] = []
         self._events: list[ReceivedEvent] = []
         self._rejected: list[str] = []
         self._changed = threading.Condition()
@@ -60,6 +70,12 @@ class EventSink:
     def events(self) -> list[ReceivedEvent]:
         with self._changed:
             return list(self._events)
+
+    @property
+    def received(self) -> list[HTTPMessage]:
+        """Every POST as it arrived (headers as sent, body bytes), CloudEvent or not."""
+        with self._changed:
+            return list(self._received)
 
     @property
     def rejected(self) -> list[str]:
@@ -100,12 +116,23 @@ class EventSink:
     ) -> None:
         self.stop()
 
-    def _record(self, headers: dict[str, str], body: bytes) -> str | None:
-        """Parse and keep one request; None if accepted, else why not."""
+    def _record(self, raw: HTTPMessage) -> tuple[int, dict[str, str]]:
+        """Keep and parse one request; the status and body to answer it with."""
+        with self._changed:
+            self._received.append(raw)
+        reason = self._parse({k.lower(): v for k, v in raw.headers.items()}, raw.body)
+        if reason is not None:
+            return 400, {"error": f"not a CloudEvent: {reason}"}
+        with self._changed:
+            status = self._statuses.pop(0) if self._statuses else 202
+        return status, {"status": "accepted" if status < 300 else "refused"}
+
+    def _parse(self, headers: dict[str, str], body: bytes) -> str | None:
+        """Parse and keep one event; None if it is a CloudEvent, else why not."""
         try:
             event = from_http(HTTPMessage(headers=headers, body=body), JSONFormat())
         except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was bad)
-            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            reason = one_line(exc, 200)
             with self._changed:
                 self._rejected.append(reason)
             return reason
@@ -129,12 +156,7 @@ class EventSink:
                     self._answer(413, {"error": "event too large"})
                     return
                 body = self.rfile.read(length)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                reason = sink._record(headers, body)
-                if reason is None:
-                    self._answer(202, {"status": "accepted"})
-                else:
-                    self._answer(400, {"error": f"not a CloudEvent: {reason}"})
+                self._answer(*sink._record(HTTPMessage(dict(self.headers.items()), body)))
 
             def _answer(self, status: int, body: dict[str, str]) -> None:
                 payload = json.dumps(body).encode()
@@ -145,6 +167,6 @@ class EventSink:
                 self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
-                pass  # the demo prints what arrived itself
+                pass  # the demo prints what arrived itself; tests read `received`
 
         return Handler

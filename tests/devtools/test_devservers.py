@@ -9,7 +9,12 @@ import pytest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from vsphere_preemption.devservers import ServerFailed, TemporalDevServer, Vcsim, free_ports
+from vsphere_preemption.devtools.devservers import (
+    ServerFailed,
+    TemporalDevServer,
+    Vcsim,
+    free_ports,
+)
 
 
 async def test_temporal_dev_server_serves_our_namespace(temporal_server: TemporalDevServer) -> None:
@@ -18,6 +23,7 @@ async def test_temporal_dev_server_serves_our_namespace(temporal_server: Tempora
     assert info.server_version
 
 
+@pytest.mark.vcsim
 def test_vcsim_answers_and_stops() -> None:
     sim = Vcsim(args=("-cluster", "1", "-host", "2", "-vm", "2")).start()
     try:
@@ -42,6 +48,7 @@ def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> N
             sock.bind(("127.0.0.1", port))
 
 
+@pytest.mark.temporal
 def test_a_server_that_cannot_start_says_why_in_its_own_words() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

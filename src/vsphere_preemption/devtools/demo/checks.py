@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vsphere_preemption.demo.sink import ReceivedEvent
+from vsphere_preemption.devtools.sink import ReceivedEvent
 from vsphere_preemption.domain.model import Criticality, Selection, VmRef
 from vsphere_preemption.domain.selection import PowerState, VmState
 from vsphere_preemption.wire import (

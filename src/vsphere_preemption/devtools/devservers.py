@@ -143,7 +143,16 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 @dataclass
 class TemporalDevServer:
-    """`temporal server start-dev` on loopback, optionally with a SQLite file that survives."""
+    """`temporal server start-dev` on loopback, optionally with a SQLite file that survives.
+
+    Why not the SDK's `WorkflowEnvironment.start_local`: it can run this same binary
+    (`dev_server_existing_path`) without a download, but it is async and ties the server to
+    one event loop and one SDK runtime, while `preemptctl dev`/`demo`, the session fixtures and
+    the benchmarks start it from plain synchronous code, stop and restart it under a running
+    function, and leave it up for `--keep`. It also keeps the server's output inside the Rust
+    core, where we need its last lines to say why a start failed (and to retry on fresh ports
+    when a picked one was taken meanwhile).
+    """
 
     namespaces: Sequence[str] = (DEFAULT_NAMESPACE,)
     port: int = 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -37,22 +36,25 @@ from typing import Any, TextIO
 import httpx
 import structlog
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle
-from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.client import WorkflowHandle
+from temporalio.runtime import Runtime
 
-from vsphere_preemption.cli import workflow_client
-from vsphere_preemption.cli.workflow_client import CommandFailed
-from vsphere_preemption.demo.checks import Expectations, Observations, verify
-from vsphere_preemption.demo.events import AlarmScene, Named, OutgoingEvent, alarm_status_changed
-from vsphere_preemption.demo.inventory import (
+from vsphere_preemption.devtools.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.devtools.demo.events import (
+    AlarmScene,
+    Named,
+    OutgoingEvent,
+    alarm_status_changed,
+)
+from vsphere_preemption.devtools.demo.inventory import (
     MAX_VMS,
     VCSIM_ARGS,
     InventoryTooSmall,
     PreparedInventory,
     prepare,
 )
-from vsphere_preemption.demo.progress import HistoryNarrator, is_closed, run_finished
-from vsphere_preemption.demo.report import (
+from vsphere_preemption.devtools.demo.progress import HistoryNarrator, is_closed, run_finished
+from vsphere_preemption.devtools.demo.report import (
     annotation_lines,
     check_lines,
     event_lines,
@@ -60,15 +62,16 @@ from vsphere_preemption.demo.report import (
     inventory_table,
     state_lines,
 )
-from vsphere_preemption.demo.sink import EventSink
-from vsphere_preemption.devservers import ServerFailed, ToolMissing, Vcsim
-from vsphere_preemption.devstack import DevStack, VCenterTarget
+from vsphere_preemption.devtools.devservers import ServerFailed, ToolMissing, Vcsim
+from vsphere_preemption.devtools.devstack import DevStack, VCenterTarget, wait_until_stopped
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.alarm_rules import Action
 from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.temporal.client import PreemptionClient, TemporalError, run_collected
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.inventory import Inventory
 from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, preempted_event_source
 
 # Short, so the demo is quick; the workflow is cancelled before either matters again.
@@ -245,17 +248,11 @@ class Demo:
         vsphere: VSphereClient,
         inventory: Inventory,
     ) -> tuple[Expectations, Observations]:
-        # temporalio's client objects sit in reference cycles; freed while the
-        # interpreter finalizes, they can abort it (sdk-python#300): a runtime of our
-        # own, collected here while the interpreter is whole (as `workflow` does).
-        runtime = Runtime(telemetry=TelemetryConfig())
-        try:
-            return asyncio.run(
-                self._drive_async(runtime, stack, scene, prepared, sink, vsphere, inventory)
+        return run_collected(
+            lambda runtime: self._drive_async(
+                runtime, stack, scene, prepared, sink, vsphere, inventory
             )
-        finally:
-            del runtime
-            gc.collect()
+        )
 
     async def _drive_async(
         self,
@@ -268,7 +265,9 @@ class Demo:
         inventory: Inventory,
     ) -> tuple[Expectations, Observations]:
         o = self.options
-        client = await workflow_client.connect(stack.address, stack.namespace, runtime)
+        client = await PreemptionClient.connect(
+            stack.address, namespace=stack.namespace, task_queue=o.task_queue, runtime=runtime
+        )
         key = 1_000_000 + secrets.randbelow(9_000_000)  # a vCenter event key
         raising = alarm_status_changed(
             scene, key=key, from_status="green", to_status="red", now=datetime.now(UTC)
@@ -295,7 +294,7 @@ class Demo:
         raising_reply = self._post(stack.function_url, raising)
         self.say(f"  the function answered HTTP {raising_reply[0]}: {_json(raising_reply[1])}")
         run_id = raising_reply[1].get("runID") if isinstance(raising_reply[1], dict) else None
-        handle = client.get_workflow_handle(o.alarm_name, run_id=run_id or None)
+        handle = client.client.get_workflow_handle(o.alarm_name, run_id=run_id or None)
         narrator = HistoryNarrator(prepared.names)
 
         self.say(
@@ -391,19 +390,17 @@ class Demo:
                 return False
             await asyncio.sleep(POLL)
 
-    async def _state(self, client: Client) -> Any:
+    async def _state(self, client: PreemptionClient) -> Any:
         try:
-            return (
-                await workflow_client.current_state(client, self.options.alarm_name, None)
-            ).response
-        except CommandFailed as exc:
+            return (await client.current_state(self.options.alarm_name)).response
+        except TemporalError as exc:
             self.say(f"  current_state: {exc}")
             return None
 
-    async def _status(self, client: Client, run_id: str | None) -> str:
+    async def _status(self, client: PreemptionClient, run_id: str | None) -> str:
         try:
-            summary = await workflow_client.describe(client, self.options.alarm_name, run_id)
-        except CommandFailed as exc:
+            summary = await client.describe(self.options.alarm_name, run_id)
+        except TemporalError as exc:
             return f"unknown ({exc})"
         return summary.status
 
@@ -415,8 +412,6 @@ class Demo:
                 self.say("", f"last lines of {path}:", *(f"  {line}" for line in tail))
 
     def _keep(self, stack: DevStack) -> None:
-        from vsphere_preemption.cli.dev_cmd import wait_until_stopped
-
         self.say(
             "",
             "--keep: everything stays up until Ctrl-C.",
@@ -446,7 +441,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         ServerFailed,
         VSphereError,
         DemoFailed,
-        CommandFailed,
+        TemporalError,
         InventoryTooSmall,
     ) as exc:
         out.flush()

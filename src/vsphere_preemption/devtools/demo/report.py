@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vsphere_preemption.demo.checks import Check
-from vsphere_preemption.demo.inventory import PreparedInventory
-from vsphere_preemption.demo.sink import ReceivedEvent
+from vsphere_preemption.devtools.demo.checks import Check
+from vsphere_preemption.devtools.demo.inventory import PreparedInventory
+from vsphere_preemption.devtools.sink import ReceivedEvent
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.wire import WireError, WorkflowResponse, format_time, vm_ref_from_wire

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
-from vsphere_preemption.devservers import ServerFailed, TemporalDevServer, free_port
+from vsphere_preemption.devtools.devservers import ServerFailed, TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TAG, DEFAULT_TASK_QUEUE
 
 
@@ -194,3 +195,35 @@ class DevStack:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def print_settings(stack: DevStack, out: TextIO = sys.stdout) -> None:
+    print("vsphere-preemption is running:", file=out)
+    print(f"  Temporal server  {stack.address}  (namespace {stack.namespace})", file=out)
+    if stack.ui_url:
+        print(f"  Temporal web UI  {stack.ui_url}/namespaces/{stack.namespace}", file=out)
+    print(f"  function         {stack.function_url}  (POST CloudEvents here)", file=out)
+    print("  settings:", file=out)
+    for key, value in stack.settings().items():
+        print(f"    {key}={value}", file=out)
+    out.flush()
+
+
+def wait_until_stopped(stack: DevStack) -> int:
+    """Block until Ctrl-C/SIGTERM (0) or until a program dies on its own (1)."""
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping:
+        failed = stack.failed_child()
+        if failed:
+            print(f"preemptctl: {failed} stopped; shutting down", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print("preemptctl: stopping", file=sys.stderr)
+    return 0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere.client import VSphereClient
-from vsphere_preemption.vsphere.inventory import Inventory
 
 
 def test_lists_objects_by_type(inventory: Inventory) -> None:

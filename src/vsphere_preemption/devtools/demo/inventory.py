@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vsphere_preemption.devtools.inventory import DEFAULT_CATEGORY, Inventory
 from vsphere_preemption.domain.model import Selection, VmRef
 from vsphere_preemption.domain.selection import VmState, moref_key, select_preemptible
-from vsphere_preemption.vsphere.inventory import DEFAULT_CATEGORY, Inventory
 
 # vcsim: `-vm N` is per resource pool (a cluster has one); no standalone host, so
 # the cluster holds every VM.
