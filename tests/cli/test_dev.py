@@ -36,6 +36,8 @@ from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, QUERY_NAME, WorkflowRe
 
 SIM_ARGS = ("-cluster", "1", "-host", "2", "-vm", "4", "-standalone-host", "0")
 ALARM = "dev-test-alarm"
+# The function addresses the workflow of the alarm on the scene's cluster (domain-c7).
+WORKFLOW_ID = f"{ALARM}/domain-c7"
 VCENTER_VARS = ("VCENTER_URL", "VCENTER_SECRET_PATH", "VCENTER_INSECURE", "K_SINK")
 READY_LINE = "    VCENTER_SECRET_PATH="  # the last line of the settings dev prints
 
@@ -155,7 +157,7 @@ def eventually(probe: Callable[[], Any], ok: Callable[[Any], bool], what: str) -
 
 async def describe_and_query(address: str) -> tuple[Any, WorkflowResponse, list[Any]]:
     client = await Client.connect(address, namespace="vsphere-preemption")
-    handle = client.get_workflow_handle(ALARM)
+    handle = client.get_workflow_handle(WORKFLOW_ID)
     description = await handle.describe()
     state = WorkflowResponse.from_wire(await handle.query(QUERY_NAME))
     history = [event async for event in handle.fetch_history_events()]
@@ -237,7 +239,7 @@ async def _run_scenario(
         )
         assert [r for r, state in after.items() if state != "poweredOn"] == tagged
         event = sink.wait_for(PREEMPTED_EVENT_TYPE, timeout=60)
-        assert event is not None and event.id == f"{ALARM}-77"
+        assert event is not None and event.id == f"{WORKFLOW_ID}-77"
 
         description, state, history = await describe_and_query(address)
         assert description.status == WorkflowExecutionStatus.RUNNING
@@ -277,7 +279,7 @@ async def _run_scenario(
         )
         assert reply.status_code == 200 and reply.json()["decision"] == "cancel", reply.text
         client = await Client.connect(address, namespace="vsphere-preemption")
-        result = await client.get_workflow_handle(ALARM).result()
+        result = await client.get_workflow_handle(WORKFLOW_ID).result()
         assert WorkflowResponse.from_wire(result).virtual_machines == state.virtual_machines
         assert second.interrupt() == 0, second.err
         assert not any(listening(port) for port in ports.values())

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -67,7 +68,8 @@ from vsphere_preemption.devtools.devstack import DevStack, VCenterTarget, wait_u
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.alarm_rules import Action
-from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.domain.model import Criticality, MoRef
+from vsphere_preemption.domain.workflow_ids import workflow_id
 from vsphere_preemption.temporal.client import PreemptionClient, TemporalError, run_collected
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
@@ -133,6 +135,7 @@ class Demo:
     def __init__(self, options: DemoOptions, out: TextIO) -> None:
         self.options = options
         self.out = out
+        self._workflow_id = options.alarm_name  # until the scene names the alarmed cluster
 
     def say(self, *lines: str) -> None:
         for line in lines:
@@ -272,8 +275,12 @@ class Demo:
         raising = alarm_status_changed(
             scene, key=key, from_status="green", to_status="red", now=datetime.now(UTC)
         )
+        # The function addresses the workflow of this alarm on this cluster.
+        self._workflow_id = workflow_id(
+            o.alarm_name, MoRef(scene.cluster.value, scene.cluster.type)
+        )
         expect = Expectations(
-            workflow_id=o.alarm_name,
+            workflow_id=self._workflow_id,
             tag=o.tag,
             criticality=Criticality.HIGH,  # the rule: `to` red
             trigger_event_id=raising.id,
@@ -294,18 +301,18 @@ class Demo:
         raising_reply = self._post(stack.function_url, raising)
         self.say(f"  the function answered HTTP {raising_reply[0]}: {_json(raising_reply[1])}")
         run_id = raising_reply[1].get("runID") if isinstance(raising_reply[1], dict) else None
-        handle = client.client.get_workflow_handle(o.alarm_name, run_id=run_id or None)
+        handle = client.client.get_workflow_handle(self._workflow_id, run_id=run_id or None)
         narrator = HistoryNarrator(prepared.names)
 
         self.say(
-            *heading(4, f"Workflow {o.alarm_name!r}, step by step (from its history)"),
-            "  The function signalled the alarm's workflow (its ID is the alarm name) in Temporal;",
+            *heading(4, f"Workflow {self._workflow_id!r}, step by step (from its history)"),
+            "  The function signalled the workflow of this alarm on this cluster in Temporal;",
             "  the worker runs it: each step is an activity, retried by Temporal if it fails.",
         )
         if stack.ui_url and run_id:
             self.say(
                 f"  in the UI: {stack.ui_url}/namespaces/{o.namespace}/workflows/"
-                f"{o.alarm_name}/{run_id}/history"
+                f"{quote(self._workflow_id, safe='')}/{run_id}/history"
             )
         if raising_reply[0] == 200 and not await self._follow(handle, narrator, run_finished):
             self.say(f"  the run did not finish within {o.timeout:.0f}s")
@@ -348,7 +355,7 @@ class Demo:
         if lowered and not await self._follow(handle, narrator, is_closed):
             self.say(f"  the workflow did not complete within {o.timeout:.0f}s")
         final_status = await self._status(client, run_id)
-        self.say(f"  workflow {o.alarm_name!r} is now {final_status.upper()}")
+        self.say(f"  workflow {self._workflow_id!r} is now {final_status.upper()}")
 
         return expect, Observations(
             raising_reply=raising_reply,
@@ -392,14 +399,14 @@ class Demo:
 
     async def _state(self, client: PreemptionClient) -> Any:
         try:
-            return (await client.current_state(self.options.alarm_name)).response
+            return (await client.current_state(self._workflow_id)).response
         except TemporalError as exc:
             self.say(f"  current_state: {exc}")
             return None
 
     async def _status(self, client: PreemptionClient, run_id: str | None) -> str:
         try:
-            summary = await client.describe(self.options.alarm_name, run_id)
+            summary = await client.describe(self._workflow_id, run_id)
         except TemporalError as exc:
             return f"unknown ({exc})"
         return summary.status
@@ -419,7 +426,7 @@ class Demo:
             if stack.ui_url
             else f"  Temporal server: {stack.address}",
             f"  e.g. preemptctl workflow status -s {stack.address} -n {stack.namespace} "
-            f"--workflow-id {self.options.alarm_name}",
+            f"--workflow-id {self._workflow_id}",
         )
         wait_until_stopped(stack)
 
