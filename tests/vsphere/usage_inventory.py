@@ -12,16 +12,18 @@ the manifest (`UsageInventory`) names VMs and hosts by moref, with the figures w
 Shape (VM names are vcsim's, so a test can tell where a VM is from its name alone):
 - DC0_C0, DC0_C1: clusters of 2 hosts; each has pool DC0_Cn_RP1 (3 VMs) and vApp
   DC0_Cn_APP0 (3 VMs) under its root pool;
-- DC0_C0_RP1/Nested: a pool in a pool, with DC0_C0_RP1_Nested_VM0 and _VM1 on DC0_C0_H0;
+- DC0_C0_RP1/Nested: a pool in a pool, with DC0_C0_RP1_Nested_VM0 and _VM1 (host chosen by vcsim);
 - DC0_H0: a standalone host with 3 VMs;
-- 17 VMs, every one powered on, in folder DC0/vm (vApp VMs in their vApp).
+- 17 VMs, every one powered on, in folder DC0/vm but for the three DC0_C1_RP1_VMn,
+  moved into folder DC0/vm/Batch.
 
 Figures written (VM index i = position in moref order, from 0):
 - VMs: overallCpuUsage 100 + 10 i MHz, guestMemoryUsage 200 + 20 i MB, hostMemoryUsage
   300 + 30 i MB, summary.runtime.bootTime 2024-01-01 00:00 + i hours; except
-  `no_stats` (no figure at all), `host_memory_only` (no guestMemoryUsage),
-  `idle` (overallCpuUsage 0, guestMemoryUsage 0) and `runtime_boot` (runtime.bootTime
-  set too, to 2023-06-01 + i hours: vCenter's own field, read before the summary's);
+  `no_stats` (no figure at all), `host_memory_only` (no guestMemoryUsage) and
+  `runtime_boot` (runtime.bootTime set too, to 2023-06-01 + i hours: vCenter's own
+  field, read before the summary's). No figure can be 0: vcsim serializes a 0 as unset
+  (Go `omitempty`), so a written 0 reads back as None;
 - hosts: overallCpuUsage 1000 + 100 j MHz, overallMemoryUsage 2000 + 100 j MB (j = host
   index in moref order).
 """
@@ -44,7 +46,8 @@ from vsphere_preemption.domain.selection import moref_key
 SHAPE = ("-cluster", "2", "-host", "2", "-vm", "3", "-pool", "1", "-app", "1")
 NESTED_POOL = "/DC0/host/DC0_C0/Resources/DC0_C0_RP1/Nested"
 NESTED_VMS = ("DC0_C0_RP1_Nested_VM0", "DC0_C0_RP1_Nested_VM1")
-NESTED_HOST = "DC0_C0_H0"
+BATCH_FOLDER = "/DC0/vm/Batch"
+BATCH_VMS = ("DC0_C1_RP1_VM0", "DC0_C1_RP1_VM1", "DC0_C1_RP1_VM2")
 BOOT_BASE = datetime(2024, 1, 1, tzinfo=UTC)
 RUNTIME_BOOT_BASE = datetime(2023, 6, 1, tzinfo=UTC)
 
@@ -75,7 +78,6 @@ class UsageInventory:
     hosts: dict[str, HostFigures]  # by moref value
     no_stats: str
     host_memory_only: str
-    idle: str
     runtime_boot: str
 
     def vm(self, name: str) -> str:
@@ -195,21 +197,21 @@ def build(directory: Path) -> UsageInventory:
     with Vcsim(args=SHAPE) as sim:
         govc(sim, "pool.create", NESTED_POOL)
         for name in NESTED_VMS:
-            govc(sim, "vm.create", "-on=true", "-net", "VM Network", "-pool", NESTED_POOL,
-                 "-host", NESTED_HOST, name)  # fmt: skip
+            # No -host: with one, govc places the VM in the host's root pool instead.
+            govc(sim, "vm.create", "-on=true", "-net", "VM Network", "-pool", NESTED_POOL, name)
+        govc(sim, "folder.create", BATCH_FOLDER)
+        govc(sim, "object.mv", *(f"/DC0/vm/{name}" for name in BATCH_VMS), BATCH_FOLDER)
         save(sim, directory)
     vm_files = _files(directory, "VirtualMachine")
     refs = sorted(vm_files, key=moref_key)
     names = {ref: _name(vm_files[ref].read_text()) for ref in refs}
-    no_stats, host_memory_only, idle, runtime_boot = refs[1], refs[2], refs[3], refs[4]
+    no_stats, host_memory_only, runtime_boot = refs[1], refs[2], refs[3]
     vms: dict[str, VmFigures] = {}
     for i, ref in enumerate(refs):
         figures = VmFigures(
             name=names[ref],
-            cpu_mhz=None if ref == no_stats else 0 if ref == idle else 100 + 10 * i,
-            guest_memory_mb=(
-                None if ref in (no_stats, host_memory_only) else 0 if ref == idle else 200 + 20 * i
-            ),
+            cpu_mhz=None if ref == no_stats else 100 + 10 * i,
+            guest_memory_mb=None if ref in (no_stats, host_memory_only) else 200 + 20 * i,
             host_memory_mb=None if ref == no_stats else 300 + 30 * i,
             boot_time=BOOT_BASE + timedelta(hours=i),
             runtime_boot_time=RUNTIME_BOOT_BASE + timedelta(hours=i)
@@ -224,7 +226,7 @@ def build(directory: Path) -> UsageInventory:
         host = HostFigures(_name(host_files[ref].read_text()), 1000 + 100 * j, 2000 + 100 * j)
         edit_host(host_files[ref], host)
         hosts[ref] = host
-    return UsageInventory(directory, vms, hosts, no_stats, host_memory_only, idle, runtime_boot)
+    return UsageInventory(directory, vms, hosts, no_stats, host_memory_only, runtime_boot)
 
 
 # -- fixtures (imported by tests/conftest.py, so every test package can use them) ----------

@@ -17,7 +17,8 @@ would report (vcsim does just that):
 - only for powered-on VMs: a VM that is off or suspended uses no CPU and vCenter's
   figures for it are stale or zero, so both are None; a powered-on VM's 0 stays 0
   (vCenter reports 0 until its first statistics interval after power-on; the plan
-  cannot tell that 0 from idleness, and neither can vCenter).
+  cannot tell that 0 from idleness, and neither can vCenter). vcsim cannot show this
+  case: it serializes a 0 as unset (Go `omitempty`), so there a 0 reads as None.
 Allocation: `config.hardware.numCPU` x the host's `summary.hardware.cpuMhz`, and
 `config.hardware.memoryMB`; None where either is unknown (no config, no host).
 Boot time: `runtime.bootTime`, else `summary.runtime.bootTime` (vcsim fills only the
