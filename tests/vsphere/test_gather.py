@@ -23,9 +23,11 @@ from vsphere_preemption.vsphere.errors import (
     EntityNotFoundError,
     TagNotFoundError,
     UnsupportedEntityError,
+    VSphereError,
 )
+from vsphere_preemption.vsphere.gather import check_power_state
 from vsphere_preemption.vsphere.inventory import Inventory
-from vsphere_preemption.vsphere.sdk import vim
+from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.wire import ANNOTATION_KEY, Annotation
 
 TAG = "preemptible"
@@ -383,3 +385,27 @@ def test_round_trips_do_not_grow_with_the_number_of_vms(
 
     assert set(counts) == {9, 30}
     assert counts[9] == counts[30], counts
+
+
+# -- what vcsim cannot show ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        [vmodl.query.PropertyCollector.MissingProperty(
+            path="runtime.powerState", fault=vim.fault.NoPermission(privilegeId="System.Read"))],
+        [],  # not refused, just absent
+    ],
+    ids=["refused", "absent"],
+)  # fmt: skip
+def test_a_power_state_vcenter_does_not_give_is_an_error(missing: list[Any]) -> None:
+    # vcsim always gives a power state; a real vCenter may refuse one (a user without
+    # System.Read on that VM). The plan must never see such a VM as "off".
+    content = vmodl.query.PropertyCollector.ObjectContent(
+        obj=vim.VirtualMachine("vm-7"),
+        propSet=[vmodl.DynamicProperty(name="name", val="vm seven")],
+        missingSet=missing,
+    )
+    with pytest.raises(VSphereError, match="vm-7"):
+        check_power_state(MoRef("vm-7"), content)

@@ -180,7 +180,7 @@ def _read_facts(
     key = _annotation_key(values[manager][0].get("field") if manager in values else None)
     read = {ref: v for ref, (v, c) in values.items() if ref.type == VIRTUAL_MACHINE}
     for ref, (_, content) in values.items():
-        _check_power_state(ref, content)
+        check_power_state(ref, content)
     host_mhz = _host_mhz(session, {v.get("runtime.host") for v in read.values()} - {None})
     facts = {ref: _facts(ref, v, key, host_mhz) for ref, v in read.items()}
     return facts, {r for r in missing if r.type == VIRTUAL_MACHINE}
@@ -201,7 +201,7 @@ def _annotation_key(definitions: Any) -> int | None:
     return None
 
 
-def _check_power_state(ref: MoRef, content: Any) -> None:
+def check_power_state(ref: MoRef, content: Any) -> None:
     """A VM whose power state cannot be read is an error: the plan must not guess it."""
     if ref.type != VIRTUAL_MACHINE:
         return
