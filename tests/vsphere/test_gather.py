@@ -221,6 +221,21 @@ def test_tags_by_category_and_group_members_that_are_not_preemptible(
     assert gathered.non_vms == sorted([host, datastore], key=lambda r: r.type)
 
 
+def test_a_tagged_vm_that_no_longer_exists_is_reported_as_vanished(
+    client: VSphereClient,
+) -> None:
+    inventory = Inventory(client)
+    vms = [s.ref for s in inventory.vms()]
+    ghost, group_ghost = VmRef("vm-987654"), VmRef("vm-987655")  # stale associations
+    inventory.tag(TAG, [*vms[:2], ghost])
+    inventory.tag("batch", [vms[2], group_ghost], category="budget")
+
+    gathered = client.gather(TAG, None, ["budget"])
+
+    assert {f.ref for f in gathered.facts} == set(vms[:3])
+    assert gathered.vanished == [ghost, group_ghost]
+
+
 def test_unknown_category_or_tag_is_an_error(client: VSphereClient) -> None:
     inventory = Inventory(client)
     inventory.tag(TAG, [s.ref for s in inventory.vms()][:2])
