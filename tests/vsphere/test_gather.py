@@ -236,6 +236,26 @@ def test_a_tagged_vm_that_no_longer_exists_is_reported_as_vanished(
     assert gathered.vanished == [ghost, group_ghost]
 
 
+def test_tags_and_categories_made_after_a_gather_are_seen_by_the_next(
+    client: VSphereClient,
+) -> None:
+    inventory = Inventory(client)
+    vms = [s.ref for s in inventory.vms()]
+    inventory.tag(TAG, vms[:2], category="preemption")
+    inventory.tag("batch", [vms[2]], category="budget")
+    first = client.gather(TAG, None, ["budget"])  # names now cached
+    assert {f.ref for f in first.facts} == set(vms[:3])
+
+    inventory.tag("web", [vms[3]], category="budget")  # a new tag in a known category
+    inventory.tag("gold", [vms[4]], category="tier")  # a new category
+    again = client.gather(TAG, None, ["budget", "tier"])
+
+    assert {f.ref: f.tags for f in again.facts if f.ref in vms[3:5]} == {
+        vms[3]: {TagName("budget", "web")},
+        vms[4]: {TagName("tier", "gold")},
+    }
+
+
 def test_unknown_category_or_tag_is_an_error(client: VSphereClient) -> None:
     inventory = Inventory(client)
     inventory.tag(TAG, [s.ref for s in inventory.vms()][:2])

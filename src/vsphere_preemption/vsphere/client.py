@@ -100,10 +100,10 @@ class VSphereClient:
         that are not VMs; the entity's capacity and use. See `gather.py` for what each
         figure is read from and `scope.py` for what "under the entity" means.
 
-        Round trips, whatever the number of VMs: REST 1 + C (categories) + one per
-        requested category + one per tag of them and per tag called `tag` + 1, plus the
-        cached name lookup of `tag`; SOAP 1 to 3 for the scope, 2 for the facts (+1 per
-        page). Raises TagNotFoundError, CategoryNotFoundError, EntityNotFoundError,
+        Round trips, whatever the number of VMs: REST one per requested category + 1,
+        plus, when not cached (`tag_cache_ttl`), the name lookups of `tag`, of the
+        categories and of each tag met; SOAP 1 to 3 for the scope, 2 for the facts (+1
+        per page). Raises TagNotFoundError, CategoryNotFoundError, EntityNotFoundError,
         UnsupportedEntityError, or VSphereError (a VM whose power state cannot be read).
         """
         with self.session.translating("gather preemption facts"):

@@ -1,9 +1,12 @@
 """Everything a plan needs, read from vCenter in a number of requests that no VM count changes.
 
 `gather(tag, entity, categories)` reads:
-- tags (REST): the tags called `tag` (cached name lookup), the categories (1 + C), the
-  tags of each requested category (1 per category), each of those tags' name (1 per
-  tag), then what is attached to all of them in one `list-attached-objects-on-tags`;
+- tags (REST): the tags called `tag` (cached name lookup), the categories (cached, else
+  1 + C), the tags of each requested category (1 per category), each of those tags'
+  name and category (cached by id, else 1 per tag), then what is attached to all of
+  them in one `list-attached-objects-on-tags` (never cached: membership is the fact
+  that changes). Names are cached for the client's `tag_cache_ttl` (5 min): a tag
+  renamed within that time keeps its old name in `VmFacts.tags` until then;
 - the scope (SOAP, `scope.py`): 1 to 3 requests, whatever the entity;
 - the VMs' facts (SOAP): one batched RetrievePropertiesEx (+ continuation pages) for
   every tagged VM plus the custom fields manager (the annotation's field key), then
@@ -85,20 +88,29 @@ def read_tags(tagging: TaggingRest, tag: str, categories: Sequence[str]) -> _Tag
     """The objects carrying `tag` or a tag of one of `categories`; raises if one is unknown."""
     preemptible_ids = tagging.find_tag_ids(tag)  # TagNotFoundError if none
     category_ids = tagging.categories()
-    category_names = {cid: name for name, cid in category_ids.items()}
+    if any(name not in category_ids for name in categories):
+        category_ids = tagging.categories(fresh=True)  # made since we cached them?
     group_ids: list[str] = []
     for name in dict.fromkeys(categories):
         if name not in category_ids:
             raise CategoryNotFoundError(name)
         group_ids += tagging.tags_of_category(category_ids[name])
-    names: dict[str, TagName] = {}
+    infos: dict[str, dict[str, Any]] = {}
     for tag_id in dict.fromkeys([*preemptible_ids, *group_ids]):
         try:
-            info = tagging.get_tag(tag_id)
+            infos[tag_id] = tagging.tag_info(tag_id)
         except NotFound:
             continue  # deleted since we listed it: it carries nothing any more
-        category = category_names.get(str(info.get("category_id")), "")
-        names[tag_id] = TagName(category=category, name=str(info.get("name", "")))
+    if any(str(i.get("category_id")) not in category_ids.values() for i in infos.values()):
+        category_ids = tagging.categories(fresh=True)  # `tag`'s category is newer than the cache
+    category_names = {cid: name for name, cid in category_ids.items()}
+    names = {
+        tag_id: TagName(
+            category=category_names.get(str(info.get("category_id")), ""),
+            name=str(info.get("name", "")),
+        )
+        for tag_id, info in infos.items()
+    }
     attached = tagging.objects_on_tags(list(names))
     preemptible: set[MoRef] = set()
     others: set[MoRef] = set()

@@ -112,6 +112,8 @@ class TaggingRest:
         self._dialect: Dialect | None = None
         self._closed = False
         self._tag_ids: dict[str, tuple[float, list[str]]] = {}
+        self._categories: tuple[float, dict[str, str]] | None = None
+        self._tag_info: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # -- session --------------------------------------------------------------------
 
@@ -287,15 +289,30 @@ class TaggingRest:
         )
         return [VmRef(value=o["id"], type=o["type"]) for o in objects or []]
 
-    def categories(self) -> dict[str, str]:
-        """Every tag category, name -> id (1 + number of categories requests)."""
+    def _fresh(self, cached_at: float) -> bool:
+        return time.monotonic() - cached_at < self._tag_cache_ttl
+
+    def categories(self, *, fresh: bool = False) -> dict[str, str]:
+        """Every tag category, name -> id; cached like tag names (else 1 + C requests)."""
+        if self._categories is not None and not fresh and self._fresh(self._categories[0]):
+            return self._categories[1]
         names: dict[str, str] = {}
         for category_id in self.request("GET", lambda d: d.category) or []:
             try:
                 names[str(self._get_category(category_id).get("name"))] = str(category_id)
             except NotFound:
                 continue  # deleted while we listed
+        self._categories = (time.monotonic(), names)
         return names
+
+    def tag_info(self, tag_id: str) -> dict[str, Any]:
+        """A tag's name and category id, cached by id like tag names (else 1 request)."""
+        cached = self._tag_info.get(tag_id)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        info = self.get_tag(tag_id)
+        self._tag_info[tag_id] = (time.monotonic(), info)
+        return info
 
     def tags_of_category(self, category_id: str) -> list[str]:
         """Ids of the tags in a category, in one request."""
