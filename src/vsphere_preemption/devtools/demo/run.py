@@ -153,7 +153,9 @@ class Demo:
             workdir = Path(tempfile.mkdtemp(prefix="preemptctl-demo-"))
             resources.callback(shutil.rmtree, workdir, ignore_errors=True)
             log_dir = self.options.log_dir or workdir / "logs"
-            self.say("vsphere-preemption demo: one preemption, end to end, on this machine")
+            self.say(
+                "vsphere-preemption demo: one alarm, victims by place and priority, end to end"
+            )
 
             self.say(
                 *heading(1, "A simulated vCenter (vcsim) with a demo inventory"),
