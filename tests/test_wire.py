@@ -10,7 +10,13 @@ import pytest
 from tests.conftest import fixture_text
 from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.temporal.client import signal_payload_bytes
-from vsphere_preemption.wire import WireError, WorkflowRequest, WorkflowResponse, go_json
+from vsphere_preemption.wire import (
+    WireError,
+    WorkflowRequest,
+    WorkflowResponse,
+    append_fields,
+    go_json,
+)
 
 SIGNAL = fixture_text("02_old-router_PreemptVMsChan-signal-WorkflowRequest.json").strip()
 
@@ -120,3 +126,12 @@ def test_the_alarmed_entity_comes_from_the_request_or_its_alarm_event() -> None:
     assert named.alarmed_entity() == MoRef("domain-c7", "ClusterComputeResource")
     cli = WorkflowRequest("t", Criticality.LOW, {"id": "1", "type": "PreempctlRunEvent"})
     assert cli.alarmed_entity() is None
+
+
+def test_append_fields_keeps_the_text_and_adds_at_the_end() -> None:
+    text = '{"a":1.50,"e":{"d":1e3}}'
+    assert append_fields(text, {"resumed": True}) == '{"a":1.50,"e":{"d":1e3},"resumed":true}'
+    assert append_fields("{}", {"x": "<"}) == '{"x":"\\u003c"}'
+    assert append_fields(text, {}) == text
+    with pytest.raises(WireError):
+        append_fields("[1]", {"x": 1})

@@ -31,6 +31,11 @@ ANNOTATION_KEY = "com.vmware.workflows.vsphere.preemption"
 PREEMPTED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptedEvent.v0"
 # Ours: what a dry run emits instead (its plan; nothing was acted on).
 PLANNED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionPlannedEvent.v0"
+# Ours, acting with care: the notice before acting, its cancellation when the alarm lowers
+# during it, and each batch of VMs powered on again after the alarm cleared.
+SCHEDULED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionScheduledEvent.v0"
+CANCELLED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionCancelledEvent.v0"
+RESUMED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmResumedEvent.v0"
 CLI_WORKFLOW_ID = "preempctl-run"  # sic: the Go CLI's spelling, kept for compatibility
 CLI_EVENT_TYPE = "PreempctlRunEvent"
 DEFAULT_NAMESPACE = "vsphere-preemption"
@@ -416,6 +421,9 @@ class Annotation:
     workflow_started: datetime
     event: CloudEventJSON
     preempted: bool = True
+    # Ours, after Go's fields (Go readers ignore them): `action` (shutdown, poweroff,
+    # suspend), and `resumed`/`resumedAt` once a resume powered the VM on again.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -426,6 +434,7 @@ class Annotation:
             "workflowID": self.workflow_id,
             "workflowStarted": format_time(self.workflow_started),
             "event": self.event,
+            **self.extra,
         }
 
     def to_json(self) -> str:
@@ -445,7 +454,27 @@ class Annotation:
             workflow_id=_str(obj, "workflowID"),
             workflow_started=parse_time(started) if started else GO_ZERO_TIME,
             event=_event(obj, required=False),
+            extra={k: v for k, v in obj.items() if k in ANNOTATION_EXTRAS},
         )
+
+
+ANNOTATION_EXTRAS = ("action", "resumed", "resumedAt")
+
+
+def append_fields(object_text: str, fields: Mapping[str, Any]) -> str:
+    """A JSON object's text with `fields` added at its end, the rest byte for byte as it was.
+
+    For texts whose raw parts must survive (an annotation carries the alarm event's data as
+    it arrived): decoding and encoding again would not give the same bytes.
+    """
+    text = object_text.rstrip()
+    if not text.endswith("}"):
+        raise WireError("not a JSON object text")
+    if not fields:
+        return text
+    added = go_json(dict(fields)).decode()[1:-1]
+    body = text[:-1].rstrip()
+    return f"{body}{',' if not body.endswith('{') else ''}{added}}}"
 
 
 def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.temporal.rig import SECRET
-from vsphere_preemption.domain.model import PowerOffOutcome
+from vsphere_preemption.domain.model import PowerOffOutcome, VmRef
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
 from vsphere_preemption.wire import Annotation
 
@@ -60,11 +60,11 @@ class SkipsTheAnnotation(PreemptVMsWorkflow):
     """A careless change: the same workflow without its annotation step, unguarded."""
 
     @workflow.run
-    async def run(self) -> RawValue:
-        return await super().run()
+    async def run(self, carried: str | None = None) -> RawValue:
+        return await super().run(carried)
 
-    async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:
-        return None
+    async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> dict[VmRef, str]:
+        return {}
 
 
 async def test_a_careless_change_fails_the_replay() -> None:

@@ -46,7 +46,7 @@ from vsphere_preemption.domain.model import (
     VmRef,
 )
 from vsphere_preemption.domain.plan import plan
-from vsphere_preemption.domain.policy import Policy
+from vsphere_preemption.domain.policy import Policy, policy_from_mapping
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_POLICY,
@@ -75,6 +75,8 @@ from vsphere_preemption.wire import (
 )
 
 VM1, VM2, VM3 = VmRef("vm-1"), VmRef("vm-2"), VmRef("vm-3")
+# Acted on at once, whatever the criticality (the notice has tests of its own).
+NO_NOTICE = policy_from_mapping({"notice": {"LOW": 0, "MEDIUM": 0, "HIGH": 0}}).to_wire()
 GO_RESPONSE_ORDER = [
     "workflowID", "workflowRunID", "workflowName", "lastPreemptionTime", "virtualMachines",
     "tag", "criticality", "event", "replyTo",
@@ -87,7 +89,9 @@ OUR_KEYS = ("entity", "scope", "dryRun", "plan")
 class StandIns:
     """Activities under the real names; what they answer is set per test."""
 
-    policy: PreemptionPolicy = field(default_factory=lambda: PreemptionPolicy(cooldown_seconds=60))
+    policy: PreemptionPolicy = field(
+        default_factory=lambda: PreemptionPolicy(cooldown_seconds=60, selection=NO_NOTICE)
+    )
     tagged: dict[str, list[VmRef]] = field(default_factory=lambda: {"preemptible": [VM1, VM2]})
     power_off_fails_first: int = 0
     forced_after_grace: list[VmRef] = field(default_factory=list)
@@ -234,7 +238,7 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     planned: PlanInput = rig.stand_ins.named(PLAN_PREEMPTION)[0]
     # The alarm fired on host-21: its VMs are the candidates (scope entity by default).
     assert (planned.tag, planned.entity) == ("preemptible", MoRef("host-21", "HostSystem"))
-    assert planned.policy == Policy().to_wire() and planned.criticality is Criticality.HIGH
+    assert planned.policy == NO_NOTICE and planned.criticality is Criticality.HIGH
     power_off: PowerOffInput = rig.stand_ins.named(POWER_OFF_VMS)[0]
     assert (power_off.vms, power_off.force) == ([VM1, VM2], True)  # HIGH: hard power-off
     assert (power_off.max_concurrency, power_off.soft_shutdown_grace_seconds) == (5, 120)
@@ -243,8 +247,9 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     annotate: AnnotateInput = rig.stand_ins.named(ANNOTATE_VMS)[0]
     assert annotate.vms == [VM1, VM2]
     written = json.loads(annotate.annotation_json)
-    # The reference shape, field for field and in the Go struct's order.
-    assert list(written) == list(fixture_json(ANNOTATION_FIXTURE))
+    # The reference shape, field for field and in the Go struct's order; then ours.
+    assert list(written) == [*fixture_json(ANNOTATION_FIXTURE), "action"]
+    assert written["action"] == "poweroff"
     assert list(written["event"]) == list(payload["event"]), "the event as it came, in order"
     note = Annotation.from_wire(annotate.annotation_json)
     described = await handle.describe()
@@ -373,7 +378,11 @@ async def test_the_cooldown_starts_only_after_a_run_that_acted(rig: Rig) -> None
 
 @pytest.mark.parametrize(
     "rig",
-    [lambda: StandIns(policy=PreemptionPolicy(cooldown_seconds=0), gate=asyncio.Event())],
+    [
+        lambda: StandIns(
+            policy=PreemptionPolicy(cooldown_seconds=0, selection=NO_NOTICE), gate=asyncio.Event()
+        )
+    ],
     indirect=True,
 )
 async def test_signals_during_a_run_wait_for_it(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
@@ -403,7 +412,9 @@ async def test_cancel_completes_the_workflow_with_its_state(rig: Rig) -> None:
     state = await has_run(handle)
     await handle.cancel()
     result = await handle.result()
-    assert result == state
+    # The last state, and the runs this workflow remembers.
+    assert {k: v for k, v in result.items() if k != "history"} == state
+    assert [(r["run"], r["outcome"]) for r in result["history"]] == [(1, "acted")]
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
@@ -553,3 +564,36 @@ async def test_a_sent_event_is_a_preempted_event(rig: Rig) -> None:
     await has_run(handle)
     await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the event")
     assert rig.stand_ins.named(SEND_PREEMPTED_EVENT)[0].event_type == PREEMPTED_EVENT_TYPE
+
+
+@pytest.mark.parametrize(
+    "rig",
+    [
+        lambda: StandIns(
+            policy=PreemptionPolicy(cooldown_seconds=0, selection=NO_NOTICE), gate=asyncio.Event()
+        )
+    ],
+    indirect=True,
+)
+async def test_raising_signals_that_wait_together_make_one_run_at_the_worst_criticality(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    gate = rig.stand_ins.gate
+    assert gate is not None
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    await wait_for(lambda: bool(rig.stand_ins.named("power_off_started")), what="run 1")
+    for number, criticality in enumerate(["LOW", "MEDIUM", "LOW"]):
+        event = {**signal_payload()["event"], "id": f"storm-{number}"}
+        await handle.signal(SIGNAL_NAME, signal_payload(criticality=criticality, event=event))
+
+    def received() -> int:
+        return sum("received preemption request" in r.getMessage() for r in caplog.records)
+
+    await wait_for(lambda: received() == 4, what="every signal received")
+    gate.set()
+    await wait_for(lambda: len(rig.stand_ins.named(ANNOTATE_VMS)) == 2, what="run 2")
+    history = json.loads(await handle.query("history"))
+    assert [r["run"] for r in history] == [1, 2]  # three signals, one run
+    assert history[1]["criticality"] == "MEDIUM" and history[1]["eventID"] == "storm-2"
+    assert len(rig.stand_ins.named(PLAN_PREEMPTION)) == 2

@@ -27,9 +27,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
@@ -41,10 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from vsphere_preemption.domain.achieved import planned_vs_achieved
     from vsphere_preemption.domain.model import (
         AnnotateOutcome,
+        Criticality,
         EntityUsage,
+        GuestNoticeOutcome,
         MoRef,
         PowerOffOutcome,
+        ResumeOutcome,
         Selection,
+        StopAction,
         VmRef,
     )
     from vsphere_preemption.domain.plan import Plan
@@ -56,23 +60,39 @@ with workflow.unsafe.imports_passed_through():
         PLAN_PREEMPTION,
         POWER_OFF_VMS,
         READ_ENTITY_USAGE,
+        RESUME_VMS,
         SEND_PREEMPTED_EVENT,
+        SET_GUEST_NOTICE,
         AnnotateInput,
         FindVmsInput,
+        GuestNoticeInput,
         PlanInput,
         PlanOutput,
         PowerOffInput,
         PreemptionPolicy,
+        ResumeInput,
         SendEventInput,
     )
+    from vsphere_preemption.temporal.records import (
+        LastRun,
+        Memory,
+        Planned,
+        Stopped,
+        resume_order,
+    )
     from vsphere_preemption.wire import (
+        CANCELLED_EVENT_TYPE,
         PLANNED_EVENT_TYPE,
         QUERY_NAME,
+        RESUMED_EVENT_TYPE,
+        SCHEDULED_EVENT_TYPE,
         SIGNAL_NAME,
         WORKFLOW_TYPE,
         Annotation,
         WorkflowRequest,
         WorkflowResponse,
+        append_fields,
+        format_time,
         go_json,
         preempted_event_data,
         preempted_event_id,
@@ -96,57 +116,34 @@ POLICY_TIMEOUT = timedelta(seconds=10)
 PLAN_PATCH = "select-by-plan"
 
 
-@dataclass(frozen=True)
-class _Run:
-    """A run that acted: what the query answers and where the cooldown counts from."""
-
-    request: WorkflowRequest
-    vms: tuple[VmRef, ...]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class _Planned:
-    """The latest run that planned (dry runs and runs with nothing to do included)."""
-
-    entity: MoRef | None
-    scope: Scope
-    dry_run: bool
-    plan: dict[str, Any] | None  # Plan.to_wire(); None when planning failed
-    notes: tuple[str, ...] = ()
-    error: str = ""  # why planning failed: said in the state, not only in a log
-    achieved: dict[str, Any] | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        # Our extras of the query answer and the event (wire.RESPONSE_EXTRAS).
-        extras: dict[str, Any] = {
-            "entity": None if self.entity is None else vm_ref_to_wire(self.entity),
-            "scope": self.scope.value,
-            "dryRun": self.dry_run,
-            "plan": None if self.plan is None else {**self.plan, "notes": self._notes()},
-        }
-        if self.error:
-            extras["plan"] = {"error": self.error, "notes": list(self.notes)}
-        if self.achieved is not None:
-            extras["achieved"] = self.achieved
-        return extras
-
-    def _notes(self) -> list[str]:
-        return [*(self.plan or {}).get("notes", []), *self.notes]
+# act-with-care: a notice before acting (events, a durable timer, optionally the guest),
+# the stop action per criticality, resume on clear, coalesced signals, continue-as-new.
+CARE_PATCH = "act-with-care"
+# Continue as new past this many history events even if the server does not suggest it yet:
+# a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
+MAX_HISTORY_EVENTS = 2_000
+HISTORY_QUERY = "history"
+LOWERED = "the alarm lowered during the notice: nothing was acted on"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class PreemptVMsWorkflow:
     def __init__(self) -> None:
         self._pending: deque[WorkflowRequest] = deque()
-        self._last: _Run | None = None
-        self._planned: _Planned | None = None
+        self._mem = Memory()
+        self._lowered = False  # the alarm lowered (the workflow was asked to cancel)
+        self._care = False  # this workflow acts with care (memoized patch)
 
     @workflow.run
-    async def run(self) -> RawValue:
+    async def run(self, carried: str | None = None) -> RawValue:
         # Go returns *WorkflowResponse: the JSON object in the Go struct's field order. A
         # dict would reach the history with its keys sorted by Temporal's JSON converter,
-        # so the result is the encoded payload itself.
+        # so the result is the encoded payload itself. `carried`: what the previous run
+        # handed over when continuing as new (the Go function starts it with nothing).
+        if carried is not None:
+            self._mem = Memory.from_json(carried)
+            self._pending.extend(self._mem.pending)
+            self._care = True
         try:
             while True:
                 await workflow.wait_condition(lambda: bool(self._pending))
@@ -155,12 +152,18 @@ class PreemptVMsWorkflow:
                 try:
                     await asyncio.shield(run)
                 except asyncio.CancelledError:
+                    self._lowered = True  # a run in its notice stops; one acting finishes
                     workflow.logger.info("cancel requested mid-run: finishing the run first")
                     await run
                     raise
+                if self._care and self._history_is_long():
+                    self._continue_as_new("the history is long")
         except asyncio.CancelledError:
+            self._lowered = True
             workflow.logger.info("workflow cancelled: completing with the last run's state")
-        return json_payload(go_json(self._response().to_wire()))
+            if self._care and await self._resume_all():
+                self._continue_as_new("a raising alarm stopped the resume")
+        return json_payload(go_json(self._result()))
 
     # Dynamic, so that a signal with any number of payloads reaches us as raw
     # values: a named handler whose arity does not match would fail the workflow
@@ -186,16 +189,28 @@ class PreemptVMsWorkflow:
             request.criticality.value,
             request.event.get("id", ""),
         )
+        # A raising alarm that comes while another waits adds nothing but its criticality
+        # and its event: one pending run, the most severe criticality, the latest event.
+        if self._pending and workflow.patched(CARE_PATCH):
+            merged = coalesce(self._pending[-1], request)
+            if merged is not None:
+                self._pending[-1] = merged
+                return
         self._pending.append(request)
 
     @workflow.query(name=QUERY_NAME)
     def current_state(self) -> str:
         return self._response().to_json()
 
+    @workflow.query(name=HISTORY_QUERY)
+    def history(self) -> str:
+        """The last runs of this workflow (bounded by the policy's `history`), oldest first."""
+        return go_json(list(self._mem.runs)).decode()
+
     def _response(self) -> WorkflowResponse:
         info = workflow.info()
-        last = self._last
-        extra = {} if self._planned is None else self._planned.to_wire()
+        last = self._mem.last
+        extra = self._planned_extras()
         if last is None:
             # Go's zero values: what the Go worker answers before its first run.
             return WorkflowResponse(
@@ -217,12 +232,23 @@ class PreemptVMsWorkflow:
             extra=extra,
         )
 
+    def _result(self) -> dict[str, Any]:
+        result = self._response().to_wire()
+        if self._care:
+            result["history"] = list(self._mem.runs)
+        return result
+
+    # -- one run ------------------------------------------------------------------------
+
     async def _preempt(self, request: WorkflowRequest) -> None:
         # Asked before the local activity: a patch marker recorded after a local activity's
         # marker is not seen in time on replay (the replay would take the old branch).
-        # The answer is memoized for the workflow's life: a workflow that began before the
-        # patch keeps choosing by name until it ends, so its replays agree.
+        # The answers are memoized for the workflow's life: a workflow that began before a
+        # patch keeps its old ways until it ends, so its replays agree.
         by_plan = workflow.patched(PLAN_PATCH)
+        self._care = by_plan and workflow.patched(CARE_PATCH)
+        self._mem.run_number += 1
+        record = self._start_record(request)
         try:
             policy = await workflow.execute_local_activity(
                 GET_POLICY,
@@ -233,21 +259,26 @@ class PreemptVMsWorkflow:
         except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("reading the worker's policy failed: %s", _cause(err))
+            self._finish(record, "failed", error=f"reading the policy: {_cause(err)}")
             return
-        if self._last is not None and workflow.now() - self._last.at < policy.cooldown:
+        last = self._mem.last
+        if last is not None and workflow.now() - last.at < policy.cooldown:
             workflow.logger.info(
                 "skipping run: the last preemption (%s) is within the cooldown of %ss",
-                self._last.at.isoformat(),
+                last.at.isoformat(),
                 policy.cooldown_seconds,
             )
+            self._finish(record, "skipped", error="within the cooldown")
             return
 
         if by_plan:
-            await self._preempt_by_plan(request, policy)
+            await self._preempt_by_plan(request, policy, record)
         else:
-            await self._preempt_by_name(request, policy)
+            await self._preempt_by_name(request, policy, record)
 
-    async def _preempt_by_name(self, request: WorkflowRequest, policy: PreemptionPolicy) -> None:
+    async def _preempt_by_name(
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+    ) -> None:
         """Before select-by-plan: the first `max_vms` tagged VMs in vCenter, by name."""
         try:
             selection = await workflow.execute_activity(
@@ -259,17 +290,19 @@ class PreemptVMsWorkflow:
         except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("finding preemptible VMs failed: %s", _cause(err))
+            self._finish(record, "failed", error=_cause(err))
             return
         for issue in selection.left_out:
             workflow.logger.info("left out %s: %s", issue.vm, issue.reason)
         if not selection.selected:
             workflow.logger.info("no powered-on VM carries the tag %r", request.tag)
+            self._finish(record, "nothing to do")
             return
-
-        outcome = await self._power_off(request, selection.selected, policy)
+        stop = StopAction.POWER_OFF if request.criticality.forces_power_off else StopAction.SHUTDOWN
+        outcome = await self._power_off(request, selection.selected, policy, stop, None, record)
         if outcome is None:
             return
-        annotation = self._record_run(request, outcome)
+        annotation = self._record_run(request, outcome, stop, extra={})
         await self._annotate(outcome, annotation)
         await self._send(
             request,
@@ -277,7 +310,9 @@ class PreemptVMsWorkflow:
             preempted_event_data(annotation, outcome.powered_off),
         )
 
-    async def _preempt_by_plan(self, request: WorkflowRequest, policy: PreemptionPolicy) -> None:
+    async def _preempt_by_plan(
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+    ) -> None:
         """Victims by place, priority and need: all choice is domain.plan's, in PlanPreemption."""
         try:
             effective = Policy.from_wire(policy.selection or {})
@@ -285,10 +320,12 @@ class PreemptVMsWorkflow:
                 effective = effective.with_overrides(request.policy)
         except ValueError as exc:
             workflow.logger.error("dropping the run: its policy is refused: %s", exc)
-            self._planned = _Planned(None, Scope.ENTITY, request.dry_run, None, error=str(exc))
+            self._mem.planned = Planned(None, Scope.ENTITY, request.dry_run, None, error=str(exc))
+            self._finish(record, "failed", error=str(exc))
             return
         entity = request.alarmed_entity() if effective.scope is Scope.ENTITY else None
         scope = Scope.ENTITY if entity is not None else Scope.VCENTER
+        record["entity"] = None if entity is None else vm_ref_to_wire(entity)
         notes: list[str] = []
         if effective.scope is Scope.ENTITY and entity is None:
             notes.append("the request names no alarmed entity: acting on the whole vCenter")
@@ -310,15 +347,20 @@ class PreemptVMsWorkflow:
             _reraise_cancel(err)
             why = _cause(err)
             workflow.logger.error("planning the preemption failed: %s", why)
-            self._planned = _Planned(entity, scope, dry_run, None, tuple(notes), error=why)
+            self._mem.planned = Planned(entity, scope, dry_run, None, tuple(notes), error=why)
+            self._finish(record, "failed", error=why)
             return
         chosen = Plan.from_wire(planned.plan)
         notes += planned.notes
-        self._planned = _Planned(entity, scope, dry_run, planned.plan, tuple(notes))
+        self._mem.planned = Planned(entity, scope, dry_run, planned.plan, tuple(notes))
+        record["victims"] = [v.ref.value for v in chosen.victims]
+        record["leftOut"] = len(chosen.left_out)
         for left in chosen.left_out:
             workflow.logger.info("left out %s: %s (%s)", left.ref, left.reason.value, left.detail)
         for position, victim in enumerate(chosen.victims, 1):
             workflow.logger.info("victim %d: %s (%s)", position, victim.ref, victim.reason)
+        if self._care:
+            self._mem.history_keep = effective.history
         if dry_run:
             workflow.logger.info(
                 "dry run: %d victim(s) planned, none acted on", len(chosen.victims)
@@ -326,77 +368,198 @@ class PreemptVMsWorkflow:
             await self._send(
                 request,
                 preempted_event_id(workflow.info().workflow_id, request.event) + "-plan",
-                {
-                    "workflowID": workflow.info().workflow_id,
-                    "tag": request.tag,
-                    "criticality": request.criticality.value,
-                    "event": request.event,
-                    **self._planned.to_wire(),
-                },
+                {**self._about(request), **self._mem.planned.to_wire()},
                 event_type=PLANNED_EVENT_TYPE,
             )
+            self._finish(record, "dry run")
             return
         if not chosen.victims:
             workflow.logger.info("the plan has no victim: nothing to preempt")
+            self._finish(record, "nothing to do")
             return
 
-        outcome = await self._power_off(request, chosen.refs, policy)
+        stop = effective.stop_for(request.criticality) if self._care else None
+        action = (
+            stop.action
+            if stop is not None
+            else (
+                StopAction.POWER_OFF
+                if request.criticality.forces_power_off
+                else StopAction.SHUTDOWN
+            )
+        )
+        if self._care and not await self._notice(request, chosen, effective, action, record):
+            return
+        grace = None if stop is None else stop.grace_seconds
+        outcome = await self._power_off(request, chosen.refs, policy, action, grace, record)
         if outcome is None:
             return
-        annotation = self._record_run(request, outcome)
-        await self._annotate(outcome, annotation)
+        extra = {"action": action.value} if self._care else {}
+        annotation = self._record_run(request, outcome, action, extra=extra)
+        written = await self._annotate(outcome, annotation)
+        if self._care:
+            self._mem.resume = effective.resume
+            self._remember_stopped(outcome, chosen, written)
         if entity is not None and chosen.target is not None:
             after = await self._entity_usage(entity)
-            self._planned = replace(
-                self._planned, achieved=planned_vs_achieved(chosen.target, after)
+            self._mem.planned = replace(
+                self._mem.planned, achieved=planned_vs_achieved(chosen.target, after)
             )
         await self._send(
             request,
             preempted_event_id(workflow.info().workflow_id, request.event),
-            {**preempted_event_data(annotation, outcome.powered_off), **self._planned.to_wire()},
+            {
+                **preempted_event_data(annotation, outcome.powered_off),
+                **self._mem.planned.to_wire(),
+            },
         )
 
+    async def _notice(
+        self,
+        request: WorkflowRequest,
+        chosen: Plan,
+        effective: Policy,
+        action: StopAction,
+        record: dict[str, Any],
+    ) -> bool:
+        """Announce, then wait the notice on a durable timer; False if the alarm lowered."""
+        seconds = effective.notice_for(request.criticality)
+        if seconds <= 0:
+            return True
+        not_before = workflow.now() + timedelta(seconds=seconds)
+        notice = {
+            "action": action.value,
+            "notBefore": format_time(not_before),
+            "noticeSeconds": seconds,
+            "virtualMachines": [vm_ref_to_wire(r) for r in chosen.refs],
+        }
+        record["notice"] = {"seconds": seconds, "notBefore": notice["notBefore"]}
+        event_id = preempted_event_id(workflow.info().workflow_id, request.event)
+        if effective.guest_notice:
+            guest = {
+                "action": action.value,
+                "notBefore": notice["notBefore"],
+                "workflowID": workflow.info().workflow_id,
+            }
+            await self._guest_notice(chosen.refs, go_json(guest).decode())
+        await self._send(
+            request,
+            event_id + "-scheduled",
+            {
+                **self._about(request),
+                **notice,
+                **(self._mem.planned.to_wire() if self._mem.planned else {}),
+            },
+            event_type=SCHEDULED_EVENT_TYPE,
+        )
+        workflow.logger.info("notice: %s in %ss", action.value, seconds)
+        try:
+            await workflow.wait_condition(lambda: self._lowered, timeout=timedelta(seconds=seconds))
+        except TimeoutError:
+            return True
+        workflow.logger.info("%s", LOWERED)
+        if effective.guest_notice:
+            await self._guest_notice(chosen.refs, "")
+        await self._send(
+            request,
+            event_id + "-cancelled",
+            {**self._about(request), **notice, "reason": LOWERED},
+            event_type=CANCELLED_EVENT_TYPE,
+        )
+        self._finish(record, "cancelled", error=LOWERED)
+        return False
+
+    async def _guest_notice(self, vms: list[VmRef], value: str) -> None:
+        try:
+            result: GuestNoticeOutcome = await workflow.execute_activity(
+                SET_GUEST_NOTICE,
+                GuestNoticeInput(vms=vms, value=value),
+                result_type=GuestNoticeOutcome,
+                **_options(),
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            workflow.logger.warning("the guest notice failed: %s", _cause(err))
+            return
+        for issue in result.failed:
+            workflow.logger.warning("no guest notice on %s: %s", issue.vm, issue.reason)
+
     async def _power_off(
-        self, request: WorkflowRequest, vms: list[VmRef], policy: PreemptionPolicy
+        self,
+        request: WorkflowRequest,
+        vms: list[VmRef],
+        policy: PreemptionPolicy,
+        action: StopAction,
+        grace_seconds: float | None,
+        record: dict[str, Any],
     ) -> PowerOffOutcome | None:
-        """Power the VMs off (confirmed by vCenter); None when none went off."""
-        force = request.criticality.forces_power_off
+        """Stop the VMs (confirmed by vCenter); None when none stopped."""
+        force = action is not StopAction.SHUTDOWN
+        grace = policy.soft_shutdown_grace_seconds if grace_seconds is None else grace_seconds
         # A soft shutdown may wait its whole grace before it forces.
-        timeout = ACTIVITY_TIMEOUT if force else ACTIVITY_TIMEOUT + policy.soft_shutdown_grace
+        timeout = ACTIVITY_TIMEOUT if force else ACTIVITY_TIMEOUT + timedelta(seconds=grace)
+        what = PowerOffInput(
+            vms=vms,
+            force=force,
+            soft_shutdown_grace_seconds=grace,
+            max_concurrency=policy.max_concurrency,
+        )
+        if self._care:
+            what = replace(what, action=action.value)
+        record["action"] = action.value
         try:
             outcome: PowerOffOutcome = await workflow.execute_activity(
-                POWER_OFF_VMS,
-                PowerOffInput(
-                    vms=vms,
-                    force=force,
-                    soft_shutdown_grace_seconds=policy.soft_shutdown_grace_seconds,
-                    max_concurrency=policy.max_concurrency,
-                ),
-                result_type=PowerOffOutcome,
-                **_options(timeout),
+                POWER_OFF_VMS, what, result_type=PowerOffOutcome, **_options(timeout)
             )
         except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("powering VMs off failed: %s", _cause(err))
+            self._finish(record, "failed", error=_cause(err))
             return None
+        record["stopped"] = [r.value for r in outcome.powered_off]
+        record["failed"] = [{"vm": i.vm.value, "reason": i.reason} for i in outcome.failed]
+        record["forced"] = [r.value for r in outcome.forced_after_grace] + [
+            i.vm.value for i in outcome.forced_without_grace
+        ]
         for issue in outcome.failed:
             workflow.logger.error("could not power off %s: %s", issue.vm, issue.reason)
         if not outcome.powered_off:
             workflow.logger.warning("no VM was powered off")
+            self._finish(record, "failed", error="no VM was stopped")
             return None
+        self._finish(record, "acted")
         return outcome
 
-    def _record_run(self, request: WorkflowRequest, outcome: PowerOffOutcome) -> Annotation:
+    def _record_run(
+        self,
+        request: WorkflowRequest,
+        outcome: PowerOffOutcome,
+        action: StopAction,
+        extra: dict[str, Any],
+    ) -> Annotation:
         """Remember a run that acted (query, cooldown); the annotation it writes."""
-        self._last = _Run(request=request, vms=tuple(outcome.powered_off), at=workflow.now())
+        self._mem.last = LastRun(request=request, vms=tuple(outcome.powered_off), at=workflow.now())
         return Annotation(
             tag=request.tag,
-            forced_shutdown=request.criticality.forces_power_off,
+            forced_shutdown=action is not StopAction.SHUTDOWN,
             criticality=request.criticality,
             workflow_id=workflow.info().workflow_id,
             workflow_started=workflow.info().workflow_start_time,
             event=request.event,
+            extra=extra,
         )
+
+    def _remember_stopped(
+        self, outcome: PowerOffOutcome, chosen: Plan, written: dict[VmRef, str]
+    ) -> None:
+        victims = {v.ref: v for v in chosen.victims}
+        for mark in outcome.marks:
+            victim = victims.get(mark.ref)
+            if victim is None or mark.ref not in written:
+                continue  # not ours to resume: no annotation says we stopped it
+            self._mem.stopped[mark.ref.value] = Stopped(
+                mark, victim.name, victim.priority, written[mark.ref]
+            )
 
     async def _entity_usage(self, entity: MoRef) -> EntityUsage | None:
         try:
@@ -413,18 +576,18 @@ class PreemptVMsWorkflow:
 
     async def _send(
         self,
-        request: WorkflowRequest,
+        request: WorkflowRequest | None,
         event_id: str,
         data: dict[str, Any],
         *,
         event_type: str | None = None,
+        reply_to: str = "",
     ) -> None:
-        """Announce the run to `replyTo`, if the request has one."""
-        if not request.reply_to:
+        """Announce to `replyTo` (the request's, or the one given), if there is one."""
+        target = request.reply_to if request is not None else reply_to
+        if not target:
             return
-        what = SendEventInput(
-            reply_to=request.reply_to, event_id=event_id, data_json=go_json(data).decode()
-        )
+        what = SendEventInput(reply_to=target, event_id=event_id, data_json=go_json(data).decode())
         if event_type is not None:
             what = replace(what, event_type=event_type)
         try:
@@ -433,7 +596,8 @@ class PreemptVMsWorkflow:
             _reraise_cancel(err)
             workflow.logger.error("sending the %s failed: %s", what.event_type, _cause(err))
 
-    async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:
+    async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> dict[VmRef, str]:
+        """Annotate the stopped VMs; the annotation each one got (those that failed: none)."""
         # VMs a soft shutdown could not stop within the grace, or whose guest shutdown
         # vCenter refused (no Tools, suspended), were forced: say so on them.
         forced = set(outcome.forced_after_grace) | {i.vm for i in outcome.forced_without_grace}
@@ -444,13 +608,15 @@ class PreemptVMsWorkflow:
                 replace(annotation, forced_shutdown=True),
             ),
         ]
+        written: dict[VmRef, str] = {}
         for vms, value in groups:
             if not vms:
                 continue
+            text = value.to_json()
             try:
                 result = await workflow.execute_activity(
                     ANNOTATE_VMS,
-                    AnnotateInput(vms=vms, annotation_json=value.to_json()),
+                    AnnotateInput(vms=vms, annotation_json=text),
                     result_type=AnnotateOutcome,
                     **_options(),
                 )
@@ -461,6 +627,167 @@ class PreemptVMsWorkflow:
                 continue
             for issue in result.failed:
                 workflow.logger.warning("could not annotate %s: %s", issue.vm, issue.reason)
+            written.update((vm, text) for vm in result.annotated)
+        return written
+
+    # -- resume on clear ----------------------------------------------------------------
+
+    async def _resume_all(self) -> bool:
+        """Power on what this workflow stopped, batch by batch; True if a raise stopped it."""
+        policy = self._mem.resume
+        if policy is None or not policy.enabled or not self._mem.stopped:
+            return False
+        self._mem.run_number += 1
+        record = {
+            "run": self._mem.run_number,
+            "kind": "resume",
+            "startedAt": format_time(workflow.now()),
+            "resumed": [],
+            "skipped": [],
+            "failed": [],
+        }
+        last = self._mem.last
+        reply_to = last.request.reply_to if last is not None else ""
+        order = resume_order(list(self._mem.stopped.values()))
+        batches = [
+            order[i : i + policy.batch_size] for i in range(0, len(order), policy.batch_size)
+        ]
+        interrupted = False
+        for number, batch in enumerate(batches, 1):
+            if self._pending:
+                interrupted = True
+                break
+            await self._resume_batch(batch, number, record, reply_to)
+            if number < len(batches):
+                try:
+                    await workflow.wait_condition(
+                        lambda: bool(self._pending),
+                        timeout=timedelta(seconds=policy.interval_seconds),
+                    )
+                except TimeoutError:
+                    continue
+                interrupted = True
+                break
+        if interrupted:
+            workflow.logger.info("a raising alarm stopped the resume")
+        outcome = "interrupted" if interrupted else "resumed"
+        self._finish(record, outcome)
+        return interrupted
+
+    async def _resume_batch(
+        self, batch: list[Stopped], number: int, record: dict[str, Any], reply_to: str
+    ) -> None:
+        now = format_time(workflow.now())
+        by_annotation: dict[str, list[Stopped]] = {}
+        for stopped in batch:
+            by_annotation.setdefault(stopped.annotation, []).append(stopped)
+        resumed: list[VmRef] = []
+        skipped: list[dict[str, str]] = []
+        for text, group in by_annotation.items():
+            try:
+                result: ResumeOutcome = await workflow.execute_activity(
+                    RESUME_VMS,
+                    ResumeInput(
+                        marks=[s.mark for s in group],
+                        workflow_id=workflow.info().workflow_id,
+                        annotation_json=append_fields(text, {"resumed": True, "resumedAt": now}),
+                    ),
+                    result_type=ResumeOutcome,
+                    **_options(),
+                )
+            except FailureError as err:
+                _reraise_cancel(err)
+                workflow.logger.error("resuming VMs failed: %s", _cause(err))
+                record["failed"] += [{"vm": s.mark.ref.value, "reason": _cause(err)} for s in group]
+                continue
+            for vm in result.resumed:
+                self._mem.stopped.pop(vm.value, None)
+            for issue in result.skipped:
+                self._mem.stopped.pop(issue.vm.value, None)  # changed by someone: not ours
+                workflow.logger.info("not resuming %s: %s", issue.vm, issue.reason)
+            resumed += result.resumed
+            skipped += [{"vm": i.vm.value, "reason": i.reason} for i in result.skipped]
+            record["failed"] += [{"vm": i.vm.value, "reason": i.reason} for i in result.failed]
+        record["resumed"] += [vm.value for vm in resumed]
+        record["skipped"] += skipped
+        await self._send(
+            None,
+            f"{workflow.info().workflow_id}-resume-{record['run']}-{number}",
+            {
+                "workflowID": workflow.info().workflow_id,
+                "batch": number,
+                "virtualMachines": [vm_ref_to_wire(vm) for vm in resumed],
+                "skipped": skipped,
+            },
+            event_type=RESUMED_EVENT_TYPE,
+            reply_to=reply_to,
+        )
+
+    # -- memory -------------------------------------------------------------------------
+
+    def _planned_extras(self) -> dict[str, Any]:
+        return {} if self._mem.planned is None else self._mem.planned.to_wire()
+
+    def _about(self, request: WorkflowRequest) -> dict[str, Any]:
+        return {
+            "workflowID": workflow.info().workflow_id,
+            "tag": request.tag,
+            "criticality": request.criticality.value,
+            "event": request.event,
+        }
+
+    def _start_record(self, request: WorkflowRequest) -> dict[str, Any]:
+        return {
+            "run": self._mem.run_number,
+            "kind": "preempt",
+            "startedAt": format_time(workflow.now()),
+            "criticality": request.criticality.value,
+            "eventID": request.event.get("id", ""),
+            "tag": request.tag,
+            "dryRun": request.dry_run,
+        }
+
+    def _finish(self, record: dict[str, Any], outcome: str, error: str = "") -> None:
+        if "outcome" in record:
+            return  # the first word on a run stands (a later step adds its details only)
+        record["outcome"] = outcome
+        if error:
+            record["reason"] = error
+        record["endedAt"] = format_time(workflow.now())
+        self._mem.remember(record, self._mem.history_keep)
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        )
+
+    def _continue_as_new(self, why: str) -> NoReturn:
+        workflow.logger.info("continuing as new: %s", why)
+        self._mem.pending = list(self._pending)
+        workflow.continue_as_new(self._mem.to_json())
+
+
+def coalesce(waiting: WorkflowRequest, arriving: WorkflowRequest) -> WorkflowRequest | None:
+    """One request for both, or None when they ask for different things.
+
+    Same tag, entity, reply address, dry-run flag and overrides: the same run, at the most
+    severe of the two criticalities, for the latest event.
+    """
+    same = (
+        waiting.tag == arriving.tag
+        and waiting.entity == arriving.entity
+        and waiting.alarmed_entity() == arriving.alarmed_entity()
+        and waiting.reply_to == arriving.reply_to
+        and waiting.dry_run == arriving.dry_run
+        and waiting.policy == arriving.policy
+    )
+    if not same:
+        return None
+    severity = list(Criticality)
+    worst = max(waiting.criticality, arriving.criticality, key=severity.index)
+    return replace(arriving, criticality=worst)
 
 
 def json_payload(data: bytes) -> RawValue:

@@ -1,0 +1,192 @@
+"""What PreemptVMsWorkflow remembers, and how it carries it across continue-as-new.
+
+Deterministic values only (the workflow builds them from its history); standard library and
+our own pure modules, so the workflow sandbox imports this once. A workflow that lives as long
+as its alarm continues as new before its history grows large: everything here goes into the
+new run's single argument, one JSON text (`Memory.to_json` / `Memory.from_json`), written with
+Go's encoder so the alarm event's raw data survives the trip byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vsphere_preemption.domain.model import MoRef, VmMark, VmRef
+from vsphere_preemption.domain.policy import ResumePolicy, Scope, policy_from_mapping
+from vsphere_preemption.wire import (
+    WorkflowRequest,
+    format_time,
+    go_json,
+    parse_time,
+    vm_ref_from_wire,
+    vm_ref_to_wire,
+)
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A run that acted: what Go's query fields answer and where the cooldown counts from."""
+
+    request: WorkflowRequest
+    vms: tuple[VmRef, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The latest run that planned (dry runs and runs with nothing to do included)."""
+
+    entity: MoRef | None
+    scope: Scope
+    dry_run: bool
+    plan: dict[str, Any] | None  # Plan.to_wire(); None when planning failed
+    notes: tuple[str, ...] = ()
+    error: str = ""  # why planning failed: said in the state, not only in a log
+    achieved: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Our extras of the query answer and the event (wire.RESPONSE_EXTRAS)."""
+        extras: dict[str, Any] = {
+            "entity": None if self.entity is None else vm_ref_to_wire(self.entity),
+            "scope": self.scope.value,
+            "dryRun": self.dry_run,
+            "plan": None if self.plan is None else {**self.plan, "notes": self._notes()},
+        }
+        if self.error:
+            extras["plan"] = {"error": self.error, "notes": list(self.notes)}
+        if self.achieved is not None:
+            extras["achieved"] = self.achieved
+        return extras
+
+    def _notes(self) -> list[str]:
+        return [*(self.plan or {}).get("notes", []), *self.notes]
+
+    def carry(self) -> dict[str, Any]:
+        return {
+            "entity": None if self.entity is None else vm_ref_to_wire(self.entity),
+            "scope": self.scope.value,
+            "dryRun": self.dry_run,
+            "plan": self.plan,
+            "notes": list(self.notes),
+            "error": self.error,
+            "achieved": self.achieved,
+        }
+
+    @classmethod
+    def from_carried(cls, obj: dict[str, Any]) -> Planned:
+        entity = obj.get("entity")
+        return cls(
+            entity=None if entity is None else vm_ref_from_wire(entity),
+            scope=Scope(obj["scope"]),
+            dry_run=bool(obj["dryRun"]),
+            plan=obj.get("plan"),
+            notes=tuple(obj.get("notes", ())),
+            error=obj.get("error", ""),
+            achieved=obj.get("achieved"),
+        )
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A VM this workflow stopped and has not resumed: enough to resume it, or not."""
+
+    mark: VmMark
+    name: str
+    priority: int  # from its plan: a resume powers the most important on first
+    annotation: str  # the annotation as written on it (JSON text, raw event data kept)
+
+    def carry(self) -> dict[str, Any]:
+        m = self.mark
+        return {
+            "ref": vm_ref_to_wire(m.ref),
+            "changeVersion": m.change_version,
+            "host": m.host,
+            "resourcePool": m.resource_pool,
+            "powerState": m.power_state,
+            "name": self.name,
+            "priority": self.priority,
+            "annotation": self.annotation,
+        }
+
+    @classmethod
+    def from_carried(cls, obj: dict[str, Any]) -> Stopped:
+        mark = VmMark(
+            ref=vm_ref_from_wire(obj["ref"]),
+            change_version=obj["changeVersion"],
+            host=obj.get("host"),
+            resource_pool=obj.get("resourcePool"),
+            power_state=obj["powerState"],
+        )
+        return cls(mark, obj["name"], int(obj["priority"]), obj["annotation"])
+
+
+def resume_order(stopped: list[Stopped]) -> list[Stopped]:
+    """Highest priority first (the most important work back first), then by name."""
+    return sorted(stopped, key=lambda s: (-s.priority, s.name.casefold(), s.mark.ref.value))
+
+
+@dataclass
+class Memory:
+    """Everything a run of the workflow hands to the next when it continues as new."""
+
+    last: LastRun | None = None
+    planned: Planned | None = None
+    runs: deque[dict[str, Any]] = field(default_factory=deque)  # newest last, bounded
+    run_number: int = 0
+    stopped: dict[str, Stopped] = field(default_factory=dict)  # by moref value
+    resume: ResumePolicy | None = None  # the last acting run's, for when the alarm lowers
+    history_keep: int = 20
+    pending: list[WorkflowRequest] = field(default_factory=list)
+
+    def remember(self, record: dict[str, Any], keep: int) -> None:
+        self.history_keep = keep
+        self.runs.append(record)
+        while len(self.runs) > keep:
+            self.runs.popleft()
+
+    def to_json(self) -> str:
+        last = self.last
+        obj: dict[str, Any] = {
+            "last": None
+            if last is None
+            else {
+                # a JSON text inside the JSON: its event data stays as it arrived
+                "request": go_json(last.request.to_wire()).decode(),
+                "vms": [vm_ref_to_wire(v) for v in last.vms],
+                "at": format_time(last.at),
+            },
+            "planned": None if self.planned is None else self.planned.carry(),
+            "runs": list(self.runs),
+            "runNumber": self.run_number,
+            "stopped": [s.carry() for s in self.stopped.values()],
+            "resume": None if self.resume is None else self.resume.to_wire(),
+            "historyKeep": self.history_keep,
+            "pending": [go_json(r.to_wire()).decode() for r in self.pending],
+        }
+        return go_json(obj).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> Memory:
+        obj = json.loads(text)
+        last = obj.get("last")
+        memory = cls(
+            planned=None if obj["planned"] is None else Planned.from_carried(obj["planned"]),
+            runs=deque(obj["runs"]),
+            run_number=int(obj["runNumber"]),
+            stopped={s["ref"]["Value"]: Stopped.from_carried(s) for s in obj.get("stopped", [])},
+            history_keep=int(obj.get("historyKeep", 20)),
+        )
+        if obj.get("resume") is not None:
+            memory.resume = policy_from_mapping({"resume": obj["resume"]}).resume
+        if last is not None:
+            memory.last = LastRun(
+                request=WorkflowRequest.from_json(last["request"]),
+                vms=tuple(vm_ref_from_wire(v) for v in last["vms"]),
+                at=parse_time(last["at"]),
+            )
+        memory.pending = [WorkflowRequest.from_json(text) for text in obj.get("pending", [])]
+        return memory
