@@ -15,10 +15,15 @@ from typing import Any
 
 import pytest
 
+from tests.vsphere.usage_inventory import usage_inventory, usage_vcsim
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# vcsim serving an inventory with usage figures (tests/vsphere/usage_inventory.py), for
+# any test package: `usage_inventory` (session: the figures), `usage_vcsim` (per test).
+__all__ = ["usage_inventory", "usage_vcsim"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -35,7 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         if names & {"temporal_server", "temporal_client"}:
             item.add_marker(pytest.mark.temporal)
-        if names & {"vcsim", "vcsim_factory"}:
+        if names & {"vcsim", "vcsim_factory", "usage_vcsim", "usage_inventory"}:
             item.add_marker(pytest.mark.vcsim)
 
 

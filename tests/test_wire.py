@@ -108,3 +108,15 @@ def test_response_extras_follow_gos_fields_and_are_read_back() -> None:
     assert WorkflowResponse.from_wire(response.to_json()).extra == {
         "entity": {"Type": "X", "Value": "y"}
     }
+
+
+def test_the_alarmed_entity_comes_from_the_request_or_its_alarm_event() -> None:
+    from_event = WorkflowRequest.from_json(SIGNAL)
+    # The reference signal's alarm fired on a host; raw JSON data is read as well.
+    assert from_event.alarmed_entity() == MoRef("host-21", "HostSystem")
+    named = WorkflowRequest.from_wire(
+        {**json.loads(SIGNAL), "entity": {"Type": "ClusterComputeResource", "Value": "domain-c7"}}
+    )
+    assert named.alarmed_entity() == MoRef("domain-c7", "ClusterComputeResource")
+    cli = WorkflowRequest("t", Criticality.LOW, {"id": "1", "type": "PreempctlRunEvent"})
+    assert cli.alarmed_entity() is None

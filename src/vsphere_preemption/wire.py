@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vsphere_preemption.domain.events import alarm_entity
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
 from vsphere_preemption.rawjson import RawJSON, members
 
@@ -28,6 +29,8 @@ SIGNAL_NAME = "PreemptVMsChan"
 QUERY_NAME = "current_state"
 ANNOTATION_KEY = "com.vmware.workflows.vsphere.preemption"
 PREEMPTED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptedEvent.v0"
+# Ours: what a dry run emits instead (its plan; nothing was acted on).
+PLANNED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionPlannedEvent.v0"
 CLI_WORKFLOW_ID = "preempctl-run"  # sic: the Go CLI's spelling, kept for compatibility
 CLI_EVENT_TYPE = "PreempctlRunEvent"
 DEFAULT_NAMESPACE = "vsphere-preemption"
@@ -312,6 +315,20 @@ class WorkflowRequest:
             dry_run=bool(dry_run),
             policy=None if policy is None else dict(policy),
         )
+
+    def alarmed_entity(self) -> MoRef | None:
+        """The entity whose VMs are candidates: ours if named, else the alarm event's own.
+
+        A signal from the Go function (or from ours) names no entity of its own but carries
+        the AlarmStatusChangedEvent whole; `preemptctl workflow run` names one with --entity
+        or none at all (then: the whole vCenter).
+        """
+        if self.entity is not None:
+            return self.entity
+        event = self.event
+        if isinstance(event.get("data"), RawJSON):
+            event = {**event, "data": event["data"].value()}
+        return alarm_entity(event)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> WorkflowRequest:

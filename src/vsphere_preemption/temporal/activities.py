@@ -31,21 +31,39 @@ from cloudevents.core.v1.event import CloudEvent
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
+from vsphere_preemption.domain.model import (
+    AnnotateOutcome,
+    EntityUsage,
+    MoRef,
+    PowerOffOutcome,
+    Selection,
+    VmRef,
+)
+from vsphere_preemption.domain.plan import plan
+from vsphere_preemption.domain.policy import Policy
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_POLICY,
     GET_PREEMPTIBLE_VMS,
+    PLAN_PREEMPTION,
     POWER_OFF_VMS,
+    READ_ENTITY_USAGE,
     SEND_PREEMPTED_EVENT,
     AnnotateInput,
     FindVmsInput,
+    PlanInput,
+    PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
     SendEventInput,
 )
-from vsphere_preemption.vsphere.errors import TagNotFoundError
-from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, format_unix_ns
+from vsphere_preemption.vsphere.errors import (
+    CategoryNotFoundError,
+    EntityNotFoundError,
+    TagNotFoundError,
+)
+from vsphere_preemption.vsphere.gather import Gathered
+from vsphere_preemption.wire import ANNOTATION_KEY, format_unix_ns
 
 HEARTBEAT_EVERY = 1.0  # seconds; well inside the 5 s heartbeat timeout
 
@@ -54,6 +72,12 @@ class VCenter(Protocol):
     """What the activities need of the vSphere adapter (vsphere.client.VSphereClient)."""
 
     def find_preemptible(self, tag: str, max_vms: int) -> Selection: ...
+
+    def gather(
+        self, tag: str, entity: MoRef | None, categories: Sequence[str] = ()
+    ) -> Gathered: ...
+
+    def entity_usage(self, entity: MoRef) -> EntityUsage | None: ...
 
     def power_off(
         self,
@@ -94,6 +118,8 @@ class PreemptionActivities:
         return [
             self.get_policy,
             self.get_preemptible_vms,
+            self.plan_preemption,
+            self.read_entity_usage,
             self.power_off_vms,
             self.annotate_vms,
             self.send_preempted_event,
@@ -120,6 +146,46 @@ class PreemptionActivities:
             len(selection.left_out),
         )
         return selection
+
+    @activity.defn(name=PLAN_PREEMPTION)
+    def plan_preemption(self, arg: PlanInput) -> PlanOutput:
+        """Gather the facts in batched reads, then choose: all choice is domain.plan's."""
+        try:
+            policy = Policy.from_wire(arg.policy)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="InvalidPolicy", non_retryable=True) from None
+        try:
+            with _heartbeating():
+                gathered = self._vcenter.gather(arg.tag, arg.entity, policy.tag_categories())
+        except (TagNotFoundError, CategoryNotFoundError, EntityNotFoundError) as exc:
+            # Retrying cannot create the tag, the category or the entity: say so once.
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+        chosen = plan(
+            gathered.facts, gathered.usage, policy, arg.criticality, non_vms=gathered.non_vms
+        )
+        notes = list(gathered.notes)
+        if gathered.vanished:
+            gone = ", ".join(ref.value for ref in gathered.vanished)
+            notes.append(f"tagged VMs vCenter no longer has (deleted after tagging?): {gone}")
+        activity.logger.info(
+            "tag %r under %s: %d victim(s), %d left out",
+            arg.tag,
+            arg.entity or "the whole vCenter",
+            len(chosen.victims),
+            len(chosen.left_out),
+        )
+        return PlanOutput(
+            plan=chosen.to_wire(),
+            usage=gathered.usage,
+            scope_vms=gathered.scope_vms,
+            notes=notes,
+        )
+
+    @activity.defn(name=READ_ENTITY_USAGE)
+    def read_entity_usage(self, entity: MoRef) -> EntityUsage | None:
+        """The entity's use now, to set what a run achieved against what it planned."""
+        with _heartbeating():
+            return self._vcenter.entity_usage(entity)
 
     @activity.defn(name=POWER_OFF_VMS)
     def power_off_vms(self, arg: PowerOffInput) -> PowerOffOutcome:
@@ -164,7 +230,7 @@ class PreemptionActivities:
             attributes={
                 "id": arg.event_id,
                 "source": self._event_source,
-                "type": PREEMPTED_EVENT_TYPE,
+                "type": arg.event_type,
                 "datacontenttype": "application/json",
                 "time": datetime.now(UTC),
             },
@@ -182,16 +248,16 @@ class PreemptionActivities:
             # httpx messages can quote the URL: strip any credentials from them.
             detail = str(exc).replace(arg.reply_to, where)
             raise ApplicationError(
-                f"sending {PREEMPTED_EVENT_TYPE} to {where} failed: {type(exc).__name__}: {detail}",
+                f"sending {arg.event_type} to {where} failed: {type(exc).__name__}: {detail}",
                 type="SinkUnreachable",
             ) from None
         if not response.is_success:
             # Not acknowledged: an error, so Temporal retries it.
             raise ApplicationError(
-                f"{where} answered HTTP {response.status_code} to {PREEMPTED_EVENT_TYPE}",
+                f"{where} answered HTTP {response.status_code} to {arg.event_type}",
                 type="SinkRejected",
             )
-        activity.logger.info("sent %s %s to %s", PREEMPTED_EVENT_TYPE, arg.event_id, where)
+        activity.logger.info("sent %s %s to %s", arg.event_type, arg.event_id, where)
 
 
 def _safe_url(url: str) -> str:

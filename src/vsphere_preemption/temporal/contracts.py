@@ -13,10 +13,12 @@ properties, so code reads `policy.cooldown` as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.model import Criticality, EntityUsage, VmRef
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 # Results are the domain's own types: Selection, PowerOffOutcome, AnnotateOutcome.
 
@@ -25,6 +27,9 @@ POWER_OFF_VMS = "PowerOffVMs"
 ANNOTATE_VMS = "AnnotateVms"
 SEND_PREEMPTED_EVENT = "SendPreemptedEvent"
 GET_POLICY = "GetPreemptionPolicy"
+# Ours (the Go worker has no such steps): choose victims by place, priority and need.
+PLAN_PREEMPTION = "PlanPreemption"
+READ_ENTITY_USAGE = "ReadEntityUsage"
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class PreemptionPolicy:
     max_vms: int = 10
     soft_shutdown_grace_seconds: float = 120.0
     max_concurrency: int = 5
+    # The selection policy (domain.policy.Policy.to_wire()); None in histories recorded
+    # before the plan existed, whose replays never read it.
+    selection: dict[str, Any] | None = None
 
     @property
     def cooldown(self) -> timedelta:
@@ -76,3 +84,20 @@ class SendEventInput:
     reply_to: str
     event_id: str
     data_json: str  # go_json(wire.preempted_event_data(...)), a text for the same reason
+    event_type: str = PREEMPTED_EVENT_TYPE  # a dry run announces its plan instead
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    tag: str
+    entity: VmRef | None  # the alarmed entity; None: every tagged VM in vCenter
+    policy: dict[str, Any]  # the run's effective Policy.to_wire() (overrides applied)
+    criticality: Criticality
+
+
+@dataclass(frozen=True)
+class PlanOutput:
+    plan: dict[str, Any]  # domain.plan.Plan.to_wire()
+    usage: EntityUsage | None  # the entity's capacity and use when planned
+    scope_vms: int | None = None  # VMs under the entity, tagged or not
+    notes: list[str] = field(default_factory=list)  # what vCenter could not tell, and such

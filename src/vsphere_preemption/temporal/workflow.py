@@ -38,25 +38,35 @@ from temporalio.exceptions import FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     # Pure modules (standard library only): no need to re-import them per run.
+    from vsphere_preemption.domain.achieved import planned_vs_achieved
     from vsphere_preemption.domain.model import (
         AnnotateOutcome,
+        EntityUsage,
+        MoRef,
         PowerOffOutcome,
         Selection,
         VmRef,
     )
+    from vsphere_preemption.domain.plan import Plan
+    from vsphere_preemption.domain.policy import Policy, Scope
     from vsphere_preemption.temporal.contracts import (
         ANNOTATE_VMS,
         GET_POLICY,
         GET_PREEMPTIBLE_VMS,
+        PLAN_PREEMPTION,
         POWER_OFF_VMS,
+        READ_ENTITY_USAGE,
         SEND_PREEMPTED_EVENT,
         AnnotateInput,
         FindVmsInput,
+        PlanInput,
+        PlanOutput,
         PowerOffInput,
         PreemptionPolicy,
         SendEventInput,
     )
     from vsphere_preemption.wire import (
+        PLANNED_EVENT_TYPE,
         QUERY_NAME,
         SIGNAL_NAME,
         WORKFLOW_TYPE,
@@ -66,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         go_json,
         preempted_event_data,
         preempted_event_id,
+        vm_ref_to_wire,
     )
 
 # The Go worker's activity options (docs/wire.md).
@@ -79,6 +90,11 @@ RETRY_POLICY = RetryPolicy(
 )
 POLICY_TIMEOUT = timedelta(seconds=10)
 
+# workflow.patched IDs. Histories recorded before a patch replay the old branch.
+# select-by-plan: victims chosen by domain.plan (scope, priority, target, budgets) through
+# PlanPreemption, instead of the first N tagged VMs by name through GetPreemptibleVMs.
+PLAN_PATCH = "select-by-plan"
+
 
 @dataclass(frozen=True)
 class _Run:
@@ -89,11 +105,42 @@ class _Run:
     at: datetime
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """The latest run that planned (dry runs and runs with nothing to do included)."""
+
+    entity: MoRef | None
+    scope: Scope
+    dry_run: bool
+    plan: dict[str, Any] | None  # Plan.to_wire(); None when planning failed
+    notes: tuple[str, ...] = ()
+    error: str = ""  # why planning failed: said in the state, not only in a log
+    achieved: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        # Our extras of the query answer and the event (wire.RESPONSE_EXTRAS).
+        extras: dict[str, Any] = {
+            "entity": None if self.entity is None else vm_ref_to_wire(self.entity),
+            "scope": self.scope.value,
+            "dryRun": self.dry_run,
+            "plan": None if self.plan is None else {**self.plan, "notes": self._notes()},
+        }
+        if self.error:
+            extras["plan"] = {"error": self.error, "notes": list(self.notes)}
+        if self.achieved is not None:
+            extras["achieved"] = self.achieved
+        return extras
+
+    def _notes(self) -> list[str]:
+        return [*(self.plan or {}).get("notes", []), *self.notes]
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class PreemptVMsWorkflow:
     def __init__(self) -> None:
         self._pending: deque[WorkflowRequest] = deque()
         self._last: _Run | None = None
+        self._planned: _Planned | None = None
 
     @workflow.run
     async def run(self) -> RawValue:
@@ -148,10 +195,14 @@ class PreemptVMsWorkflow:
     def _response(self) -> WorkflowResponse:
         info = workflow.info()
         last = self._last
+        extra = {} if self._planned is None else self._planned.to_wire()
         if last is None:
             # Go's zero values: what the Go worker answers before its first run.
             return WorkflowResponse(
-                workflow_id=info.workflow_id, run_id=info.run_id, workflow_name=info.workflow_type
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                workflow_name=info.workflow_type,
+                extra=extra,
             )
         return WorkflowResponse(
             workflow_id=info.workflow_id,
@@ -163,6 +214,7 @@ class PreemptVMsWorkflow:
             criticality=last.request.criticality,
             event=last.request.event,
             reply_to=last.request.reply_to,
+            extra=extra,
         )
 
     async def _preempt(self, request: WorkflowRequest) -> None:
@@ -185,6 +237,13 @@ class PreemptVMsWorkflow:
             )
             return
 
+        if workflow.patched(PLAN_PATCH):
+            await self._preempt_by_plan(request, policy)
+        else:
+            await self._preempt_by_name(request, policy)
+
+    async def _preempt_by_name(self, request: WorkflowRequest, policy: PreemptionPolicy) -> None:
+        """Before select-by-plan: the first `max_vms` tagged VMs in vCenter, by name."""
         try:
             selection = await workflow.execute_activity(
                 GET_PREEMPTIBLE_VMS,
@@ -202,6 +261,100 @@ class PreemptVMsWorkflow:
             workflow.logger.info("no powered-on VM carries the tag %r", request.tag)
             return
 
+        outcome = await self._power_off(request, selection.selected, policy)
+        if outcome is None:
+            return
+        annotation = self._record_run(request, outcome)
+        await self._annotate(outcome, annotation)
+        await self._send(
+            request,
+            preempted_event_id(workflow.info().workflow_id, request.event),
+            preempted_event_data(annotation, outcome.powered_off),
+        )
+
+    async def _preempt_by_plan(self, request: WorkflowRequest, policy: PreemptionPolicy) -> None:
+        """Victims by place, priority and need: all choice is domain.plan's, in PlanPreemption."""
+        try:
+            effective = Policy.from_wire(policy.selection or {})
+            if request.policy is not None:
+                effective = effective.with_overrides(request.policy)
+        except ValueError as exc:
+            workflow.logger.error("dropping the run: its policy is refused: %s", exc)
+            self._planned = _Planned(None, Scope.ENTITY, request.dry_run, None, error=str(exc))
+            return
+        entity = request.alarmed_entity() if effective.scope is Scope.ENTITY else None
+        scope = Scope.ENTITY if entity is not None else Scope.VCENTER
+        notes: list[str] = []
+        if effective.scope is Scope.ENTITY and entity is None:
+            notes.append("the request names no alarmed entity: acting on the whole vCenter")
+            workflow.logger.warning("%s", notes[-1])
+        dry_run = request.dry_run or effective.dry_run
+        try:
+            planned = await workflow.execute_activity(
+                PLAN_PREEMPTION,
+                PlanInput(
+                    tag=request.tag,
+                    entity=entity,
+                    policy=effective.to_wire(),
+                    criticality=request.criticality,
+                ),
+                result_type=PlanOutput,
+                **_options(),
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            why = _cause(err)
+            workflow.logger.error("planning the preemption failed: %s", why)
+            self._planned = _Planned(entity, scope, dry_run, None, tuple(notes), error=why)
+            return
+        chosen = Plan.from_wire(planned.plan)
+        notes += planned.notes
+        self._planned = _Planned(entity, scope, dry_run, planned.plan, tuple(notes))
+        for left in chosen.left_out:
+            workflow.logger.info("left out %s: %s (%s)", left.ref, left.reason.value, left.detail)
+        for position, victim in enumerate(chosen.victims, 1):
+            workflow.logger.info("victim %d: %s (%s)", position, victim.ref, victim.reason)
+        if dry_run:
+            workflow.logger.info(
+                "dry run: %d victim(s) planned, none acted on", len(chosen.victims)
+            )
+            await self._send(
+                request,
+                preempted_event_id(workflow.info().workflow_id, request.event) + "-plan",
+                {
+                    "workflowID": workflow.info().workflow_id,
+                    "tag": request.tag,
+                    "criticality": request.criticality.value,
+                    "event": request.event,
+                    **self._planned.to_wire(),
+                },
+                event_type=PLANNED_EVENT_TYPE,
+            )
+            return
+        if not chosen.victims:
+            workflow.logger.info("the plan has no victim: nothing to preempt")
+            return
+
+        outcome = await self._power_off(request, chosen.refs, policy)
+        if outcome is None:
+            return
+        annotation = self._record_run(request, outcome)
+        await self._annotate(outcome, annotation)
+        if entity is not None and chosen.target is not None:
+            after = await self._entity_usage(entity)
+            self._planned = replace(
+                self._planned, achieved=planned_vs_achieved(chosen.target, after)
+            )
+        await self._send(
+            request,
+            preempted_event_id(workflow.info().workflow_id, request.event),
+            {**preempted_event_data(annotation, outcome.powered_off), **self._planned.to_wire()},
+        )
+
+    async def _power_off(
+        self, request: WorkflowRequest, vms: list[VmRef], policy: PreemptionPolicy
+    ) -> PowerOffOutcome | None:
+        """Power the VMs off (confirmed by vCenter); None when none went off."""
         force = request.criticality.forces_power_off
         # A soft shutdown may wait its whole grace before it forces.
         timeout = ACTIVITY_TIMEOUT if force else ACTIVITY_TIMEOUT + policy.soft_shutdown_grace
@@ -209,7 +362,7 @@ class PreemptVMsWorkflow:
             outcome = await workflow.execute_activity(
                 POWER_OFF_VMS,
                 PowerOffInput(
-                    vms=selection.selected,
+                    vms=vms,
                     force=force,
                     soft_shutdown_grace_seconds=policy.soft_shutdown_grace_seconds,
                     max_concurrency=policy.max_concurrency,
@@ -220,41 +373,59 @@ class PreemptVMsWorkflow:
         except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("powering VMs off failed: %s", _cause(err))
-            return
+            return None
         for issue in outcome.failed:
             workflow.logger.error("could not power off %s: %s", issue.vm, issue.reason)
         if not outcome.powered_off:
             workflow.logger.warning("no VM was powered off")
-            return
+            return None
+        return outcome
 
+    def _record_run(self, request: WorkflowRequest, outcome: PowerOffOutcome) -> Annotation:
+        """Remember a run that acted (query, cooldown); the annotation it writes."""
         self._last = _Run(request=request, vms=tuple(outcome.powered_off), at=workflow.now())
-        annotation = Annotation(
+        return Annotation(
             tag=request.tag,
-            forced_shutdown=force,
+            forced_shutdown=request.criticality.forces_power_off,
             criticality=request.criticality,
             workflow_id=workflow.info().workflow_id,
             workflow_started=workflow.info().workflow_start_time,
             event=request.event,
         )
-        await self._annotate(outcome, annotation)
 
-        if not request.reply_to:
-            return
+    async def _entity_usage(self, entity: MoRef) -> EntityUsage | None:
         try:
-            await workflow.execute_activity(
-                SEND_PREEMPTED_EVENT,
-                SendEventInput(
-                    reply_to=request.reply_to,
-                    event_id=preempted_event_id(workflow.info().workflow_id, request.event),
-                    data_json=go_json(
-                        preempted_event_data(annotation, outcome.powered_off)
-                    ).decode(),
-                ),
-                **_options(),
+            return await workflow.execute_activity(
+                READ_ENTITY_USAGE, entity, result_type=EntityUsage, **_options()
             )
         except FailureError as err:
             _reraise_cancel(err)
-            workflow.logger.error("sending the VmPreemptedEvent failed: %s", _cause(err))
+            workflow.logger.warning(
+                "reading %s's use after the run failed: %s", entity, _cause(err)
+            )
+            return None
+
+    async def _send(
+        self,
+        request: WorkflowRequest,
+        event_id: str,
+        data: dict[str, Any],
+        *,
+        event_type: str | None = None,
+    ) -> None:
+        """Announce the run to `replyTo`, if the request has one."""
+        if not request.reply_to:
+            return
+        what = SendEventInput(
+            reply_to=request.reply_to, event_id=event_id, data_json=go_json(data).decode()
+        )
+        if event_type is not None:
+            what = replace(what, event_type=event_type)
+        try:
+            await workflow.execute_activity(SEND_PREEMPTED_EVENT, what, **_options())
+        except FailureError as err:
+            _reraise_cancel(err)
+            workflow.logger.error("sending the %s failed: %s", what.event_type, _cause(err))
 
     async def _annotate(self, outcome: PowerOffOutcome, annotation: Annotation) -> None:
         # VMs a soft shutdown could not stop within the grace, or whose guest shutdown

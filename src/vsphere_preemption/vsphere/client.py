@@ -13,11 +13,18 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 
-from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
+from vsphere_preemption.domain.model import (
+    AnnotateOutcome,
+    MoRef,
+    PowerOffOutcome,
+    Selection,
+    VmRef,
+)
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, VmState, select_preemptible
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.fields import CustomFields
+from vsphere_preemption.vsphere.gather import Gathered, gather
 from vsphere_preemption.vsphere.power import PowerOff
 from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
 from vsphere_preemption.vsphere.rest import TaggingRest
@@ -83,6 +90,38 @@ class VSphereClient:
         with self.session.translating("read virtual machines"):
             states, _ = read_vm_states(self.session, refs, page_size=self._page_size)
         return states
+
+    def gather(self, tag: str, entity: MoRef | None, categories: Sequence[str] = ()) -> Gathered:
+        """The facts a plan chooses victims from, for an alarm on `entity` (None: everywhere).
+
+        Every VM carrying `tag` (preemptible) or any tag of `categories` (budget groups;
+        not preemptible unless it also carries `tag`), with its scope, tags, power state,
+        boot time, usage, allocation, host and our preemption mark; the tagged objects
+        that are not VMs; the entity's capacity and use. See `gather.py` for what each
+        figure is read from and `scope.py` for what "under the entity" means.
+
+        Round trips, whatever the number of VMs: REST one per requested category + 1,
+        plus, when not cached (`tag_cache_ttl`), the name lookups of `tag`, of the
+        categories and of each tag met; SOAP 1 to 3 for the scope, 2 for the facts (+1
+        per page). Raises TagNotFoundError, CategoryNotFoundError, EntityNotFoundError,
+        UnsupportedEntityError, or VSphereError (a VM whose power state cannot be read).
+        """
+        with self.session.translating("gather preemption facts"):
+            gathered = gather(
+                self.session, self.tagging, tag, entity, categories, page_size=self._page_size
+            )
+        log.info(
+            "vcenter.gathered",
+            tag=tag,
+            entity=str(entity) if entity is not None else None,
+            categories=list(categories),
+            vms=len(gathered.facts),
+            in_scope=sum(f.in_scope for f in gathered.facts),
+            scope_vms=gathered.scope_vms,
+            non_vms=len(gathered.non_vms),
+            vanished=len(gathered.vanished),
+        )
+        return gathered
 
     def find_preemptible(self, tag: str, max_vms: int) -> Selection:
         """The powered-on VMs carrying `tag`, at most `max_vms`, and why the others are not.

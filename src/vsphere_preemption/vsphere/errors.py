@@ -35,6 +35,40 @@ class TagNotFoundError(VSphereError):
         self.tag = tag
 
 
+class CategoryNotFoundError(VSphereError):
+    """No tag category of that name exists."""
+
+    def __init__(self, category: str) -> None:
+        super().__init__(f"tag category {category!r} not found")
+        self.category = category
+
+
+class EntityError(VSphereError):
+    """The alarmed entity cannot be used as a scope; `entity` is its `type:value`."""
+
+    def __init__(self, message: str, entity: str) -> None:
+        super().__init__(message)
+        self.entity = entity
+
+
+class EntityNotFoundError(EntityError):
+    """The alarmed entity does not exist (deleted, or a wrong moref)."""
+
+    def __init__(self, entity: str) -> None:
+        super().__init__(f"entity {entity} not found", entity)
+
+
+class UnsupportedEntityError(EntityError):
+    """The alarmed entity is of a type that holds no VMs we know how to find."""
+
+    def __init__(self, entity: str, supported: Iterable[str]) -> None:
+        super().__init__(
+            f"cannot find the VMs under {entity}: entity type not supported "
+            f"(supported: {', '.join(sorted(supported))})",
+            entity,
+        )
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """Defence in depth: blank any secret that a server might echo back."""
     for secret in secrets:

@@ -112,6 +112,8 @@ class TaggingRest:
         self._dialect: Dialect | None = None
         self._closed = False
         self._tag_ids: dict[str, tuple[float, list[str]]] = {}
+        self._categories: tuple[float, dict[str, str]] | None = None
+        self._tag_info: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # -- session --------------------------------------------------------------------
 
@@ -193,14 +195,20 @@ class TaggingRest:
         *,
         action: str | None = None,
         body: Any = None,
+        body_of: Callable[[Dialect], Any] | None = None,
         create_spec: dict[str, Any] | None = None,
     ) -> Any:
-        """Call the API; `path_of(dialect)` builds the path. Returns the unwrapped JSON."""
+        """Call the API; `path_of(dialect)` builds the path. Returns the unwrapped JSON.
+
+        `body_of(dialect)` builds a body that differs between the dialects.
+        """
         session, dialect = self._current()
         for attempt in (1, 2):
             params = {dialect.action_param: action} if action else None
             if create_spec is not None:
                 body = dialect.wrap_spec(create_spec)
+            elif body_of is not None:
+                body = body_of(dialect)
             response = self._send(
                 method,
                 path_of(dialect),
@@ -280,6 +288,61 @@ class TaggingRest:
             "POST", lambda d: d.item(d.association, tag_id), action="list-attached-objects", body={}
         )
         return [VmRef(value=o["id"], type=o["type"]) for o in objects or []]
+
+    def _fresh(self, cached_at: float) -> bool:
+        return time.monotonic() - cached_at < self._tag_cache_ttl
+
+    def categories(self, *, fresh: bool = False) -> dict[str, str]:
+        """Every tag category, name -> id; cached like tag names (else 1 + C requests)."""
+        if self._categories is not None and not fresh and self._fresh(self._categories[0]):
+            return self._categories[1]
+        names: dict[str, str] = {}
+        for category_id in self.request("GET", lambda d: d.category) or []:
+            try:
+                names[str(self._get_category(category_id).get("name"))] = str(category_id)
+            except NotFound:
+                continue  # deleted while we listed
+        self._categories = (time.monotonic(), names)
+        return names
+
+    def tag_info(self, tag_id: str) -> dict[str, Any]:
+        """A tag's name and category id, cached by id like tag names (else 1 request)."""
+        cached = self._tag_info.get(tag_id)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        info = self.get_tag(tag_id)
+        self._tag_info[tag_id] = (time.monotonic(), info)
+        return info
+
+    def tags_of_category(self, category_id: str) -> list[str]:
+        """Ids of the tags in a category, in one request."""
+        # /rest names the category in the path, /api in the body.
+        return [
+            str(t)
+            for t in self.request(
+                "POST",
+                lambda d: d.item(d.tag, category_id) if d.wrapped else d.tag,
+                action="list-tags-for-category",
+                body_of=lambda d: {} if d.wrapped else {"category_id": category_id},
+            )
+            or []
+        ]
+
+    def objects_on_tags(self, tag_ids: Sequence[str]) -> dict[str, list[VmRef]]:
+        """The objects attached to each tag, for any number of tags, in one request."""
+        if not tag_ids:
+            return {}
+        found = self.request(
+            "POST",
+            lambda d: d.association,
+            action="list-attached-objects-on-tags",
+            body={"tag_ids": list(tag_ids)},
+        )
+        attached: dict[str, list[VmRef]] = {t: [] for t in tag_ids}
+        for entry in found or []:
+            objects = [VmRef(value=o["id"], type=o["type"]) for o in entry.get("object_ids") or []]
+            attached.setdefault(str(entry["tag_id"]), []).extend(objects)
+        return attached
 
     # -- preparing an inventory (tests, demo, benchmarks) ------------------------------
 
