@@ -145,6 +145,10 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
     data = event.data
     assert isinstance(data, dict)
     assert {VmRef(v["Value"], v["Type"]) for v in data.pop("virtualMachines")} == set(scene.on)
+    # Our fields follow Go's: the run's scope and its plan.
+    assert [data.pop(k) for k in ("entity", "scope")] == [None, "vcenter"]
+    assert {VmRef(v["ref"]["Value"]) for v in data.pop("plan")["victims"]} == set(scene.on)
+    assert data.pop("dryRun") is False
     assert data == json.loads(next(iter(notes.values())))
     assert "ce-id" in {k.lower() for k in sink.received[1].headers}  # binary content mode
 

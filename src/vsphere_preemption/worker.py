@@ -49,6 +49,7 @@ def policy_from(settings: WorkerSettings) -> PreemptionPolicy:
         max_vms=settings.max_vms,
         soft_shutdown_grace_seconds=settings.soft_shutdown_grace.total_seconds(),
         max_concurrency=settings.max_concurrency,
+        selection=settings.policy.to_wire(),
     )
 
 

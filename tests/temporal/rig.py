@@ -59,6 +59,10 @@ def worker_env(
         "VCENTER_URL": sim.url,
         "VCENTER_INSECURE": "true",  # vcsim's self-signed certificate
         "VCENTER_SECRET_PATH": str(secret_dir),
+        # These tests are about acting (power off, annotate, report, retries) on every tagged
+        # VM, as the Go worker picks them; choosing by entity has tests of its own
+        # (tests/test_worker_plan_e2e.py).
+        "PREEMPTION_SCOPE": "vcenter",
         **extra,
     }
 

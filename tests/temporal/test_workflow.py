@@ -36,19 +36,29 @@ from tests.temporal.helpers import (
 )
 from vsphere_preemption.domain.model import (
     AnnotateOutcome,
+    Criticality,
+    EntityUsage,
+    MoRef,
     PowerOffOutcome,
     Selection,
+    VmFacts,
     VmIssue,
     VmRef,
 )
+from vsphere_preemption.domain.plan import plan
+from vsphere_preemption.domain.policy import Policy
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_POLICY,
     GET_PREEMPTIBLE_VMS,
+    PLAN_PREEMPTION,
     POWER_OFF_VMS,
+    READ_ENTITY_USAGE,
     SEND_PREEMPTED_EVENT,
     AnnotateInput,
     FindVmsInput,
+    PlanInput,
+    PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
     SendEventInput,
@@ -56,6 +66,8 @@ from vsphere_preemption.temporal.contracts import (
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
 from vsphere_preemption.wire import (
     EMPTY_EVENT,
+    PLANNED_EVENT_TYPE,
+    PREEMPTED_EVENT_TYPE,
     SIGNAL_NAME,
     WORKFLOW_TYPE,
     Annotation,
@@ -63,10 +75,12 @@ from vsphere_preemption.wire import (
 )
 
 VM1, VM2, VM3 = VmRef("vm-1"), VmRef("vm-2"), VmRef("vm-3")
-GO_RESPONSE_KEYS = {
+GO_RESPONSE_ORDER = [
     "workflowID", "workflowRunID", "workflowName", "lastPreemptionTime", "virtualMachines",
     "tag", "criticality", "event", "replyTo",
-}  # fmt: skip
+]  # fmt: skip
+GO_RESPONSE_KEYS = set(GO_RESPONSE_ORDER)
+OUR_KEYS = ("entity", "scope", "dryRun", "plan")
 
 
 @dataclass
@@ -80,6 +94,7 @@ class StandIns:
     failing_vm: VmRef | None = None
     annotate_fails: bool = False
     policy_fails: bool = False
+    plan_fails: bool = False
     gate: asyncio.Event | None = None  # the power-off waits for it when set
     calls: list[tuple[str, Any]] = field(default_factory=list)
     attempts: list[tuple[int, PowerOffInput]] = field(default_factory=list)
@@ -99,6 +114,24 @@ class StandIns:
         async def find(arg: FindVmsInput) -> Selection:
             self.calls.append((GET_PREEMPTIBLE_VMS, arg))
             return Selection(selected=self.tagged.get(arg.tag, [])[: arg.max_vms])
+
+        @activity.defn(name=PLAN_PREEMPTION)
+        async def plan_preemption(arg: PlanInput) -> PlanOutput:
+            # The real choice over stand-in facts: the tagged VMs, running, in scope.
+            self.calls.append((PLAN_PREEMPTION, arg))
+            if self.plan_fails:
+                raise ApplicationError("tag 'preemptible' not found", non_retryable=True)
+            facts = [
+                VmFacts(ref=vm, name=vm.value, power_state="poweredOn", in_scope=True)
+                for vm in self.tagged.get(arg.tag, [])
+            ]
+            chosen = plan(facts, None, Policy.from_wire(arg.policy), arg.criticality)
+            return PlanOutput(plan=chosen.to_wire(), usage=None, notes=["stand-in facts"])
+
+        @activity.defn(name=READ_ENTITY_USAGE)
+        async def read_usage(entity: MoRef) -> EntityUsage | None:
+            self.calls.append((READ_ENTITY_USAGE, entity))
+            return None
 
         @activity.defn(name=POWER_OFF_VMS)
         async def power_off(arg: PowerOffInput) -> PowerOffOutcome:
@@ -127,7 +160,7 @@ class StandIns:
         async def send(arg: SendEventInput) -> None:
             self.calls.append((SEND_PREEMPTED_EVENT, arg))
 
-        return [get_policy, find, power_off, annotate, send]
+        return [get_policy, find, plan_preemption, read_usage, power_off, annotate, send]
 
 
 @dataclass
@@ -196,9 +229,12 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the event")
 
     names = [n for n, _ in rig.stand_ins.calls if n != "power_off_started"]
-    assert names == [GET_POLICY, GET_PREEMPTIBLE_VMS, POWER_OFF_VMS, ANNOTATE_VMS,
+    assert names == [GET_POLICY, PLAN_PREEMPTION, POWER_OFF_VMS, ANNOTATE_VMS,
                      SEND_PREEMPTED_EVENT]  # fmt: skip
-    assert rig.stand_ins.named(GET_PREEMPTIBLE_VMS) == [FindVmsInput("preemptible", 10)]
+    planned: PlanInput = rig.stand_ins.named(PLAN_PREEMPTION)[0]
+    # The alarm fired on host-21: its VMs are the candidates (scope entity by default).
+    assert (planned.tag, planned.entity) == ("preemptible", MoRef("host-21", "HostSystem"))
+    assert planned.policy == Policy().to_wire() and planned.criticality is Criticality.HIGH
     power_off: PowerOffInput = rig.stand_ins.named(POWER_OFF_VMS)[0]
     assert (power_off.vms, power_off.force) == ([VM1, VM2], True)  # HIGH: hard power-off
     assert (power_off.max_concurrency, power_off.soft_shutdown_grace_seconds) == (5, 120)
@@ -220,14 +256,22 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     assert send.reply_to == payload["replyTo"]
     assert send.event_id == f"{handle.id}-d65a8ad1-7d3c-4f72-ace4-e3f2883c4475"
     sent = json.loads(send.data_json)
-    assert list(sent)[-1] == "virtualMachines"
-    assert sent == {
+    # Go's fields first, in Go's order; ours after them.
+    go_fields = list(sent)[: len(written) + 1]
+    assert go_fields[-1] == "virtualMachines"
+    assert {k: sent[k] for k in go_fields} == {
         **written,
         "virtualMachines": [{"Type": "VirtualMachine", "Value": v} for v in ("vm-1", "vm-2")],
     }
+    assert list(sent)[len(go_fields) :] == list(OUR_KEYS)
+    assert sent["entity"] == {"Type": "HostSystem", "Value": "host-21"}
+    assert [v["ref"]["Value"] for v in sent["plan"]["victims"]] == ["vm-1", "vm-2"]
+    assert "stand-in facts" in sent["plan"]["notes"]
 
-    # The query answers in the Go worker's shape, VM references spelled as govmomi's.
-    assert set(state) == GO_RESPONSE_KEYS
+    # The query answers in the Go worker's shape (VM references spelled as govmomi's), then ours.
+    assert list(state)[: len(GO_RESPONSE_KEYS)] == GO_RESPONSE_ORDER
+    assert list(state)[len(GO_RESPONSE_KEYS) :] == list(OUR_KEYS)
+    assert state["plan"] == sent["plan"]
     assert state["virtualMachines"] == sent["virtualMachines"]
     assert (state["tag"], state["criticality"]) == ("preemptible", "HIGH")
     assert (state["event"], state["replyTo"]) == (payload["event"], payload["replyTo"])
@@ -318,7 +362,7 @@ async def test_a_signal_within_the_cooldown_is_skipped_and_keeps_the_last_state(
 
 async def test_the_cooldown_starts_only_after_a_run_that_acted(rig: Rig) -> None:
     handle = await rig.signal_with_start(signal_payload(tag="nothing-tagged", replyTo=""))
-    await wait_for(lambda: len(rig.stand_ins.named(GET_PREEMPTIBLE_VMS)) == 1, what="run 1")
+    await wait_for(lambda: len(rig.stand_ins.named(PLAN_PREEMPTION)) == 1, what="run 1")
     assert (await query_state(handle))["virtualMachines"] is None  # it did nothing
 
     await handle.signal(SIGNAL_NAME, signal_payload(replyTo=""))  # well within 60 s
@@ -344,12 +388,12 @@ async def test_signals_during_a_run_wait_for_it(rig: Rig, caplog: pytest.LogCapt
 
     await handle.signal(SIGNAL_NAME, signal_payload(criticality="LOW", replyTo=""))
     await wait_for(lambda: received() == 2, what="the second signal received")
-    assert len(rig.stand_ins.named(GET_PREEMPTIBLE_VMS)) == 1  # queued, not started
+    assert len(rig.stand_ins.named(PLAN_PREEMPTION)) == 1  # queued, not started
 
     gate.set()
     await wait_for(lambda: len(rig.stand_ins.named(ANNOTATE_VMS)) == 2, what="run 2")
     names = [n for n, _ in rig.stand_ins.calls if n != GET_POLICY]
-    run = [GET_PREEMPTIBLE_VMS, "power_off_started", POWER_OFF_VMS, ANNOTATE_VMS]
+    run = [PLAN_PREEMPTION, "power_off_started", POWER_OFF_VMS, ANNOTATE_VMS]
     assert names == run + run  # one after the other, never interleaved
     assert (await query_state(handle))["criticality"] == "LOW"
 
@@ -396,7 +440,7 @@ async def test_a_retried_power_off_gets_the_same_selection(rig: Rig) -> None:
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in started] == [
-        GET_PREEMPTIBLE_VMS,
+        PLAN_PREEMPTION,
         POWER_OFF_VMS,
         ANNOTATE_VMS,
     ]  # fmt: skip (one scheduled power-off; the server retried it)
@@ -424,5 +468,88 @@ async def test_a_policy_that_cannot_be_read_drops_the_run_not_the_workflow(
         lambda: any("reading the worker's policy failed" in r.getMessage() for r in caplog.records),
         what="the failure logged",
     )
-    assert rig.stand_ins.named(GET_PREEMPTIBLE_VMS) == []
+    assert rig.stand_ins.named(PLAN_PREEMPTION) == []
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def state_with_plan(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    return await eventually(
+        lambda: query_state(handle), lambda s: s.get("plan") is not None, what="a plan"
+    )
+
+
+async def test_a_dry_run_plans_announces_and_acts_on_nothing(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(dryRun=True))
+    state = await state_with_plan(handle)
+    await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the plan event")
+    assert rig.stand_ins.named(POWER_OFF_VMS) == [] and rig.stand_ins.named(ANNOTATE_VMS) == []
+    assert state["dryRun"] is True
+    assert [v["ref"]["Value"] for v in state["plan"]["victims"]] == ["vm-1", "vm-2"]
+    assert state["virtualMachines"] is None  # nothing acted on: Go's fields say no run
+    send: SendEventInput = rig.stand_ins.named(SEND_PREEMPTED_EVENT)[0]
+    assert send.event_type == PLANNED_EVENT_TYPE
+    assert send.event_id == f"{handle.id}-d65a8ad1-7d3c-4f72-ace4-e3f2883c4475-plan"
+    data = json.loads(send.data_json)
+    assert data["plan"] == state["plan"] and data["dryRun"] is True
+
+
+async def test_a_request_override_changes_the_run_and_only_that_run(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(policy={"maxVMs": 1}))
+    state = await has_run(handle)
+    assert state["virtualMachines"] == [{"Type": "VirtualMachine", "Value": "vm-1"}]
+    planned: PlanInput = rig.stand_ins.named(PLAN_PREEMPTION)[0]
+    assert planned.policy["maxVMs"] == 1
+    assert [(x["ref"]["Value"], x["reason"]) for x in state["plan"]["leftOut"]] == [
+        ("vm-2", "over_cap")
+    ]
+
+
+async def test_a_refused_override_drops_the_run_and_says_why_in_the_state(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload(policy={"maxVMs": 0, "scope": "galaxy"}))
+    state = await state_with_plan(handle)
+    assert "maxVMs" in state["plan"]["error"] and "scope" in state["plan"]["error"]
+    assert rig.stand_ins.named(PLAN_PREEMPTION) == []
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_request_naming_no_entity_acts_on_the_whole_vcenter_and_says_so(rig: Rig) -> None:
+    event = {
+        "specversion": "1.0",
+        "id": "cli-1",
+        "source": "preemptctl",
+        "type": "PreempctlRunEvent",
+    }
+    handle = await rig.signal_with_start(signal_payload(event=event))
+    state = await has_run(handle)
+    planned: PlanInput = rig.stand_ins.named(PLAN_PREEMPTION)[0]
+    assert planned.entity is None
+    assert (state["scope"], state["entity"]) == ("vcenter", None)
+    assert any("whole vCenter" in note for note in state["plan"]["notes"])
+
+
+async def test_the_signals_own_entity_wins_over_the_alarm_events(rig: Rig) -> None:
+    entity = {"Type": "ClusterComputeResource", "Value": "domain-c9"}
+    handle = await rig.signal_with_start(signal_payload(entity=entity))
+    state = await has_run(handle)
+    assert rig.stand_ins.named(PLAN_PREEMPTION)[0].entity == MoRef("domain-c9", entity["Type"])
+    assert (state["scope"], state["entity"]) == ("entity", entity)
+
+
+@pytest.mark.parametrize("rig", [lambda: StandIns(plan_fails=True)], indirect=True)
+async def test_a_plan_that_fails_is_said_in_the_state_and_the_workflow_waits_on(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    handle = await rig.signal_with_start(signal_payload())
+    state = await state_with_plan(handle)
+    assert "not found" in state["plan"]["error"]
+    assert rig.stand_ins.named(POWER_OFF_VMS) == []
+    assert any("planning the preemption failed" in r.getMessage() for r in caplog.records)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_sent_event_is_a_preempted_event(rig: Rig) -> None:
+    handle = await rig.signal_with_start(signal_payload())
+    await has_run(handle)
+    await wait_for(lambda: bool(rig.stand_ins.named(SEND_PREEMPTED_EVENT)), what="the event")
+    assert rig.stand_ins.named(SEND_PREEMPTED_EVENT)[0].event_type == PREEMPTED_EVENT_TYPE

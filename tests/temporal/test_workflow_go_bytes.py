@@ -20,7 +20,7 @@ from tests.temporal.test_workflow import VM1, VM2, StandIns, has_run
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.temporal.contracts import ANNOTATE_VMS, SEND_PREEMPTED_EVENT
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
-from vsphere_preemption.wire import go_json
+from vsphere_preemption.wire import RESPONSE_EXTRAS, go_json
 
 GO = FIXTURES / "go"
 GO_SIGNAL = (GO / "preemptctl-signal-WorkflowRequest.json").read_bytes()
@@ -40,6 +40,14 @@ def as_ours(go_text: str, go_values: dict[str, Any], ours: dict[str, Any]) -> st
         assert go_text.count(old) == 1, f"{old} not once in the Go bytes"
         go_text = go_text.replace(old, f'"{name}":{go_json(ours[name]).decode()}')
     return go_text
+
+
+def go_then_ours(go_text: str, ours_text: str) -> str:
+    """The Go object's bytes with our extra fields (wire.RESPONSE_EXTRAS) appended after Go's."""
+    ours = json.loads(ours_text)
+    extras = {k: ours[k] for k in list(ours)[len(json.loads(go_text)) :]}
+    assert set(extras) <= set(RESPONSE_EXTRAS), extras
+    return go_text if not extras else go_text[:-1] + "," + go_json(extras).decode()[1:]
 
 
 async def test_go_signal_reaches_annotation_event_and_result_as_the_go_worker_wrote_them(
@@ -72,7 +80,9 @@ async def test_go_signal_reaches_annotation_event_and_result_as_the_go_worker_wr
     ours = json.loads(data_json)
     assert ours["virtualMachines"] == [{"Type": "VirtualMachine", "Value": v.value}
                                        for v in (VM1, VM2)]  # fmt: skip
-    assert data_json == as_ours(GO_EVENT_DATA, {**per_run, "virtualMachines": GO_VMS}, ours)
+    go_data = as_ours(GO_EVENT_DATA, {**per_run, "virtualMachines": GO_VMS}, ours)
+    assert data_json == go_then_ours(go_data, data_json)
+    assert ours["scope"] == "vcenter"  # the Go CLI's event names no alarmed entity
 
     history = await handle.fetch_history()
     completed = [e for e in history.events
@@ -86,5 +96,5 @@ async def test_go_signal_reaches_annotation_event_and_result_as_the_go_worker_wr
     }
     expected = as_ours(GO_RESULT, {**per_run_result, "virtualMachines": GO_VMS},
                        json.loads(result))  # fmt: skip
-    assert result == expected
+    assert result == go_then_ours(expected, result)
     assert json.loads(result)["workflowRunID"] == handle.result_run_id

@@ -359,7 +359,7 @@ class PreemptVMsWorkflow:
         # A soft shutdown may wait its whole grace before it forces.
         timeout = ACTIVITY_TIMEOUT if force else ACTIVITY_TIMEOUT + policy.soft_shutdown_grace
         try:
-            outcome = await workflow.execute_activity(
+            outcome: PowerOffOutcome = await workflow.execute_activity(
                 POWER_OFF_VMS,
                 PowerOffInput(
                     vms=vms,
@@ -395,7 +395,7 @@ class PreemptVMsWorkflow:
 
     async def _entity_usage(self, entity: MoRef) -> EntityUsage | None:
         try:
-            return await workflow.execute_activity(
+            usage: EntityUsage | None = await workflow.execute_activity(
                 READ_ENTITY_USAGE, entity, result_type=EntityUsage, **_options()
             )
         except FailureError as err:
@@ -404,6 +404,7 @@ class PreemptVMsWorkflow:
                 "reading %s's use after the run failed: %s", entity, _cause(err)
             )
             return None
+        return usage
 
     async def _send(
         self,

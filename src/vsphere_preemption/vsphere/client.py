@@ -15,6 +15,7 @@ from types import TracebackType
 
 from vsphere_preemption.domain.model import (
     AnnotateOutcome,
+    EntityUsage,
     MoRef,
     PowerOffOutcome,
     Selection,
@@ -28,6 +29,7 @@ from vsphere_preemption.vsphere.gather import Gathered, gather
 from vsphere_preemption.vsphere.power import PowerOff
 from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
 from vsphere_preemption.vsphere.rest import TaggingRest
+from vsphere_preemption.vsphere.scope import read_scope
 from vsphere_preemption.vsphere.soap import RoundTrips, SoapSession
 
 log = get_logger(__name__)
@@ -122,6 +124,14 @@ class VSphereClient:
             vanished=len(gathered.vanished),
         )
         return gathered
+
+    def entity_usage(self, entity: MoRef) -> EntityUsage | None:
+        """The entity's capacity and use now (None for entities without compute capacity).
+
+        The same read as gather's scope (1 to 3 requests), for what a run achieved.
+        """
+        with self.session.translating(f"read the use of {entity}"):
+            return read_scope(self.session, entity).usage
 
     def find_preemptible(self, tag: str, max_vms: int) -> Selection:
         """The powered-on VMs carrying `tag`, at most `max_vms`, and why the others are not.
