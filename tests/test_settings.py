@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vsphere_preemption.domain.model import Criticality
 from vsphere_preemption.domain.policy import Policy, Scope
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.settings import (
@@ -256,3 +257,19 @@ def test_the_readme_policy_example_is_a_valid_policy(tmp_path: Path) -> None:
     s = load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(path)})
     assert s.policy.groups is not None and set(s.policy.groups.budgets) == {"web", "ci-runners"}
     assert s.policy.tag_categories() == ("preemption-priority", "app", "preemption")
+
+
+def test_worker_notice_variables_win_over_the_file(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("notice: {LOW: 5m, MEDIUM: 1m, guest: true}\n")
+    env = {
+        **WORKER_ENV,
+        "PREEMPTION_POLICY_FILE": str(policy),
+        "PREEMPTION_NOTICE_LOW": "0",
+        "PREEMPTION_NOTICE_HIGH": "10s",
+    }
+    s = load(WorkerSettings, env)
+    assert [s.policy.notice_for(c) for c in Criticality] == [0.0, 60.0, 10.0]
+    assert s.policy.guest_notice is True
+    with pytest.raises(SettingsError, match="PREEMPTION_NOTICE_MEDIUM"):
+        load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_NOTICE_MEDIUM": "soon"})

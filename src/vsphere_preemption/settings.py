@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, ValidationError
 
+from vsphere_preemption.domain.durations import parse_seconds
 from vsphere_preemption.domain.policy import Policy, PolicyError, Scope, policy_from_mapping
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
@@ -26,25 +26,11 @@ class SettingsError(ValueError):
     """Settings that cannot start a program; the message names every bad variable."""
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
 def parse_duration(value: Any) -> timedelta:
     """Seconds as a number, or Go's duration spelling (`90s`, `2m`, `1m30s`, `500ms`)."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    text = str(value).strip()
-    try:
-        return timedelta(seconds=float(text))
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r} (use seconds, or 90s, 2m, 1m30s)")
-    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
+    return timedelta(seconds=parse_seconds(value))
 
 
 def _bool(value: Any) -> Any:
@@ -140,6 +126,10 @@ class VCenterSettings(_Settings):
     vcenter_ca_bundle: Path | None = Field(default=None, alias="VCENTER_CA_BUNDLE")
     max_vms: int = Field(default=10, ge=1, alias="PREEMPTION_MAX_VMS")
     scope: Scope = Field(default=Scope.ENTITY, alias="PREEMPTION_SCOPE")
+    # Notice before acting, per criticality (the policy's `notice.<LEVEL>`; over the file).
+    notice_low: Duration | None = Field(default=None, alias="PREEMPTION_NOTICE_LOW")
+    notice_medium: Duration | None = Field(default=None, alias="PREEMPTION_NOTICE_MEDIUM")
+    notice_high: Duration | None = Field(default=None, alias="PREEMPTION_NOTICE_HIGH")
     policy_file: Path | None = Field(default=None, alias="PREEMPTION_POLICY_FILE")
     # The policy file with PREEMPTION_MAX_VMS and PREEMPTION_SCOPE over it, when set; built by
     # `load` (no alias: never read from a variable of its own). `max_vms` and `scope` above
@@ -166,6 +156,17 @@ class VCenterSettings(_Settings):
             overrides["maxVMs"] = settings.max_vms
         if "scope" in settings.model_fields_set:
             overrides["scope"] = settings.scope.value
+        notice = {
+            level: value.total_seconds()
+            for level, value in (
+                ("LOW", settings.notice_low),
+                ("MEDIUM", settings.notice_medium),
+                ("HIGH", settings.notice_high),
+            )
+            if value is not None
+        }
+        if notice:
+            overrides["notice"] = notice
         policy = policy.with_overrides(overrides)
         return {"policy": policy, "max_vms": policy.max_vms, "scope": policy.scope}, []
 

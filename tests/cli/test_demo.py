@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vsphere_preemption.devtools.demo.inventory import MAX_VMS
+from vsphere_preemption.devtools.demo.inventory import ELSEWHERE, MAX_VMS
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 FREE_PORTS = ("--temporal-port", "0", "--ui-port", "0", "--function-port", "0")
-CHECKS = 7
+CHECKS = 9
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -116,28 +116,64 @@ def test_the_demo_preempts_reports_cancels_passes_its_checks_and_keeps_running(
     assert len(re.findall(r"^  \[ok\] ", out, re.MULTILINE)) == CHECKS, out
     assert "FAILED" not in out and "demo passed" in out
 
-    # The preempted VMs by name and moref: the first MAX_VMS running tagged VMs.
-    preempted = re.findall(r"^    (DC0_C0_RP0_VM\d+) \((vm-\d+)\): poweredOff$", out, re.MULTILINE)
-    assert [name for name, _ in preempted] == [f"DC0_C0_RP0_VM{i}" for i in range(MAX_VMS)]
+    # The worker read the demo's policy file.
+    assert re.search(r"^    PREEMPTION_POLICY_FILE=/\S+/policy\.yaml$", out, re.MULTILINE)
+    assert "      category: preemption-priority" in out
+    # The preempted VMs by name and moref, as the demo's table predicted them: only on
+    # DC0_C0, the two `low` first, then the three of priority 5 (normal or no tag), newest first.
+    preempted = re.findall(r"^    (DC0_C\d_RP0_VM\d+) \((vm-\d+)\): poweredOff$", out, re.M)
+    names = [name for name, _ in preempted]
+    assert len(names) == MAX_VMS, out
+    assert set(names[:2]) == {"DC0_C0_RP0_VM1", "DC0_C0_RP0_VM4"}
+    assert set(names[2:]) == {"DC0_C0_RP0_VM0", "DC0_C0_RP0_VM3", "DC0_C0_RP0_VM5"}
+    predicted = re.findall(r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\) .* victim (\d)$", out, re.M)
+    assert [name for name, _ in sorted(predicted, key=lambda p: p[1])] == names
     morefs = [moref for _, moref in preempted]
-    # ... in the query answer, the annotations and the event alike.
-    state = out.split("current_state (query", 1)[1].split("annotation (", 1)[0]
+    # The plan's victims in the narration, the query answer's plan, its VMs, the annotations
+    # and the event alike, in that order.
+    told = re.search(r"\]   plan: 5 victims, in order: (.*)$", out, re.MULTILINE)
+    assert told is not None and re.findall(r"(DC0_C0_RP0_VM\d+) \(priority", told.group(1)) == names
+    state = out.split("current_state (query", 1)[1].split("its plan (", 1)[0]
     assert re.findall(r"\((vm-\d+)\)", state) == morefs
+    plan = out.split("its plan (", 1)[1].split("annotation (", 1)[0]
+    assert plan.startswith("field `plan`; scope 'entity', entity ClusterComputeResource domain-c")
+    victims = re.findall(r"^      \d\. DC0_C0_RP0_VM\d+ \((vm-\d+)\): priority (\d)", plan, re.M)
+    assert [moref for moref, _ in victims] == morefs
+    assert [level for _, level in victims] == ["1", "1", "5", "5", "5"]
     notes = re.findall(
         r"^    DC0_C0_RP0_VM\d+ \((vm-\d+)\): preempted=true forcedShutdown=true ", out, re.M
     )
     assert notes == morefs
-    # The event the sink received: its type, its id (<workflow ID>-<alarm event id>).
+    # The event the sink received: its type, its id (<workflow ID>-<alarm event id>), its plan.
     alarm_id = re.search(r"^    ce-id: (\d+)$", out, re.MULTILINE)
     assert alarm_id is not None
     assert f"    type: {PREEMPTED_EVENT_TYPE}" in out
     assert re.search(rf"^    id: cluster-cpu-above-80/domain-c\d+-{alarm_id.group(1)}$", out, re.M)
     listed = re.search(r"data\.virtualMachines: (.*)$", out, re.MULTILINE)
     assert listed is not None and re.findall(r"\((vm-\d+)\)", listed.group(1)) == morefs
-    # What was left alone, and why; the cancellation; the UI.
-    for reason in ("already powered off", "suspended", "not a virtual machine (HostSystem)",
-                   f"over the cap of {MAX_VMS} VMs per run"):  # fmt: skip
-        assert re.search(rf"^  \[ *[\d.]+s\]   left out .*: {re.escape(reason)}", out, re.M)
+    assert f"    data.plan.victims: {', '.join(names)}\n" in out
+    # What was left out, and why, from the query answer's plan.
+    reasons = "out of scope|protected|not running|over the cap|not a VM"
+    rows = re.findall(rf"^      (\S+) \(\S+\)\s+({reasons})  +(.+)$", plan, re.M)
+    assert {name: (why, detail) for name, why, detail in rows} == {
+        **{
+            f"DC0_C1_RP0_VM{i}": ("out of scope", "not under the alarmed entity (scope: entity)")
+            for i in range(ELSEWHERE)
+        },
+        "DC0_C0_RP0_VM7": ("protected", "carries the protection tag preemption-protection/never"),
+        "DC0_C0_RP0_VM8": ("not running", "already powered off"),
+        "DC0_C0_RP0_VM9": ("not running", "already powered off"),
+        "DC0_C0_RP0_VM10": ("not running", "suspended: holds no CPU or memory to free"),
+        "DC0_C0_RP0_VM2": ("over the cap", f"over the cap of {MAX_VMS} VMs per run"),
+        "DC0_C0_RP0_VM6": ("over the cap", f"over the cap of {MAX_VMS} VMs per run"),
+        "host-24": ("not a VM", "not a virtual machine (HostSystem)"),
+    }, plan
+    # ... and those that must stay on are on: the protected VM and DC0_C1's tagged VMs.
+    kept = re.findall(r"^    (DC0_C\d_RP0_VM\d+) \(vm-\d+, (DC0_C\d)\): (\w+)$", out, re.M)
+    assert kept == [("DC0_C0_RP0_VM7", "DC0_C0", "poweredOn")] + [
+        (f"DC0_C1_RP0_VM{i}", "DC0_C1", "poweredOn") for i in range(ELSEWHERE)
+    ]
+    # The cancellation; the UI.
     assert re.search(r"workflow 'cluster-cpu-above-80/domain-c\d+' is now COMPLETED", out)
     assert re.search(r"Temporal web UI  http://127\.0\.0\.1:\d+/namespaces/vsphere-preemption", out)
     # The programs wrote their logs where --log-dir said.

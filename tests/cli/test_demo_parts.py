@@ -31,26 +31,37 @@ from vsphere_preemption.devtools.demo.events import (
     alarm_status_changed,
 )
 from vsphere_preemption.devtools.demo.inventory import (
+    DEMO_POLICY,
+    ELSEWHERE,
     MAX_VMS,
+    PRIORITY_CATEGORY,
+    PROTECTION_CATEGORY,
+    PROTECTION_TAG,
+    RUNNING_PRIORITIES,
     TAGGED_OFF,
-    TAGGED_RUNNING,
     TAGGED_SUSPENDED,
+    DemoPlan,
     InventoryTooSmall,
+    expect,
     plan_demo,
+    policy_yaml,
 )
 from vsphere_preemption.devtools.demo.progress import HistoryNarrator, run_finished
-from vsphere_preemption.devtools.demo.report import pretty
+from vsphere_preemption.devtools.demo.report import plan_lines, pretty
 from vsphere_preemption.devtools.demo.run import write_secret
 from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.alarm_rules import Action, decide
 from vsphere_preemption.domain.events import EventShape, data_from_body, decode
-from vsphere_preemption.domain.model import Criticality, Selection, VmRef
-from vsphere_preemption.domain.selection import VmState, select_preemptible
+from vsphere_preemption.domain.model import Criticality, Resources, TagName, VmFacts, VmRef
+from vsphere_preemption.domain.plan import Basis, LeaveReason, LeftOut, Plan, Victim, plan
+from vsphere_preemption.domain.policy import policy_from_mapping
+from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
     Annotation,
     WorkflowResponse,
     preempted_event_data,
+    vm_ref_to_wire,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -106,45 +117,111 @@ def test_another_alarms_name_is_ignored_by_the_function() -> None:
     assert decide(change, "another-alarm").action == Action.IGNORE
 
 
-# -- the plan -----------------------------------------------------------------------------
+# -- the inventory and the policy ---------------------------------------------------------
 
 
-def vm(index: int, power: str = "poweredOn") -> VmState:
-    return VmState(VmRef(f"vm-{40 + 3 * index}"), f"DC0_C0_RP0_VM{index}", power, "host-1", "C0")
+def vm(index: int, power: str = "poweredOn", cluster: str = "DC0_C0") -> VmState:
+    first, host = (40, "host-24") if cluster == "DC0_C0" else (140, "host-57")
+    ref = VmRef(f"vm-{first + 3 * index}")
+    return VmState(ref, f"{cluster}_RP0_VM{index}", power, host, cluster)
 
 
-def test_the_plan_shows_every_selection_rule_at_once() -> None:
-    vms = [vm(i) for i in range(20)]
-    hosts = [VmRef("host-34", "HostSystem"), VmRef("host-24", "HostSystem")]
-    plan = plan_demo(list(reversed(vms)), hosts)
+VCSIM = [vm(i) for i in range(14)] + [vm(i, cluster="DC0_C1") for i in range(14)]
+NAMES = {s.ref: s.name for s in VCSIM}
+
+
+def as_vcenter_has_it(demo: DemoPlan, boot: dict[VmRef, datetime]) -> list[VmFacts]:
+    """The tagged VMs' facts once `prepare` applied the plan, as gather reads them."""
+    off = {s.ref: "poweredOff" for s in demo.powered_off}
+    off |= {s.ref: "suspended" for s in demo.suspended}
+    facts = []
+    for state in VCSIM:
+        if state.ref not in demo.tagged:
+            continue
+        tags = {TagName("vsphere-preemption", "preemptible")}
+        if state.ref in demo.priorities:
+            tags.add(TagName(PRIORITY_CATEGORY, demo.priorities[state.ref]))
+        if state.ref == demo.protected.ref:
+            tags.add(TagName(PROTECTION_CATEGORY, PROTECTION_TAG))
+        facts.append(
+            VmFacts(
+                ref=state.ref,
+                name=state.name,
+                power_state=off.get(state.ref, "poweredOn"),
+                in_scope=state.cluster == "DC0_C0",
+                tags=frozenset(tags),
+                boot_time=boot[state.ref],
+                allocation=Resources(cpu_mhz=2294.0, memory_mb=32.0),
+            )
+        )
+    return facts
+
+
+def test_the_inventory_shows_every_rule_of_the_plan_at_once() -> None:
+    demo = plan_demo(list(reversed(VCSIM)))
     # Natural order: VM2 comes before VM10.
-    assert [s.name for s in plan.running] == [f"DC0_C0_RP0_VM{i}" for i in range(TAGGED_RUNNING)]
-    assert len(plan.powered_off) == TAGGED_OFF and len(plan.suspended) == TAGGED_SUSPENDED
-    assert plan.host == VmRef("host-24", "HostSystem")
-    assert len(plan.untagged) == 20 - TAGGED_RUNNING - TAGGED_OFF - TAGGED_SUSPENDED
-    assert set(plan.tagged).isdisjoint(s.ref for s in plan.untagged)
-    # Once applied, the rules pick the first MAX_VMS running ones and say why not the rest.
-    states = {s.ref: s for s in vms}
-    for s in plan.powered_off:
-        states[s.ref] = replace(s, power_state="poweredOff")
-    for s in plan.suspended:
-        states[s.ref] = replace(s, power_state="suspended")
-    selection = select_preemptible(plan.tagged, states, MAX_VMS)
-    assert selection.selected == [s.ref for s in plan.running[:MAX_VMS]]
-    reasons = sorted({issue.reason.split(":")[0] for issue in selection.left_out})
-    assert reasons == [
-        "already powered off",
-        "not a virtual machine (HostSystem)",
-        f"over the cap of {MAX_VMS} VMs per run",
-        "suspended",
-    ]
+    running = len(RUNNING_PRIORITIES)
+    assert [s.name for s in demo.running] == [f"DC0_C0_RP0_VM{i}" for i in range(running)]
+    assert demo.protected.name == f"DC0_C0_RP0_VM{running}"
+    assert len(demo.powered_off) == TAGGED_OFF and len(demo.suspended) == TAGGED_SUSPENDED
+    assert demo.host == VmRef("host-24", "HostSystem")  # a host of the alarmed cluster
+    assert [s.name for s in demo.elsewhere] == [f"DC0_C1_RP0_VM{i}" for i in range(ELSEWHERE)]
+    assert demo.stay_on == [demo.protected.ref, *(s.ref for s in demo.elsewhere)]
+    assert len(demo.untagged) == len(VCSIM) - len(demo.tagged) + 1  # + 1: the host
+    assert set(demo.tagged).isdisjoint(s.ref for s in demo.untagged)
+    # The other cluster's VMs have the lowest priority: only scope keeps them.
+    assert {demo.level(s.ref) for s in demo.elsewhere} == {min(demo.level(r) for r in NAMES)}
+
+
+def test_the_expected_victims_go_by_priority_then_boot_time_as_the_plan_takes_them() -> None:
+    demo = plan_demo(VCSIM)
+    # vcsim boots its VMs in name order: the later the name, the more recent the boot.
+    boot = {s.ref: NOW + timedelta(seconds=i) for i, s in enumerate(VCSIM)}
+    expected = expect(demo, boot)
+    # lows (VM1, VM4), then priority 5 (normal VM0, VM3; VM5 untagged: the default), newest
+    # first; the highs (VM2, VM6) are over the cap.
+    order = ["DC0_C0_RP0_VM4", "DC0_C0_RP0_VM1", "DC0_C0_RP0_VM5", "DC0_C0_RP0_VM3"]
+    assert [NAMES[r] for r in expected.victims] == [*order, "DC0_C0_RP0_VM0"]
+    assert len(expected.victims) == MAX_VMS
+    reasons = {NAMES.get(r, r.value): why for r, why in expected.left_out.items()}
+    assert reasons == {
+        "DC0_C0_RP0_VM2": LeaveReason.OVER_CAP,
+        "DC0_C0_RP0_VM6": LeaveReason.OVER_CAP,
+        "DC0_C0_RP0_VM7": LeaveReason.PROTECTED,
+        "DC0_C0_RP0_VM8": LeaveReason.NOT_RUNNING,
+        "DC0_C0_RP0_VM9": LeaveReason.NOT_RUNNING,
+        "DC0_C0_RP0_VM10": LeaveReason.NOT_RUNNING,
+        **{f"DC0_C1_RP0_VM{i}": LeaveReason.OUT_OF_SCOPE for i in range(ELSEWHERE)},
+        "host-24": LeaveReason.NOT_A_VM,
+    }
+    # The worker's plan, from the same facts and the policy file, says the same.
+    chosen = plan(as_vcenter_has_it(demo, boot), None, DEMO_POLICY, Criticality.HIGH,
+                  non_vms=[demo.host])  # fmt: skip
+    assert tuple(chosen.refs) == expected.victims
+    assert {o.ref: o.reason for o in chosen.left_out} == expected.left_out
+    # Booted the other way round, the lows swap: the boot time decides within a priority.
+    backwards = {ref: NOW - (when - NOW) for ref, when in boot.items()}
+    first = [NAMES[r] for r in expect(demo, backwards).victims[:2]]
+    assert first == ["DC0_C0_RP0_VM1", "DC0_C0_RP0_VM4"]
+    assert tuple(plan(as_vcenter_has_it(demo, backwards), None, DEMO_POLICY,
+                      Criticality.HIGH).refs) == expect(demo, backwards).victims  # fmt: skip
+
+
+def test_the_policy_file_reads_back_as_the_demo_policy() -> None:
+    import yaml
+
+    text = policy_yaml()
+    assert "category: preemption-priority" in text and "maxVMs: 5" in text
+    assert policy_from_mapping(yaml.safe_load(text)) == DEMO_POLICY
 
 
 def test_a_too_small_inventory_is_refused_with_the_reason() -> None:
-    with pytest.raises(InventoryTooSmall, match="at least 11 VMs and a host; found 3 VMs"):
-        plan_demo([vm(i) for i in range(3)], [VmRef("host-1", "HostSystem")])
-    with pytest.raises(InventoryTooSmall, match="0 hosts"):
-        plan_demo([vm(i) for i in range(20)], [])
+    with pytest.raises(InventoryTooSmall, match="at least 11 VMs on cluster DC0_C0 and 3 on "):
+        plan_demo([vm(i) for i in range(3)])
+    with pytest.raises(InventoryTooSmall, match="found 14 and 0"):
+        plan_demo([vm(i) for i in range(14)])
+    with pytest.raises(InventoryTooSmall, match="needs a host"):
+        plan_demo([replace(s, host=None) for s in VCSIM])
 
 
 def test_the_secret_is_private(tmp_path: Any) -> None:
@@ -159,7 +236,16 @@ def test_the_secret_is_private(tmp_path: Any) -> None:
 
 ON = [vm(i) for i in range(4)]
 OFF_BEFORE = vm(4, "poweredOff")
-SELECTED = [ON[0].ref, ON[1].ref]
+ELSEWHERE_VM = vm(0, cluster="DC0_C1")
+PROTECTED = ON[2]
+SELECTED = [ON[1].ref, ON[0].ref]  # the plan's order, not the names'
+CLUSTER = VmRef("domain-c15", "ClusterComputeResource")
+LEFT_OUT = {
+    ON[3].ref: LeaveReason.OVER_CAP,
+    PROTECTED.ref: LeaveReason.PROTECTED,
+    OFF_BEFORE.ref: LeaveReason.NOT_RUNNING,
+    ELSEWHERE_VM.ref: LeaveReason.OUT_OF_SCOPE,
+}
 
 
 def expectations() -> Expectations:
@@ -169,8 +255,34 @@ def expectations() -> Expectations:
         criticality=Criticality.HIGH,
         trigger_event_id="4242",
         event_source="127.0.0.1:7233/vsphere-preemption",
-        selection=Selection(selected=list(SELECTED)),
+        entity=CLUSTER,
+        cluster="DC0_C0",
+        victims=tuple(SELECTED),
+        left_out=LEFT_OUT,
+        stay_on=(PROTECTED.ref, ELSEWHERE_VM.ref),
     )
+
+
+def the_plan(
+    victims: list[VmRef] = SELECTED,
+    priorities: tuple[int, ...] = (1, 5),
+    left_out: dict[VmRef, LeaveReason] = LEFT_OUT,
+) -> dict[str, Any]:
+    return Plan(
+        victims=tuple(
+            Victim(r, NAMES[r], p, f"priority {p}", Resources(), Basis.NONE)
+            for r, p in zip(victims, priorities, strict=True)
+        ),
+        left_out=tuple(LeftOut(r, NAMES.get(r), why, str(why)) for r, why in left_out.items()),
+        target=None,
+        budgets=(),
+        notes=(),
+        criticality=Criticality.HIGH,
+    ).to_wire()
+
+
+def extras(**changes: Any) -> dict[str, Any]:
+    return {"entity": vm_ref_to_wire(CLUSTER), "scope": "entity", "plan": the_plan(), **changes}
 
 
 def annotation(**changes: Any) -> Annotation:
@@ -186,7 +298,7 @@ def annotation(**changes: Any) -> Annotation:
 
 
 def good_observations() -> Observations:
-    before = {s.ref: s for s in [*ON, OFF_BEFORE]}
+    before = {s.ref: s for s in [*ON, OFF_BEFORE, ELSEWHERE_VM]}
     after = dict(before)
     for ref in SELECTED:
         after[ref] = replace(before[ref], power_state="poweredOff")
@@ -197,7 +309,7 @@ def good_observations() -> Observations:
             "type": PREEMPTED_EVENT_TYPE,
             "source": "127.0.0.1:7233/vsphere-preemption",
         },
-        preempted_event_data(note, SELECTED),
+        {**preempted_event_data(note, SELECTED), **extras()},
         "binary",
     )
     return Observations(
@@ -212,6 +324,7 @@ def good_observations() -> Observations:
             tag="preemptible",
             criticality=Criticality.HIGH,
             event=note.event,
+            extra=extras(),
         ),
         annotations={ref: note.to_json() for ref in SELECTED},
         events=[event],
@@ -226,7 +339,7 @@ def failures(obs: Observations) -> dict[str, tuple[str, ...]]:
 
 def test_everything_as_expected_passes_every_check() -> None:
     checks = verify(expectations(), good_observations())
-    assert len(checks) == 7 and all(c.ok for c in checks)
+    assert len(checks) == 9 and all(c.ok for c in checks)
 
 
 def _one_failure(obs: Observations) -> tuple[str, str]:
@@ -242,9 +355,67 @@ def test_a_vm_left_on_or_an_extra_vm_off_fails() -> None:
     after[SELECTED[1]] = obs.before[SELECTED[1]]  # still on
     after[ON[3].ref] = replace(ON[3], power_state="poweredOff")  # not expected
     claim, why = _one_failure(replace(obs, after=after))
-    assert claim == "exactly the 2 expected VMs were powered off"
-    assert "still not off: DC0_C0_RP0_VM1 (vm-43)" in why
+    assert claim == "exactly the 2 planned VMs on DC0_C0 were powered off"
+    assert "still not off: DC0_C0_RP0_VM0 (vm-40)" in why
     assert "changed but not expected: DC0_C0_RP0_VM3 (vm-49)" in why
+
+
+def test_a_protected_or_out_of_scope_vm_powered_off_fails() -> None:
+    obs = good_observations()
+    after = dict(obs.after)
+    for state in (PROTECTED, ELSEWHERE_VM):
+        after[state.ref] = replace(state, power_state="poweredOff")
+    found = failures(replace(obs, after=after))
+    assert set(found) == {
+        "exactly the 2 planned VMs on DC0_C0 were powered off",
+        "the protected VM and the tagged VMs out of scope are still on",
+    }
+    power = " | ".join(found["exactly the 2 planned VMs on DC0_C0 were powered off"])
+    assert "off outside DC0_C0: DC0_C1_RP0_VM0 (vm-140)" in power
+    assert found["the protected VM and the tagged VMs out of scope are still on"] == (
+        "DC0_C0_RP0_VM2 (vm-46): poweredOff",
+        "DC0_C1_RP0_VM0 (vm-140): poweredOff",
+    )
+
+
+PLAN_CLAIM = "the plan in the query answer: victims by priority, the others left out and why"
+
+
+def with_extras(obs: Observations, **changes: Any) -> Observations:
+    assert obs.state is not None
+    return replace(obs, state=replace(obs.state, extra=extras(**changes)))
+
+
+def test_a_plan_out_of_order_or_with_a_wrong_reason_fails() -> None:
+    obs = good_observations()
+    backwards = the_plan(victims=SELECTED[::-1], priorities=(5, 1))
+    claim, why = _one_failure(with_extras(obs, plan=backwards))
+    assert claim == PLAN_CLAIM
+    assert "victims DC0_C0_RP0_VM0 (vm-40), DC0_C0_RP0_VM1 (vm-43) (expected " in why
+    assert "victims' priorities not ascending: [5, 1]" in why
+    wrong = the_plan(left_out={**LEFT_OUT, ELSEWHERE_VM.ref: LeaveReason.OVER_CAP})
+    _, why = _one_failure(with_extras(obs, plan=wrong))
+    assert why == "DC0_C1_RP0_VM0 (vm-140) left out as over_cap, not out_of_scope"
+    fewer = the_plan(left_out={k: v for k, v in LEFT_OUT.items() if k != PROTECTED.ref})
+    _, why = _one_failure(with_extras(obs, plan=fewer))
+    assert why == "DC0_C0_RP0_VM2 (vm-46) left out as None, not protected"
+    _, why = _one_failure(with_extras(obs, scope="vcenter", entity=None))
+    assert why == "scope 'vcenter', entity None"
+    _, why = _one_failure(with_extras(obs, plan={"error": "vCenter unreachable"}))
+    assert why.startswith("no readable plan")
+
+
+def test_the_query_and_the_event_must_follow_the_plans_order_and_carry_it() -> None:
+    obs = good_observations()
+    assert obs.state is not None
+    state = replace(obs.state, virtual_machines=tuple(SELECTED[::-1]))
+    claim, why = _one_failure(replace(obs, state=state))
+    assert claim == "the workflow's current_state names the preempted VMs, in the plan's order"
+    assert why.startswith("virtualMachines DC0_C0_RP0_VM0 (vm-40), DC0_C0_RP0_VM1 (vm-43)")
+    data = {k: v for k, v in obs.events[0].data.items() if k != "plan"}
+    claim, why = _one_failure(replace(obs, events=[replace(obs.events[0], data=data)]))
+    assert claim == f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
+    assert "data: no readable plan" in why
 
 
 def test_a_missing_or_wrong_annotation_fails() -> None:
@@ -252,7 +423,7 @@ def test_a_missing_or_wrong_annotation_fails() -> None:
     bad = annotation(forced_shutdown=False, workflow_id="other").to_json()
     claim, why = _one_failure(replace(obs, annotations={SELECTED[0]: bad, ON[2].ref: "{}"}))
     assert claim.startswith("each preempted VM carries a valid annotation")
-    assert "DC0_C0_RP0_VM1 (vm-43): no annotation" in why
+    assert "DC0_C0_RP0_VM0 (vm-40): no annotation" in why
     assert "workflowID='other'" in why and "forcedShutdown=False" in why
     assert "annotated but not preempted: DC0_C0_RP0_VM2 (vm-46)" in why
     _, why = _one_failure(replace(obs, annotations={**obs.annotations, SELECTED[0]: "not json"}))
@@ -262,14 +433,14 @@ def test_a_missing_or_wrong_annotation_fails() -> None:
 def test_a_missing_or_misnamed_event_fails() -> None:
     obs = good_observations()
     claim, why = _one_failure(replace(obs, events=[]))
-    assert claim == f"the sink received the {PREEMPTED_EVENT_TYPE}"
+    assert claim == f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
     assert "nothing of that type arrived" in why
     wrong = replace(obs.events[0], attributes={**obs.events[0].attributes, "id": "x-1"})
     _, why = _one_failure(replace(obs, events=[wrong]))
     assert f"expected '{ALARM}-4242'" in why
     fewer = replace(obs.events[0], data={**obs.events[0].data, "virtualMachines": []})
     _, why = _one_failure(replace(obs, events=[fewer]))
-    assert "virtualMachines none" in why
+    assert "virtualMachines none (expected DC0_C0_RP0_VM1 (vm-43), DC0_C0_RP0_VM0" in why
 
 
 def test_replies_state_and_completion_are_checked() -> None:
@@ -285,7 +456,8 @@ def test_replies_state_and_completion_are_checked() -> None:
     )
     assert set(found) == {
         "the function accepted the raising alarm event",
-        "the workflow's current_state names the preempted VMs",
+        PLAN_CLAIM,
+        "the workflow's current_state names the preempted VMs, in the plan's order",
         "the function accepted the lowering alarm event",
         "the workflow completed after the lowering event",
     }
@@ -396,7 +568,12 @@ def test_the_narrator_tells_each_event_once_with_what_the_worker_answered() -> N
 
 
 def test_the_policy_is_read_from_the_local_activity_marker() -> None:
-    policy = {"cooldown_seconds": 5.0, "max_vms": 5, "soft_shutdown_grace_seconds": 120}
+    policy = {
+        "cooldown_seconds": 5.0,
+        "max_vms": 5,
+        "soft_shutdown_grace_seconds": 120,
+        "selection": DEMO_POLICY.to_wire(),
+    }
     marker = history_event(
         1,
         E.EVENT_TYPE_MARKER_RECORDED,
@@ -410,7 +587,9 @@ def test_the_policy_is_read_from_the_local_activity_marker() -> None:
         ),
     )
     assert HistoryNarrator({}).lines([marker]) == [
-        "[  0.0s] worker policy: at most 5 VMs per run, cooldown 5s, soft-shutdown grace 120s"
+        "[  0.0s] worker policy: at most 5 VMs per run, cooldown 5s, soft-shutdown grace 120s",
+        "[  0.0s]   choice: scope entity, priority from tags of 'preemption-priority' (low 1, "
+        "normal 5, high 9; default 5), protection tag preemption-protection/never",
     ]
 
 
@@ -438,3 +617,49 @@ def test_pretty_json_keeps_lists_on_one_line() -> None:
     lines = pretty({"a": [1, 2], "b": {"c": "d"}, "e": {}}, indent="")
     assert lines == ["{", '  "a": [1, 2],', '  "b": {', '    "c": "d"', "  },", '  "e": {}', "}"]
     assert json.loads("\n".join(lines)) == {"a": [1, 2], "b": {"c": "d"}, "e": {}}
+
+
+def test_the_plan_activity_is_told_with_its_victims_in_order_and_why_the_rest_stay() -> None:
+    scheduled = history_event(
+        1,
+        E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        0,
+        activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(
+            activity_type=ActivityType(name="PlanPreemption")
+        ),
+    )
+    output: dict[str, Any] = {"plan": the_plan(), "usage": None, "scope_vms": 14, "notes": []}
+    completed = history_event(
+        2,
+        E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        1,
+        activity_task_completed_event_attributes=ActivityTaskCompletedEventAttributes(
+            scheduled_event_id=1, result=json_payloads(output)
+        ),
+    )
+    assert HistoryNarrator(NAMES).lines([scheduled, completed]) == [
+        "[  0.0s] activity PlanPreemption: read the tagged VMs' facts from vCenter, "
+        "choose the victims",
+        "[  1.0s]   plan: 2 victims, in order: DC0_C0_RP0_VM1 (priority 1), "
+        "DC0_C0_RP0_VM0 (priority 5)",
+        "[  1.0s]   left out: 1 over the cap, 1 protected, 1 not running, 1 out of scope",
+        "[  1.0s]   (the alarmed entity holds 14 VMs, tagged or not)",
+    ]
+
+
+def test_the_plan_is_rendered_from_the_query_answer() -> None:
+    lines = plan_lines(extras(), indent="")
+    assert lines == [
+        "victims, in the order they go:",
+        "  1. DC0_C0_RP0_VM1 (vm-43): priority 1",
+        "  2. DC0_C0_RP0_VM0 (vm-40): priority 5",
+        "left out:",
+        "  DC0_C0_RP0_VM3 (vm-49)   over the cap  over_cap",
+        "  DC0_C0_RP0_VM2 (vm-46)   protected     protected",
+        "  DC0_C0_RP0_VM4 (vm-52)   not running   not_running",
+        "  DC0_C1_RP0_VM0 (vm-140)  out of scope  out_of_scope",
+    ]
+    assert plan_lines({"plan": {"error": "no vCenter", "notes": []}}) == [
+        "    planning failed: no vCenter"
+    ]
+    assert plan_lines({})[0].startswith("    (no readable plan")

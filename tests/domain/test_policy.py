@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from vsphere_preemption.domain.model import Criticality, StopAction
 from vsphere_preemption.domain.policy import (
     GroupPolicy,
     MaxUnavailable,
@@ -14,7 +15,9 @@ from vsphere_preemption.domain.policy import (
     PolicyError,
     PriorityPolicy,
     Protection,
+    ResumePolicy,
     Scope,
+    StopPolicy,
     Targets,
     policy_from_mapping,
 )
@@ -168,3 +171,57 @@ def test_bad_overrides_are_named_as_overrides() -> None:
     assert "maxVMs" in str(err.value) and "targets.cpu" in str(err.value)
     with pytest.raises(PolicyError, match="overrides must be an object"):
         Policy().with_overrides([1])
+
+
+def test_care_defaults_notice_like_spot_capacity_and_stop_like_the_go_worker() -> None:
+    policy = Policy()
+    assert [policy.notice_for(c) for c in Criticality] == [120.0, 30.0, 0.0]
+    assert [policy.stop_for(c).action for c in Criticality] == [
+        StopAction.SHUTDOWN,
+        StopAction.POWER_OFF,
+        StopAction.POWER_OFF,
+    ]
+    assert policy.guest_notice is False and policy.resume.enabled is False
+    assert policy.history == 20
+
+
+def test_care_fields_are_read_and_round_trip() -> None:
+    policy = policy_from_mapping(
+        {
+            "notice": {"LOW": "5m", "MEDIUM": 45, "HIGH": "1m30s", "guest": True},
+            "actions": {"LOW": {"action": "shutdown", "grace": "3m"}, "MEDIUM": "suspend"},
+            "resume": {"enabled": True, "batchSize": 2, "interval": "10s"},
+            "history": 5,
+        }
+    )
+    assert [policy.notice_for(c) for c in Criticality] == [300.0, 45.0, 90.0]
+    assert policy.guest_notice is True
+    assert policy.stop_for(Criticality.LOW) == StopPolicy(StopAction.SHUTDOWN, 180.0)
+    assert policy.stop_for(Criticality.MEDIUM) == StopPolicy(StopAction.SUSPEND)
+    assert policy.stop_for(Criticality.HIGH) == StopPolicy(StopAction.POWER_OFF)
+    assert policy.resume == ResumePolicy(True, 2, 10.0)
+    assert policy.history == 5
+    wire = policy.to_wire()
+    assert wire["notice"] == {"LOW": "5m", "MEDIUM": "45s", "HIGH": "1m30s", "guest": True}
+    assert policy_from_mapping(json.loads(json.dumps(wire))) == policy
+
+
+def test_bad_care_fields_are_named() -> None:
+    with pytest.raises(PolicyError) as err:
+        policy_from_mapping(
+            {
+                "notice": {"LOW": "soon", "URGENT": 1},
+                "actions": {
+                    "HIGH": {"action": "hibernate"},
+                    "MEDIUM": {"action": "poweroff", "grace": "1m"},
+                },
+                "resume": {"enabled": "yes", "batchSize": 0, "interval": -1},
+                "history": 0,
+            }
+        )
+    problems = " ".join(err.value.problems)
+    for path in (
+        "notice.LOW", "notice.URGENT", "actions.HIGH.action", "actions.MEDIUM.grace",
+        "resume.enabled", "resume.batchSize", "resume.interval", "history",
+    ):  # fmt: skip
+        assert path in problems, path

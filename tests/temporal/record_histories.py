@@ -1,17 +1,19 @@
 """Record the workflow histories that tests/temporal/test_replay.py replays.
 
-    .venv/bin/python -m tests.temporal.record_histories
+    .venv/bin/python -m tests.temporal.record_histories [SCENARIO ...]
 
 Runs the real worker (settings, vSphere activities) against vcsim and a Temporal
 dev server of its own, drives one workflow per scenario to completion, and writes
-each history to tests/fixtures/histories/<scenario>.json. Re-record only when a
-change is meant to break old histories (and then guard it with workflow.patched).
+each history to tests/fixtures/histories/<scenario>.json. Name scenarios to record only
+those: keep the histories of older workflow code as they are (they are what open workflows
+in production look like), add one for each new branch of the workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,7 +43,8 @@ from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME
 
 HISTORIES = Path(__file__).parent.parent / "fixtures" / "histories"
 
-Scenario = Callable[[Client, str, EventSink], Awaitable[WorkflowHandle[Any, Any]]]
+# (Temporal, task queue, the event sink, the moref of the inventory's first cluster)
+Scenario = Callable[[Client, str, EventSink, str], Awaitable[WorkflowHandle[Any, Any]]]
 
 
 async def _ran(handle: WorkflowHandle[Any, Any]) -> None:
@@ -52,7 +55,7 @@ async def _ran(handle: WorkflowHandle[Any, Any]) -> None:
 
 
 async def hard_run_skip_bad_signal_cancel(
-    client: Client, task_queue: str, sink: EventSink
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
 ) -> WorkflowHandle[Any, Any]:
     """HIGH run with an event, a skipped signal, an undecodable one, then cancel."""
     handle = await signal_with_start(
@@ -69,7 +72,7 @@ async def hard_run_skip_bad_signal_cancel(
 
 
 async def soft_run_after_a_missing_tag(
-    client: Client, task_queue: str, sink: EventSink
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
 ) -> WorkflowHandle[Any, Any]:
     """A tag that does not exist (non-retryable), then a LOW run, then cancel."""
     handle = await signal_with_start(
@@ -83,24 +86,62 @@ async def soft_run_after_a_missing_tag(
     return handle
 
 
+async def plan_run_on_a_cluster_then_dry_run_cancel(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """select-by-plan: a run on one cluster, an override refused, a dry run, then cancel."""
+    cluster = {"Type": "ClusterComputeResource", "Value": cluster_id}
+    handle = await signal_with_start(
+        client,
+        f"cluster-cpu-above-80/{cluster_id}",
+        task_queue,
+        signal_payload(entity=cluster, replyTo=sink.url),
+    )
+    await _ran(handle)
+    await wait_for(lambda: len(sink.received) == 1, what="the event")
+    await handle.signal(SIGNAL_NAME, signal_payload(entity=cluster, policy={"maxVMs": 0}))
+    await handle.signal(SIGNAL_NAME, signal_payload(entity=cluster, dryRun=True, replyTo=sink.url))
+    await wait_for(lambda: len(sink.received) == 2, what="the plan event")
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
+    "plan_run_on_a_cluster_then_dry_run_cancel": plan_run_on_a_cluster_then_dry_run_cancel,
+}
+# What each scenario's worker is configured with beyond the rig's defaults.
+SETTINGS: dict[str, dict[str, str]] = {
+    "plan_run_on_a_cluster_then_dry_run_cancel": {
+        "PREEMPTION_SCOPE": "entity",
+        "PREEMPTION_COOLDOWN": "0",
+    },
 }
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"no such scenario: {', '.join(sorted(unknown))}")
     HISTORIES.mkdir(parents=True, exist_ok=True)
     with TemporalDevServer() as server, tempfile.TemporaryDirectory() as tmp:
         client = await Client.connect(server.address, namespace=DEFAULT_NAMESPACE)
         for name, scenario in SCENARIOS.items():
+            if names and name not in names:
+                continue
             with Vcsim(args=vcsim_args()) as sim, client_for(sim) as vcenter:
-                prepare(Inventory(vcenter), on=3, off=1)
+                inventory = Inventory(vcenter)
+                prepare(inventory, on=3, off=1)
+                cluster_id = inventory.objects("ClusterComputeResource")[0].value
                 secret = write_secret(Path(tmp) / name, sim)
-                env = worker_env(sim, secret, server.address, f"record-{name}")
+                env = worker_env(
+                    sim, secret, server.address, f"record-{name}", **SETTINGS.get(name, {})
+                )
                 with EventSink() as sink:
                     async with running_worker(env):
-                        handle = await scenario(client, f"record-{name}", sink)
+                        handle = await scenario(client, f"record-{name}", sink, cluster_id)
                 history = await handle.fetch_history()
             target = HISTORIES / f"{name}.json"
             target.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
@@ -108,4 +149,4 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1:]))

@@ -8,12 +8,15 @@ from typing import Any
 from vsphere_preemption.cli.dev_cmd import add_common_arguments
 
 DESCRIPTION = """\
-Starts a vCenter simulator (vcsim) with a small inventory (a cluster of 3 hosts,
-20 VMs, the tag `preemptible` on some of them), Temporal with its web UI, the
-worker and the function, and a CloudEvents sink; then plays a vCenter alarm
-turning red (a real AlarmStatusChangedEvent CloudEvent, sent to the function over
-HTTP), shows the workflow's steps, what was preempted, the annotation and the
-emitted event, then plays the alarm turning green and shows the cancellation.
+Starts a vCenter simulator (vcsim) with two clusters of 3 hosts and 14 VMs each (the
+tag `preemptible` on VMs of both, priority tags low/normal/high, a protected VM), a
+policy file for the worker (scope entity, at most 5 VMs, the priority levels, the
+protection tag), Temporal with its web UI, the worker and the function, and a
+CloudEvents sink; then plays a vCenter alarm turning red on the first cluster only (a
+real AlarmStatusChangedEvent CloudEvent, sent to the function over HTTP), shows the
+workflow's steps, its plan (victims by priority, the others left out and why), what
+was preempted, the annotation and the emitted event, then plays the alarm turning
+green and shows the cancellation.
 Exits 0 when everything happened as expected, 1 otherwise (with the reason).
 
 Ports default to those of `preemptctl dev`; 0 picks a free one.

@@ -1,7 +1,8 @@
 """`preemptctl function`: the CloudEvents function, served by uvicorn on 0.0.0.0:$PORT.
 
 Configured from the environment (README.md's table: TEMPORAL_URL, TEMPORAL_NAMESPACE,
-TEMPORAL_TASKQUEUE, VSPHERE_PREEMPTION_TAG, VSPHERE_ALARM_NAME, optional K_SINK, PORT, DEBUG).
+TEMPORAL_TASKQUEUE, VSPHERE_PREEMPTION_TAG, VSPHERE_ALARM_NAME, optional VSPHERE_ALARM_NAMES,
+WORKFLOW_ID_MODE, K_SINK, PORT, DEBUG).
 Everything heavy is imported inside `run`, and the Temporal SDK only once serving (see
 function/temporal_link.py): cold start is process start to /health/readiness.
 """

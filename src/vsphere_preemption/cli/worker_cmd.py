@@ -13,8 +13,11 @@ Environment: TEMPORAL_URL (required), TEMPORAL_NAMESPACE and TEMPORAL_TASKQUEUE
 (default vsphere-preemption), VCENTER_URL (required), VCENTER_INSECURE (default
 false), VCENTER_SECRET_PATH (default /var/bindings/vsphere; files `username` and
 `password`), VCENTER_CA_BUNDLE, PREEMPTION_COOLDOWN (default 1m),
-PREEMPTION_MAX_VMS (default 10), PREEMPTION_SOFT_SHUTDOWN_GRACE (default 2m),
-PREEMPTION_MAX_CONCURRENCY (default 5), DEBUG.
+PREEMPTION_POLICY_FILE (YAML: scope, maxVMs, priority, protection, groups,
+targets, dryRun; see the README), PREEMPTION_MAX_VMS (default 10) and
+PREEMPTION_SCOPE (entity or vcenter, default entity), both over the file,
+PREEMPTION_SOFT_SHUTDOWN_GRACE (default 2m), PREEMPTION_MAX_CONCURRENCY
+(default 5), DEBUG.
 Stops gracefully on SIGTERM or SIGINT.
 """
 

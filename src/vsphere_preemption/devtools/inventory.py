@@ -58,6 +58,30 @@ class Inventory:
             refs = self._session.call(list_view)
         return sorted(refs, key=lambda r: moref_key(r.value))
 
+    def names(self, type_name: str) -> dict[str, VmRef]:
+        """Every managed object of a type by its name (a name held twice keeps the first)."""
+        refs = self.objects(type_name)
+
+        def read(conn: Connection) -> dict[VmRef, str]:
+            spec = PC.FilterSpec(
+                objectSet=[PC.ObjectSpec(obj=conn.managed(r), skip=False) for r in refs],
+                propSet=[PC.PropertySpec(type=getattr(vim, type_name), pathSet=["name"])],
+            )
+            result = conn.content.propertyCollector.RetrievePropertiesEx(
+                [spec], PC.RetrieveOptions()
+            )
+            return {ref_of(o.obj): str(props(o).get("name")) for o in result.objects or ()}
+
+        if not refs:
+            return {}
+        with self._session.translating(f"read the names of {type_name} objects"):
+            found = self._session.call(read)
+        named: dict[str, VmRef] = {}
+        for ref in refs:
+            if ref in found:
+                named.setdefault(found[ref], ref)
+        return named
+
     def vms(self) -> list[VmState]:
         """Every VM with its power state and placement, by name."""
         states = self.client.read_vms(self.objects("VirtualMachine"))

@@ -47,6 +47,30 @@ class Selection:
     left_out: list[VmIssue] = field(default_factory=list)  # not a VM, already off, over the cap
 
 
+class StopAction(StrEnum):
+    """How a victim is stopped: what each criticality does is the policy's."""
+
+    SHUTDOWN = "shutdown"  # guest shutdown, forced off after a grace period
+    POWER_OFF = "poweroff"  # hard power-off
+    SUSPEND = "suspend"  # memory to disk: resumes where it was
+
+
+@dataclass(frozen=True)
+class VmMark:
+    """What a VM looked like right after we stopped it, to tell later whether anyone changed it.
+
+    A resume powers on only VMs whose mark still holds: still stopped as we left them, same
+    configuration (`config.changeVersion` changes with every reconfiguration), same host and
+    resource pool (not moved), our annotation still there.
+    """
+
+    ref: VmRef
+    change_version: str
+    host: str | None  # HostSystem moref value
+    resource_pool: str | None  # ResourcePool moref value
+    power_state: str  # poweredOff or suspended
+
+
 @dataclass(frozen=True)
 class PowerOffOutcome:
     powered_off: list[VmRef]  # confirmed off (a retry that finds one off already counts it)
@@ -54,6 +78,23 @@ class PowerOffOutcome:
     forced_after_grace: list[VmRef] = field(default_factory=list)  # soft shutdown timed out
     # soft shutdown refused by vCenter (no VMware Tools, suspended...): forced at once, and why
     forced_without_grace: list[VmIssue] = field(default_factory=list)
+    # each stopped VM as it was left (empty in histories recorded before resume existed)
+    marks: list[VmMark] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResumeOutcome:
+    """A resume batch: powered on and confirmed, left alone (and why), failed."""
+
+    resumed: list[VmRef]
+    skipped: list[VmIssue] = field(default_factory=list)  # changed since we stopped it
+    failed: list[VmIssue] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GuestNoticeOutcome:
+    written: list[VmRef]
+    failed: list[VmIssue] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

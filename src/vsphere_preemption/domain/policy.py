@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from vsphere_preemption.domain.durations import format_seconds, parse_seconds
+from vsphere_preemption.domain.model import Criticality, StopAction
+
 
 class PolicyError(ValueError):
     """A policy that cannot be used; the message names every bad field by its path."""
@@ -105,6 +108,51 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class StopPolicy:
+    """What a criticality does to its victims; `grace` only for a guest shutdown."""
+
+    action: StopAction
+    grace_seconds: float | None = None  # None: the worker's PREEMPTION_SOFT_SHUTDOWN_GRACE
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"action": self.action.value}
+        if self.grace_seconds is not None:
+            wire["grace"] = format_seconds(self.grace_seconds)
+        return wire
+
+
+@dataclass(frozen=True)
+class ResumePolicy:
+    """When the alarm lowers, power the VMs this workflow stopped on again, in batches."""
+
+    enabled: bool = False
+    batch_size: int = 5
+    interval_seconds: float = 30.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "batchSize": self.batch_size,
+            "interval": format_seconds(self.interval_seconds),
+        }
+
+
+# Cloud spot capacity gives two minutes (AWS) or 30 s (Azure, GCP) of notice; a red alarm
+# (HIGH) is acted on at once, as the Go worker does.
+DEFAULT_NOTICE: Mapping[Criticality, float] = {
+    Criticality.LOW: 120.0,
+    Criticality.MEDIUM: 30.0,
+    Criticality.HIGH: 0.0,
+}
+# The Go worker's rule: LOW is a guest shutdown, anything else a hard power-off.
+DEFAULT_STOP: Mapping[Criticality, StopPolicy] = {
+    Criticality.LOW: StopPolicy(StopAction.SHUTDOWN),
+    Criticality.MEDIUM: StopPolicy(StopAction.POWER_OFF),
+    Criticality.HIGH: StopPolicy(StopAction.POWER_OFF),
+}
+
+
+@dataclass(frozen=True)
 class Policy:
     """Frozen; its mappings are read-only by their type (`Mapping`), plain dicts underneath so
     that the policy copies and pickles like any value."""
@@ -116,6 +164,19 @@ class Policy:
     groups: GroupPolicy | None = None
     targets: Targets = Targets()
     dry_run: bool = False
+    # Acting with care: notice before acting, what each criticality does, resume on clear,
+    # how many runs each workflow remembers.
+    notice: Mapping[Criticality, float] = field(default_factory=lambda: dict(DEFAULT_NOTICE))
+    guest_notice: bool = False  # also tell the guest (a guestinfo variable)
+    stop: Mapping[Criticality, StopPolicy] = field(default_factory=lambda: dict(DEFAULT_STOP))
+    resume: ResumePolicy = ResumePolicy()
+    history: int = 20
+
+    def notice_for(self, criticality: Criticality) -> float:
+        return self.notice.get(criticality, DEFAULT_NOTICE[criticality])
+
+    def stop_for(self, criticality: Criticality) -> StopPolicy:
+        return self.stop.get(criticality, DEFAULT_STOP[criticality])
 
     def tag_categories(self) -> tuple[str, ...]:
         """The tag categories whose tags the vSphere adapter must report on each VM."""
@@ -154,6 +215,13 @@ class Policy:
             wire["groups"] = groups
         targets = {r.value: self.targets.percent(r) for r in Resource}
         wire["targets"] = {k: v for k, v in targets.items() if v is not None}
+        wire["notice"] = {
+            **{c.value: format_seconds(self.notice_for(c)) for c in Criticality},
+            "guest": self.guest_notice,
+        }
+        wire["actions"] = {c.value: self.stop_for(c).to_wire() for c in Criticality}
+        wire["resume"] = self.resume.to_wire()
+        wire["history"] = self.history
         return wire
 
     @classmethod
@@ -252,6 +320,19 @@ class _Reader:
             return None
         return float(value)
 
+    def flag(self, value: Any, path: str, default: bool) -> bool:
+        if isinstance(value, bool):
+            return value
+        self.bad(path, "must be true or false")
+        return default
+
+    def seconds(self, value: Any, path: str) -> float | None:
+        try:
+            return parse_seconds(value)
+        except ValueError:
+            self.bad(path, "must be a duration (seconds, or like 30s, 2m, 1m30s)")
+            return None
+
     def max_unavailable(self, value: Any, path: str) -> MaxUnavailable | None:
         if isinstance(value, str):
             text = value.strip()
@@ -267,7 +348,10 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-_TOP = {"scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun"}
+_TOP = {
+    "scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun",
+    "notice", "actions", "resume", "history",
+}  # fmt: skip
 
 
 def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
@@ -286,10 +370,11 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
     if "maxVMs" in top:
         max_vms = r.integer(top["maxVMs"], "maxVMs", minimum=1) or max_vms
     if "dryRun" in top:
-        if isinstance(top["dryRun"], bool):
-            dry_run = top["dryRun"]
-        else:
-            r.bad("dryRun", "must be true or false")
+        dry_run = r.flag(top["dryRun"], "dryRun", dry_run)
+    notice, guest_notice = _notice(r, top.get("notice"))
+    history = policy.history
+    if "history" in top:
+        history = r.integer(top["history"], "history", minimum=1) or history
     result = Policy(
         scope=scope,
         max_vms=max_vms,
@@ -298,6 +383,11 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
         groups=_groups(r, top.get("groups")),
         targets=_targets(r, top.get("targets")),
         dry_run=dry_run,
+        notice=notice,
+        guest_notice=guest_notice,
+        stop=_actions(r, top.get("actions")),
+        resume=_resume(r, top.get("resume")),
+        history=history,
     )
     if r.problems:
         raise PolicyError(r.problems, what)
@@ -362,3 +452,56 @@ def _targets(r: _Reader, value: Any) -> Targets:
     cpu = r.percent(obj["cpu"], "targets.cpu", 1) if "cpu" in obj else None
     memory = r.percent(obj["memory"], "targets.memory", 1) if "memory" in obj else None
     return Targets(cpu=cpu, memory=memory)
+
+
+_LEVELS = {c.value for c in Criticality}
+
+
+def _notice(r: _Reader, value: Any) -> tuple[dict[Criticality, float], bool]:
+    notice = dict(DEFAULT_NOTICE)
+    obj = r.obj(value, "notice", _LEVELS | {"guest"})
+    if not obj:
+        return notice, False
+    for level in _LEVELS & set(obj):
+        seconds = r.seconds(obj[level], f"notice.{level}")
+        if seconds is not None:
+            notice[Criticality(level)] = seconds
+    guest = r.flag(obj["guest"], "notice.guest", False) if "guest" in obj else False
+    return notice, guest
+
+
+def _actions(r: _Reader, value: Any) -> dict[Criticality, StopPolicy]:
+    stop = dict(DEFAULT_STOP)
+    obj = r.obj(value, "actions", _LEVELS)
+    for level, entry in (obj or {}).items():
+        path = f"actions.{level}"
+        if isinstance(entry, str):  # `HIGH: poweroff` for short
+            entry = {"action": entry}
+        fields = r.obj(entry, path, {"action", "grace"})
+        if fields is None:
+            continue
+        if fields.get("action") not in {a.value for a in StopAction}:
+            r.bad(f"{path}.action", "must be one of: shutdown, poweroff, suspend")
+            continue
+        action = StopAction(fields["action"])
+        grace = r.seconds(fields["grace"], f"{path}.grace") if "grace" in fields else None
+        if grace is not None and action is not StopAction.SHUTDOWN:
+            r.bad(f"{path}.grace", "applies to a guest shutdown only")
+        stop[Criticality(level)] = StopPolicy(action, grace)
+    return stop
+
+
+def _resume(r: _Reader, value: Any) -> ResumePolicy:
+    obj = r.obj(value, "resume", {"enabled", "batchSize", "interval"})
+    if not obj:
+        return ResumePolicy()
+    default = ResumePolicy()
+    enabled = r.flag(obj["enabled"], "resume.enabled", False) if "enabled" in obj else False
+    batch = default.batch_size
+    if "batchSize" in obj:
+        batch = r.integer(obj["batchSize"], "resume.batchSize", minimum=1) or batch
+    interval = default.interval_seconds
+    if "interval" in obj:
+        seconds = r.seconds(obj["interval"], "resume.interval")
+        interval = interval if seconds is None else seconds
+    return ResumePolicy(enabled, batch, interval)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from vsphere_preemption.domain.model import Criticality, EntityUsage, VmRef
+from vsphere_preemption.domain.model import Criticality, EntityUsage, VmMark, VmRef
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 # Results are the domain's own types: Selection, PowerOffOutcome, AnnotateOutcome.
@@ -30,6 +30,12 @@ GET_POLICY = "GetPreemptionPolicy"
 # Ours (the Go worker has no such steps): choose victims by place, priority and need.
 PLAN_PREEMPTION = "PlanPreemption"
 READ_ENTITY_USAGE = "ReadEntityUsage"
+# Acting with care: notice inside the guest, and resuming what a workflow stopped.
+SET_GUEST_NOTICE = "SetGuestNotice"
+RESUME_VMS = "ResumeVMs"
+# The guestinfo variable a VM's software reads (`vmware-rpctool "info-get guestinfo.…"`, or
+# `vmtoolsd --cmd`) to learn that it is about to be stopped; empty when no notice stands.
+GUEST_NOTICE_KEY = "guestinfo.vsphere-preemption.notice"
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,11 @@ class FindVmsInput:
 @dataclass(frozen=True)
 class PowerOffInput:
     vms: list[VmRef]
-    force: bool
+    force: bool  # before `action` existed: hard power-off, else guest shutdown
     soft_shutdown_grace_seconds: float
     max_concurrency: int
+    # shutdown | poweroff | suspend (StopAction); "" in histories recorded before it: `force`
+    action: str = ""
 
     @property
     def soft_shutdown_grace(self) -> timedelta:
@@ -101,3 +109,21 @@ class PlanOutput:
     usage: EntityUsage | None  # the entity's capacity and use when planned
     scope_vms: int | None = None  # VMs under the entity, tagged or not
     notes: list[str] = field(default_factory=list)  # what vCenter could not tell, and such
+
+
+@dataclass(frozen=True)
+class GuestNoticeInput:
+    vms: list[VmRef]
+    # JSON text written into GUEST_NOTICE_KEY (`{"action","notBefore","workflowID"}`);
+    # "" clears the notice (the preemption was cancelled, or the VM resumed)
+    value: str
+    max_concurrency: int = 5
+
+
+@dataclass(frozen=True)
+class ResumeInput:
+    marks: list[VmMark]  # as PowerOffOutcome.marks left them
+    workflow_id: str  # our annotation on the VM must name this workflow
+    # the annotation to write on each resumed VM: the Go shape with `resumed`/`resumedAt` after it
+    annotation_json: str
+    max_concurrency: int = 5

@@ -218,6 +218,11 @@ class PreemptVMsWorkflow:
         )
 
     async def _preempt(self, request: WorkflowRequest) -> None:
+        # Asked before the local activity: a patch marker recorded after a local activity's
+        # marker is not seen in time on replay (the replay would take the old branch).
+        # The answer is memoized for the workflow's life: a workflow that began before the
+        # patch keeps choosing by name until it ends, so its replays agree.
+        by_plan = workflow.patched(PLAN_PATCH)
         try:
             policy = await workflow.execute_local_activity(
                 GET_POLICY,
@@ -237,7 +242,7 @@ class PreemptVMsWorkflow:
             )
             return
 
-        if workflow.patched(PLAN_PATCH):
+        if by_plan:
             await self._preempt_by_plan(request, policy)
         else:
             await self._preempt_by_name(request, policy)

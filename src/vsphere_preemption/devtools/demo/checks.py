@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vsphere_preemption.devtools.sink import ReceivedEvent
-from vsphere_preemption.domain.model import Criticality, Selection, VmRef
+from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
+from vsphere_preemption.domain.plan import LeaveReason, Plan
 from vsphere_preemption.domain.selection import PowerState, VmState
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
@@ -21,6 +22,7 @@ from vsphere_preemption.wire import (
     WorkflowResponse,
     preempted_event_id,
     vm_ref_from_wire,
+    vm_ref_to_wire,
 )
 
 
@@ -41,7 +43,11 @@ class Expectations:
     criticality: Criticality  # what the raising event's `to` status maps to
     trigger_event_id: str  # id of the raising CloudEvent the demo sent
     event_source: str  # <TEMPORAL_URL>/<namespace>
-    selection: Selection  # what the worker should preempt
+    entity: MoRef  # the alarmed cluster
+    cluster: str  # its name, as the VMs' placement says it
+    victims: tuple[VmRef, ...]  # what the worker should preempt, in the plan's order
+    left_out: Mapping[MoRef, LeaveReason]  # every other tagged object, and why
+    stay_on: tuple[VmRef, ...]  # running, tagged, never victims: protected, out of scope
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ def _names(refs: Sequence[VmRef] | set[VmRef], states: Mapping[VmRef, VmState]) 
 
 
 def _power(expect: Expectations, obs: Observations) -> Check:
-    wanted = set(expect.selection.selected)
+    wanted = set(expect.victims)
     went_off = {
         ref
         for ref, state in obs.after.items()
@@ -93,17 +99,71 @@ def _power(expect: Expectations, obs: Observations) -> Check:
         problems.append(f"changed but not expected: {_names(extra, obs.before)}")
     if gone := set(obs.before) - set(obs.after):
         problems.append(f"VMs no longer found: {_names(gone, obs.before)}")
-    return Check(f"exactly the {len(wanted)} expected VMs were powered off", tuple(problems))
+    if elsewhere := {r for r in went_off if obs.before[r].cluster != expect.cluster}:
+        problems.append(f"off outside {expect.cluster}: {_names(elsewhere, obs.before)}")
+    return Check(
+        f"exactly the {len(wanted)} planned VMs on {expect.cluster} were powered off",
+        tuple(problems),
+    )
+
+
+def _stayed_on(expect: Expectations, obs: Observations) -> Check:
+    problems = []
+    for ref in expect.stay_on:
+        state = obs.after.get(ref)
+        if state is None or state.power_state != PowerState.POWERED_ON:
+            power = state.power_state if state else "gone"
+            problems.append(f"{_names([ref], obs.before)}: {power}")
+    return Check("the protected VM and the tagged VMs out of scope are still on", tuple(problems))
+
+
+def _in_order(refs: Sequence[VmRef], expect: Expectations, obs: Observations) -> list[str]:
+    if list(refs) == list(expect.victims):
+        return []
+    return [f"{_ordered(refs, obs)} (expected {_ordered(expect.victims, obs)})"]
+
+
+def _ordered(refs: Sequence[VmRef], obs: Observations) -> str:
+    return ", ".join(_names([r], obs.before) for r in refs) or "none"
+
+
+def _plan_problems(expect: Expectations, extra: Mapping[str, Any], obs: Observations) -> list[str]:
+    """The plan our worker adds to the query answer and the event, checked on its own."""
+    problems = []
+    if extra.get("scope") != "entity" or extra.get("entity") != vm_ref_to_wire(expect.entity):
+        problems.append(f"scope {extra.get('scope')!r}, entity {extra.get('entity')!r}")
+    try:
+        plan = Plan.from_wire(extra.get("plan"))
+    except ValueError as exc:
+        return [*problems, f"no readable plan: {exc}"]
+    problems += [f"victims {p}" for p in _in_order(plan.refs, expect, obs)]
+    levels = [v.priority for v in plan.victims]
+    if levels != sorted(levels):
+        problems.append(f"victims' priorities not ascending: {levels}")
+    got = {o.ref: o.reason for o in plan.left_out}
+    for ref, reason in sorted(expect.left_out.items()):
+        if got.get(ref) != reason:
+            problems.append(f"{_names([ref], obs.before)} left out as {got.get(ref)}, not {reason}")
+    if extra_left := set(got) - set(expect.left_out):
+        problems.append(f"left out unexpectedly: {_names(extra_left, obs.before)}")
+    return problems
+
+
+def _plan(expect: Expectations, obs: Observations) -> Check:
+    claim = "the plan in the query answer: victims by priority, the others left out and why"
+    if obs.state is None:
+        return Check(claim, ("no answer to the current_state query",))
+    return Check(claim, tuple(_plan_problems(expect, obs.state.extra, obs)))
 
 
 def _state(expect: Expectations, obs: Observations) -> Check:
-    claim = "the workflow's current_state names the preempted VMs"
+    claim = "the workflow's current_state names the preempted VMs, in the plan's order"
     state = obs.state
     if state is None:
         return Check(claim, ("no answer to the current_state query",))
-    problems = []
-    if set(state.virtual_machines or ()) != set(expect.selection.selected):
-        problems.append(f"virtualMachines {_names(list(state.virtual_machines or ()), obs.before)}")
+    problems = [
+        f"virtualMachines {p}" for p in _in_order(state.virtual_machines or (), expect, obs)
+    ]
     if state.tag != expect.tag or state.criticality != expect.criticality:
         problems.append(f"tag {state.tag!r}, criticality {state.criticality}")
     if state.event.get("id") != expect.trigger_event_id:
@@ -131,20 +191,20 @@ def _annotation_problems(expect: Expectations, raw: str | Mapping[str, Any]) -> 
 
 def _annotations(expect: Expectations, obs: Observations) -> Check:
     problems = []
-    for ref in expect.selection.selected:
+    for ref in expect.victims:
         raw = obs.annotations.get(ref)
         name = _names([ref], obs.before)
         if raw is None:
             problems.append(f"{name}: no annotation")
             continue
         problems += [f"{name}: {p}" for p in _annotation_problems(expect, raw)]
-    if extra := set(obs.annotations) - set(expect.selection.selected):
+    if extra := set(obs.annotations) - set(expect.victims):
         problems.append(f"annotated but not preempted: {_names(extra, obs.before)}")
     return Check("each preempted VM carries a valid annotation, no other VM does", tuple(problems))
 
 
 def _event(expect: Expectations, obs: Observations) -> Check:
-    claim = f"the sink received the {PREEMPTED_EVENT_TYPE}"
+    claim = f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
     received = [e for e in obs.events if e.type == PREEMPTED_EVENT_TYPE]
     if not received:
         return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
@@ -158,13 +218,13 @@ def _event(expect: Expectations, obs: Observations) -> Check:
         problems.append(f"source {event.source!r} (expected {expect.event_source!r})")
     data = event.data if isinstance(event.data, Mapping) else {}
     try:
-        vms = {vm_ref_from_wire(v) for v in data.get("virtualMachines") or []}
+        vms = [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
     except WireError as exc:
         problems.append(f"virtualMachines: {exc}")
-        vms = set()
-    if vms != set(expect.selection.selected):
-        problems.append(f"virtualMachines {_names(vms, obs.before)}")
+        vms = []
+    problems += [f"virtualMachines {p}" for p in _in_order(vms, expect, obs)]
     problems += [f"data: {p}" for p in _annotation_problems(expect, data)]
+    problems += [f"data: {p}" for p in _plan_problems(expect, data, obs)]
     return Check(claim, tuple(problems))
 
 
@@ -173,6 +233,8 @@ def verify(expect: Expectations, obs: Observations) -> list[Check]:
     return [
         _reply("the function accepted the raising alarm event", obs.raising_reply, "preempt"),
         _power(expect, obs),
+        _stayed_on(expect, obs),
+        _plan(expect, obs),
         _state(expect, obs),
         _annotations(expect, obs),
         _event(expect, obs),

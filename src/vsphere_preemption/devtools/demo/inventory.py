@@ -1,28 +1,79 @@
-"""The demo's inventory: which objects get the tag, which VMs are stopped beforehand.
+"""The demo's inventory and policy: who gets which tag, which VMs are stopped beforehand.
 
-`plan_demo` is pure: it splits the simulator's VMs so that the run shows every rule of
-victim selection at once. Tagged: VMs left running (more than the per-run cap, so
-some are left over), VMs powered off and one suspended before the alarm (already
-free), and a host (not a VM). The untagged VMs must stay untouched. `prepare`
-applies the plan through the same vSphere adapter as the worker.
+Two clusters; the alarm turns red on the first (`ALARMED`) only. `plan_demo` is pure: it
+splits the simulator's VMs so that one run shows every rule of the plan at once.
+
+- on the alarmed cluster, tagged `preemptible` and left running: VMs of priority `low`,
+  `normal`, `high` and one without a priority tag (the policy's default), more than
+  `maxVMs` of them, so the highest are left over the cap;
+- one of them also carries the protection tag (and priority `low`: protection wins);
+- tagged VMs powered off and one suspended before the alarm (already free), and a host
+  of the alarmed cluster (not a VM);
+- on the other cluster, tagged VMs of priority `low`: they would go first, but they are
+  out of scope (`scope: entity`) and must stay on;
+- the VMs without the tag must stay untouched.
+
+`prepare` applies the plan through the same vSphere adapter as the worker and states
+which victims the documented order predicts (`expect`, pure, from the VMs' boot times).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from vsphere_preemption.devtools.inventory import DEFAULT_CATEGORY, Inventory
-from vsphere_preemption.domain.model import Selection, VmRef
-from vsphere_preemption.domain.selection import VmState, moref_key, select_preemptible
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.plan import LeaveReason
+from vsphere_preemption.domain.policy import Policy, PriorityPolicy, Protection, Scope
+from vsphere_preemption.domain.selection import VmState, moref_key
 
-# vcsim: `-vm N` is per resource pool (a cluster has one); no standalone host, so
-# the cluster holds every VM.
-VCSIM_ARGS = ("-dc", "1", "-cluster", "1", "-host", "3", "-vm", "20", "-standalone-host", "0")
-TAGGED_RUNNING = 7
+# vcsim: `-vm N` is per resource pool (a cluster has one); no standalone host, so the
+# clusters hold every VM. vcsim names them DC0_C0 and DC0_C1, their hosts DC0_C0_H0...,
+# their VMs DC0_C0_RP0_VM0...
+VCSIM_ARGS = ("-dc", "1", "-cluster", "2", "-host", "3", "-vm", "14", "-standalone-host", "0")
+ALARMED = "DC0_C0"  # the cluster whose alarm turns red
+OTHER = "DC0_C1"
+
+PRIORITY_CATEGORY = "preemption-priority"
+LEVELS = {"low": 1, "normal": 5, "high": 9}
+DEFAULT_LEVEL = 5
+PROTECTION_CATEGORY = "preemption-protection"
+PROTECTION_TAG = "never"
+MAX_VMS = 5  # the policy's maxVMs: fewer than the running candidates
+
+# The alarmed cluster's running tagged VMs, in name order: their priority tag (None: none,
+# the default). Lows go first, then the normals and the untagged one, the highs are over
+# the cap; name order says nothing.
+RUNNING_PRIORITIES: tuple[str | None, ...] = (
+    "normal",
+    "low",
+    "high",
+    "normal",
+    "low",
+    None,
+    "high",
+)
+PROTECTED_PRIORITY = "low"  # the protected VM would otherwise be among the first to go
 TAGGED_OFF = 2
 TAGGED_SUSPENDED = 1
-MAX_VMS = 5  # the worker's PREEMPTION_MAX_VMS in the demo: less than TAGGED_RUNNING
+ELSEWHERE = 3  # tagged running VMs on the other cluster
+ELSEWHERE_PRIORITY = "low"
+
+DEMO_POLICY = Policy(
+    scope=Scope.ENTITY,
+    max_vms=MAX_VMS,
+    priority=PriorityPolicy(PRIORITY_CATEGORY, dict(LEVELS), DEFAULT_LEVEL),
+    protection=Protection(PROTECTION_CATEGORY, PROTECTION_TAG),
+)
+
+
+def policy_yaml() -> str:
+    """The worker's policy file (PREEMPTION_POLICY_FILE), as a person would write it."""
+    import yaml
+
+    return str(yaml.safe_dump(DEMO_POLICY.to_wire(), sort_keys=False, default_flow_style=None))
 
 
 class InventoryTooSmall(ValueError):
@@ -31,16 +82,29 @@ class InventoryTooSmall(ValueError):
 
 @dataclass(frozen=True)
 class DemoPlan:
-    running: tuple[VmState, ...]  # tagged, left running: the candidates
+    running: tuple[VmState, ...]  # alarmed cluster, tagged, left running: the candidates
+    protected: VmState  # alarmed cluster, tagged, running, protected
     powered_off: tuple[VmState, ...]  # tagged, powered off before the alarm
     suspended: tuple[VmState, ...]  # tagged, suspended before the alarm
-    host: VmRef  # tagged although it is not a VM
+    host: VmRef  # a host of the alarmed cluster, tagged although it is not a VM
+    elsewhere: tuple[VmState, ...]  # the other cluster, tagged, running
     untagged: tuple[VmState, ...]
+    priorities: Mapping[VmRef, str]  # the priority tag of each VM that has one
 
     @property
     def tagged(self) -> list[VmRef]:
-        vms = self.running + self.powered_off + self.suspended
+        """Every object carrying the preemption tag, as the inventory table lists them."""
+        vms = (*self.running, self.protected, *self.powered_off, *self.suspended, *self.elsewhere)
         return [s.ref for s in vms] + [self.host]
+
+    @property
+    def stay_on(self) -> list[VmRef]:
+        """Running, tagged, never a victim: the protected VM and the other cluster's."""
+        return [self.protected.ref, *(s.ref for s in self.elsewhere)]
+
+    def level(self, ref: VmRef) -> int:
+        tag = self.priorities.get(ref)
+        return LEVELS[tag] if tag is not None else DEFAULT_LEVEL
 
 
 def _natural(state: VmState) -> tuple[tuple[tuple[int, int | str], ...], str]:
@@ -48,24 +112,67 @@ def _natural(state: VmState) -> tuple[tuple[tuple[int, int | str], ...], str]:
     return (moref_key(state.name), state.ref.value)
 
 
-def plan_demo(vms: Sequence[VmState], hosts: Sequence[VmRef]) -> DemoPlan:
-    ordered = sorted(vms, key=_natural)
-    needed = TAGGED_RUNNING + TAGGED_OFF + TAGGED_SUSPENDED + 1
-    if len(ordered) < needed or not hosts:
+def plan_demo(vms: Sequence[VmState]) -> DemoPlan:
+    alarmed = sorted((s for s in vms if s.cluster == ALARMED), key=_natural)
+    other = sorted((s for s in vms if s.cluster == OTHER), key=_natural)
+    running = len(RUNNING_PRIORITIES)
+    needed = running + 1 + TAGGED_OFF + TAGGED_SUSPENDED
+    if len(alarmed) < needed or len(other) < ELSEWHERE:
         raise InventoryTooSmall(
-            f"the demo needs at least {needed} VMs and a host; found {len(ordered)} VMs, "
-            f"{len(hosts)} hosts"
+            f"the demo needs at least {needed} VMs on cluster {ALARMED} and {ELSEWHERE} on "
+            f"{OTHER}; found {len(alarmed)} and {len(other)}"
         )
-    first_off = TAGGED_RUNNING
+    hosts = sorted({s.host for s in alarmed if s.host}, key=moref_key)
+    if not hosts:
+        raise InventoryTooSmall(f"the demo needs a host in cluster {ALARMED}; found none")
+    first_off = running + 1
     first_suspended = first_off + TAGGED_OFF
     first_untagged = first_suspended + TAGGED_SUSPENDED
+    priorities = {s.ref: p for s, p in zip(alarmed, RUNNING_PRIORITIES, strict=False) if p}
+    priorities[alarmed[running].ref] = PROTECTED_PRIORITY
+    priorities.update((s.ref, ELSEWHERE_PRIORITY) for s in other[:ELSEWHERE])
     return DemoPlan(
-        running=tuple(ordered[:first_off]),
-        powered_off=tuple(ordered[first_off:first_suspended]),
-        suspended=tuple(ordered[first_suspended:first_untagged]),
-        host=sorted(hosts, key=lambda r: moref_key(r.value))[0],
-        untagged=tuple(ordered[first_untagged:]),
+        running=tuple(alarmed[:running]),
+        protected=alarmed[running],
+        powered_off=tuple(alarmed[first_off:first_suspended]),
+        suspended=tuple(alarmed[first_suspended:first_untagged]),
+        host=VmRef(hosts[0], "HostSystem"),
+        elsewhere=tuple(other[:ELSEWHERE]),
+        untagged=tuple(alarmed[first_untagged:] + other[ELSEWHERE:]),
+        priorities=priorities,
     )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the worker's plan must say, by the documented rules (README, "The policy")."""
+
+    victims: tuple[VmRef, ...]  # in the order they go
+    left_out: Mapping[VmRef, LeaveReason]  # every other tagged object, and why
+
+
+def expect(plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None]) -> Expected:
+    """Priority ascending, then the most recently powered on first, then name; `maxVMs` of
+    them. Every other tagged object is left out for the first reason that holds."""
+
+    def order(state: VmState) -> tuple[object, ...]:
+        boot = boot_times.get(state.ref)
+        return (
+            plan.level(state.ref),
+            boot is None,
+            -(boot.timestamp() if boot else 0.0),
+            state.name.casefold(),
+            state.name,
+            moref_key(state.ref.value),
+        )
+
+    ordered = sorted(plan.running, key=order)
+    left: dict[VmRef, LeaveReason] = {s.ref: LeaveReason.OVER_CAP for s in ordered[MAX_VMS:]}
+    left[plan.protected.ref] = LeaveReason.PROTECTED
+    left.update((s.ref, LeaveReason.NOT_RUNNING) for s in plan.powered_off + plan.suspended)
+    left.update((s.ref, LeaveReason.OUT_OF_SCOPE) for s in plan.elsewhere)
+    left[plan.host] = LeaveReason.NOT_A_VM
+    return Expected(tuple(s.ref for s in ordered[:MAX_VMS]), left)
 
 
 @dataclass(frozen=True)
@@ -73,20 +180,40 @@ class PreparedInventory:
     plan: DemoPlan
     category: str
     tag: str
+    clusters: Mapping[str, VmRef]  # by name
     before: dict[VmRef, VmState]  # every VM's state once the plan is applied
-    expected: Selection  # what the worker should pick, by the documented rules
+    boot_times: Mapping[VmRef, datetime | None]  # the tagged VMs'
+    expected: Expected
 
     @property
     def names(self) -> dict[VmRef, str]:
         return {ref: state.name for ref, state in self.before.items()}
 
+    @property
+    def alarmed(self) -> VmRef:
+        return self.clusters[ALARMED]
+
 
 def prepare(inventory: Inventory, tag: str, category: str = DEFAULT_CATEGORY) -> PreparedInventory:
     """Tag, power off and suspend as `plan_demo` says; read the result back."""
-    plan = plan_demo(inventory.vms(), inventory.objects("HostSystem"))
+    clusters = inventory.names("ClusterComputeResource")
+    if ALARMED not in clusters or OTHER not in clusters:
+        raise InventoryTooSmall(
+            f"the demo needs clusters {ALARMED} and {OTHER}: {sorted(clusters)}"
+        )
+    plan = plan_demo(inventory.vms())
     inventory.tag(tag, plan.tagged, category)
+    for name in LEVELS:
+        refs = [ref for ref, level in plan.priorities.items() if level == name]
+        if refs:
+            inventory.tag(name, refs, PRIORITY_CATEGORY)
+    inventory.tag(PROTECTION_TAG, [plan.protected.ref], PROTECTION_CATEGORY)
     inventory.power_off([s.ref for s in plan.powered_off])
     inventory.suspend([s.ref for s in plan.suspended])
     before = {state.ref: state for state in inventory.vms()}
-    expected = select_preemptible(plan.tagged, before, MAX_VMS)
-    return PreparedInventory(plan, category, tag, before, expected)
+    # Boot times as the worker reads them, through the same call.
+    gathered = inventory.client.gather(tag, None, DEMO_POLICY.tag_categories())
+    boot_times = {f.ref: f.boot_time for f in gathered.facts}
+    return PreparedInventory(
+        plan, category, tag, clusters, before, boot_times, expect(plan, boot_times)
+    )

@@ -19,11 +19,14 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
+from vsphere_preemption.devtools.demo.report import REASON_TEXT
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_PREEMPTIBLE_VMS,
+    PLAN_PREEMPTION,
     POWER_OFF_VMS,
+    READ_ENTITY_USAGE,
     SEND_PREEMPTED_EVENT,
 )
 
@@ -44,6 +47,8 @@ _WORKFLOW_CLOSED = (
 )
 _WHAT = {
     GET_PREEMPTIBLE_VMS: "find the powered-on VMs carrying the tag",
+    PLAN_PREEMPTION: "read the tagged VMs' facts from vCenter, choose the victims",
+    READ_ENTITY_USAGE: "read the alarmed entity's use again",
     POWER_OFF_VMS: "power them off",
     ANNOTATE_VMS: "write the preemption annotation on each",
     SEND_PREEMPTED_EVENT: "send the VmPreemptedEvent to K_SINK",
@@ -71,6 +76,25 @@ def _ref(obj: Any) -> VmRef | None:
 
 def _seconds(value: Any) -> str:
     return f"{value:g}s" if isinstance(value, int | float) else "?"
+
+
+def _selection(policy: Mapping[str, Any]) -> str:
+    """The policy file's choice rules, in one line."""
+    parts = [f"scope {policy.get('scope')}"]
+    priority = policy.get("priority")
+    if isinstance(priority, Mapping) and priority.get("category"):
+        levels = priority.get("levels") or {}
+        ranked = ", ".join(
+            f"{tag} {level}" for tag, level in sorted(levels.items(), key=lambda item: item[1])
+        )
+        parts.append(
+            f"priority from tags of {priority.get('category')!r} ({ranked}; "
+            f"default {priority.get('default')})"
+        )
+    protection = policy.get("protection")
+    if isinstance(protection, Mapping):
+        parts.append(f"protection tag {protection.get('category')}/{protection.get('tag')}")
+    return "choice: " + ", ".join(parts)
 
 
 def is_closed(events: Sequence[HistoryEvent]) -> bool:
@@ -190,17 +214,22 @@ class HistoryNarrator:
         policy = _json(event.marker_recorded_event_attributes.details.get("result"))
         if not isinstance(policy, Mapping) or "max_vms" not in policy:
             return []
-        return [
+        lines = [
             f"worker policy: at most {policy.get('max_vms')} VMs per run, cooldown "
             f"{_seconds(policy.get('cooldown_seconds'))}, soft-shutdown grace "
             f"{_seconds(policy.get('soft_shutdown_grace_seconds'))}"
         ]
+        selection = policy.get("selection")
+        if isinstance(selection, Mapping):
+            lines.append(f"  {_selection(selection)}")
+        return lines
 
     def _result(self, name: str, result: Any) -> list[str]:
         if name == SEND_PREEMPTED_EVENT:
             return ["  the sink acknowledged it"]
         if not isinstance(result, Mapping):
             return ["  done"]
+
         if name == GET_PREEMPTIBLE_VMS:
             selected = [r for r in map(_ref, result.get("selected") or []) if r]
             lines = [f"  picked {len(selected)}: " + ", ".join(map(self._name, selected))]
@@ -209,6 +238,8 @@ class HistoryNarrator:
                 if ref is not None:
                     lines.append(f"  left out {self._name(ref)}: {issue.get('reason')}")
             return lines
+        if name == PLAN_PREEMPTION:
+            return self._plan(result)
         if name == POWER_OFF_VMS:
             off = [r for r in map(_ref, result.get("powered_off") or []) if r]
             failed = result.get("failed") or []
@@ -219,3 +250,24 @@ class HistoryNarrator:
             failed = result.get("failed") or []
             return [f"  annotated {len(done)} VMs" + (f", {len(failed)} failed" if failed else "")]
         return ["  done"]
+
+    def _plan(self, result: Mapping[str, Any]) -> list[str]:
+        plan = result.get("plan")
+        if not isinstance(plan, Mapping):
+            return ["  done"]
+        victims = [v for v in plan.get("victims") or [] if isinstance(v, Mapping)]
+        named = [f"{v.get('name')} (priority {v.get('priority')})" for v in victims]
+        lines = [f"  plan: {len(victims)} victims, in order: " + (", ".join(named) or "none")]
+        reasons: dict[str, int] = {}
+        for left in plan.get("leftOut") or []:
+            if isinstance(left, Mapping):
+                raw = str(left.get("reason", "?"))
+                reason = next((t for r, t in REASON_TEXT.items() if r.value == raw), raw)
+                reasons[reason] = reasons.get(reason, 0) + 1
+        if reasons:
+            counts = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+            lines.append(f"  left out: {counts}")
+        scoped = result.get("scope_vms")
+        if isinstance(scoped, int):
+            lines.append(f"  (the alarmed entity holds {scoped} VMs, tagged or not)")
+        return lines

@@ -7,9 +7,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vsphere_preemption.devtools.demo.checks import Check
-from vsphere_preemption.devtools.demo.inventory import PreparedInventory
+from vsphere_preemption.devtools.demo.inventory import (
+    ALARMED,
+    PROTECTION_CATEGORY,
+    PROTECTION_TAG,
+    PreparedInventory,
+)
 from vsphere_preemption.devtools.sink import ReceivedEvent
 from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.plan import LeaveReason, Plan
 from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.wire import WireError, WorkflowResponse, format_time, vm_ref_from_wire
 
@@ -23,26 +29,88 @@ def _label(ref: VmRef, states: Mapping[VmRef, VmState]) -> str:
     return f"{state.name} ({ref.value})" if state else f"{ref.value} ({ref.type})"
 
 
+# How a reason for leaving a VM out reads in a table.
+REASON_TEXT = {
+    LeaveReason.PROTECTED: "protected",
+    LeaveReason.OUT_OF_SCOPE: "out of scope",
+    LeaveReason.OVER_BUDGET: "over a budget",
+    LeaveReason.NOT_NEEDED: "not needed",
+    LeaveReason.NOT_RUNNING: "not running",
+    LeaveReason.NOT_A_VM: "not a VM",
+    LeaveReason.OVER_CAP: "over the cap",
+}
+
+
+def _table(rows: Sequence[Sequence[str]], indent: str = "    ") -> list[str]:
+    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        indent
+        + "  ".join(f"{cell:<{width[i]}}" for i, cell in enumerate(row[:-1]))
+        + "  "
+        + row[-1]
+        for row in rows
+    ]
+
+
 def inventory_table(prepared: PreparedInventory) -> list[str]:
-    """Every tagged object, its power state, and what the worker should do with it."""
-    plan, before = prepared.plan, prepared.before
-    why = {issue.vm: issue.reason for issue in prepared.expected.left_out}
-    rows = [("object", "power state", "expected")]
+    """Every tagged object: where it is, its power state and priority, what the plan should do."""
+    plan, before, expected = prepared.plan, prepared.before, prepared.expected
+    rank = {ref: i for i, ref in enumerate(expected.victims, 1)}
+    rows = [("object", "cluster", "power state", "priority", "expected")]
     for ref in plan.tagged:
         state = before.get(ref)
-        power = state.power_state if state else "-"
-        rows.append(
-            (_label(ref, before), power, "preempt" if ref not in why else f"left alone: {why[ref]}")
+        tag = plan.priorities.get(ref)
+        if state is None:
+            cluster, power, priority = ALARMED, "-", "-"
+        else:
+            cluster, power = state.cluster or "-", state.power_state
+            priority = f"{tag} ({plan.level(ref)})" if tag else f"no tag ({plan.level(ref)})"
+            if ref == plan.protected.ref:
+                priority += f" + {PROTECTION_CATEGORY}/{PROTECTION_TAG}"
+        # Every tagged object is either a victim or left out, by `expect`'s construction.
+        outcome = (
+            f"victim {rank[ref]}"
+            if ref in rank
+            else f"left out: {REASON_TEXT[expected.left_out[ref]]}"
         )
-    width = [max(len(r[i]) for r in rows) for i in range(2)]
-    lines = [f"    {a:<{width[0]}}  {b:<{width[1]}}  {c}" for a, b, c in rows]
+        rows.append((_label(ref, before), cluster, power, priority, outcome))
+    lines = _table(rows)
     untagged = plan.untagged
     if untagged:
         states = sorted({s.power_state for s in untagged})
         lines.append(
-            f"  not tagged: {len(untagged)} VMs ({untagged[0].name} ... {untagged[-1].name}, "
-            f"{'/'.join(states)}): must stay as they are"
+            f"  not tagged: {len(untagged)} VMs on both clusters ({'/'.join(states)}): "
+            "must stay as they are"
         )
+    return lines
+
+
+def _plan_label(ref: VmRef, name: str | None) -> str:
+    return f"{name} ({ref.value})" if name else f"{ref.value} ({ref.type})"
+
+
+def plan_lines(extra: Mapping[str, Any], indent: str = "    ") -> list[str]:
+    """The plan our worker adds to the query answer (and the event): victims in order with
+    their reason, then every candidate left out with its reason."""
+    raw = extra.get("plan")
+    if isinstance(raw, Mapping) and "error" in raw:
+        return [f"{indent}planning failed: {raw.get('error')}"]
+    try:
+        plan = Plan.from_wire(raw)
+    except ValueError as exc:
+        return [f"{indent}(no readable plan: {exc})"]
+    lines = [f"{indent}victims, in the order they go:"]
+    lines += [
+        f"{indent}  {i}. {_plan_label(v.ref, v.name)}: {v.reason}"
+        for i, v in enumerate(plan.victims, 1)
+    ] or [f"{indent}  none"]
+    lines.append(f"{indent}left out:")
+    rows = [
+        (_plan_label(o.ref, o.name), REASON_TEXT.get(o.reason, str(o.reason)), o.detail)
+        for o in plan.left_out
+    ]
+    lines += _table(rows, indent + "  ") if rows else [f"{indent}  none"]
+    lines += [f"{indent}note: {note}" for note in plan.notes]
     return lines
 
 
@@ -53,6 +121,13 @@ def _elide_event(data: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(event, Mapping):
         shown["event"] = {k: event[k] for k in ("id", "type", "source") if k in event}
         shown["event"]["..."] = "(the whole alarm CloudEvent)"
+    plan = shown.get("plan")
+    if isinstance(plan, Mapping) and "victims" in plan:
+        shown["plan"] = {
+            "victims": [v.get("name") for v in plan.get("victims") or [] if isinstance(v, Mapping)],
+            "leftOut": len(plan.get("leftOut") or []),
+            "...": "(the whole plan, as the query answer's above)",
+        }
     return shown
 
 
@@ -84,7 +159,18 @@ def state_lines(state: WorkflowResponse | None, states: Mapping[VmRef, VmState])
         f"{format_time(state.last_preemption)}, criticality {state.criticality}, "
         f"{len(vms)} VMs:",
         *(f"    {_label(ref, states)}" for ref in vms),
+        f"  its plan (field `plan`; scope {state.extra.get('scope')!r}, entity "
+        f"{_entity(state.extra.get('entity'))}):",
+        *plan_lines(state.extra),
     ]
+
+
+def _entity(raw: Any) -> str:
+    try:
+        ref = vm_ref_from_wire(raw)
+    except WireError:
+        return "none"
+    return f"{ref.type} {ref.value}"
 
 
 def annotation_lines(
@@ -130,6 +216,10 @@ def event_lines(event: ReceivedEvent | None, states: Mapping[VmRef, VmState]) ->
             except WireError:
                 vms.append(repr(item))
         lines.append(f"    data.virtualMachines: {', '.join(vms)}")
+        plan = data.get("plan")
+        if isinstance(plan, Mapping):
+            names = [v.get("name") for v in plan.get("victims") or [] if isinstance(v, Mapping)]
+            lines.append(f"    data.plan.victims: {', '.join(map(str, names))}")
         lines += ["    data:", *pretty(_elide_event(data), "      ")]
     return lines
 

@@ -1,14 +1,17 @@
 """`preemptctl demo`: one preemption end to end, against a vCenter simulator it starts.
 
-1. vcsim with a cluster of 3 hosts and 20 VMs; a tag category and the `preemptible`
-   tag on some VMs (some of them stopped beforehand) and on a host;
+1. vcsim with two clusters of 3 hosts and 14 VMs each; the `preemptible` tag on VMs of
+   both (some stopped beforehand) and on a host, priority tags (`low`, `normal`,
+   `high`) and a protection tag; a policy file mapping them, for the worker;
 2. the whole system as `preemptctl dev` runs it (Temporal dev server with its UI, the
    worker and the function as their own processes), with a CloudEvents sink of its
    own as K_SINK;
-3. a raising AlarmStatusChangedEvent (binary CloudEvent over HTTP, as a Knative broker
-   delivers it) to the function; the workflow's steps as they happen;
+3. a raising AlarmStatusChangedEvent on the first cluster only (binary CloudEvent over
+   HTTP, as a Knative broker delivers it) to the function; the workflow's steps as they
+   happen;
 4. what happened, read back from where it lives: power states and annotations from
-   vCenter, the query answer from Temporal, the VmPreemptedEvent from the sink;
+   vCenter, the query answer (with its plan: victims in order, the others left out and
+   why) from Temporal, the VmPreemptedEvent from the sink;
 5. the lowering event, and the workflow completing;
 6. checks on all of it: exit 0 only if every one holds.
 
@@ -48,10 +51,12 @@ from vsphere_preemption.devtools.demo.events import (
     alarm_status_changed,
 )
 from vsphere_preemption.devtools.demo.inventory import (
-    MAX_VMS,
+    ALARMED,
+    OTHER,
     VCSIM_ARGS,
     InventoryTooSmall,
     PreparedInventory,
+    policy_yaml,
     prepare,
 )
 from vsphere_preemption.devtools.demo.progress import HistoryNarrator, is_closed, run_finished
@@ -78,10 +83,10 @@ from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, preemp
 
 # Short, so the demo is quick; the workflow is cancelled before either matters again.
 WORKER_ENV = {
-    "PREEMPTION_MAX_VMS": str(MAX_VMS),
     "PREEMPTION_COOLDOWN": "5s",
     "PREEMPTION_SOFT_SHUTDOWN_GRACE": "5s",
 }
+POLICY_FILE = "policy.yaml"  # in the demo's temporary directory
 HTTP_TIMEOUT = 30.0
 POLL = 0.25  # seconds between two reads of the workflow's history
 LOG_TAIL_LINES = 15
@@ -148,13 +153,15 @@ class Demo:
             workdir = Path(tempfile.mkdtemp(prefix="preemptctl-demo-"))
             resources.callback(shutil.rmtree, workdir, ignore_errors=True)
             log_dir = self.options.log_dir or workdir / "logs"
-            self.say("vsphere-preemption demo: one preemption, end to end, on this machine")
+            self.say(
+                "vsphere-preemption demo: one alarm, victims by place and priority, end to end"
+            )
 
             self.say(
                 *heading(1, "A simulated vCenter (vcsim) with a demo inventory"),
-                "  Preemption powers off the running VMs that carry a vSphere tag, when an "
-                "alarm says",
-                "  capacity is short. The demo tags some VMs; the rules decide which go:",
+                "  Preemption powers off running VMs that carry a vSphere tag when an alarm says",
+                "  a cluster is short of capacity: only VMs on that cluster, lowest priority first",
+                "  (then the most recently booted), never a protected one, at most maxVMs per run.",
             )
             sim = resources.enter_context(Vcsim(args=VCSIM_ARGS))
             config = VCenterConfig(
@@ -164,15 +171,22 @@ class Demo:
             inventory = Inventory(vsphere)
             prepared = prepare(inventory, self.options.tag)
             self.say(
-                f"  vcsim at {sim.url}: 1 cluster, 3 hosts, {len(prepared.before)} VMs",
+                f"  vcsim at {sim.url}: clusters {ALARMED} and {OTHER}, 3 hosts each, "
+                f"{len(prepared.before)} VMs",
                 f"  tag {prepared.tag!r} (category {prepared.category!r}) is attached to:",
                 *inventory_table(prepared),
             )
             secret = write_secret(workdir / "vcenter-secret", sim.username, sim.password)
+            policy = workdir / POLICY_FILE
+            policy.write_text(policy_yaml())
+            self.say(
+                f"  the worker's policy ({policy}, its PREEMPTION_POLICY_FILE):",
+                *(f"    {line}" for line in policy_yaml().splitlines()),
+            )
 
             self.say(*heading(2, "The system: Temporal, the worker, the function, a sink"))
             sink = resources.enter_context(EventSink())
-            stack = self._stack(sim.url, secret, sink.url, log_dir, workdir)
+            stack = self._stack(sim.url, secret, sink.url, log_dir, workdir, policy)
             self.say("  starting (the Temporal dev server takes a few seconds) ...")
             resources.enter_context(stack)
             self._print_stack(stack, sink, log_dir)
@@ -186,7 +200,8 @@ class Demo:
                 self._log_tails(log_dir)
             self.say(
                 "",
-                "demo passed: exactly the expected VMs were preempted, annotated and reported"
+                f"demo passed: the planned VMs on {ALARMED} were preempted in priority order, "
+                "annotated and reported; the others stayed as they were"
                 if ok
                 else "demo FAILED: see the checks above",
             )
@@ -194,7 +209,9 @@ class Demo:
                 self._keep(stack)
             return 0 if ok else 1
 
-    def _stack(self, url: str, secret: Path, sink: str, log_dir: Path, workdir: Path) -> DevStack:
+    def _stack(
+        self, url: str, secret: Path, sink: str, log_dir: Path, workdir: Path, policy: Path
+    ) -> DevStack:
         o = self.options
         return DevStack(
             # vcsim's certificate is self-signed, made up at start: nothing to verify against.
@@ -210,7 +227,7 @@ class Demo:
             alarm_name=o.alarm_name,
             sink=sink,
             log_dir=log_dir,
-            extra_worker_env=WORKER_ENV,
+            extra_worker_env={**WORKER_ENV, "PREEMPTION_POLICY_FILE": str(policy)},
         )
 
     def _print_stack(self, stack: DevStack, sink: EventSink, log_dir: Path) -> None:
@@ -224,20 +241,19 @@ class Demo:
         if stack.ui_url:
             self.say(f"  Temporal web UI  {stack.ui_url}/namespaces/{stack.namespace}/workflows")
         self.say("  worker and function settings (their environment):")
-        settings = {**stack.settings(), **WORKER_ENV}
+        settings = {**stack.settings(), **stack.extra_worker_env}
         self.say(*(f"    {key}={value}" for key, value in settings.items()))
 
     def _scene(self, inventory: Inventory, prepared: PreparedInventory, url: str) -> AlarmScene:
         datacenters = inventory.objects("Datacenter")
-        clusters = inventory.objects("ClusterComputeResource")
-        if not datacenters or not clusters:
-            raise DemoFailed("the simulator has no datacenter or no cluster")
-        cluster_name = next(iter(prepared.before.values())).cluster or clusters[0].value
+        if not datacenters:
+            raise DemoFailed("the simulator has no datacenter")
+        cluster = prepared.alarmed
         return AlarmScene(
             vcenter_url=url,
             # vcsim names its first datacenter DC0; the name is only shown in the event.
             datacenter=Named("DC0", datacenters[0].type, datacenters[0].value),
-            cluster=Named(cluster_name, clusters[0].type, clusters[0].value),
+            cluster=Named(ALARMED, cluster.type, cluster.value),
             # The demo plays the alarm: vcsim raises none of its own.
             alarm=Named(self.options.alarm_name, "Alarm", "alarm-101"),
         )
@@ -285,13 +301,18 @@ class Demo:
             criticality=Criticality.HIGH,  # the rule: `to` red
             trigger_event_id=raising.id,
             event_source=preempted_event_source(stack.address, stack.namespace),
-            selection=prepared.expected,
+            entity=prepared.alarmed,
+            cluster=ALARMED,
+            victims=prepared.expected.victims,
+            left_out=prepared.expected.left_out,
+            stay_on=tuple(prepared.plan.stay_on),
         )
 
         self.say(
             *heading(3, f"Alarm {o.alarm_name!r} turns red on {scene.cluster.name}"),
             "  In production VEBA turns vCenter events into CloudEvents and a Knative broker",
             "  delivers them to the function; here the demo sends one itself.",
+            f"  {OTHER}'s alarm stays green: its VMs are not this alarm's to take.",
         )
         self.say(
             f"  POST {stack.function_url}/ : AlarmStatusChangedEvent green -> red, "
@@ -322,19 +343,29 @@ class Demo:
         annotations = vsphere.read_custom_field(list(after), ANNOTATION_KEY)
 
         self.say(*heading(5, "What happened, read back from vCenter, Temporal and the sink"))
-        off = [ref for ref in prepared.expected.selected if ref in after]
+        off = [ref for ref in prepared.expected.victims if ref in after]
+        kept = [ref for ref in prepared.plan.stay_on if ref in after]
         unchanged = sum(
             1
             for ref, state in prepared.before.items()
-            if ref not in off and ref in after and after[ref].power_state == state.power_state
+            if ref not in off + kept
+            and ref in after
+            and after[ref].power_state == state.power_state
         )
         self.say(
-            "  power states now (vCenter):",
+            "  power states now (vCenter), the planned victims:",
             *(f"    {after[ref].name} ({ref.value}): {after[ref].power_state}" for ref in off),
-            f"    the other {len(prepared.before) - len(off)} VMs: {unchanged} unchanged",
+            "  the protected VM and the tagged VMs out of scope:",
+            *(
+                f"    {after[ref].name} ({ref.value}, {after[ref].cluster}): "
+                f"{after[ref].power_state}"
+                for ref in kept
+            ),
+            f"    the other {len(prepared.before) - len(off) - len(kept)} VMs: {unchanged} "
+            "unchanged",
             *state_lines(state, prepared.before),
             f"  annotation (custom attribute {ANNOTATION_KEY!r}, read from vCenter):",
-            *annotation_lines(prepared.expected.selected, annotations, prepared.before),
+            *annotation_lines(prepared.expected.victims, annotations, prepared.before),
             f"  the event the sink received ({PREEMPTED_EVENT_TYPE}):",
             *event_lines(event, prepared.before),
         )
