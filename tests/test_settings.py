@@ -13,6 +13,7 @@ from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.settings import (
     FunctionSettings,
     SettingsError,
+    VCenterSettings,
     WorkerSettings,
     load,
     parse_duration,
@@ -188,6 +189,20 @@ def test_worker_variables_win_over_the_file(tmp_path: Path) -> None:
     assert s.policy.max_vms == 2 and s.max_vms == 2
     assert s.policy.scope is Scope.ENTITY and s.scope is Scope.ENTITY
     assert s.policy.targets.cpu == 70, "the rest of the file is kept"
+
+
+def test_vcenter_settings_need_no_temporal_and_read_the_same_policy(tmp_path: Path) -> None:
+    # `preemptctl plan` reads the worker's vCenter and policy variables, never TEMPORAL_URL.
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY_YAML)
+    env = {"VCENTER_URL": "https://vc/sdk", "PREEMPTION_POLICY_FILE": str(path)}
+    s = load(VCenterSettings, {**env, "PREEMPTION_MAX_VMS": "2"})
+    worker = load(WorkerSettings, {**env, "TEMPORAL_URL": "t:7233", "PREEMPTION_MAX_VMS": "2"})
+    assert s.policy == worker.policy and s.policy.max_vms == 2
+    with pytest.raises(SettingsError) as err:
+        load(VCenterSettings, {"PREEMPTION_SCOPE": "datacenter"})
+    assert "TEMPORAL_URL" not in str(err.value)
+    assert "VCENTER_URL is required" in str(err.value) and "PREEMPTION_SCOPE" in str(err.value)
 
 
 def test_worker_names_bad_variables_and_bad_policy_fields_in_one_message(tmp_path: Path) -> None:

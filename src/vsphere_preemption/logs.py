@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -24,8 +24,18 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     return event_dict
 
 
-def configure(*, debug: bool = False, program: str = "vsphere-preemption") -> None:
-    level = logging.DEBUG if debug else logging.INFO
+def configure(
+    *,
+    debug: bool = False,
+    program: str = "vsphere-preemption",
+    stream: TextIO | None = None,
+    level: int | None = None,
+) -> None:
+    """JSON lines on `stream` (stdout unless given: a CLI whose stdout is its answer logs to
+    stderr) at `level` (DEBUG with `debug`, else INFO, unless given)."""
+    if level is None:
+        level = logging.DEBUG if debug else logging.INFO
+    out = sys.stdout if stream is None else stream
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -34,7 +44,7 @@ def configure(*, debug: bool = False, program: str = "vsphere-preemption") -> No
     ]
     # Records of the standard library's loggers (temporalio's workflow and activity
     # loggers, httpx, ...) become JSON lines too, their `extra` fields included.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
@@ -59,7 +69,7 @@ def configure(*, debug: bool = False, program: str = "vsphere-preemption") -> No
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(program=program)

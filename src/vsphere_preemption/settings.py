@@ -114,23 +114,17 @@ class FunctionSettings(TemporalSettings):
         return tuple(dict.fromkeys((self.alarm_name, *self.more_alarm_names)))
 
 
-class WorkerSettings(TemporalSettings):
-    """`preemptctl worker`: the Go worker's variables plus the knobs it hard-coded (README.md)."""
+class VCenterSettings(_Settings):
+    """Where vCenter is and the policy: what the worker and `preemptctl plan` (which needs no
+    Temporal) share."""
 
-    temporal_namespace: Required = Field(default=DEFAULT_NAMESPACE, alias="TEMPORAL_NAMESPACE")
-    temporal_taskqueue: Required = Field(default=DEFAULT_TASK_QUEUE, alias="TEMPORAL_TASKQUEUE")
     vcenter_url: Required = Field(alias="VCENTER_URL")
     vcenter_insecure: Flag = Field(default=False, alias="VCENTER_INSECURE")
     vcenter_secret_path: Path = Field(
         default=Path("/var/bindings/vsphere"), alias="VCENTER_SECRET_PATH"
     )
     vcenter_ca_bundle: Path | None = Field(default=None, alias="VCENTER_CA_BUNDLE")
-    cooldown: Duration = Field(default=timedelta(minutes=1), alias="PREEMPTION_COOLDOWN")
     max_vms: int = Field(default=10, ge=1, alias="PREEMPTION_MAX_VMS")
-    soft_shutdown_grace: Duration = Field(
-        default=timedelta(minutes=2), alias="PREEMPTION_SOFT_SHUTDOWN_GRACE"
-    )
-    max_concurrency: int = Field(default=5, ge=1, le=64, alias="PREEMPTION_MAX_CONCURRENCY")
     scope: Scope = Field(default=Scope.ENTITY, alias="PREEMPTION_SCOPE")
     # Notice before acting, per criticality (the policy's `notice.<LEVEL>`; over the file).
     notice_low: Duration | None = Field(default=None, alias="PREEMPTION_NOTICE_LOW")
@@ -141,6 +135,7 @@ class WorkerSettings(TemporalSettings):
     # `load` (no alias: never read from a variable of its own). `max_vms` and `scope` above
     # then hold the policy's values, whichever set them.
     policy: SkipValidation[Policy] = Policy()
+    debug: Flag = Field(default=False, alias="DEBUG")
 
     @classmethod
     def _derive(
@@ -153,7 +148,7 @@ class WorkerSettings(TemporalSettings):
             policy = policy_from_mapping(raw)
         except PolicyError as exc:
             problems += [f"PREEMPTION_POLICY_FILE: {p}" for p in exc.problems]
-        if not isinstance(settings, WorkerSettings) or problems:
+        if not isinstance(settings, VCenterSettings) or problems:
             return {}, problems
         # The variables win over the file: a deployment tunes one knob without a new file.
         overrides: dict[str, Any] = {}
@@ -174,6 +169,18 @@ class WorkerSettings(TemporalSettings):
             overrides["notice"] = notice
         policy = policy.with_overrides(overrides)
         return {"policy": policy, "max_vms": policy.max_vms, "scope": policy.scope}, []
+
+
+class WorkerSettings(TemporalSettings, VCenterSettings):
+    """`preemptctl worker`: the Go worker's variables plus the knobs it hard-coded (README.md)."""
+
+    temporal_namespace: Required = Field(default=DEFAULT_NAMESPACE, alias="TEMPORAL_NAMESPACE")
+    temporal_taskqueue: Required = Field(default=DEFAULT_TASK_QUEUE, alias="TEMPORAL_TASKQUEUE")
+    cooldown: Duration = Field(default=timedelta(minutes=1), alias="PREEMPTION_COOLDOWN")
+    soft_shutdown_grace: Duration = Field(
+        default=timedelta(minutes=2), alias="PREEMPTION_SOFT_SHUTDOWN_GRACE"
+    )
+    max_concurrency: int = Field(default=5, ge=1, le=64, alias="PREEMPTION_MAX_CONCURRENCY")
 
 
 def _read_policy_file(path: str, problems: list[str]) -> Any:

@@ -27,14 +27,12 @@ from typing import Any
 import pytest
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
 from tests.conftest import fixture_json
-from vsphere_preemption.cli.main import main
-from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
@@ -95,67 +93,12 @@ class StandInPreemptVMs:
         return self._state.to_json()
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def cli(*argv: str) -> int:
-    # main() runs asyncio.run(): keep it off the test's event loop.
-    return await asyncio.to_thread(main, ["workflow", *argv])
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got: {text!r}"
-    assert "Traceback" not in text
-    return lines[0]
-
-
-@pytest.fixture
-def server(temporal_server: TemporalDevServer) -> list[str]:
-    return ["-s", temporal_server.address]
-
-
-@pytest.fixture
-def closed_port() -> str:
-    return f"127.0.0.1:{free_port()}"  # bound, then released: nothing listens there
-
-
 @pytest.fixture
 async def stand_in(temporal_client: Client) -> AsyncIterator[str]:
     """A worker for the stand-in on its own task queue; yields the queue."""
     queue = unique("cli-stand-in")
     async with Worker(temporal_client, task_queue=queue, workflows=[StandInPreemptVMs]):
         yield queue
-
-
-async def _terminate_cli_workflow(client: Client) -> None:
-    handle = client.get_workflow_handle(CLI_WORKFLOW_ID)
-    try:
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate("test isolation")
-    except RPCError:
-        pass  # never started: nothing to clean
-
-
-@pytest.fixture
-async def fresh_cli_workflow(temporal_client: Client) -> AsyncIterator[None]:
-    """`run` always addresses `preempctl-run`: no run of it may be open around a test."""
-    await _terminate_cli_workflow(temporal_client)
-    yield
-    await _terminate_cli_workflow(temporal_client)
-
-
-async def history(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
-    return [event async for event in handle.fetch_history_events()]
-
-
-def signals(events: list[HistoryEvent]) -> list[Any]:
-    return [
-        e.workflow_execution_signaled_event_attributes
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
 
 
 async def wait_until_ran(handle: WorkflowHandle[Any, Any], signals_seen: int = 1) -> dict[str, Any]:

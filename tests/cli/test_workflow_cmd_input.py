@@ -193,9 +193,12 @@ def test_build_request_with_event_and_reply_to() -> None:
         ({"reply_to": "http://"}, "--reply-to has no host"),
         ({"criticality": "severe"}, "--criticality 'severe' is invalid"),
         ({"event": "{}"}, "--event is not a CloudEvent"),
+        ({"entity": "cluster-7"}, "the type of a cluster- moref is unknown"),
+        ({"policy_override": '{"maxVMs": -1}'}, "maxVMs must be at least 1"),
     ],
 )
-def test_build_request_refuses_bad_flags(flags: dict[str, str], message: str) -> None:
-    values = {"tag": "preemptible", "criticality": "LOW", "event": "", "reply_to": ""} | flags
+def test_build_request_refuses_bad_flags(flags: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"tag": "preemptible", "criticality": "LOW", "event": ""}
+    values = values | {"reply_to": ""} | flags
     with pytest.raises(InvalidInput, match=message):
         build_request(**values, now=NOW)

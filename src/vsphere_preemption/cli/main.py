@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "function": "function_cmd",
     "worker": "worker_cmd",
     "workflow": "workflow_cmd",
+    "plan": "plan_cmd",
     "dev": "dev_cmd",
     "demo": "demo_cmd",
 }

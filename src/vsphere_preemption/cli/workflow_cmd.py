@@ -1,10 +1,12 @@
-"""`preemptctl workflow run | status | cancel`: a drop-in for the Go preemptctl.
+"""`preemptctl workflow run | status | cancel | list`: a drop-in for the Go preemptctl, and more.
 
 Flags, defaults and where they may be written follow the Go CLI: `--server`,
 `--namespace`, `--queue`, `--verbose` and `--json` are accepted after `workflow`
 and after each verb (cobra's persistent flags); `run` takes `--tag`,
-`--criticality`, `--event`, `--reply-to`; `status` and `cancel` take `--run-id`,
-and, beyond the Go CLI, `--workflow-id` to address an alarm's workflow.
+`--criticality`, `--event`, `--reply-to`; `status` and `cancel` take `--run-id`.
+Beyond the Go CLI: `run --entity/--dry-run/--policy-override/--set` (the request's
+optional fields); `status`/`cancel --alarm NAME [--entity MOREF] [--go-id]` or
+`--workflow-id` to address an alarm's workflow; `list`, the open preemption workflows.
 
 Exit codes: 0 done, 1 the server or the workflow said no (one line on stderr),
 2 invalid input (refused before anything is sent).
@@ -19,19 +21,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.workflow_input import InvalidInput, build_request, require_not_empty
+from vsphere_preemption.cli.workflow_input import (
+    InvalidInput,
+    address_workflow,
+    build_request,
+    require_not_empty,
+)
+from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
     DEFAULT_NAMESPACE,
     DEFAULT_TAG,
     DEFAULT_TASK_QUEUE,
+    QUERY_NAME,
     SIGNAL_NAME,
+    WORKFLOW_TYPE,
     WorkflowRequest,
     go_json,
 )
 
 if TYPE_CHECKING:
-    from vsphere_preemption.temporal.client import PreemptionClient
+    from vsphere_preemption.temporal.client import ListedWorkflow, PreemptionClient, State
 
 DEFAULT_SERVER = "localhost:7233"
 
@@ -77,8 +87,46 @@ def _add_workflow_id_flags(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"{what} this run of the workflow (default: the latest run)",
     )  # fmt: skip
     parser.add_argument(
-        "--workflow-id", default=CLI_WORKFLOW_ID,
-        help=f"workflow to address, e.g. an alarm's name (default {CLI_WORKFLOW_ID})",
+        "--workflow-id", default=None,
+        help=f"workflow to address by its ID (default {CLI_WORKFLOW_ID}); not with --alarm",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alarm", default=None, metavar="NAME",
+        help="address the workflow of this alarm (with --entity: of this alarm on that entity)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--entity", default=None, metavar="MOREF",
+        help="with --alarm: the alarmed entity, TYPE:MOREF or a moref (domain-c7); "
+        "the workflow ID is then <alarm>/<moref>",
+    )  # fmt: skip
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--id-mode", choices=[m.value for m in IdMode], default=None,
+        help="how --alarm makes the ID: entity (<alarm>/<moref>, the default) or alarm "
+        "(the alarm alone, the Go function's form)",
+    )  # fmt: skip
+    mode.add_argument(
+        "--go-id", dest="id_mode", action="store_const", const=IdMode.ALARM.value,
+        help="same as --id-mode alarm",
+    )  # fmt: skip
+
+
+def _add_request_flags(parser: argparse.ArgumentParser) -> None:
+    """The request's optional fields (ours; the Go worker ignores them)."""
+    parser.add_argument(
+        "--entity", default="", metavar="TYPE:MOREF",
+        help="the entity whose VMs are candidates, e.g. ClusterComputeResource:domain-c7 "
+        "or a moref whose prefix says its type (domain-c7, host-21); "
+        "default: none, the whole vCenter",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy-override", default="", metavar="JSON",
+        help='policy fields to override for this request, e.g. \'{"maxVMs": 3}\'',
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="policy_sets", action="append", default=[], metavar="KEY=VALUE",
+        help="one policy field to override, by its path (targets.cpu=70, scope=vcenter); "
+        "repeatable, over --policy-override",
     )  # fmt: skip
 
 
@@ -115,6 +163,11 @@ def add_parser(subparsers: Any) -> None:
         "--reply-to", default="",
         help="CloudEvents endpoint that receives the VmPreemptedEvent after the run (optional)",
     )  # fmt: skip
+    run.add_argument(
+        "--dry-run", action="store_true",
+        help="plan and report only: the worker powers nothing off",
+    )  # fmt: skip
+    _add_request_flags(run)
     _add_shared_flags(run)
 
     status = verbs.add_parser(
@@ -132,6 +185,20 @@ def add_parser(subparsers: Any) -> None:
     )
     _add_workflow_id_flags(cancel, "cancel")
     _add_shared_flags(cancel)
+
+    listing = verbs.add_parser(
+        "list",
+        help="list the open preemption workflows",
+        description=(
+            f"List the running {WORKFLOW_TYPE}s with their alarm, entity, last run and state "
+            f"(each one's {QUERY_NAME} answer). Temporal's list lags a workflow's start by "
+            "a moment."
+        ),
+    )
+    listing.add_argument(
+        "--alarm", default=None, metavar="NAME", help="only the workflows of this alarm"
+    )
+    _add_shared_flags(listing)
 
 
 class CommandFailed(Exception):
@@ -169,9 +236,21 @@ def run(args: argparse.Namespace) -> int:
                 event=args.event,
                 reply_to=args.reply_to,
                 now=datetime.now(UTC),
+                entity=args.entity,
+                dry_run=args.dry_run,
+                policy_override=args.policy_override,
+                policy_sets=args.policy_sets,
             )
-        else:
-            require_not_empty(workflow_id=args.workflow_id)
+        elif options.verb in ("status", "cancel"):
+            args.workflow_id = address_workflow(
+                workflow_id_flag=args.workflow_id,
+                alarm=args.alarm,
+                entity=args.entity,
+                id_mode=None if args.id_mode is None else IdMode(args.id_mode),
+                default=CLI_WORKFLOW_ID,
+            )
+        elif args.alarm is not None:
+            require_not_empty(alarm=args.alarm)
     except InvalidInput as exc:
         print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
         return 2
@@ -205,10 +284,32 @@ async def _dispatch(
     )
     if request is not None:
         return await _run(options, client, request)
+    if options.verb == "list":
+        return await _list(options, client, args.alarm)
     run_id = args.run_id or None
     if options.verb == "status":
         return await _status(options, client, args.workflow_id, run_id)
     return await _cancel(options, client, args.workflow_id, run_id)
+
+
+def _say_where(options: _Options, request: WorkflowRequest) -> None:
+    """Which VMs the run may touch, on stderr: a run without an entity acts on every VM
+    carrying the tag in the whole vCenter, which nobody should learn afterwards."""
+    where = "preemptctl workflow run:"
+    entity = request.alarmed_entity()
+    if request.entity is not None:
+        options.debug(f"the run acts on the VMs under {request.entity}")
+    elif entity is not None:
+        print(
+            f"{where} no --entity: the worker takes the alarm event's entity, {entity}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"{where} no --entity: this run acts on the whole vCenter "
+            f"(every VM tagged {request.tag!r}); --entity TYPE:MOREF names one entity",
+            file=sys.stderr,
+        )
 
 
 def _print_json(value: Any) -> None:
@@ -226,6 +327,7 @@ async def _run(options: _Options, client: PreemptionClient, request: WorkflowReq
     started = await client.signal_with_start(
         CLI_WORKFLOW_ID, request, execution_timeout=CLI_EXECUTION_TIMEOUT
     )
+    _say_where(options, request)
     if options.json:
         _print_json(
             {
@@ -247,6 +349,40 @@ async def _run(options: _Options, client: PreemptionClient, request: WorkflowReq
         f"event {request.event.get('type')} {request.event.get('id')}"
         + (f", reply to {request.reply_to}" if request.reply_to else "")
     )
+    extras = [f"entity {request.entity}"] if request.entity is not None else []
+    if request.dry_run:
+        extras.append("dry run (nothing is powered off)")
+    if request.policy is not None:
+        extras.append(f"policy override {go_json(request.policy).decode()}")
+    if extras:
+        print(", ".join(extras))
+    return 0
+
+
+async def _list(options: _Options, client: PreemptionClient, alarm: str | None) -> int:
+    import asyncio
+
+    from vsphere_preemption.cli.workflow_render import list_json, render_list
+
+    options.debug(f"listing open {WORKFLOW_TYPE}s" + (f" of alarm {alarm!r}" if alarm else ""))
+    from vsphere_preemption.temporal.client import TemporalError
+
+    listed = await client.list_workflows(alarm)
+
+    async def state_of(workflow: ListedWorkflow) -> State | str:
+        # One workflow that does not answer (no worker polls its queue) is a row that says
+        # so, not a failed list.
+        try:
+            return await client.current_state(workflow.summary.workflow_id, workflow.summary.run_id)
+        except TemporalError as exc:
+            return str(exc)
+
+    states = await asyncio.gather(*(state_of(w) for w in listed))
+    rows = list(zip(listed, states, strict=True))
+    if options.json:
+        _print_json(list_json(rows))
+    else:
+        print(render_list(rows, datetime.now(UTC)))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""How `preemptctl workflow status` shows a workflow and its last preemption run.
+"""How `preemptctl workflow status` shows a workflow and its last preemption run, and
+`preemptctl workflow list` the open ones.
 
 Pure: a `WorkflowSummary` (what Temporal says about the execution) and the
 `current_state` answer in, text out. The answer records which VMs were acted on,
@@ -14,13 +15,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from vsphere_preemption.temporal.client import WorkflowSummary
+from vsphere_preemption.rawjson import RawJSON
+from vsphere_preemption.temporal.client import ListedWorkflow, State, WorkflowSummary
 from vsphere_preemption.wire import (
     CLI_EVENT_TYPE,
     GO_ZERO_TIME,
     CloudEventJSON,
     WireError,
     WorkflowResponse,
+    format_time,
     parse_time,
 )
 
@@ -171,3 +174,92 @@ def _criticality_line(response: WorkflowResponse) -> str:
     if response.criticality is None:
         return "-"
     return f"{response.criticality.value} ({_shutdown(response)})"
+
+
+# -- list ---------------------------------------------------------------------------------
+
+# A listed workflow and its `current_state` answer, or why it gave none (one line).
+ListRow = tuple[ListedWorkflow, State | str]
+
+
+def _ref_text(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return None
+    ref_type, ref_value = _text(_get(value, "Type")), _text(_get(value, "Value"))
+    if not ref_value:
+        return None
+    return f"{ref_type}:{ref_value}" if ref_type else ref_value
+
+
+def _entity_cell(listed: ListedWorkflow, state: State | str) -> str:
+    extra = state.response.extra if isinstance(state, State) else {}
+    if "entity" in extra:
+        # What the run acted on, as the worker reports it; null: the whole vCenter.
+        return _ref_text(extra["entity"]) or "whole vCenter"
+    return listed.entity or "-"
+
+
+def _plan_cell(response: WorkflowResponse) -> str:
+    plan = response.extra.get("plan")
+    dry = response.extra.get("dryRun") is True
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("victims"), list):
+        return "dry run" if dry else "-"
+    text = f"{len(plan['victims'])} victim(s)"
+    return f"{text}, dry run" if dry else text
+
+
+def _ago(value: datetime, now: datetime) -> str:
+    delta = now - value
+    return f"in {_duration(-delta)}" if delta < timedelta(0) else f"{_duration(delta)} ago"
+
+
+def list_cells(listed: ListedWorkflow, state: State | str, now: datetime) -> tuple[str, ...]:
+    """ALARM, ENTITY, LAST RUN, VMS, CRITICALITY, PLAN, STATE of one listed workflow."""
+    started = f"started {_ago(listed.summary.start_time, now)}"
+    if not isinstance(state, State):
+        return (listed.alarm, _entity_cell(listed, state), "?", "?", "?", "?", "no answer")
+    response = state.response
+    if response.last_preemption == GO_ZERO_TIME:
+        last, vms, criticality, plan = "never", "-", "-", "-"
+    else:
+        last = _ago(response.last_preemption, now)
+        vms = str(len(response.virtual_machines or ()))
+        criticality = response.criticality.value if response.criticality else "-"
+        plan = _plan_cell(response)
+    status = f"{state.summary.status_text}, {started}"
+    return (listed.alarm, _entity_cell(listed, state), last, vms, criticality, plan, status)
+
+
+def render_list(rows: Sequence[ListRow], now: datetime) -> str:
+    """The `list` table, one row per open workflow, then why some gave no answer."""
+    if not rows:
+        return "No open preemption workflows."
+    header = ("ALARM", "ENTITY", "LAST RUN", "VMS", "CRITICALITY", "PLAN", "STATE")
+    lines = _table(header, [list_cells(listed, state, now) for listed, state in rows])
+    lines.append(f"{len(rows)} open preemption workflow(s).")
+    for listed, state in rows:
+        if not isinstance(state, State):
+            lines.append(f"{listed.summary.workflow_id}: {state}")
+    return "\n".join(lines)
+
+
+def list_json(rows: Sequence[ListRow]) -> list[dict[str, Any]]:
+    """`list --json`: per workflow, what Temporal lists and its current_state answer as is."""
+    out = []
+    for listed, state in rows:
+        summary = listed.summary
+        out.append(
+            {
+                "workflowID": summary.workflow_id,
+                "workflowRunID": summary.run_id,
+                "alarm": listed.alarm,
+                "entity": listed.entity,
+                "taskQueue": summary.task_queue,
+                "status": summary.status,
+                "startTime": format_time(summary.start_time),
+                # The answer's own bytes: its event data is not re-encoded (`1.50` stays).
+                "state": RawJSON.parse(state.raw_json) if isinstance(state, State) else None,
+                "error": None if isinstance(state, State) else state,
+            }
+        )
+    return out

@@ -41,6 +41,11 @@ class WorkflowAddress:
     entity: str | None
 
 
+def is_moref_value(value: str) -> bool:
+    """Whether `value` reads as a vSphere managed object id (`domain-c7`, `vm-58`)."""
+    return _MOREF_VALUE.fullmatch(value) is not None
+
+
 def workflow_id(alarm: str, entity: MoRef | None, mode: IdMode = IdMode.ENTITY) -> str:
     if not alarm:
         raise ValueError("an alarm name is needed for a workflow ID")

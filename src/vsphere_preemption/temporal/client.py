@@ -1,4 +1,5 @@
-"""The one Temporal client of the package: connect, signal-with-start, describe, query, cancel.
+"""The one Temporal client of the package: connect, signal-with-start, describe, query, cancel,
+list.
 
 The function, `preemptctl workflow` and the demo all go through `PreemptionClient`, so they
 share one set of timeouts and one error mapping: every failure is a `TemporalError` whose
@@ -27,6 +28,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vsphere_preemption.domain.text import one_line
+from vsphere_preemption.domain.workflow_ids import parse_workflow_id
 from vsphere_preemption.wire import (
     QUERY_NAME,
     SIGNAL_NAME,
@@ -38,7 +40,12 @@ from vsphere_preemption.wire import (
 )
 
 if TYPE_CHECKING:
-    from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+    from temporalio.client import (
+        Client,
+        WorkflowExecution,
+        WorkflowExecutionDescription,
+        WorkflowHandle,
+    )
     from temporalio.runtime import Runtime
 
 T = TypeVar("T")
@@ -51,6 +58,10 @@ CLI_EXECUTION_TIMEOUT = timedelta(minutes=5)
 # delivery should get an answer in time to retry itself rather than time out.
 RPC_TIMEOUT = timedelta(seconds=5)
 CONNECT_TIMEOUT = timedelta(seconds=5)
+# The open preemption workflows, in Temporal's visibility query language.
+OPEN_WORKFLOWS_QUERY = f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus='Running'"
+# More open workflows than this is not something one table could show.
+LIST_LIMIT = 1000
 
 
 class TemporalError(Exception):
@@ -92,6 +103,15 @@ class WorkflowSummary:
     @property
     def status_text(self) -> str:
         return self.status.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class ListedWorkflow:
+    """An open preemption workflow as visibility lists it, its ID read as alarm and entity."""
+
+    summary: WorkflowSummary
+    alarm: str
+    entity: str | None  # the moref value in the ID; None: the ID is the alarm alone
 
 
 @dataclass(frozen=True)
@@ -211,6 +231,21 @@ def summarize(description: WorkflowExecutionDescription) -> WorkflowSummary:
     )
 
 
+def _listed(execution: WorkflowExecution) -> ListedWorkflow:
+    address = parse_workflow_id(execution.id)
+    status = execution.status.name.lower() if execution.status else "unknown"
+    summary = WorkflowSummary(
+        workflow_id=execution.id,
+        run_id=execution.run_id,
+        workflow_type=execution.workflow_type,
+        task_queue=execution.task_queue,
+        status=status,
+        start_time=execution.start_time,
+        close_time=execution.close_time,
+    )
+    return ListedWorkflow(summary=summary, alarm=address.alarm, entity=address.entity)
+
+
 def _as_json_text(value: Any) -> str:
     # The Go workflow answers the query with a JSON string and returns the same
     # structure as an object when it completes; either is kept as JSON text.
@@ -328,6 +363,26 @@ class PreemptionClient:
                 f"something that is not a WorkflowResponse: {exc}"
             ) from None
         return State(summary=summary, response=response, raw_json=raw)
+
+    async def list_workflows(self, alarm: str | None = None) -> list[ListedWorkflow]:
+        """The open PreemptVMsWorkflows of the namespace (of `alarm` only, when given), by
+        alarm, then entity, then workflow ID.
+
+        Visibility is eventually consistent: a workflow started a moment ago may not be
+        listed yet (the dev server's SQLite visibility lags by up to a second or so).
+        """
+        try:
+            found = [
+                _listed(execution)
+                async for execution in self._client.list_workflows(
+                    OPEN_WORKFLOWS_QUERY, limit=LIST_LIMIT, rpc_timeout=RPC_TIMEOUT
+                )
+            ]
+        except Exception as exc:  # every failure is reported, classified
+            raise _classify(exc, "cannot list workflows") from exc
+        if alarm is not None:
+            found = [w for w in found if w.alarm == alarm]
+        return sorted(found, key=lambda w: (w.alarm, w.entity or "", w.summary.workflow_id))
 
     async def cancel(self, workflow_id: str, run_id: str | None = None) -> Cancellation:
         """Request cancellation of this workflow ID's running preemption workflow, only that one.
