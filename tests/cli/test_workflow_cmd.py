@@ -33,14 +33,17 @@ from temporalio.worker import Worker
 
 from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
 from tests.conftest import fixture_json
-from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, Selection, VmRef
+from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, VmFacts, VmRef
+from vsphere_preemption.domain.plan import plan
+from vsphere_preemption.domain.policy import Policy, policy_from_mapping
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_POLICY,
-    GET_PREEMPTIBLE_VMS,
+    PLAN_PREEMPTION,
     POWER_OFF_VMS,
     AnnotateInput,
-    FindVmsInput,
+    PlanInput,
+    PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
 )
@@ -589,12 +592,18 @@ def vcenter_stand_ins(calls: list[Any]) -> list[Any]:
 
     @activity.defn(name=GET_POLICY)
     async def policy() -> PreemptionPolicy:
-        return PreemptionPolicy()
+        no_notice = policy_from_mapping({"notice": {"HIGH": 0}}).to_wire()
+        return PreemptionPolicy(selection=no_notice)
 
-    @activity.defn(name=GET_PREEMPTIBLE_VMS)
-    async def find(arg: FindVmsInput) -> Selection:
+    @activity.defn(name=PLAN_PREEMPTION)
+    async def find(arg: PlanInput) -> PlanOutput:
         calls.append(arg)
-        return Selection(selected=[VmRef("vm-201"), VmRef("vm-202")])
+        facts = [
+            VmFacts(ref=VmRef(v), name=v, power_state="poweredOn", in_scope=True)
+            for v in ("vm-201", "vm-202")
+        ]
+        chosen = plan(facts, None, Policy.from_wire(arg.policy), arg.criticality)
+        return PlanOutput(plan=chosen.to_wire(), usage=None)
 
     @activity.defn(name=POWER_OFF_VMS)
     async def power_off(arg: PowerOffInput) -> PowerOffOutcome:
@@ -623,7 +632,7 @@ async def test_run_status_cancel_against_our_real_workflow(
         run_id = json.loads(capsys.readouterr().out)["workflowRunID"]
         handle = temporal_client.get_workflow_handle(CLI_WORKFLOW_ID, run_id=run_id)
         await wait_until_ran(handle)
-        assert calls[0] == FindVmsInput(tag="batch", max_vms=10)
+        assert (calls[0].tag, calls[0].entity) == ("batch", None)  # the whole vCenter
         assert (calls[1].vms, calls[1].force) == ([VmRef("vm-201"), VmRef("vm-202")], True)
 
         assert await cli("status", *server) == 0
