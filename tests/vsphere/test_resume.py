@@ -92,7 +92,7 @@ def test_resume_skips_each_changed_vm_and_powers_on_the_rest(
     finish(raw(admin, deleted).Destroy_Task())
 
     heard: list[VmRef] = []
-    outcome = resume(client, marks, on_powered_on=heard.append)
+    outcome = resume(client, marks, on_powering_on=heard.append)
 
     assert outcome.resumed == untouched and outcome.failed == []
     assert sorted(heard) == sorted(untouched)
@@ -123,7 +123,7 @@ def test_resuming_again_counts_the_resumed_without_acting(client: VSphereClient)
     assert first.resumed == vms
 
     heard: list[VmRef] = []
-    second = resume(client, marks, on_powered_on=heard.append)
+    second = resume(client, marks, on_powering_on=heard.append)
 
     assert second.resumed == vms and second.skipped == [] and second.failed == []
     assert heard == [], "no VM powered on twice"

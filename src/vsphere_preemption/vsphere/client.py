@@ -262,14 +262,14 @@ class VSphereClient:
         max_concurrency: int = 5,
         heartbeat: Callable[[str], None] = _no_heartbeat,
         powered_on_before: Collection[VmRef] = (),
-        on_powered_on: Callable[[VmRef], None] = _ignore,
+        on_powering_on: Callable[[VmRef], None] = _ignore,
     ) -> ResumeOutcome:
         """Power on the marked VMs nobody changed since, and annotate them resumed.
 
         A VM is skipped, with the reason, when it is gone, powered on, reconfigured
         (`config.changeVersion`), on another host or pool, or no longer carries the
         annotation of `workflow_id` in custom field `annotation_field`. See `resume.py`.
-        `on_powered_on` hears of each power-on as its task succeeds; pass those VMs
+        `on_powering_on` hears of each VM just before its power-on call; pass those VMs
         back as `powered_on_before` when running again after an interruption.
         """
         _check_concurrency(max_concurrency)
@@ -282,7 +282,7 @@ class VSphereClient:
                 max_concurrency=max_concurrency,
                 heartbeat=heartbeat,
                 powered_on_before=powered_on_before,
-                on_powered_on=on_powered_on,
+                on_powering_on=on_powering_on,
             )
 
     def annotate(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -399,7 +399,7 @@ class PowerOff:
         futures: dict[Future[CallResult], VmRef] = {pool.submit(call, ref): ref for ref in refs}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=HEARTBEAT_EVERY, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=HEARTBEAT_EVERY, return_when=FIRST_COMPLETED)
             for future in done:
                 exc = future.exception()
                 if exc is not None:

@@ -11,9 +11,9 @@
    those resumed already: idempotent).
 
 Safe to run again: a VM whose annotation says this workflow resumed it counts as
-resumed; a VM an earlier attempt powered on before it could write that annotation is
-named by the caller (`powered_on_before`, from the activity's heartbeat) and counts
-as resumed too, never as "powered on by hand".
+resumed; a VM an earlier attempt set out to power on (`on_powering_on`, said before
+the call) and that is on now is named by the caller (`powered_on_before`, from the
+activity's heartbeat) and counts as resumed too, never as "powered on by hand".
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Resume:
         max_concurrency: int,
         heartbeat: Heartbeat,
         powered_on_before: Collection[VmRef] = (),
-        on_powered_on: Callable[[VmRef], None] = lambda _: None,
+        on_powering_on: Callable[[VmRef], None] = lambda _: None,
     ) -> ResumeOutcome:
         by_ref = {m.ref: m for m in marks}  # the last mark of a VM named twice
         refs = list(by_ref)
@@ -82,13 +82,10 @@ class Resume:
                 skipped[ref] = judgement.reason
 
         ends = self._runner.run(
-            to_power,
-            _power_on,
-            what="power-on",
-            max_concurrency=max_concurrency,
+            to_power, _power_on, what="power-on", max_concurrency=max_concurrency,
             heartbeat=heartbeat,
-            on_success=on_powered_on,
-        )
+            before_each=on_powering_on,  # said before acting: a retry knows, even if it hangs
+        )  # fmt: skip
         to_confirm: list[VmRef] = []
         for ref, end in ends.items():
             fault = end.fault

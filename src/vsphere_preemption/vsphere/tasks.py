@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -58,27 +58,36 @@ class TaskRunner:
         what: str,
         max_concurrency: int,
         heartbeat: Heartbeat,
-        on_success: Callable[[VmRef], None] = lambda _: None,
+        before_each: Callable[[VmRef], None] = lambda _: None,
     ) -> dict[VmRef, TaskEnd]:
-        """Start `start` on every VM and wait for every task; `on_success` as each succeeds."""
+        """Start `start` on every VM and wait for every task.
+
+        `before_each` hears of each VM just before its call, on the pool's thread; if it
+        raises, that call is not made and the error ends the run (the calls not started
+        yet are dropped).
+        """
         ends: dict[VmRef, TaskEnd] = {}
         tasks: dict[VmRef, VmRef] = {}  # task -> VM
-        with ThreadPoolExecutor(max_concurrency, thread_name_prefix="vsphere-task") as pool:
-            started = self._start_each(pool, refs, start, what, heartbeat)
+        pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="vsphere-task")
+        try:
+            started = self._start_each(pool, refs, start, what, heartbeat, before_each)
+        finally:  # a caller's heartbeat may raise (attempt abandoned): start no more calls
+            pool.shutdown(wait=False, cancel_futures=True)
         for ref in refs:
             result = started[ref]
             if isinstance(result, vmodl.MethodFault):
                 ends[ref] = TaskEnd(False, fault=result)
             else:
                 tasks[ref_of(result)] = ref
-        ends.update(self._wait(tasks, what, heartbeat, on_success))
+        ends.update(self._wait(tasks, what, heartbeat))
         return ends
 
     def _start_each(
         self, pool: ThreadPoolExecutor, refs: Sequence[VmRef], start: Start, what: str,
-        heartbeat: Heartbeat,
+        heartbeat: Heartbeat, before_each: Callable[[VmRef], None],
     ) -> dict[VmRef, Any]:  # fmt: skip
         def call(ref: VmRef) -> Any:
+            before_each(ref)
             try:
                 return self._session.call(lambda conn: start(conn, ref))
             except vmodl.MethodFault as fault:
@@ -87,7 +96,7 @@ class TaskRunner:
         futures: dict[Future[Any], VmRef] = {pool.submit(call, ref): ref for ref in refs}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=CHECK_EVERY, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=CHECK_EVERY, return_when=FIRST_COMPLETED)
             for future in done:
                 exc = future.exception()
                 if exc is not None:
@@ -103,9 +112,8 @@ class TaskRunner:
         return {ref: future.result() for future, ref in futures.items()}
 
     def _wait(
-        self, tasks: dict[VmRef, VmRef], what: str, heartbeat: Heartbeat,
-        on_success: Callable[[VmRef], None],
-    ) -> dict[VmRef, TaskEnd]:  # fmt: skip
+        self, tasks: dict[VmRef, VmRef], what: str, heartbeat: Heartbeat
+    ) -> dict[VmRef, TaskEnd]:
         ends: dict[VmRef, TaskEnd] = {}
         deadline = time.monotonic() + self._task_timeout
         interval = min(0.1, self._poll_interval)
@@ -121,7 +129,6 @@ class TaskRunner:
                 ref = tasks[task]
                 if state.state == "success":
                     ends[ref] = TaskEnd(True)
-                    on_success(ref)
                 elif state.state == "error":
                     ends[ref] = TaskEnd(False, fault=state.error, detail="task failed")
                 else:
