@@ -6,19 +6,26 @@ activity is safe to run twice: finding is a read; the adapter counts a VM that i
 already off as off without acting again; an annotation is the same value written
 again; the event keeps its id, so a sink can drop a duplicate.
 
-Heartbeats: a blocking vCenter call (one retrieval over thousands of VMs) can take
-longer than the 5 s heartbeat timeout, so a ticker thread heartbeats every second
-for the activity while it runs, carrying the adapter's latest progress line. The
-heartbeat says "this worker is alive" (a killed worker is noticed within 5 s and
-the activity retried elsewhere); a call that hangs is bounded by start-to-close.
+Heartbeats are honest: each activity heartbeats its real progress. The adapter
+reports progress whenever a vCenter call completes (each VM's power call, each poll
+of the tasks, a batched read before and after), and a ticker thread sends the latest
+report every second, but only while reports keep coming: when none came for longer
+than the stall bound (`stall_after`, 30 s), it stops heartbeating. A hung vCenter
+call thus ends in a heartbeat timeout, and Temporal retries the activity; a killed
+worker is noticed the same way. The heartbeat details are the latest progress line
+and the VMs done so far; a retry reads them (`activity.info().heartbeat_details`) so
+as not to redo finished VMs. For stopping, re-reading the power states is enough (a
+VM stopped already is counted without a call); a resume also needs to know which VMs
+its earlier attempt powered on, so as not to take them for VMs powered on by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -34,9 +41,13 @@ from temporalio.exceptions import ApplicationError
 from vsphere_preemption.domain.model import (
     AnnotateOutcome,
     EntityUsage,
+    GuestNoticeOutcome,
     MoRef,
     PowerOffOutcome,
+    ResumeOutcome,
     Selection,
+    StopAction,
+    VmMark,
     VmRef,
 )
 from vsphere_preemption.domain.plan import plan
@@ -45,27 +56,37 @@ from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_POLICY,
     GET_PREEMPTIBLE_VMS,
+    GUEST_NOTICE_KEY,
     PLAN_PREEMPTION,
     POWER_OFF_VMS,
     READ_ENTITY_USAGE,
+    RESUME_VMS,
     SEND_PREEMPTED_EVENT,
+    SET_GUEST_NOTICE,
     AnnotateInput,
     FindVmsInput,
+    GuestNoticeInput,
     PlanInput,
     PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
+    ResumeInput,
     SendEventInput,
 )
 from vsphere_preemption.vsphere.errors import (
     CategoryNotFoundError,
     EntityNotFoundError,
     TagNotFoundError,
+    VSphereError,
 )
 from vsphere_preemption.vsphere.gather import Gathered
 from vsphere_preemption.wire import ANNOTATION_KEY, format_unix_ns
 
 HEARTBEAT_EVERY = 1.0  # seconds; well inside the 5 s heartbeat timeout
+# Seconds without any progress (no vCenter call completing) after which the ticker stops
+# heartbeating, so the attempt times out and is retried. Longer than any one call takes
+# when vCenter is well, a batched read over thousands of VMs included.
+STALL_AFTER = 30.0
 
 
 class VCenter(Protocol):
@@ -79,15 +100,38 @@ class VCenter(Protocol):
 
     def entity_usage(self, entity: MoRef) -> EntityUsage | None: ...
 
-    def power_off(
+    def stop(
         self,
         vms: Sequence[VmRef],
         *,
-        force: bool,
+        action: StopAction,
         soft_shutdown_grace: timedelta,
         max_concurrency: int,
         heartbeat: Callable[[str], None],
     ) -> PowerOffOutcome: ...
+
+    def set_extra_config(
+        self,
+        vms: Sequence[VmRef],
+        key: str,
+        value: str,
+        *,
+        max_concurrency: int,
+        heartbeat: Callable[[str], None],
+    ) -> GuestNoticeOutcome: ...
+
+    def resume(
+        self,
+        marks: Sequence[VmMark],
+        *,
+        workflow_id: str,
+        annotation_field: str,
+        annotation_json: str,
+        max_concurrency: int,
+        heartbeat: Callable[[str], None],
+        powered_on_before: Collection[VmRef],
+        on_powering_on: Callable[[VmRef], None],
+    ) -> ResumeOutcome: ...
 
     def annotate(
         self,
@@ -107,11 +151,19 @@ class PreemptionActivities:
         policy: PreemptionPolicy,
         event_source: str,
         http: httpx.Client,
+        *,
+        heartbeat_every: float = HEARTBEAT_EVERY,
+        stall_after: float = STALL_AFTER,
     ) -> None:
         self._vcenter = client
         self._policy = policy
         self._event_source = event_source
         self._http = http
+        self._heartbeat_every = heartbeat_every
+        self._stall_after = stall_after
+
+    def _heartbeating(self, done_before: Sequence[str] = ()) -> _Heartbeating:
+        return _heartbeating(self._heartbeat_every, self._stall_after, done_before)
 
     def all(self) -> list[Callable[..., object]]:
         """Every activity, for `Worker(activities=...)`."""
@@ -122,6 +174,8 @@ class PreemptionActivities:
             self.read_entity_usage,
             self.power_off_vms,
             self.annotate_vms,
+            self.set_guest_notice,
+            self.resume_vms,
             self.send_preempted_event,
         ]
 
@@ -134,7 +188,7 @@ class PreemptionActivities:
     @activity.defn(name=GET_PREEMPTIBLE_VMS)
     def get_preemptible_vms(self, arg: FindVmsInput) -> Selection:
         try:
-            with _heartbeating():
+            with self._heartbeating():
                 selection = self._vcenter.find_preemptible(arg.tag, arg.max_vms)
         except TagNotFoundError as exc:
             # Retrying cannot create the tag: say so once.
@@ -155,7 +209,7 @@ class PreemptionActivities:
         except ValueError as exc:
             raise ApplicationError(str(exc), type="InvalidPolicy", non_retryable=True) from None
         try:
-            with _heartbeating():
+            with self._heartbeating():
                 gathered = self._vcenter.gather(arg.tag, arg.entity, policy.tag_categories())
         except (TagNotFoundError, CategoryNotFoundError, EntityNotFoundError) as exc:
             # Retrying cannot create the tag, the category or the entity: say so once.
@@ -184,21 +238,36 @@ class PreemptionActivities:
     @activity.defn(name=READ_ENTITY_USAGE)
     def read_entity_usage(self, entity: MoRef) -> EntityUsage | None:
         """The entity's use now, to set what a run achieved against what it planned."""
-        with _heartbeating():
+        with self._heartbeating():
             return self._vcenter.entity_usage(entity)
 
     @activity.defn(name=POWER_OFF_VMS)
     def power_off_vms(self, arg: PowerOffInput) -> PowerOffOutcome:
-        with _heartbeating() as progress:
-            outcome = self._vcenter.power_off(
+        """Stop the VMs as `arg.action` says (or `force`, in inputs recorded before it)."""
+        if arg.action:
+            try:
+                action = StopAction(arg.action)
+            except ValueError:
+                raise ApplicationError(
+                    f"unknown stop action {arg.action!r} "
+                    f"(known: {', '.join(a.value for a in StopAction)})",
+                    type="InvalidStopAction",
+                    non_retryable=True,
+                ) from None
+        else:
+            action = StopAction.POWER_OFF if arg.force else StopAction.SHUTDOWN
+        # A retry re-reads the power states: VMs stopped already are counted, not redone.
+        with self._heartbeating() as progress:
+            outcome = self._vcenter.stop(
                 arg.vms,
-                force=arg.force,
+                action=action,
                 soft_shutdown_grace=arg.soft_shutdown_grace,
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
             )
         activity.logger.info(
-            "%d VM(s) confirmed off (%d forced after the grace), %d failed",
+            "%s: %d VM(s) confirmed stopped (%d forced after the grace), %d failed",
+            action.value,
             len(outcome.powered_off),
             len(outcome.forced_after_grace),
             len(outcome.failed),
@@ -208,7 +277,7 @@ class PreemptionActivities:
     @activity.defn(name=ANNOTATE_VMS)
     def annotate_vms(self, arg: AnnotateInput) -> AnnotateOutcome:
         value = arg.annotation_json  # written as the workflow encoded it, byte for byte
-        with _heartbeating() as progress:
+        with self._heartbeating() as progress:
             return self._vcenter.annotate(
                 arg.vms,
                 ANNOTATION_KEY,
@@ -216,6 +285,48 @@ class PreemptionActivities:
                 max_concurrency=self._policy.max_concurrency,
                 heartbeat=progress,
             )
+
+    @activity.defn(name=SET_GUEST_NOTICE)
+    def set_guest_notice(self, arg: GuestNoticeInput) -> GuestNoticeOutcome:
+        """Write (or, with "", clear) the notice the guest reads from GUEST_NOTICE_KEY."""
+        with self._heartbeating() as progress:
+            outcome = self._vcenter.set_extra_config(
+                arg.vms,
+                GUEST_NOTICE_KEY,
+                arg.value,
+                max_concurrency=arg.max_concurrency,
+                heartbeat=progress,
+            )
+        activity.logger.info(
+            "guest notice %s on %d VM(s), %d failed",
+            "cleared" if arg.value == "" else "written",
+            len(outcome.written),
+            len(outcome.failed),
+        )
+        return outcome
+
+    @activity.defn(name=RESUME_VMS)
+    def resume_vms(self, arg: ResumeInput) -> ResumeOutcome:
+        """Power on again the VMs nobody changed since they were stopped; say why not."""
+        done_before = _done_before()  # VMs an earlier attempt powered on
+        with self._heartbeating(done_before) as progress:
+            outcome = self._vcenter.resume(
+                arg.marks,
+                workflow_id=arg.workflow_id,
+                annotation_field=ANNOTATION_KEY,
+                annotation_json=arg.annotation_json,
+                max_concurrency=arg.max_concurrency,
+                heartbeat=progress,
+                powered_on_before={VmRef(v) for v in done_before},
+                on_powering_on=progress.vm_done,  # a retry's `powered_on_before`
+            )
+        activity.logger.info(
+            "%d VM(s) resumed, %d left alone, %d failed",
+            len(outcome.resumed),
+            len(outcome.skipped),
+            len(outcome.failed),
+        )
+        return outcome
 
     @activity.defn(name=SEND_PREEMPTED_EVENT)
     def send_preempted_event(self, arg: SendEventInput) -> None:
@@ -273,24 +384,89 @@ def _safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+class AttemptAbandoned(VSphereError):
+    """This attempt went quiet past the stall bound and was left to time out: it stops
+    at its next report rather than act beside the retry Temporal started."""
+
+
+class Progress:
+    """What the adapter reported last, from any thread: a line, and the VMs done."""
+
+    def __init__(self, done_before: Sequence[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._detail = ""
+        self._done = list(done_before)  # moref values; carried into further retries
+        self.moved_at = time.monotonic()
+        self.stalled_for: float | None = None  # set by the ticker when it stopped heartbeating
+
+    def _moved(self) -> None:
+        if self.stalled_for is not None:
+            raise AttemptAbandoned(
+                f"no progress for {self.stalled_for:.0f}s (a hung vCenter call?): this attempt "
+                "stopped heartbeating and gives way to its retry"
+            )
+        self.moved_at = time.monotonic()
+
+    def __call__(self, detail: str) -> None:
+        with self._lock:
+            self._moved()
+            self._detail = detail
+
+    def vm_done(self, ref: VmRef) -> None:
+        with self._lock:
+            self._moved()
+            if ref.value not in self._done:
+                self._done.append(ref.value)
+
+    def details(self) -> tuple[str, list[str]]:
+        with self._lock:
+            return self._detail, list(self._done)
+
+
+_Heartbeating = contextlib.AbstractContextManager[Progress]
+
+
+def _done_before() -> list[str]:
+    """The VMs an earlier attempt of this activity reported done (its last heartbeat)."""
+    details = activity.info().heartbeat_details
+    if len(details) >= 2 and isinstance(details[1], list):
+        return [str(v) for v in details[1]]
+    return []
+
+
 @contextmanager
-def _heartbeating(every: float = HEARTBEAT_EVERY) -> Iterator[Callable[[str], None]]:
-    """Heartbeat from a ticker thread while the body runs; yield a progress callback.
+def _heartbeating(
+    every: float = HEARTBEAT_EVERY,
+    stall_after: float = STALL_AFTER,
+    done_before: Sequence[str] = (),
+) -> Iterator[Progress]:
+    """Heartbeat the latest progress from a ticker thread while it moves; yield `Progress`.
 
-    The callback only records the latest progress line (the adapter may call it from
-    any thread); the ticker sends it, from a copy of the activity thread's context,
-    which is where `activity.heartbeat` finds its activity.
+    The adapter calls `Progress` (from any thread) whenever a vCenter call completes.
+    The ticker sends the latest report every `every` seconds, from a copy of the
+    activity thread's context (where `activity.heartbeat` finds its activity), and stops
+    for good once nothing was reported for `stall_after` seconds: the attempt then ends
+    in a heartbeat timeout and Temporal retries it, instead of waiting on a hung call;
+    if the call returns after all, the attempt's next report raises `AttemptAbandoned`.
     """
-    latest = [""]
+    progress = Progress(done_before)
     stop = threading.Event()
-
-    def progress(detail: str) -> None:
-        latest[0] = detail
 
     def tick() -> None:
         while not stop.wait(every):
+            quiet = time.monotonic() - progress.moved_at
+            if quiet > stall_after:
+                # Heartbeat no more: the attempt times out and Temporal retries it. Should
+                # the hung call ever return, the attempt stops at its next report.
+                progress.stalled_for = quiet
+                activity.logger.warning(
+                    "no progress for %.0fs: heartbeats stop, so this attempt times out "
+                    "and is retried",
+                    quiet,
+                )
+                return
             try:
-                activity.heartbeat(latest[0])
+                activity.heartbeat(*progress.details())
             except RuntimeError:
                 return  # the worker's loop is gone (shutting down): nothing to tell
 

@@ -1,4 +1,4 @@
-"""The vSphere client the worker's activities use: find, power off, annotate.
+"""The vSphere client the worker's activities use: find, stop, annotate, notify, resume.
 
 Thread-safe: activities run on a thread pool and share one client, so one logged-in
 SOAP session and one REST tagging session serve every call; each is renewed when
@@ -9,16 +9,20 @@ exception in the cause chain).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from types import TracebackType
 
 from vsphere_preemption.domain.model import (
     AnnotateOutcome,
     EntityUsage,
+    GuestNoticeOutcome,
     MoRef,
     PowerOffOutcome,
+    ResumeOutcome,
     Selection,
+    StopAction,
+    VmMark,
     VmRef,
 )
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, VmState, select_preemptible
@@ -26,16 +30,23 @@ from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.fields import CustomFields
 from vsphere_preemption.vsphere.gather import Gathered, gather
+from vsphere_preemption.vsphere.guest import read_extra_config, set_extra_config
 from vsphere_preemption.vsphere.power import PowerOff
 from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
 from vsphere_preemption.vsphere.rest import TaggingRest
+from vsphere_preemption.vsphere.resume import Resume
 from vsphere_preemption.vsphere.scope import read_scope
 from vsphere_preemption.vsphere.soap import RoundTrips, SoapSession
+from vsphere_preemption.vsphere.tasks import TaskRunner
 
 log = get_logger(__name__)
 
 
 def _no_heartbeat(_: str) -> None:
+    pass
+
+
+def _ignore(_: VmRef) -> None:
     pass
 
 
@@ -68,6 +79,10 @@ class VSphereClient:
         self.tagging = TaggingRest(config, self._round_trips, tag_cache_ttl=tag_cache_ttl)
         self._fields = CustomFields(self.session)
         self._power = PowerOff(self.session, poll_interval=poll_interval, task_timeout=task_timeout)
+        self._tasks = TaskRunner(
+            self.session, poll_interval=poll_interval, task_timeout=task_timeout
+        )
+        self._resume = Resume(self.session, self._fields, self._tasks)
         self._page_size = page_size
 
     def connect(self) -> None:
@@ -172,15 +187,102 @@ class VSphereClient:
         max_concurrency: int,
         heartbeat: Callable[[str], None] = _no_heartbeat,
     ) -> PowerOffOutcome:
-        """Power the VMs off and confirm it; see `power.py` for the soft/hard rules."""
+        """`stop` with a hard power-off (`force`) or a guest shutdown with grace."""
+        return self.stop(
+            vms,
+            action=StopAction.POWER_OFF if force else StopAction.SHUTDOWN,
+            soft_shutdown_grace=soft_shutdown_grace,
+            max_concurrency=max_concurrency,
+            heartbeat=heartbeat,
+        )
+
+    def stop(
+        self,
+        vms: Sequence[VmRef],
+        *,
+        action: StopAction,
+        soft_shutdown_grace: timedelta,
+        max_concurrency: int,
+        heartbeat: Callable[[str], None] = _no_heartbeat,
+    ) -> PowerOffOutcome:
+        """Stop the VMs as `action` says, confirm it, and mark each stopped VM.
+
+        See `power.py` for the rules of each action. `powered_off` holds every VM
+        stopped (off, or suspended by a suspend), and `marks` each one's state right
+        after (read in one batched request), for a resume to compare against.
+        """
         _check_concurrency(max_concurrency)
-        with self.session.translating("power off virtual machines"):
+        with self.session.translating(f"stop virtual machines ({action.value})"):
             return self._power.run(
                 vms,
-                force=force,
+                action=action,
                 soft_shutdown_grace=soft_shutdown_grace,
                 max_concurrency=max_concurrency,
                 heartbeat=heartbeat,
+            )
+
+    def set_extra_config(
+        self,
+        vms: Sequence[VmRef],
+        key: str,
+        value: str,
+        *,
+        max_concurrency: int = 5,
+        heartbeat: Callable[[str], None] = _no_heartbeat,
+    ) -> GuestNoticeOutcome:
+        """Set extra config `key` (a `guestinfo.` variable) to `value` on every VM; "" clears.
+
+        One `ReconfigVM_Task` per VM that does not hold the value already, confirmed by
+        its success; see `guest.py`.
+        """
+        _check_concurrency(max_concurrency)
+        with self.session.translating(f"set {key} on virtual machines"):
+            return set_extra_config(
+                self.session,
+                self._tasks,
+                vms,
+                key,
+                value,
+                max_concurrency=max_concurrency,
+                heartbeat=heartbeat,
+            )
+
+    def read_extra_config(self, vms: Sequence[VmRef], key: str) -> dict[VmRef, str]:
+        """The value of extra config `key` on each VM that has one (one batched read)."""
+        with self.session.translating(f"read {key}"):
+            return read_extra_config(self.session, vms, key)
+
+    def resume(
+        self,
+        marks: Sequence[VmMark],
+        *,
+        workflow_id: str,
+        annotation_field: str,
+        annotation_json: str,
+        max_concurrency: int = 5,
+        heartbeat: Callable[[str], None] = _no_heartbeat,
+        powered_on_before: Collection[VmRef] = (),
+        on_powering_on: Callable[[VmRef], None] = _ignore,
+    ) -> ResumeOutcome:
+        """Power on the marked VMs nobody changed since, and annotate them resumed.
+
+        A VM is skipped, with the reason, when it is gone, powered on, reconfigured
+        (`config.changeVersion`), on another host or pool, or no longer carries the
+        annotation of `workflow_id` in custom field `annotation_field`. See `resume.py`.
+        `on_powering_on` hears of each VM just before its power-on call; pass those VMs
+        back as `powered_on_before` when running again after an interruption.
+        """
+        _check_concurrency(max_concurrency)
+        with self.session.translating("resume virtual machines"):
+            return self._resume.run(
+                marks,
+                workflow_id=workflow_id,
+                annotation_field=annotation_field,
+                annotation_json=annotation_json,
+                max_concurrency=max_concurrency,
+                heartbeat=heartbeat,
+                powered_on_before=powered_on_before,
+                on_powering_on=on_powering_on,
             )
 
     def annotate(

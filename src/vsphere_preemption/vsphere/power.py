@@ -1,41 +1,51 @@
-"""Powering VMs off and confirming it, at a bounded number of calls in flight.
+"""Stopping VMs (power off, guest shutdown, suspend) and confirming it, at a bounded
+number of calls in flight.
 
 Where the Go worker fired `PowerOffVM_Task` or `ShutdownGuest` and moved on, this
-waits: a VM counts as powered off only once vCenter says so (task succeeded, or its
-power state reads `poweredOff`).
+waits: a VM counts as stopped only once vCenter says so (task succeeded, or its
+power state reads `poweredOff`, or `suspended` for a suspend).
 
-- hard (`force`): `PowerOffVM_Task` per VM, then all tasks are watched with one
-  batched read per poll.
-- soft: `ShutdownGuest` per VM, then all power states are polled with one batched
-  read per poll until every VM is off or the grace period ends (it starts once every
-  shutdown request is in); the VMs still on are forced (`forced_after_grace`). A VM
-  whose guest shutdown vCenter refuses (no VMware Tools, suspended, busy...) is forced
-  at once, with vCenter's reason
-  (`forced_without_grace`): waiting could not help it.
-- Safe to run twice: VMs already off are counted as powered off without a call; a
-  call that finds the VM already off (`InvalidPowerState`) counts it too.
+- hard (`StopAction.POWER_OFF`): `PowerOffVM_Task` per VM, then all tasks are watched
+  with one batched read per poll.
+- suspend (`StopAction.SUSPEND`): `SuspendVM_Task` per VM, watched the same way; a VM
+  suspended or off already counts as done.
+- soft (`StopAction.SHUTDOWN`): `ShutdownGuest` per VM, then all power states are
+  polled with one batched read per poll until every VM is off or the grace period ends
+  (it starts once every shutdown request is in); the VMs still on are forced
+  (`forced_after_grace`). A VM whose guest shutdown vCenter refuses (no VMware Tools,
+  suspended, busy...) is forced at once, with vCenter's reason (`forced_without_grace`):
+  waiting could not help it.
+- Safe to run twice: VMs already off (or suspended, for a suspend) are counted as
+  stopped without a call; a call that finds the VM so already (`InvalidPowerState`)
+  counts it too.
+- Then one batched read takes each stopped VM's mark (`VmMark`: change version, host,
+  resource pool, power state), which also confirms it: a VM found powered on again
+  there is a failure, not a stopped VM.
 - vCenter's per-VM refusals are results (`failed`, with the reason); losing vCenter
   itself (unreachable, login refused) raises `VSphereError`, so the caller's retry
   policy can run the whole operation again, which is safe.
 - `max_concurrency` bounds the calls in flight (a thread pool of that size; polls
   happen between phases, never beside them). Tasks, once accepted, run in vCenter.
+- Progress is reported (`heartbeat`) when a call completes, never on a timer: a call
+  that hangs reports nothing, which is how the activity above notices it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from vsphere_preemption.domain.model import PowerOffOutcome, VmIssue, VmRef
+from vsphere_preemption.domain.model import PowerOffOutcome, StopAction, VmIssue, VmMark, VmRef
+from vsphere_preemption.domain.resume import VmNow
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, dedupe
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.reads import read_power_states, read_task_states
+from vsphere_preemption.vsphere.reads import read_now, read_power_states, read_task_states
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import SoapSession, ref_of
 
@@ -43,8 +53,22 @@ log = get_logger(__name__)
 
 Heartbeat = Callable[[str], None]
 
-HEARTBEAT_EVERY = 1.0  # seconds between heartbeats while calls are in flight
+HEARTBEAT_EVERY = 1.0  # seconds between checks for completed calls while calls are in flight
 VANISHED = "virtual machine not found (deleted?)"
+SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A stopping task: its name, its words for messages, the states that mean done."""
+
+    name: str
+    what: str
+    done: frozenset[str]
+
+
+POWER_OFF_TASK = Method("PowerOffVM_Task", "power-off", frozenset({PowerState.POWERED_OFF}))
+SUSPEND_TASK = Method("SuspendVM_Task", "suspend", frozenset({PowerState.POWERED_OFF, SUSPENDED}))
 
 
 class Kind(Enum):
@@ -70,8 +94,9 @@ class Tally:
     failed: dict[VmRef, str] = field(default_factory=dict)
     forced_after_grace: set[VmRef] = field(default_factory=set)
     forced_without_grace: dict[VmRef, str] = field(default_factory=dict)
+    marks: dict[VmRef, VmMark] = field(default_factory=dict)
 
-    def _sorted(self, refs: Sequence[VmRef] | set[VmRef] | dict[VmRef, str]) -> list[VmRef]:
+    def _sorted(self, refs: Iterable[VmRef]) -> list[VmRef]:
         return sorted(refs, key=self.order.__getitem__)
 
     def outcome(self) -> PowerOffOutcome:
@@ -83,13 +108,22 @@ class Tally:
                 VmIssue(r, self.forced_without_grace[r])
                 for r in self._sorted(self.forced_without_grace)
             ],
+            marks=[self.marks[r] for r in self._sorted(self.marks)],
         )
 
 
-def _is_off_already(fault: Any) -> bool:
-    return (
-        isinstance(fault, vim.fault.InvalidPowerState)
-        and fault.existingState == PowerState.POWERED_OFF
+def _is_off_already(fault: Any, done: frozenset[str] = POWER_OFF_TASK.done) -> bool:
+    """The call found the VM in a state that means done already (a retry, or someone else)."""
+    return isinstance(fault, vim.fault.InvalidPowerState) and fault.existingState in done
+
+
+def _mark(ref: VmRef, seen: VmNow) -> VmMark:
+    return VmMark(
+        ref=ref,
+        change_version=seen.change_version,
+        host=seen.host,
+        resource_pool=seen.resource_pool,
+        power_state=seen.power_state,
     )
 
 
@@ -113,7 +147,7 @@ class PowerOff:
         self,
         vms: Sequence[VmRef],
         *,
-        force: bool,
+        action: StopAction,
         soft_shutdown_grace: timedelta,
         max_concurrency: int,
         heartbeat: Heartbeat,
@@ -128,26 +162,36 @@ class PowerOff:
                 candidates.append(ref)
             else:
                 tally.failed[ref] = f"not a virtual machine ({ref.type})"
-        states, missing = self._read_power(candidates)
+        method = SUSPEND_TASK if action is StopAction.SUSPEND else POWER_OFF_TASK
+        try:
+            now, missing = read_now(self._session, candidates)
+        except vmodl.MethodFault as fault:
+            raise self._session.error(fault, "read VM power states") from None
+        heartbeat(f"{action.value}: power states read")
         for ref in missing:
             tally.failed[ref] = VANISHED
-        # Off already (a retry after a crash, or someone else): confirmed, no new call.
-        tally.powered_off.update(r for r, s in states.items() if s == PowerState.POWERED_OFF)
-        running = [r for r in candidates if r in states and r not in tally.powered_off]
+        # Stopped already (a retry after a crash, or someone else): confirmed and marked
+        # from this same read, no new call.
+        for ref, seen in now.items():
+            if seen.power_state in method.done:
+                tally.powered_off.add(ref)
+                tally.marks[ref] = _mark(ref, seen)
+        running = [r for r in candidates if r in now and r not in tally.powered_off]
 
         pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="vsphere-power")
         try:
-            if force:
-                to_force = running
+            if action is StopAction.SHUTDOWN:
+                to_stop = self._soft(pool, running, soft_shutdown_grace, tally, heartbeat)
             else:
-                to_force = self._soft(pool, running, soft_shutdown_grace, tally, heartbeat)
-            self._hard(pool, to_force, tally, heartbeat)
+                to_stop = running
+            self._hard(pool, to_stop, tally, heartbeat, method)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        self._mark(tally, method, heartbeat)
         outcome = tally.outcome()
         log.info(
-            "vcenter.power_off",
-            force=force,
+            "vcenter.stop",
+            action=action.value,
             requested=len(refs),
             powered_off=len(outcome.powered_off),
             failed=len(outcome.failed),
@@ -221,9 +265,17 @@ class PowerOff:
     # -- hard -----------------------------------------------------------------------
 
     def _hard(
-        self, pool: ThreadPoolExecutor, refs: list[VmRef], tally: Tally, heartbeat: Heartbeat
+        self,
+        pool: ThreadPoolExecutor,
+        refs: list[VmRef],
+        tally: Tally,
+        heartbeat: Heartbeat,
+        method: Method = POWER_OFF_TASK,
     ) -> None:
-        results = self._each(pool, refs, self._power_off_task, "power-off", heartbeat)
+        def start(ref: VmRef) -> CallResult:
+            return self._start_task(ref, method)
+
+        results = self._each(pool, refs, start, method.what, heartbeat)
         tasks: dict[VmRef, VmRef] = {}
         for ref in refs:
             result = results[ref]
@@ -234,17 +286,23 @@ class PowerOff:
             elif result.kind is Kind.GONE:
                 tally.failed[ref] = VANISHED
             else:
-                tally.failed[ref] = self._failure(tally, ref, result.detail)
-        self._wait_tasks(tasks, tally, heartbeat)
+                tally.failed[ref] = self._failure(tally, ref, result.detail, method)
+        self._wait_tasks(tasks, tally, heartbeat, method)
 
-    def _power_off_task(self, ref: VmRef) -> CallResult:
+    def _start_task(self, ref: VmRef, method: Method) -> CallResult:
         try:
-            task = self._session.call(lambda conn: conn.managed(ref).PowerOffVM_Task())
+            task = self._session.call(lambda conn: getattr(conn.managed(ref), method.name)())
         except vmodl.MethodFault as fault:
-            return self._fault_result(fault)
+            return self._fault_result(fault, method.done)
         return CallResult(Kind.ACCEPTED, task=ref_of(task))
 
-    def _wait_tasks(self, tasks: dict[VmRef, VmRef], tally: Tally, heartbeat: Heartbeat) -> None:
+    def _wait_tasks(
+        self,
+        tasks: dict[VmRef, VmRef],
+        tally: Tally,
+        heartbeat: Heartbeat,
+        method: Method = POWER_OFF_TASK,
+    ) -> None:
         deadline = self._clock() + self._task_timeout
         interval = min(0.1, self._poll_interval)
         total = len(tasks)
@@ -256,12 +314,12 @@ class PowerOff:
             for task, state in states.items():
                 ref = tasks[task]
                 if state.state == "success" or (
-                    state.state == "error" and _is_off_already(state.error)
+                    state.state == "error" and _is_off_already(state.error, method.done)
                 ):
                     tally.powered_off.add(ref)
                 elif state.state == "error":
                     detail = self._session.text(state.error) if state.error else "task failed"
-                    tally.failed[ref] = self._failure(tally, ref, detail)
+                    tally.failed[ref] = self._failure(tally, ref, detail, method)
                 else:
                     continue
                 del tasks[task]
@@ -270,28 +328,54 @@ class PowerOff:
             if self._clock() >= deadline:
                 for ref in tasks.values():
                     tally.failed[ref] = (
-                        f"power-off task still running after {self._task_timeout:.0f}s"
+                        f"{method.what} task still running after {self._task_timeout:.0f}s"
                     )
                 break
-            heartbeat(f"power-off: {total - len(tasks)} of {total} tasks done")
+            heartbeat(f"{method.what}: {total - len(tasks)} of {total} tasks done")
             self._sleep(interval)
             interval = min(interval * 2, self._poll_interval)
         if lost:
             states_now, missing_now = self._read_power(lost)
             for ref in lost:
-                if states_now.get(ref) == PowerState.POWERED_OFF:
+                if states_now.get(ref) in method.done:
                     tally.powered_off.add(ref)
                 else:
-                    tally.failed[ref] = VANISHED if ref in missing_now else "power-off task lost"
+                    lost_task = f"{method.what} task lost"
+                    tally.failed[ref] = VANISHED if ref in missing_now else lost_task
+
+    # -- marks ----------------------------------------------------------------------
+
+    def _mark(self, tally: Tally, method: Method, heartbeat: Heartbeat) -> None:
+        """Each VM stopped by this run as left, in one batched read; one found running is not
+        stopped. A VM deleted since it stopped stays stopped, without a mark (nothing to
+        resume). VMs stopped before the run were marked by its first read.
+        """
+        stopped = sorted(tally.powered_off - set(tally.marks), key=tally.order.__getitem__)
+        if not stopped:
+            return
+        try:
+            now, _ = read_now(self._session, stopped)
+        except vmodl.MethodFault as fault:
+            raise self._session.error(fault, "read the stopped VMs") from None
+        heartbeat(f"{method.what}: {len(now)} stopped VM(s) marked")
+        for ref, seen in now.items():
+            if seen.power_state not in method.done:
+                tally.powered_off.discard(ref)
+                tally.failed[ref] = f"{method.what} done, but the VM is {seen.power_state} now"
+                continue
+            tally.marks[ref] = _mark(ref, seen)
 
     # -- helpers --------------------------------------------------------------------
 
-    def _failure(self, tally: Tally, ref: VmRef, detail: str) -> str:
+    def _failure(
+        self, tally: Tally, ref: VmRef, detail: str, method: Method = POWER_OFF_TASK
+    ) -> str:
         first = tally.forced_without_grace.get(ref)
-        return f"{first}; power-off failed: {detail}" if first else f"power-off failed: {detail}"
+        failed = f"{method.what} failed: {detail}"
+        return f"{first}; {failed}" if first else failed
 
-    def _fault_result(self, fault: Any) -> CallResult:
-        if _is_off_already(fault):
+    def _fault_result(self, fault: Any, done: frozenset[str] = POWER_OFF_TASK.done) -> CallResult:
+        if _is_off_already(fault, done):
             return CallResult(Kind.ALREADY_OFF)
         if isinstance(fault, vmodl.fault.ManagedObjectNotFound):
             return CallResult(Kind.GONE)
@@ -315,7 +399,7 @@ class PowerOff:
         futures: dict[Future[CallResult], VmRef] = {pool.submit(call, ref): ref for ref in refs}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=HEARTBEAT_EVERY, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=HEARTBEAT_EVERY, return_when=FIRST_COMPLETED)
             for future in done:
                 exc = future.exception()
                 if exc is not None:
@@ -326,6 +410,6 @@ class PowerOff:
                         f"{what} stopped after {acted} of {len(refs)} calls: "
                         f"{self._session.error(exc, what)}; running it again is safe"
                     ) from None
-            if pending:
+            if done:  # only a completed call is progress: a hung one must show as a stall
                 heartbeat(f"{what}: {len(futures) - len(pending)} of {len(futures)} calls done")
         return {ref: future.result() for future, ref in futures.items()}

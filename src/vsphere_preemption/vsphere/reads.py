@@ -1,4 +1,4 @@
-"""Batched reads: VM states, power states and task states, one request for any number.
+"""Batched reads: VM states, power states, marks and task states, one request for any number.
 
 Placement comes in the same request: a traversal VM -> resourcePool -> owner reaches
 the compute resource (cluster, or a standalone host's) so its name costs no extra
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.resume import VmNow
 from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import SoapSession, props, ref_of
@@ -88,6 +89,42 @@ def read_power_states(
     )
     states = {ref_of(c.obj): str(props(c).get("runtime.powerState", "")) for c in contents}
     return states, missing | {r for r in refs if r not in states}
+
+
+_NOW_PATHS = ["runtime.powerState", "config.changeVersion", "runtime.host", "resourcePool"]
+
+
+def read_now(
+    session: SoapSession, refs: Sequence[VmRef], *, annotation_key: int | None = None
+) -> tuple[dict[VmRef, VmNow], set[VmRef]]:
+    """What a mark is made of (power state, change version, host, pool), for every VM in
+    `refs`, with the value of custom field `annotation_key` if given; and those gone."""
+    if not refs:
+        return {}, set()
+    paths = [*_NOW_PATHS, "customValue"] if annotation_key is not None else _NOW_PATHS
+    contents, missing = session.retrieve(
+        refs, [PC.PropertySpec(type=vim.VirtualMachine, pathSet=paths)]
+    )
+    found: dict[VmRef, VmNow] = {}
+    for content in contents:
+        values = props(content)
+        host, pool = values.get("runtime.host"), values.get("resourcePool")
+        annotation = next(
+            (
+                str(item.value)
+                for item in values.get("customValue") or ()
+                if int(item.key) == annotation_key
+            ),
+            None,
+        )
+        found[ref_of(content.obj)] = VmNow(
+            power_state=str(values.get("runtime.powerState", "")),
+            change_version=str(values.get("config.changeVersion") or ""),
+            host=host._moId if host is not None else None,
+            resource_pool=pool._moId if pool is not None else None,
+            annotation=annotation or None,
+        )
+    return found, missing | {r for r in refs if r not in found}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""One vCenter task per VM, at a bounded number of calls in flight, all watched together.
+
+The tasks are started on a thread pool of `max_concurrency`, then watched with one
+batched read of their states per poll until each has ended or `task_timeout` passes.
+A per-VM refusal (a fault when starting, a task that ends in error) is a result; a
+transport error (vCenter unreachable) raises `VSphereError`, for the caller to retry
+the whole operation, which each caller keeps safe. Progress is reported when a call
+completes or a poll is read, never on a timer, so a hung call shows as a stall.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.reads import read_task_states
+from vsphere_preemption.vsphere.sdk import vmodl
+from vsphere_preemption.vsphere.soap import Connection, SoapSession, ref_of
+
+Heartbeat = Callable[[str], None]
+Start = Callable[[Connection, VmRef], Any]  # starts the task, returns it
+
+CHECK_EVERY = 1.0  # seconds between looks at the calls in flight
+
+
+@dataclass(frozen=True)
+class TaskEnd:
+    """How one VM's task ended: `fault` is vCenter's MethodFault, or None with a `detail`."""
+
+    ok: bool
+    fault: Any = None
+    detail: str = ""
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        session: SoapSession,
+        *,
+        poll_interval: float = 1.0,
+        task_timeout: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self._session = session
+        self._poll_interval = poll_interval
+        self._task_timeout = task_timeout.total_seconds()
+
+    def run(
+        self,
+        refs: Sequence[VmRef],
+        start: Start,
+        *,
+        what: str,
+        max_concurrency: int,
+        heartbeat: Heartbeat,
+        before_each: Callable[[VmRef], None] = lambda _: None,
+    ) -> dict[VmRef, TaskEnd]:
+        """Start `start` on every VM and wait for every task.
+
+        `before_each` hears of each VM just before its call, on the pool's thread; if it
+        raises, that call is not made and the error ends the run (the calls not started
+        yet are dropped).
+        """
+        ends: dict[VmRef, TaskEnd] = {}
+        tasks: dict[VmRef, VmRef] = {}  # task -> VM
+        pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="vsphere-task")
+        try:
+            started = self._start_each(pool, refs, start, what, heartbeat, before_each)
+        finally:  # a caller's heartbeat may raise (attempt abandoned): start no more calls
+            pool.shutdown(wait=False, cancel_futures=True)
+        for ref in refs:
+            result = started[ref]
+            if isinstance(result, vmodl.MethodFault):
+                ends[ref] = TaskEnd(False, fault=result)
+            else:
+                tasks[ref_of(result)] = ref
+        ends.update(self._wait(tasks, what, heartbeat))
+        return ends
+
+    def _start_each(
+        self, pool: ThreadPoolExecutor, refs: Sequence[VmRef], start: Start, what: str,
+        heartbeat: Heartbeat, before_each: Callable[[VmRef], None],
+    ) -> dict[VmRef, Any]:  # fmt: skip
+        def call(ref: VmRef) -> Any:
+            before_each(ref)
+            try:
+                return self._session.call(lambda conn: start(conn, ref))
+            except vmodl.MethodFault as fault:
+                return fault
+
+        futures: dict[Future[Any], VmRef] = {pool.submit(call, ref): ref for ref in refs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=CHECK_EVERY, return_when=FIRST_COMPLETED)
+            for future in done:
+                exc = future.exception()
+                if exc is not None:
+                    for other in pending:
+                        other.cancel()
+                    acted = sum(1 for f in futures if f.done() and f.exception() is None)
+                    raise VSphereError(
+                        f"{what} stopped after {acted} of {len(refs)} calls: "
+                        f"{self._session.error(exc, what)}; running it again is safe"
+                    ) from None
+            if done:
+                heartbeat(f"{what}: {len(futures) - len(pending)} of {len(futures)} calls done")
+        return {ref: future.result() for future, ref in futures.items()}
+
+    def _wait(
+        self, tasks: dict[VmRef, VmRef], what: str, heartbeat: Heartbeat
+    ) -> dict[VmRef, TaskEnd]:
+        ends: dict[VmRef, TaskEnd] = {}
+        deadline = time.monotonic() + self._task_timeout
+        interval = min(0.1, self._poll_interval)
+        total = len(tasks)
+        while tasks:
+            try:
+                states, missing = read_task_states(self._session, list(tasks))
+            except vmodl.MethodFault as fault:
+                raise self._session.error(fault, f"read the {what} tasks") from None
+            for task in missing:  # vCenter forgot it (a restart): the caller looks again
+                ends[tasks.pop(task)] = TaskEnd(False, detail=f"{what} task lost")
+            for task, state in states.items():
+                ref = tasks[task]
+                if state.state == "success":
+                    ends[ref] = TaskEnd(True)
+                elif state.state == "error":
+                    ends[ref] = TaskEnd(False, fault=state.error, detail="task failed")
+                else:
+                    continue
+                del tasks[task]
+            heartbeat(f"{what}: {total - len(tasks)} of {total} tasks done")
+            if not tasks:
+                break
+            if time.monotonic() >= deadline:
+                for ref in tasks.values():
+                    ends[ref] = TaskEnd(
+                        False, detail=f"{what} task still running after {self._task_timeout:.0f}s"
+                    )
+                break
+            time.sleep(interval)
+            interval = min(interval * 2, self._poll_interval)
+        return ends
