@@ -53,6 +53,7 @@ from vsphere_preemption.wire import (
     SIGNAL_NAME,
     Annotation,
     WorkflowResponse,
+    append_fields,
     go_json,
 )
 
@@ -124,7 +125,8 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
     # Annotations: only on those VMs, in the reference shape.
     notes = read_annotations(vcenter, scene.all_vms)
     assert set(notes) == set(scene.on)
-    reference_keys = list(fixture_json(ANNOTATION_FIXTURE))
+    # The reference fields, then ours: how the VM was stopped.
+    reference_keys = [*fixture_json(ANNOTATION_FIXTURE), "action"]
     started = (await handle.describe()).start_time
     for text in notes.values():
         # The reference fields in the Go struct's order, and the event as the function sent it.
@@ -149,6 +151,7 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
     assert [data.pop(k) for k in ("entity", "scope")] == [None, "vcenter"]
     assert {VmRef(v["ref"]["Value"]) for v in data.pop("plan")["victims"]} == set(scene.on)
     assert data.pop("dryRun") is False
+    assert data["action"] == "poweroff"
     assert data == json.loads(next(iter(notes.values())))
     assert "ce-id" in {k.lower() for k in sink.received[1].headers}  # binary content mode
 
@@ -208,7 +211,9 @@ async def test_soft_shutdown_cooldown_query_and_cancel(
         await handle.cancel()
         result = await handle.result()
     observer.close()
-    assert result == first
+    # Its last state, and the runs it remembers: the soft run, then the one in the cooldown.
+    assert {k: v for k, v in result.items() if k != "history"} == first
+    assert [r["outcome"] for r in result["history"]] == ["acted", "skipped"]
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
@@ -313,5 +318,6 @@ async def test_the_annotation_on_the_vm_holds_the_event_data_as_sent(
     expected = go_annotation
     for name in ("workflowID", "workflowStarted"):
         expected = expected.replace(f'"{name}":"{go_values[name]}"', f'"{name}":"{ours[name]}"')
-    assert text == expected
+    # The Go worker's bytes, then our one field: how the VM was stopped.
+    assert text == append_fields(expected, {"action": "poweroff"})
     assert '"name":"caf\\u00e9","price":1.50,"big":1e3' in text

@@ -63,6 +63,9 @@ def worker_env(
         # VM, as the Go worker picks them; choosing by entity has tests of its own
         # (tests/test_worker_plan_e2e.py).
         "PREEMPTION_SCOPE": "vcenter",
+        # ... and acted on at once (the notice before acting has tests of its own).
+        "PREEMPTION_NOTICE_LOW": "0",
+        "PREEMPTION_NOTICE_MEDIUM": "0",
         **extra,
     }
 
