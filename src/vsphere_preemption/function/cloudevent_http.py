@@ -35,7 +35,9 @@ from vsphere_preemption.domain.events import (
     XmlData,
     data_from_body,
     data_from_structured,
+    media_type,
 )
+from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.rawjson import RawJSON, members
 from vsphere_preemption.wire import canonical_time, format_time, is_go_json_media
 
@@ -100,17 +102,9 @@ class _KeepAttributes:
         return factory(dict(attributes), data)
 
 
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
-
-
 def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     """An HTTP request (lower-case header names) as a CloudEvent, or NotACloudEvent."""
-    media = _media_type(headers.get("content-type", ""))
+    media = media_type(headers.get("content-type", ""))
     keep = _KeepAttributes()
     try:
         if media == BATCH:
@@ -139,7 +133,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     except NotACloudEvent:
         raise
     except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)
-        raise NotACloudEvent(f"not a valid CloudEvent: {_one_line(exc)}") from None
+        raise NotACloudEvent(f"not a valid CloudEvent: {one_line(exc)}") from None
     raise NotACloudEvent(
         "not a CloudEvent: no ce-specversion header (binary mode) "
         f"and content type is not {STRUCTURED} (structured mode)"
