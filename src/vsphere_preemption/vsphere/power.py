@@ -118,8 +118,7 @@ class PowerOff:
         max_concurrency: int,
         heartbeat: Heartbeat,
     ) -> PowerOffOutcome:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        # max_concurrency was checked by VSphereClient.power_off, the only caller.
         refs = dedupe(vms)
         tally = Tally(order={r: i for i, r in enumerate(refs)})
         candidates = []
