@@ -72,6 +72,19 @@ def test_dev_with_an_incomplete_secret_directory_names_the_files(tmp_path: Path)
     assert "someone" not in done.stderr
 
 
+def test_dev_reads_vcenter_insecure_as_the_worker_does(tmp_path: Path) -> None:
+    (tmp_path / "username").write_text("someone")
+    (tmp_path / "password").write_text("something")
+    env = clean_env(
+        VCENTER_URL="https://vcenter.example/sdk",
+        VCENTER_SECRET_PATH=str(tmp_path),
+        VCENTER_INSECURE="maybe",
+    )
+    done = dev("--db-file", str(tmp_path / "t.db"), env=env)
+    assert done.returncode == 2
+    assert "preemptctl dev: VCENTER_INSECURE must be true or false" in done.stderr
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
