@@ -45,6 +45,10 @@ CloudEventJSON = dict[str, Any]
 # answer of a workflow that has not run yet must look the same to Go clients.
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 EMPTY_EVENT: CloudEventJSON = {"specversion": "1.0", "id": "", "source": "", "type": ""}
+# A CloudEvent's required attributes, and the order Go's CloudEvents SDK (v2) writes a 1.0
+# event's context attributes in; the data and the extension attributes follow them.
+CE_REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+CE_ATTRIBUTE_ORDER = (*CE_REQUIRED_ATTRIBUTES, "subject", "datacontenttype", "dataschema", "time")
 
 
 class WireError(ValueError):

@@ -39,14 +39,16 @@ from vsphere_preemption.domain.events import (
 )
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.rawjson import RawJSON, members
-from vsphere_preemption.wire import canonical_time, format_time, is_go_json_media
+from vsphere_preemption.wire import (
+    CE_ATTRIBUTE_ORDER,
+    CE_REQUIRED_ATTRIBUTES,
+    canonical_time,
+    format_time,
+    is_go_json_media,
+)
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-_REQUIRED = ("specversion", "id", "source", "type")
-_CONTEXT_ORDER = (
-    "specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema", "time",
-)  # fmt: skip
 _FACTORIES = {"1.0": CloudEventV1, "0.3": CloudEventV03}
 _FORMAT = JSONFormat()
 
@@ -91,7 +93,7 @@ class _KeepAttributes:
 
     def __call__(self, attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
         self.attributes, self.data = dict(attributes), data
-        missing = [name for name in _REQUIRED if name not in attributes]
+        missing = [name for name in CE_REQUIRED_ATTRIBUTES if name not in attributes]
         if missing:
             raise NotACloudEvent(f"not a CloudEvent: missing {', '.join(missing)}")
         factory = _FACTORIES.get(attributes["specversion"])
@@ -177,7 +179,7 @@ def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, A
     """The event in CloudEvents structured JSON, `data` embedded, as the Go SDK writes it."""
     attributes = event.attributes
     out: dict[str, Any] = {}
-    for name in _CONTEXT_ORDER:
+    for name in CE_ATTRIBUTE_ORDER:
         if name in attributes:
             value = attributes[name]
             out[name] = _time(event, value) if isinstance(value, datetime) else value
@@ -188,7 +190,7 @@ def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, A
     elif isinstance(data, JsonData):
         out["data"] = _raw_json_data(event, data)
     for name in sorted(attributes):  # Go iterates a map: any order is Go's order
-        if name not in out and name not in _CONTEXT_ORDER:
+        if name not in out and name not in CE_ATTRIBUTE_ORDER:
             value = attributes[name]
             out[name] = format_time(value) if isinstance(value, datetime) else value
     return out
