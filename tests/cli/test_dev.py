@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from tests.cli.ports import listening
 from vsphere_preemption.devtools.demo.events import AlarmScene, Named, alarm_status_changed
 from vsphere_preemption.devtools.demo.progress import HistoryNarrator, run_finished
 from vsphere_preemption.devtools.demo.run import write_secret
@@ -96,14 +96,6 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 class DevProcess:
     """`python -m vsphere_preemption dev ...`, its output collected by a thread."""
 
@@ -116,14 +108,25 @@ class DevProcess:
         self.err: list[str] = []
         self.children: list[int] = []  # temporal, worker, function, once ready
         self._ready = threading.Event()
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-            if line.startswith(READY_LINE):
-                self._ready.set()
+        with stream:  # closed at the end of the output, when dev has exited
+            for line in stream:
+                into.append(line.rstrip("\n"))
+                if line.startswith(READY_LINE):
+                    self._ready.set()
+
+    def _wait(self, timeout: float | None) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(30)
+        return code
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -134,12 +137,12 @@ class DevProcess:
 
     def interrupt(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(60)
+        return self._wait(60)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self._wait(None)
 
 
 @pytest.fixture
