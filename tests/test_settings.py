@@ -17,6 +17,7 @@ from vsphere_preemption.settings import (
     WorkerSettings,
     load,
     parse_duration,
+    parse_flag,
 )
 
 FUNCTION_ENV = {
@@ -84,6 +85,21 @@ def test_function_settings_name_every_bad_variable() -> None:
 )
 def test_debug_flag_spellings(raw: str, expected: bool) -> None:
     assert load(FunctionSettings, {**FUNCTION_ENV, "DEBUG": raw}).debug is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("Yes", True), ("on", True), ("1", True), ("", False), (" off ", False)],
+)
+def test_parse_flag_reads_what_the_settings_read(raw: str, expected: bool) -> None:
+    assert parse_flag("VCENTER_INSECURE", raw) is expected
+    env = {"TEMPORAL_URL": "t:7233", "VCENTER_URL": "https://vc/sdk", "VCENTER_INSECURE": raw}
+    assert load(WorkerSettings, env).vcenter_insecure is expected
+
+
+def test_parse_flag_names_the_variable_and_not_the_value() -> None:
+    with pytest.raises(SettingsError, match=r"^VCENTER_INSECURE must be true or false$"):
+        parse_flag("VCENTER_INSECURE", "secret-ish")
 
 
 def test_worker_settings_defaults_and_knobs() -> None:

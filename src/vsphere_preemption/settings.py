@@ -14,7 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    TypeAdapter,
+    ValidationError,
+)
 
 from vsphere_preemption.domain.durations import parse_seconds
 from vsphere_preemption.domain.policy import Policy, PolicyError, Scope, policy_from_mapping
@@ -68,6 +76,16 @@ def _name_list(value: Any) -> Any:
 
 
 Flag = Annotated[bool, BeforeValidator(_bool)]
+
+
+def parse_flag(name: str, value: str) -> bool:
+    """Variable `name` read as the programs' settings read a boolean, or a SettingsError."""
+    try:
+        return TypeAdapter(Flag).validate_python(value)
+    except ValidationError:
+        raise SettingsError(f"{name} must be true or false") from None
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Required = Annotated[str, BeforeValidator(_nonblank)]
 

@@ -7,7 +7,7 @@ annotation and the emitted `VmPreemptedEvent`. Standard library only, so the
 deterministic workflow code can use it too.
 
 Go's `encoding/json` matches field names in any letter case on input; we accept
-the same (see `_field`), and always write the exact names the Go structs carry.
+the same (`domain/gojson.py`), and always write the exact names the Go structs carry.
 The contract itself, with examples and the differences we keep: docs/wire.md.
 """
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vsphere_preemption.domain.events import alarm_entity
+from vsphere_preemption.domain.events import GO_JSON_MEDIA_TYPES, alarm_entity, media_type
+from vsphere_preemption.domain.gojson import field as go_field
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
 from vsphere_preemption.rawjson import RawJSON, members
 
@@ -49,6 +50,10 @@ CloudEventJSON = dict[str, Any]
 # answer of a workflow that has not run yet must look the same to Go clients.
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 EMPTY_EVENT: CloudEventJSON = {"specversion": "1.0", "id": "", "source": "", "type": ""}
+# A CloudEvent's required attributes, and the order Go's CloudEvents SDK (v2) writes a 1.0
+# event's context attributes in; the data and the extension attributes follow them.
+CE_REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+CE_ATTRIBUTE_ORDER = (*CE_REQUIRED_ATTRIBUTES, "subject", "datacontenttype", "dataschema", "time")
 
 
 class WireError(ValueError):
@@ -164,17 +169,6 @@ _GO_ESCAPES = (
 )
 
 
-def _field(obj: Mapping[str, Any], name: str) -> Any:
-    """Look a field up the way Go's decoder does: exact name first, then any case."""
-    if name in obj:
-        return obj[name]
-    lowered = name.lower()
-    for key, value in obj.items():
-        if isinstance(key, str) and key.lower() == lowered:
-            return value
-    return None
-
-
 def _json_object(obj: Any, what: str) -> Mapping[str, Any]:
     """A decoded JSON object, from a JSON text (as stored or queried) or already decoded."""
     if isinstance(obj, str | bytes):
@@ -188,7 +182,7 @@ def _json_object(obj: Any, what: str) -> Mapping[str, Any]:
 
 
 def _str(obj: Mapping[str, Any], name: str) -> str:
-    value = _field(obj, name)
+    value = go_field(obj, name)
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -229,7 +223,7 @@ def _criticality(obj: Mapping[str, Any], *, required: bool) -> Criticality | Non
 
 
 def _event(obj: Mapping[str, Any], *, required: bool) -> CloudEventJSON:
-    event = _field(obj, "event")
+    event = go_field(obj, "event")
     if event is None:
         if required:
             raise WireError("event is missing")
@@ -249,8 +243,7 @@ def is_go_json_media(datacontenttype: Any) -> bool:
         return True
     if not isinstance(datacontenttype, str):
         return False
-    media = datacontenttype.split(";", 1)[0].strip().lower()
-    return media in {"", "application/json", "text/json"}
+    return media_type(datacontenttype) in GO_JSON_MEDIA_TYPES
 
 
 def with_raw_data(event: CloudEventJSON, event_text: str) -> CloudEventJSON:
@@ -304,11 +297,11 @@ class WorkflowRequest:
             raise WireError("tag is missing")
         criticality = _criticality(obj, required=True)
         assert criticality is not None
-        entity = _field(obj, "entity")
-        dry_run = _field(obj, "dryRun")
+        entity = go_field(obj, "entity")
+        dry_run = go_field(obj, "dryRun")
         if dry_run is not None and not isinstance(dry_run, bool):
             raise WireError("dryRun must be true or false")
-        policy = _field(obj, "policy")
+        policy = go_field(obj, "policy")
         if policy is not None and not isinstance(policy, Mapping):
             raise WireError("policy must be an object of policy overrides")
         return cls(
@@ -345,7 +338,7 @@ class WorkflowRequest:
         request = cls.from_wire(_json_object(text, "a WorkflowRequest"))
         try:
             # The same lookup as from_wire's, over raw texts instead of values.
-            event_text = _field(dict(members(text)), "event")
+            event_text = go_field(dict(members(text)), "event")
             return replace(request, event=with_raw_data(request.event, event_text))
         except ValueError as exc:
             raise WireError(f"a WorkflowRequest's event is not JSON: {exc}") from exc
@@ -388,7 +381,7 @@ class WorkflowResponse:
     @classmethod
     def from_wire(cls, obj: Any) -> WorkflowResponse:
         obj = _json_object(obj, "a WorkflowResponse")
-        vms = _field(obj, "virtualMachines")
+        vms = go_field(obj, "virtualMachines")
         if vms is not None and not isinstance(vms, list):
             raise WireError("virtualMachines must be a list")
         last = _str(obj, "lastPreemptionTime")
@@ -447,9 +440,9 @@ class Annotation:
         assert criticality is not None
         started = _str(obj, "workflowStarted")
         return cls(
-            preempted=bool(_field(obj, "preempted")),
+            preempted=bool(go_field(obj, "preempted")),
             tag=_str(obj, "tag"),
-            forced_shutdown=bool(_field(obj, "forcedShutdown")),
+            forced_shutdown=bool(go_field(obj, "forcedShutdown")),
             criticality=criticality,
             workflow_id=_str(obj, "workflowID"),
             workflow_started=parse_time(started) if started else GO_ZERO_TIME,

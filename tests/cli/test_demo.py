@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cli.ports import listening
 from vsphere_preemption.devtools.demo.inventory import ELSEWHERE, MAX_VMS
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
@@ -31,14 +32,6 @@ def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         [sys.executable, "-m", "vsphere_preemption", "demo", *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 300) -> str:
@@ -66,36 +59,37 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 300) -
 def test_the_demo_preempts_reports_cancels_passes_its_checks_and_keeps_running(
     tmp_path: Path,
 ) -> None:
-    proc = subprocess.Popen(
+    # As a context manager: its pipes are closed and it is waited for, whatever happens.
+    with subprocess.Popen(
         [sys.executable, "-m", "vsphere_preemption", "demo", *FREE_PORTS,
          "--log-dir", str(tmp_path / "logs"), "--keep"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        out = read_until(proc, "  e.g. preemptctl workflow status")
-        assert proc.poll() is None, f"{out}\n{proc.stderr.read() if proc.stderr else ''}"
-        # --keep: the UI answers and the printed `workflow status` command works.
-        ui = re.search(r"Temporal web UI: (http://127\.0\.0\.1:\d+/\S+)$", out, re.MULTILINE)
-        assert ui is not None, out
-        assert httpx.get(ui.group(1), timeout=30).status_code == 200
-        hint = out.rstrip().splitlines()[-1].split("e.g. preemptctl ", 1)[1].split()
-        status = subprocess.run(
-            [sys.executable, "-m", "vsphere_preemption", *hint],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert status.returncode == 0, status.stderr
-        assert "completed" in status.stdout.lower()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0  # Ctrl-C after a passed demo: still its verdict, 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr is not None
-    stderr = proc.stderr.read()
+    ) as proc:  # fmt: skip
+        try:
+            out = read_until(proc, "  e.g. preemptctl workflow status")
+            assert proc.poll() is None, f"{out}\n{proc.stderr.read() if proc.stderr else ''}"
+            # --keep: the UI answers and the printed `workflow status` command works.
+            ui = re.search(r"Temporal web UI: (http://127\.0\.0\.1:\d+/\S+)$", out, re.MULTILINE)
+            assert ui is not None, out
+            assert httpx.get(ui.group(1), timeout=30).status_code == 200
+            hint = out.rstrip().splitlines()[-1].split("e.g. preemptctl ", 1)[1].split()
+            status = subprocess.run(
+                [sys.executable, "-m", "vsphere_preemption", *hint],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert status.returncode == 0, status.stderr
+            assert "completed" in status.stdout.lower()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0  # Ctrl-C after a passed demo: still its verdict, 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
     assert "Traceback" not in stderr and "preemptctl: stopping" in stderr
     # Everything it started is gone: vcsim, Temporal and its UI, the function, the sink.
     ports = [

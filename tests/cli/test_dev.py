@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from tests.cli.ports import listening
 from vsphere_preemption.devtools.demo.events import AlarmScene, Named, alarm_status_changed
 from vsphere_preemption.devtools.demo.progress import HistoryNarrator, run_finished
 from vsphere_preemption.devtools.demo.run import write_secret
@@ -70,6 +70,19 @@ def test_dev_with_an_incomplete_secret_directory_names_the_files(tmp_path: Path)
     assert "someone" not in done.stderr
 
 
+def test_dev_reads_vcenter_insecure_as_the_worker_does(tmp_path: Path) -> None:
+    (tmp_path / "username").write_text("someone")
+    (tmp_path / "password").write_text("something")
+    env = clean_env(
+        VCENTER_URL="https://vcenter.example/sdk",
+        VCENTER_SECRET_PATH=str(tmp_path),
+        VCENTER_INSECURE="maybe",
+    )
+    done = dev("--db-file", str(tmp_path / "t.db"), env=env)
+    assert done.returncode == 2
+    assert "preemptctl dev: VCENTER_INSECURE must be true or false" in done.stderr
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -79,14 +92,6 @@ def children_of(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 found.append(int(stat.parent.name))
     return found
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class DevProcess:
@@ -101,14 +106,25 @@ class DevProcess:
         self.err: list[str] = []
         self.children: list[int] = []  # temporal, worker, function, once ready
         self._ready = threading.Event()
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-            if line.startswith(READY_LINE):
-                self._ready.set()
+        with stream:  # closed at the end of the output, when dev has exited
+            for line in stream:
+                into.append(line.rstrip("\n"))
+                if line.startswith(READY_LINE):
+                    self._ready.set()
+
+    def _wait(self, timeout: float | None) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(30)
+        return code
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -119,12 +135,12 @@ class DevProcess:
 
     def interrupt(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(60)
+        return self._wait(60)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self._wait(None)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.vsphere.raw_session import RawSession
 from vsphere_preemption import worker
 from vsphere_preemption.devtools.devservers import Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
@@ -28,7 +29,7 @@ from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.settings import WorkerSettings, load
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
-from vsphere_preemption.vsphere.sdk import connect, vim
+from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import ANNOTATION_KEY
 
 # Two clusters of two hosts and a standalone host, 5 VMs per compute resource: 15 VMs.
@@ -177,17 +178,11 @@ def read_annotations(client: VSphereClient, vms: Iterable[VmRef]) -> dict[VmRef,
     return client.read_custom_field(list(vms), ANNOTATION_KEY)
 
 
-class Observer:
+class Observer(RawSession):
     """A raw pyVmomi session reading vCenter's event log: what was done to which VM."""
 
     def __init__(self, sim: Vcsim) -> None:
-        self.si: Any = connect.SmartConnect(
-            host="127.0.0.1",
-            port=sim.port,
-            user=sim.username,
-            pwd=sim.password,
-            disableSslCertValidation=True,
-        )
+        super().__init__(sim)
         self._baseline: collections.Counter[tuple[str, str]] = collections.Counter()
 
     def mark(self, *type_names: str) -> None:
@@ -199,7 +194,7 @@ class Observer:
         return self._all(*type_names) - self._baseline
 
     def _all(self, *type_names: str) -> collections.Counter[tuple[str, str]]:
-        manager: Any = self.si.RetrieveContent().eventManager
+        manager: Any = self.content.eventManager
         found: Any = manager.QueryEvents(vim.event.EventFilterSpec(eventTypeId=list(type_names)))
         counts: collections.Counter[tuple[str, str]] = collections.Counter()
         for event in found:
@@ -207,9 +202,6 @@ class Observer:
             if name in type_names and event.vm is not None:
                 counts[(name, event.vm.vm._moId)] += 1
         return counts
-
-    def close(self) -> None:
-        connect.Disconnect(self.si)
 
 
 def parse_json(text: str) -> Any:

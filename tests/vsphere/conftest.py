@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.vsphere.raw_session import RawSession
 from vsphere_preemption.devtools.devservers import Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.vsphere.client import VSphereClient
@@ -72,20 +73,8 @@ def inventory(client: VSphereClient) -> Inventory:
     return Inventory(client)
 
 
-class Admin:
+class Admin(RawSession):
     """A separate raw pyVmomi session: what another vCenter user does behind our back."""
-
-    def __init__(self, sim: Vcsim) -> None:
-        from vsphere_preemption.vsphere.sdk import connect
-
-        self.si: Any = connect.SmartConnect(
-            host="127.0.0.1",
-            port=sim.port,
-            user=sim.username,
-            pwd=sim.password,
-            disableSslCertValidation=True,
-        )
-        self.content: Any = self.si.RetrieveContent()
 
     def session_keys(self) -> set[str]:
         mine = self.content.sessionManager.currentSession.key
@@ -99,11 +88,6 @@ class Admin:
 
     def field_names(self) -> list[str]:
         return [f.name for f in self.content.customFieldsManager.field or []]
-
-    def close(self) -> None:
-        from vsphere_preemption.vsphere.sdk import connect
-
-        connect.Disconnect(self.si)
 
 
 @pytest.fixture

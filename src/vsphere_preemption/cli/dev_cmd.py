@@ -77,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
             f"preemptctl dev: {secret_path} needs files `username` and `password`", file=sys.stderr
         )
         return 2
-    insecure = os.environ.get("VCENTER_INSECURE", "false").strip().lower() == "true"
+    from vsphere_preemption.settings import SettingsError, parse_flag
+
+    try:  # the spellings the worker accepts, since the worker is handed the same setting
+        insecure = parse_flag("VCENTER_INSECURE", os.environ.get("VCENTER_INSECURE", "false"))
+    except SettingsError as exc:
+        print(f"preemptctl dev: {exc}", file=sys.stderr)
+        return 2
     args.db_file.parent.mkdir(parents=True, exist_ok=True)
     stack = DevStack(
         vcenter=VCenterTarget(url=url, secret_path=secret_path, insecure=insecure),

@@ -96,6 +96,11 @@ def _exit(code: int) -> int:
     (`PyGILState_Release` fatal error, SIGABRT; temporalio/sdk-python#300) and turn
     a clean exit code into 134. Called from another thread (a test running the CLI
     in-process), it just returns the code.
+
+    Not `temporal.client.run_collected`, the short commands' answer to the same abort:
+    that collects a runtime of its own once the command returns, while the worker's
+    runtime is the process default (it forwards the core's logs) and its threads run
+    until the process ends, so nothing short of leaving without finalization is sure.
     """
     import os
     import threading

@@ -26,6 +26,8 @@ from vsphere_preemption.domain.policy import Policy, PolicyError
 from vsphere_preemption.domain.workflow_ids import IdMode, is_moref_value, workflow_id
 from vsphere_preemption.rawjson import RawJSON, members
 from vsphere_preemption.wire import (
+    CE_ATTRIBUTE_ORDER,
+    CE_REQUIRED_ATTRIBUTES,
     CLI_EVENT_TYPE,
     CLI_WORKFLOW_ID,
     CloudEventJSON,
@@ -37,15 +39,11 @@ from vsphere_preemption.wire import (
 )
 
 SPECVERSION = "1.0"
-_REQUIRED = ("specversion", "id", "source", "type")
 _OPTIONAL_STRINGS = ("subject", "datacontenttype", "dataschema", "time")
 # CloudEvents 1.0: attribute names are lower-case ASCII letters and digits.
 _ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
 _PAYLOAD_MEMBERS = frozenset({"data", "data_base64"})
-# The order Go's CloudEvents SDK writes a 1.0 event's attributes in; `time`, the data and
-# the extensions (sorted here: Go's map order is random) follow.
-_GO_ORDER = ("specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema")
-_CONTEXT = frozenset((*_GO_ORDER, "time"))
+_CONTEXT = frozenset(CE_ATTRIBUTE_ORDER)
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -67,7 +65,7 @@ def cloud_event_problems(event: Any) -> list[str]:
     if not isinstance(event, dict):
         return [f"must be a JSON object, got {type(event).__name__}"]
     problems: list[str] = []
-    for name in _REQUIRED:
+    for name in CE_REQUIRED_ATTRIBUTES:
         if name not in event:
             problems.append(f"missing required attribute {name!r}")
         elif not isinstance(event[name], str):
@@ -132,9 +130,12 @@ def canonical_event(event: dict[str, Any], text: str) -> CloudEventJSON:
     `1.50` stays `1.50`), base64 data re-encoded, numbers in extensions as 32-bit
     integers, null extensions dropped.
     """
-    out: CloudEventJSON = {name: event[name] for name in _GO_ORDER if name in event}
-    if "time" in event:
-        out["time"] = canonical_time(event["time"])
+    # In Go's order; the extensions, sorted (Go's map order is random), come last.
+    out: CloudEventJSON = {
+        name: canonical_time(event[name]) if name == "time" else event[name]
+        for name in CE_ATTRIBUTE_ORDER
+        if name in event
+    }
     if "data" in event:
         if is_go_json_media(event.get("datacontenttype")):
             out["data"] = RawJSON.parse(dict(members(text))["data"])

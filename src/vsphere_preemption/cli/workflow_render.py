@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from vsphere_preemption.domain.gojson import field as go_field
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.temporal.client import ListedWorkflow, State, WorkflowSummary
 from vsphere_preemption.wire import (
@@ -53,12 +54,7 @@ def _duration(delta: timedelta) -> str:
 def _get(obj: Any, name: str) -> Any:
     # vCenter event data comes in Go (`Alarm.Name`) and lower-camel (`alarm.name`)
     # spellings; Go's decoder matches either, and so does this lookup.
-    if not isinstance(obj, Mapping):
-        return None
-    if name in obj:
-        return obj[name]
-    lowered = name.lower()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == lowered), None)
+    return go_field(obj, name) if isinstance(obj, Mapping) else None
 
 
 def _text(value: Any) -> str:

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
+from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 
@@ -125,7 +126,13 @@ def _tail(out: IO[bytes], size: int = 800) -> str:
     out.flush()
     out.seek(0, os.SEEK_END)
     out.seek(max(0, out.tell() - size))
-    return " ".join(out.read().decode(errors="replace").split())
+    return one_line(out.read().decode(errors="replace"), size)
+
+
+def _drain(stream: IO[bytes]) -> None:
+    with stream:
+        for _ in stream:
+            pass
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -208,21 +215,22 @@ class TemporalDevServer:
             args += ["--db-filename", str(self.db_file)]
         # Its output goes to the log file, or to a private temporary file: either way, a
         # failed start can say why (the server's own last words) instead of just "exited".
-        out = open(self.log_file, "a+b") if self.log_file else tempfile.TemporaryFile()  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_for_port("127.0.0.1", self.port, self.startup_timeout, self.proc)
-            self._wait_healthy()
-        except ServerFailed as exc:
-            self.stop()
-            kind = EarlyExit if isinstance(exc, EarlyExit) else ServerFailed
-            raise kind(f"Temporal dev server: {exc}: {_tail(out)}") from None
-        except BaseException:  # Ctrl-C while starting too: never leave a server behind
-            self.stop()
-            raise
+        # The server holds its own copy of the file: ours is closed once it has started.
+        with open(self.log_file, "a+b") if self.log_file else tempfile.TemporaryFile() as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                wait_for_port("127.0.0.1", self.port, self.startup_timeout, self.proc)
+                self._wait_healthy()
+            except ServerFailed as exc:
+                self.stop()
+                kind = EarlyExit if isinstance(exc, EarlyExit) else ServerFailed
+                raise kind(f"Temporal dev server: {exc}: {_tail(out)}") from None
+            except BaseException:  # Ctrl-C while starting too: never leave a server behind
+                self.stop()
+                raise
         return self
 
     def _wait_healthy(self) -> None:
@@ -271,6 +279,8 @@ class Vcsim:
     username: str = field(default="", init=False)
     password: str = field(default="", init=False, repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _stderr: IO[bytes] | None = field(default=None, init=False, repr=False)
+    _drain: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def start(self) -> Vcsim:
         listen = f"127.0.0.1:{self.port}"
@@ -288,10 +298,13 @@ class Vcsim:
             raise
         stdout = self.proc.stdout
         assert stdout is not None
-        threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
+        # Drained so vcsim never blocks on a full pipe; closed by the drain at vcsim's end.
+        self._drain = threading.Thread(target=_drain, args=(stdout,), daemon=True)
+        self._drain.start()
         return self
 
     def _stderr_tail(self) -> str:
+        assert self._stderr is not None
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")[-500:]
 
@@ -322,7 +335,15 @@ class Vcsim:
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc)
+            if self._drain is not None:
+                self._drain.join(5)  # vcsim is gone: its stdout ends, the drain closes it
+            elif self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self._drain = None
             self.proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     def restart(self) -> None:
         """Stop and start again on the same port (a fresh inventory)."""

@@ -135,12 +135,13 @@ class DevStack:
 
     def _spawn(self, program: str, env: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]:
         log = self._log(program)
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (child owns it)
-        return subprocess.Popen(
-            [sys.executable, "-m", "vsphere_preemption", program, *args],
-            env=dict(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+        # The child holds its own copy of the log file: ours is closed once it has started.
+        with open(log, "ab") if log else contextlib.nullcontext(subprocess.DEVNULL) as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "vsphere_preemption", program, *args],
+                env=dict(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -7,7 +7,6 @@ reused), so the demo can run twice against the same simulator.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -16,7 +15,7 @@ from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import VmState, moref_key
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.reads import read_task_states
+from vsphere_preemption.vsphere.reads import TaskState, wait_for_tasks
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, props, ref_of
 
@@ -133,24 +132,22 @@ class Inventory:
             self._wait(tasks, method, tolerate)
 
     def _wait(self, tasks: list[VmRef], method: str, tolerate: str) -> None:
-        deadline = time.monotonic() + self._task_timeout
-        pending = list(tasks)
-        while pending:
-            states, missing = read_task_states(self._session, pending)
+        def on_poll(ended: dict[VmRef, TaskState], missing: set[VmRef]) -> None:
             if missing:
                 raise VSphereError(f"{method}: tasks vanished: {sorted(t.value for t in missing)}")
             errors: list[Any] = [
                 s.error
-                for s in states.values()
+                for s in ended.values()
                 if s.state == "error" and not _already(s.error, tolerate)
             ]
             if errors:
                 raise VSphereError(f"{method} failed: {self._session.text(errors[0])}")
-            pending = [t for t, s in states.items() if s.state in ("queued", "running")]
-            if pending and time.monotonic() > deadline:
-                raise VSphereError(f"{method}: {len(pending)} tasks still running")
-            if pending:
-                time.sleep(0.05)
+
+        running = wait_for_tasks(
+            self._session, tasks, on_poll, timeout=self._task_timeout, poll_interval=0.05
+        )
+        if running:
+            raise VSphereError(f"{method}: {len(running)} tasks still running")
 
 
 def _invoke(conn: Connection, *, ref: VmRef, method: str) -> Any:

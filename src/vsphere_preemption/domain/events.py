@@ -28,7 +28,9 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from vsphere_preemption.domain.gojson import fold
 from vsphere_preemption.domain.model import MoRef
+from vsphere_preemption.domain.text import one_line
 
 OLD_ROUTER_TYPE = "com.vmware.event.router/event"
 OLD_ROUTER_SUBJECT = "AlarmStatusChangedEvent"
@@ -90,18 +92,23 @@ class AlarmChange:
     created_time: datetime | None
 
 
-def _media_type(content_type: str | None) -> str:
+# The media types whose data Go's CloudEvents SDK keeps as JSON ("": no content type).
+GO_JSON_MEDIA_TYPES = frozenset({"", "application/json", "text/json"})
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a content type, lower-cased, without parameters (`""` for none)."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def is_json_content_type(content_type: str | None) -> bool:
     """JSON media types; no content type at all counts as JSON, as it does for the Go SDK."""
-    media = _media_type(content_type)
-    return media in {"", "application/json", "text/json"} or media.endswith("+json")
+    media = media_type(content_type)
+    return media in GO_JSON_MEDIA_TYPES or media.endswith("+json")
 
 
 def is_xml_content_type(content_type: str | None) -> bool:
-    media = _media_type(content_type)
+    media = media_type(content_type)
     return media in {"application/xml", "text/xml"} or media.endswith("+xml")
 
 
@@ -131,8 +138,8 @@ def data_from_body(body: bytes, content_type: str | None) -> EventData:
         try:
             return JsonData(json.loads(body))
         except (ValueError, RecursionError) as exc:
-            raise UndecodableData(f"data is not valid JSON: {_one_line(exc)}") from None
-    raise UndecodableData(f"unsupported datacontenttype {_media_type(content_type)!r}")
+            raise UndecodableData(f"data is not valid JSON: {one_line(exc, 200)}") from None
+    raise UndecodableData(f"unsupported datacontenttype {media_type(content_type)!r}")
 
 
 def data_from_structured(value: Any, content_type: str | None) -> EventData:
@@ -147,7 +154,7 @@ def data_from_structured(value: Any, content_type: str | None) -> EventData:
         return XmlData(value)
     if is_json_content_type(content_type):
         return JsonData(value)
-    raise UndecodableData(f"unsupported datacontenttype {_media_type(content_type)!r}")
+    raise UndecodableData(f"unsupported datacontenttype {media_type(content_type)!r}")
 
 
 def decode(attributes: Mapping[str, Any], data: EventData | None) -> AlarmChange:
@@ -213,7 +220,7 @@ class _Field:
 
     @cached_property
     def by_folded_name(self) -> dict[str, _Field]:
-        return {_fold(f.name): f for f in self.fields}
+        return {fold(f.name): f for f in self.fields}
 
     @cached_property
     def by_xml_name(self) -> dict[str, _Field]:
@@ -222,12 +229,6 @@ class _Field:
     @cached_property
     def is_object(self) -> bool:
         return self.kind in {"struct", "ptr", "moref"}
-
-
-def _fold(name: str) -> str:
-    # Go folds field names with Unicode simple folding; beyond ASCII case, only the long s
-    # and the Kelvin sign fold onto the ASCII letters our field names use.
-    return name.lower().replace("\u017f", "s")
 
 
 def _moref(name: str) -> _Field:
@@ -277,7 +278,7 @@ def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dic
         # Go looks a key up exactly first, then case-insensitively.
         field = by_name.get(key)
         if field is None:
-            field = by_folded_name.get(_fold(key)) if isinstance(key, str) else None
+            field = by_folded_name.get(fold(key)) if isinstance(key, str) else None
             if field is None:
                 continue  # unknown fields are ignored, as in Go
         if item is None:
@@ -338,10 +339,6 @@ def _json_kind(value: Any) -> str:
     return "an object"
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
-
-
 def _decode_xml(text: str) -> dict[str, Any]:
     # The only DTD-borne attacks (entity expansion, external entities) need a DOCTYPE, and
     # Go's encoder never writes one: refusing it is the whole defence, and a cheap one.
@@ -350,7 +347,7 @@ def _decode_xml(text: str) -> dict[str, Any]:
     try:
         root = ET.fromstring(text)  # noqa: S314 (DOCTYPE refused above: nothing can expand)
     except ET.ParseError as exc:
-        raise UndecodableData(f"data is not valid XML: {_one_line(exc)}") from None
+        raise UndecodableData(f"data is not valid XML: {one_line(exc, 200)}") from None
     return _xml_struct(_EVENT, root, "data", {})
 
 

@@ -35,16 +35,20 @@ from vsphere_preemption.domain.events import (
     XmlData,
     data_from_body,
     data_from_structured,
+    media_type,
 )
+from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.rawjson import RawJSON, members
-from vsphere_preemption.wire import canonical_time, format_time, is_go_json_media
+from vsphere_preemption.wire import (
+    CE_ATTRIBUTE_ORDER,
+    CE_REQUIRED_ATTRIBUTES,
+    canonical_time,
+    format_time,
+    is_go_json_media,
+)
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-_REQUIRED = ("specversion", "id", "source", "type")
-_CONTEXT_ORDER = (
-    "specversion", "id", "source", "type", "subject", "datacontenttype", "dataschema", "time",
-)  # fmt: skip
 _FACTORIES = {"1.0": CloudEventV1, "0.3": CloudEventV03}
 _FORMAT = JSONFormat()
 
@@ -89,7 +93,7 @@ class _KeepAttributes:
 
     def __call__(self, attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
         self.attributes, self.data = dict(attributes), data
-        missing = [name for name in _REQUIRED if name not in attributes]
+        missing = [name for name in CE_REQUIRED_ATTRIBUTES if name not in attributes]
         if missing:
             raise NotACloudEvent(f"not a CloudEvent: missing {', '.join(missing)}")
         factory = _FACTORIES.get(attributes["specversion"])
@@ -100,17 +104,9 @@ class _KeepAttributes:
         return factory(dict(attributes), data)
 
 
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
-
-
 def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     """An HTTP request (lower-case header names) as a CloudEvent, or NotACloudEvent."""
-    media = _media_type(headers.get("content-type", ""))
+    media = media_type(headers.get("content-type", ""))
     keep = _KeepAttributes()
     try:
         if media == BATCH:
@@ -139,7 +135,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     except NotACloudEvent:
         raise
     except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)
-        raise NotACloudEvent(f"not a valid CloudEvent: {_one_line(exc)}") from None
+        raise NotACloudEvent(f"not a valid CloudEvent: {one_line(exc)}") from None
     raise NotACloudEvent(
         "not a CloudEvent: no ce-specversion header (binary mode) "
         f"and content type is not {STRUCTURED} (structured mode)"
@@ -183,7 +179,7 @@ def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, A
     """The event in CloudEvents structured JSON, `data` embedded, as the Go SDK writes it."""
     attributes = event.attributes
     out: dict[str, Any] = {}
-    for name in _CONTEXT_ORDER:
+    for name in CE_ATTRIBUTE_ORDER:
         if name in attributes:
             value = attributes[name]
             out[name] = _time(event, value) if isinstance(value, datetime) else value
@@ -194,7 +190,7 @@ def structured_json(event: IncomingEvent, data: EventData | None) -> dict[str, A
     elif isinstance(data, JsonData):
         out["data"] = _raw_json_data(event, data)
     for name in sorted(attributes):  # Go iterates a map: any order is Go's order
-        if name not in out and name not in _CONTEXT_ORDER:
+        if name not in out and name not in CE_ATTRIBUTE_ORDER:
             value = attributes[name]
             out[name] = format_time(value) if isinstance(value, datetime) else value
     return out

@@ -101,8 +101,7 @@ class CustomFields:
         max_concurrency: int,
         heartbeat: Callable[[str], None],
     ) -> AnnotateOutcome:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        # max_concurrency was checked by VSphereClient.annotate, the only caller.
         refs = dedupe(vms)
         order = {r: i for i, r in enumerate(refs)}
         failed: dict[VmRef, str] = {

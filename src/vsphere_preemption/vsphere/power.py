@@ -45,7 +45,7 @@ from vsphere_preemption.domain.resume import VmNow
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, dedupe
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.reads import read_now, read_power_states, read_task_states
+from vsphere_preemption.vsphere.reads import TaskState, read_now, read_power_states, wait_for_tasks
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import SoapSession, ref_of
 
@@ -152,8 +152,7 @@ class PowerOff:
         max_concurrency: int,
         heartbeat: Heartbeat,
     ) -> PowerOffOutcome:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        # max_concurrency was checked by VSphereClient.power_off, the only caller.
         refs = dedupe(vms)
         tally = Tally(order={r: i for i, r in enumerate(refs)})
         candidates = []
@@ -303,37 +302,34 @@ class PowerOff:
         heartbeat: Heartbeat,
         method: Method = POWER_OFF_TASK,
     ) -> None:
-        deadline = self._clock() + self._task_timeout
-        interval = min(0.1, self._poll_interval)
         total = len(tasks)
         lost: list[VmRef] = []
-        while tasks:
-            states, missing = read_task_states(self._session, list(tasks))
+
+        def on_poll(ended: dict[VmRef, TaskState], missing: set[VmRef]) -> None:
             for task in missing:  # vCenter forgot the task (restart): ask the VM instead
-                lost.append(tasks.pop(task))
-            for task, state in states.items():
+                lost.append(tasks[task])
+            for task, state in ended.items():
                 ref = tasks[task]
-                if state.state == "success" or (
-                    state.state == "error" and _is_off_already(state.error, method.done)
-                ):
+                if state.state == "success" or _is_off_already(state.error, method.done):
                     tally.powered_off.add(ref)
-                elif state.state == "error":
+                else:
                     detail = self._session.text(state.error) if state.error else "task failed"
                     tally.failed[ref] = self._failure(tally, ref, detail, method)
-                else:
-                    continue
-                del tasks[task]
-            if not tasks:
-                break
-            if self._clock() >= deadline:
-                for ref in tasks.values():
-                    tally.failed[ref] = (
-                        f"{method.what} task still running after {self._task_timeout:.0f}s"
-                    )
-                break
-            heartbeat(f"{method.what}: {total - len(tasks)} of {total} tasks done")
-            self._sleep(interval)
-            interval = min(interval * 2, self._poll_interval)
+
+        running = wait_for_tasks(
+            self._session,
+            list(tasks),
+            on_poll,
+            timeout=self._task_timeout,
+            poll_interval=self._poll_interval,
+            waiting=lambda left: heartbeat(f"{method.what}: {total - left} of {total} tasks done"),
+            clock=self._clock,
+            sleep=self._sleep,
+        )
+        for task in running:
+            tally.failed[tasks[task]] = (
+                f"{method.what} task still running after {self._task_timeout:.0f}s"
+            )
         if lost:
             states_now, missing_now = self._read_power(lost)
             for ref in lost:

@@ -8,7 +8,8 @@ can only follow a top-level property, and `runtime.host` is nested.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,40 @@ def read_task_states(
         fault = error if isinstance(error, vmodl.MethodFault) else getattr(error, "fault", error)
         states[ref_of(content.obj)] = TaskState(str(values.get("info.state", "")), fault)
     return states, missing | {t for t in tasks if t not in states}
+
+
+def wait_for_tasks(
+    session: SoapSession,
+    tasks: Sequence[VmRef],
+    on_poll: Callable[[dict[VmRef, TaskState], set[VmRef]], None],
+    *,
+    timeout: float,
+    poll_interval: float,
+    waiting: Callable[[int], None] = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[VmRef]:
+    """Watch `tasks` until each has ended or vanished, or `timeout` seconds have passed.
+
+    One batched read per poll, the pause between polls doubling from 0.1 s (or less) up to
+    `poll_interval`. Each poll's ended tasks (success or error) and vanished ones go to
+    `on_poll` (which may raise to stop); `waiting` hears how many still run before each
+    pause. Returns the tasks still running at the timeout.
+    """
+    deadline = clock() + timeout
+    interval = min(0.1, poll_interval)
+    pending = list(tasks)
+    while pending:
+        states, missing = read_task_states(session, pending)
+        ended = {t: s for t, s in states.items() if s.state in ("success", "error")}
+        on_poll(ended, missing)
+        pending = [t for t in pending if t in states and t not in ended]
+        if not pending or clock() >= deadline:
+            break
+        waiting(len(pending))
+        sleep(interval)
+        interval = min(interval * 2, poll_interval)
+    return pending
 
 
 def read_custom_values(session: SoapSession, vms: Sequence[VmRef], key: int) -> dict[VmRef, str]:
