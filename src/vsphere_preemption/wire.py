@@ -471,8 +471,13 @@ def append_fields(object_text: str, fields: Mapping[str, Any]) -> str:
 
 
 def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> dict[str, Any]:
-    """`data` of the emitted VmPreemptedEvent: the annotation fields plus the VMs."""
-    return {**annotation.to_wire(), "virtualMachines": [vm_ref_to_wire(r) for r in vms]}
+    """`data` of the emitted VmPreemptedEvent: the annotation's Go fields, the VMs, then ours."""
+    go_fields = replace(annotation, extra={}).to_wire()
+    return {
+        **go_fields,
+        "virtualMachines": [vm_ref_to_wire(r) for r in vms],
+        **annotation.extra,
+    }
 
 
 def preempted_event_id(workflow_id: str, trigger_event: Mapping[str, Any]) -> str:

@@ -262,13 +262,14 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
     assert send.event_id == f"{handle.id}-d65a8ad1-7d3c-4f72-ace4-e3f2883c4475"
     sent = json.loads(send.data_json)
     # Go's fields first, in Go's order; ours after them.
-    go_fields = list(sent)[: len(written) + 1]
+    go_annotation = {k: v for k, v in written.items() if k != "action"}
+    go_fields = list(sent)[: len(go_annotation) + 1]
     assert go_fields[-1] == "virtualMachines"
     assert {k: sent[k] for k in go_fields} == {
-        **written,
+        **go_annotation,
         "virtualMachines": [{"Type": "VirtualMachine", "Value": v} for v in ("vm-1", "vm-2")],
     }
-    assert list(sent)[len(go_fields) :] == list(OUR_KEYS)
+    assert list(sent)[len(go_fields) :] == ["action", *OUR_KEYS]
     assert sent["entity"] == {"Type": "HostSystem", "Value": "host-21"}
     assert [v["ref"]["Value"] for v in sent["plan"]["victims"]] == ["vm-1", "vm-2"]
     assert "stand-in facts" in sent["plan"]["notes"]

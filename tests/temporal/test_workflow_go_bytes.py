@@ -20,7 +20,7 @@ from tests.temporal.test_workflow import VM1, VM2, StandIns, has_run
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.temporal.contracts import ANNOTATE_VMS, SEND_PREEMPTED_EVENT
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
-from vsphere_preemption.wire import RESPONSE_EXTRAS, go_json
+from vsphere_preemption.wire import ANNOTATION_EXTRAS, RESPONSE_EXTRAS, append_fields, go_json
 
 GO = FIXTURES / "go"
 GO_SIGNAL = (GO / "preemptctl-signal-WorkflowRequest.json").read_bytes()
@@ -46,7 +46,7 @@ def go_then_ours(go_text: str, ours_text: str) -> str:
     """The Go object's bytes with our extra fields (wire.RESPONSE_EXTRAS) appended after Go's."""
     ours = json.loads(ours_text)
     extras = {k: ours[k] for k in list(ours)[len(json.loads(go_text)) :]}
-    assert set(extras) <= set(RESPONSE_EXTRAS), extras
+    assert set(extras) <= {*RESPONSE_EXTRAS, *ANNOTATION_EXTRAS, "history"}, extras
     return go_text if not extras else go_text[:-1] + "," + go_json(extras).decode()[1:]
 
 
@@ -73,7 +73,9 @@ async def test_go_signal_reaches_annotation_event_and_result_as_the_go_worker_wr
     per_run = {"workflowID": go_annotation["workflowID"],
                "workflowStarted": go_annotation["workflowStarted"]}  # fmt: skip
     # `caf\u00e9`, `1.50`, `1e3` and `<a&b>` as the Go worker keeps them, field order too.
-    assert annotation_json == as_ours(GO_ANNOTATION, per_run, ours)
+    # ... then our one field, how the VM was stopped.
+    go_bytes = as_ours(GO_ANNOTATION, per_run, ours)
+    assert annotation_json == append_fields(go_bytes, {"action": "poweroff"})
     assert '"price":1.50,"big":1e3' in annotation_json
 
     data_json = stand_ins.named(SEND_PREEMPTED_EVENT)[0].data_json
