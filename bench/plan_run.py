@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -168,6 +169,29 @@ class Case:
         }
 
 
+class GcClock:
+    """Time the garbage collector spends while on (gc.callbacks), and its deepest pass."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.generation = -1
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.generation = max(self.generation, info["generation"])
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self)
+
+
 @dataclass
 class PlanPath:
     size: int
@@ -175,6 +199,8 @@ class PlanPath:
     wall_s: float
     gather_s: float
     plan_s: float
+    plan_gc_s: float  # of plan_s: the garbage collector's passes during plan()
+    plan_gc_generation: int  # the oldest generation collected then (-1: none)
     round_trips: int
     gathered: int
     in_scope: int
@@ -225,17 +251,24 @@ def plan_path(sim: Target | Vcsim, cluster: MoRef, case: Case, repeats: int) -> 
         for i in range(repeats + 1):
             before, started = client.round_trips, time.perf_counter()
             gathered = client.gather(case.tag, cluster, policy.tag_categories())
-            planned_at = time.perf_counter()
-            chosen = plan(
-                gathered.facts, gathered.usage, policy, Criticality.HIGH, non_vms=gathered.non_vms
-            )
-            done = time.perf_counter()
+            with GcClock() as collector:
+                planned_at = time.perf_counter()
+                chosen = plan(
+                    gathered.facts,
+                    gathered.usage,
+                    policy,
+                    Criticality.HIGH,
+                    non_vms=gathered.non_vms,
+                )
+                done = time.perf_counter()
             run = PlanPath(
                 size=case.size,
                 cold=i == 0,
                 wall_s=round(done - started, 4),
                 gather_s=round(planned_at - started, 4),
                 plan_s=round(done - planned_at, 4),
+                plan_gc_s=round(collector.seconds, 4),
+                plan_gc_generation=collector.generation,
                 round_trips=client.round_trips - before,
                 gathered=len(gathered.facts),
                 in_scope=sum(f.in_scope for f in gathered.facts),
@@ -404,7 +437,7 @@ def table(sizes: Sequence[int], paths: Sequence[PlanPath], runs: Sequence[RealRu
     lines = [
         "(a) plan path (gather + plan, in process; cold = fresh client, logins included)",
         "| N | gathered (in scope) | victims | cold wall | warm wall (median) | plan() alone "
-        "(median, max) | round trips cold / warm |",
+        "(median, max; GC in the max) | round trips cold / warm |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n in sizes:
@@ -412,10 +445,16 @@ def table(sizes: Sequence[int], paths: Sequence[PlanPath], runs: Sequence[RealRu
         cold = next(p for p in mine if p.cold)
         warm = [p for p in mine if not p.cold]
         plans = [p.plan_s * 1000 for p in mine]
+        slowest = max(mine, key=lambda p: p.plan_s)
+        gc_note = (
+            f"; {slowest.plan_gc_s * 1000:.1f} ms GC (gen {slowest.plan_gc_generation})"
+            if slowest.plan_gc_generation >= 0
+            else "; no GC"
+        )
         lines.append(
             f"| {n:,} | {cold.gathered:,} ({cold.in_scope:,}) | {cold.victims:,} "
             f"| {cold.wall_s:.2f} s | {statistics.median(p.wall_s for p in warm):.2f} s "
-            f"| {statistics.median(plans):.1f} ms, {max(plans):.1f} ms "
+            f"| {statistics.median(plans):.1f} ms, {max(plans):.1f} ms{gc_note} "
             f"| {cold.round_trips} / {_counts([p.round_trips for p in warm])} |"
         )
     if runs:
