@@ -16,11 +16,12 @@ own size, `bench-priority-N`; the policy orders by it, scope `entity`, maxVMs 1,
 target. All tags of all sizes exist before anything is measured, so the tag name lookups
 cost the same for every N.
 
-(a) The plan path as `preemptctl plan` takes it (a fresh client, then gather + plan in
-    process, nothing acted on): `VSphereClient.gather(tag, cluster, categories)` and
-    `domain.plan.plan()`. Per N, one cold call (the client's logins and name lookups
-    included, as a new `preemptctl plan` process pays them) and `--repeats` warm ones: wall
-    time, plan() alone, round trips (SOAP + REST, `VSphereClient.round_trips`).
+(a) The plan path as `preemptctl plan` (cli/plan_cmd.py) takes it, without the process start
+    and the rendering (a fresh client, then gather + plan in process, nothing acted on):
+    `VSphereClient.gather(tag, cluster, categories)` and `domain.plan.plan()`. Per N, one
+    cold call (the client's logins and name lookups included, as a new `preemptctl plan`
+    process pays them) and `--repeats` warm ones: wall time, plan() alone, round trips
+    (SOAP + REST, `VSphereClient.round_trips`).
 (b) A real run: signal-with-start as the Go function signals (fixture 02, HIGH: hard
     power-off, no replyTo) naming the cluster as the alarmed entity, with
     PREEMPTION_SCOPE=entity, PREEMPTION_COOLDOWN=0 and a policy file as in (a); one worker
