@@ -98,6 +98,7 @@ class Stopped:
     name: str
     priority: int  # from its plan: a resume powers the most important on first
     annotation: str  # the annotation as written on it (JSON text, raw event data kept)
+    guest_notice: bool = False  # a notice stands in its guestinfo: cleared once resumed
 
     def carry(self) -> dict[str, Any]:
         m = self.mark
@@ -110,6 +111,7 @@ class Stopped:
             "name": self.name,
             "priority": self.priority,
             "annotation": self.annotation,
+            "guestNotice": self.guest_notice,
         }
 
     @classmethod
@@ -121,7 +123,13 @@ class Stopped:
             resource_pool=obj.get("resourcePool"),
             power_state=obj["powerState"],
         )
-        return cls(mark, obj["name"], int(obj["priority"]), obj["annotation"])
+        return cls(
+            mark,
+            obj["name"],
+            int(obj["priority"]),
+            obj["annotation"],
+            bool(obj.get("guestNotice", False)),
+        )
 
 
 def resume_order(stopped: list[Stopped]) -> list[Stopped]:

@@ -399,7 +399,8 @@ class PreemptVMsWorkflow:
         written = await self._annotate(outcome, annotation)
         if self._care:
             self._mem.resume = effective.resume
-            self._remember_stopped(outcome, chosen, written)
+            noticed = effective.guest_notice and effective.notice_for(request.criticality) > 0
+            self._remember_stopped(outcome, chosen, written, noticed)
         if entity is not None and chosen.target is not None:
             after = await self._entity_usage(entity)
             self._mem.planned = replace(
@@ -550,7 +551,11 @@ class PreemptVMsWorkflow:
         )
 
     def _remember_stopped(
-        self, outcome: PowerOffOutcome, chosen: Plan, written: dict[VmRef, str]
+        self,
+        outcome: PowerOffOutcome,
+        chosen: Plan,
+        written: dict[VmRef, str],
+        guest_notice: bool,
     ) -> None:
         victims = {v.ref: v for v in chosen.victims}
         for mark in outcome.marks:
@@ -558,7 +563,7 @@ class PreemptVMsWorkflow:
             if victim is None or mark.ref not in written:
                 continue  # not ours to resume: no annotation says we stopped it
             self._mem.stopped[mark.ref.value] = Stopped(
-                mark, victim.name, victim.priority, written[mark.ref]
+                mark, victim.name, victim.priority, written[mark.ref], guest_notice
             )
 
     async def _entity_usage(self, entity: MoRef) -> EntityUsage | None:
@@ -710,6 +715,11 @@ class PreemptVMsWorkflow:
             record["failed"] += [{"vm": i.vm.value, "reason": i.reason} for i in result.failed]
         record["resumed"] += [vm.value for vm in resumed]
         record["skipped"] += skipped
+        # Cleared after the power-on, never before: writing the guestinfo reconfigures the VM,
+        # and a resume skips a VM whose configuration changed since it was stopped.
+        noticed = {s.mark.ref for s in batch if s.guest_notice}
+        if noticed & set(resumed):
+            await self._guest_notice([vm for vm in resumed if vm in noticed], "")
         await self._send(
             None,
             f"{workflow.info().workflow_id}-resume-{record['run']}-{number}",
