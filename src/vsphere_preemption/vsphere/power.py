@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -44,16 +44,15 @@ from vsphere_preemption.domain.model import PowerOffOutcome, StopAction, VmIssue
 from vsphere_preemption.domain.resume import VmNow
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, dedupe
 from vsphere_preemption.logs import get_logger
-from vsphere_preemption.vsphere.errors import VSphereError
 from vsphere_preemption.vsphere.reads import TaskState, read_now, read_power_states, wait_for_tasks
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import SoapSession, ref_of
+from vsphere_preemption.vsphere.tasks import call_each
 
 log = get_logger(__name__)
 
 Heartbeat = Callable[[str], None]
 
-HEARTBEAT_EVERY = 1.0  # seconds between checks for completed calls while calls are in flight
 VANISHED = "virtual machine not found (deleted?)"
 SUSPENDED = "suspended"
 
@@ -391,21 +390,5 @@ class PowerOff:
         what: str,
         heartbeat: Heartbeat,
     ) -> dict[VmRef, CallResult]:
-        """One call per VM on the pool; heartbeat while they run; transport errors raise."""
-        futures: dict[Future[CallResult], VmRef] = {pool.submit(call, ref): ref for ref in refs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=HEARTBEAT_EVERY, return_when=FIRST_COMPLETED)
-            for future in done:
-                exc = future.exception()
-                if exc is not None:
-                    for other in pending:
-                        other.cancel()
-                    acted = sum(1 for f in futures if f.done() and f.exception() is None)
-                    raise VSphereError(
-                        f"{what} stopped after {acted} of {len(refs)} calls: "
-                        f"{self._session.error(exc, what)}; running it again is safe"
-                    ) from None
-            if done:  # only a completed call is progress: a hung one must show as a stall
-                heartbeat(f"{what}: {len(futures) - len(pending)} of {len(futures)} calls done")
-        return {ref: future.result() for future, ref in futures.items()}
+        """One call per VM on the pool; heartbeat as they complete; transport errors raise."""
+        return call_each(self._session, pool, refs, call, what=what, heartbeat=heartbeat)

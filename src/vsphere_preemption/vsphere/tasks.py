@@ -10,16 +10,15 @@ completes or a poll is read, never on a timer, so a hung call shows as a stall.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.reads import read_task_states
+from vsphere_preemption.vsphere.reads import TaskState, wait_for_tasks
 from vsphere_preemption.vsphere.sdk import vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession, ref_of
 
@@ -27,6 +26,7 @@ Heartbeat = Callable[[str], None]
 Start = Callable[[Connection, VmRef], Any]  # starts the task, returns it
 
 CHECK_EVERY = 1.0  # seconds between looks at the calls in flight
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,56 +93,69 @@ class TaskRunner:
             except vmodl.MethodFault as fault:
                 return fault
 
-        futures: dict[Future[Any], VmRef] = {pool.submit(call, ref): ref for ref in refs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=CHECK_EVERY, return_when=FIRST_COMPLETED)
-            for future in done:
-                exc = future.exception()
-                if exc is not None:
-                    for other in pending:
-                        other.cancel()
-                    acted = sum(1 for f in futures if f.done() and f.exception() is None)
-                    raise VSphereError(
-                        f"{what} stopped after {acted} of {len(refs)} calls: "
-                        f"{self._session.error(exc, what)}; running it again is safe"
-                    ) from None
-            if done:
-                heartbeat(f"{what}: {len(futures) - len(pending)} of {len(futures)} calls done")
-        return {ref: future.result() for future, ref in futures.items()}
+        return call_each(self._session, pool, refs, call, what=what, heartbeat=heartbeat)
 
     def _wait(
         self, tasks: dict[VmRef, VmRef], what: str, heartbeat: Heartbeat
     ) -> dict[VmRef, TaskEnd]:
         ends: dict[VmRef, TaskEnd] = {}
-        deadline = time.monotonic() + self._task_timeout
-        interval = min(0.1, self._poll_interval)
         total = len(tasks)
-        while tasks:
-            try:
-                states, missing = read_task_states(self._session, list(tasks))
-            except vmodl.MethodFault as fault:
-                raise self._session.error(fault, f"read the {what} tasks") from None
+
+        def on_poll(ended: dict[VmRef, TaskState], missing: set[VmRef]) -> None:
             for task in missing:  # vCenter forgot it (a restart): the caller looks again
-                ends[tasks.pop(task)] = TaskEnd(False, detail=f"{what} task lost")
-            for task, state in states.items():
-                ref = tasks[task]
-                if state.state == "success":
-                    ends[ref] = TaskEnd(True)
-                elif state.state == "error":
-                    ends[ref] = TaskEnd(False, fault=state.error, detail="task failed")
-                else:
-                    continue
-                del tasks[task]
-            heartbeat(f"{what}: {total - len(tasks)} of {total} tasks done")
-            if not tasks:
-                break
-            if time.monotonic() >= deadline:
-                for ref in tasks.values():
-                    ends[ref] = TaskEnd(
-                        False, detail=f"{what} task still running after {self._task_timeout:.0f}s"
-                    )
-                break
-            time.sleep(interval)
-            interval = min(interval * 2, self._poll_interval)
+                ends[tasks[task]] = TaskEnd(False, detail=f"{what} task lost")
+            for task, state in ended.items():
+                ok = state.state == "success"
+                ends[tasks[task]] = TaskEnd(ok, fault=None if ok else state.error,
+                                            detail="" if ok else "task failed")  # fmt: skip
+            heartbeat(f"{what}: {len(ends)} of {total} tasks done")
+
+        try:
+            running = wait_for_tasks(
+                self._session,
+                list(tasks),
+                on_poll,
+                timeout=self._task_timeout,
+                poll_interval=self._poll_interval,
+            )
+        except vmodl.MethodFault as fault:
+            raise self._session.error(fault, f"read the {what} tasks") from None
+        for task in running:
+            ends[tasks[task]] = TaskEnd(
+                False, detail=f"{what} task still running after {self._task_timeout:.0f}s"
+            )
         return ends
+
+
+def call_each(
+    session: SoapSession,
+    pool: ThreadPoolExecutor,
+    refs: Sequence[VmRef],
+    call: Callable[[VmRef], T],
+    *,
+    what: str,
+    heartbeat: Heartbeat,
+) -> dict[VmRef, T]:
+    """One call per VM on the pool, results by VM; a transport error raises VSphereError.
+
+    Progress is heard only when a call completes, never on a timer: a hung call shows as a
+    stall (and ends in the activity's heartbeat timeout). A call that raises stops the rest
+    (those not started are cancelled); running the whole operation again is safe.
+    """
+    futures: dict[Future[T], VmRef] = {pool.submit(call, ref): ref for ref in refs}
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=CHECK_EVERY, return_when=FIRST_COMPLETED)
+        for future in done:
+            exc = future.exception()
+            if exc is not None:
+                for other in pending:
+                    other.cancel()
+                acted = sum(1 for f in futures if f.done() and f.exception() is None)
+                raise VSphereError(
+                    f"{what} stopped after {acted} of {len(refs)} calls: "
+                    f"{session.error(exc, what)}; running it again is safe"
+                ) from None
+        if done:
+            heartbeat(f"{what}: {len(futures) - len(pending)} of {len(futures)} calls done")
+    return {ref: future.result() for future, ref in futures.items()}
