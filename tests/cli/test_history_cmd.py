@@ -193,6 +193,11 @@ async def test_all_merges_running_and_closed_workflows_in_time_order(
     lines = capsys.readouterr().out.splitlines()
     assert cells(lines[1])[1:4] == [running_id, "1", "preempt"]
     assert lines[2:] == ["1 run(s).", "the newest 1 of 3 runs (--limit)", note]
+
+    # Addressed alone, the terminated run is replayed by the worker, which answers its query.
+    assert await history_cli(*server, "--workflow-id", ended_id, "--json") == 0
+    [replayed] = json.loads(one_line(capsys.readouterr().out))
+    assert (replayed["runID"], replayed["outcome"]) == (ended_run, "acted")
     await running.terminate("test over")
 
 
