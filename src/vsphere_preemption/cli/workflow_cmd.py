@@ -81,7 +81,7 @@ def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _add_workflow_id_flags(parser: argparse.ArgumentParser, what: str) -> None:
+def add_workflow_id_flags(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "-r", "--run-id", default="",
         help=f"{what} this run of the workflow (default: the latest run)",
@@ -175,7 +175,7 @@ def add_parser(subparsers: Any) -> None:
         help="show the last preemption run of a workflow",
         description="Show a workflow's status and its last preemption run (current_state).",
     )
-    _add_workflow_id_flags(status, "show")
+    add_workflow_id_flags(status, "show")
     _add_shared_flags(status)
 
     cancel = verbs.add_parser(
@@ -183,7 +183,7 @@ def add_parser(subparsers: Any) -> None:
         help="cancel a running preemption workflow",
         description="Ask a running preemption workflow to cancel.",
     )
-    _add_workflow_id_flags(cancel, "cancel")
+    add_workflow_id_flags(cancel, "cancel")
     _add_shared_flags(cancel)
 
     listing = verbs.add_parser(

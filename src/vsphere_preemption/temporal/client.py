@@ -1,5 +1,5 @@
 """The one Temporal client of the package: connect, signal-with-start, describe, query, cancel,
-list.
+list, and read a workflow's history of runs.
 
 The function, `preemptctl workflow` and the demo all go through `PreemptionClient`, so they
 share one set of timeouts and one error mapping: every failure is a `TemporalError` whose
@@ -38,6 +38,7 @@ from vsphere_preemption.wire import (
     WireError,
     WorkflowRequest,
     WorkflowResponse,
+    format_time,
     go_json,
 )
 
@@ -62,6 +63,8 @@ RPC_TIMEOUT = timedelta(seconds=5)
 CONNECT_TIMEOUT = timedelta(seconds=5)
 # The open preemption workflows, in Temporal's visibility query language.
 OPEN_WORKFLOWS_QUERY = f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus='Running'"
+# The closed ones (completed, cancelled, continued as new, timed out, terminated, failed).
+CLOSED_WORKFLOWS_QUERY = f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus!='Running'"
 # More open workflows than this is not something one table could show.
 LIST_LIMIT = 1000
 
@@ -123,6 +126,20 @@ class State:
     summary: WorkflowSummary
     response: WorkflowResponse
     raw_json: str
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """A workflow run's record of its preemption runs (the `history` query, or its result).
+
+    `records` is None when the run holds none to give, and `why` says why: it completed
+    before runs were recorded (its result has no `history`), it continued as new (its runs
+    went on into the next run), or it closed without a result and no worker was asked.
+    """
+
+    summary: WorkflowSummary
+    records: tuple[dict[str, Any], ...] | None
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -403,6 +420,95 @@ class PreemptionClient:
             found = [w for w in found if w.alarm == alarm]
         return sorted(found, key=lambda w: (w.alarm, w.entity or "", w.summary.workflow_id))
 
+    async def list_closed(
+        self,
+        alarm: str | None = None,
+        *,
+        closed_since: datetime | None = None,
+        limit: int = LIST_LIMIT,
+    ) -> list[ListedWorkflow]:
+        """The closed PreemptVMsWorkflows (of `alarm` only, when given; closed at or after
+        `closed_since`, when given), the most recently closed first, at most `limit`.
+
+        Eventually consistent, as `list_workflows`: a workflow closed a moment ago may still
+        be listed as running, or not yet as closed.
+        """
+        query = CLOSED_WORKFLOWS_QUERY
+        if closed_since is not None:
+            query += f" AND CloseTime >= '{format_time(closed_since)}'"
+        found: list[ListedWorkflow] = []
+        try:
+            async for execution in self._client.list_workflows(
+                query, page_size=min(limit, 1000), rpc_timeout=RPC_TIMEOUT
+            ):
+                listed = _listed(execution)
+                if alarm is None or listed.alarm == alarm:
+                    found.append(listed)
+                    if len(found) >= limit:
+                        break
+        except Exception as exc:  # every failure is reported, classified
+            raise _classify(exc, "cannot list closed workflows") from exc
+        return found
+
+    async def history(self, workflow_id: str, run_id: str | None = None) -> RunHistory:
+        """The runs a workflow run remembers (the latest run unless `run_id` names one):
+        its `history` query while it runs, its result's `history` once completed, or, for a
+        run that closed without a result (timed out, terminated, failed), the query again,
+        which a worker polling its task queue answers by replaying it."""
+        return await self.history_of(await self.describe(workflow_id, run_id))
+
+    async def history_of(self, summary: WorkflowSummary, *, ask_worker: bool = True) -> RunHistory:
+        """`history` of a run already described or listed; `ask_worker=False` does not query
+        a closed run that left no result (the query would wait for a worker to replay it)."""
+        from temporalio.client import WorkflowContinuedAsNewError
+
+        handle = self._client.get_workflow_handle(summary.workflow_id, run_id=summary.run_id)
+        label = _run_label(summary.workflow_id, summary.run_id)
+        if summary.status == "completed":
+            try:
+                result = await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+            except Exception as exc:  # every failure is reported, classified
+                raise _classify(exc, f"cannot read the result of {label}") from exc
+            if not isinstance(result, dict) or "history" not in result:
+                why = f"{label} completed before runs were recorded: its result has no history"
+                return RunHistory(summary, None, why)
+            return RunHistory(summary, _records(result["history"], label, "its result"))
+        if summary.status == "continued_as_new":
+            try:
+                await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+                next_run = ""
+            except WorkflowContinuedAsNewError as exc:
+                next_run = f" (run {exc.new_execution_run_id})"
+            except Exception as exc:  # every failure is reported, classified
+                raise _classify(exc, f"cannot read the result of {label}") from exc
+            why = f"{label} continued as new: its runs went on into the next run{next_run}"
+            return RunHistory(summary, None, why)
+        if summary.status != "running" and not ask_worker:
+            why = f"{label} is {summary.status_text}: it left no result to read its runs from"
+            return RunHistory(summary, None, why)
+        return RunHistory(summary, await self._query_history(handle, summary))
+
+    async def _query_history(
+        self, handle: WorkflowHandle[Any, Any], summary: WorkflowSummary
+    ) -> tuple[dict[str, Any], ...]:
+        from vsphere_preemption.temporal.workflow import HISTORY_QUERY
+
+        label = _run_label(summary.workflow_id, summary.run_id)
+        try:
+            answer = await handle.query(HISTORY_QUERY, rpc_timeout=RPC_TIMEOUT)
+        except Exception as exc:  # every failure is reported, in one line
+            left = "" if summary.status == "running" else ", left no result,"
+            raise TemporalRejected(
+                f"{label} is {summary.status_text}{left} and did not answer the "
+                f"{HISTORY_QUERY!r} query: {_query_failure_reason(exc)} "
+                f"(is a worker polling task queue {summary.task_queue!r}?)"
+            ) from exc
+        try:
+            parsed = json.loads(answer) if isinstance(answer, str) else answer
+        except ValueError:
+            parsed = answer
+        return _records(parsed, label, f"its {HISTORY_QUERY!r} answer")
+
     async def cancel(self, workflow_id: str, run_id: str | None = None) -> Cancellation:
         """Request cancellation of this workflow ID's running preemption workflow, only that one.
 
@@ -439,6 +545,13 @@ async def _completion_result(handle: WorkflowHandle[Any, Any]) -> Any:
         return await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
     except Exception:  # noqa: BLE001 - any failure here only means "ask the query instead"
         return None
+
+
+def _records(value: Any, label: str, where: str) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        shown = one_line(str(value), 200)
+        raise TemporalRejected(f"{label}: {where} is not a list of runs: {shown}")
+    return tuple(value)
 
 
 def _query_failure_reason(exc: BaseException) -> str:

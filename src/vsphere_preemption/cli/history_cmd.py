@@ -1,0 +1,285 @@
+"""`preemptctl history`: the runs a preemption workflow remembers, for one workflow or all.
+
+One workflow (`--workflow-id ID`, or `--alarm NAME [--entity MOREF] [--go-id]` as `workflow
+status` addresses it; default the CLI's `preempctl-run`), `-r` for one run of it: the running
+workflow's `history` query, or a completed run's result (its `history` field).
+
+`--all [--alarm NAME] [--since DURATION] [--limit N]`: every PreemptVMsWorkflow of the
+namespace, the running ones by their query and the closed ones through Temporal's visibility
+and their results, the runs merged oldest first with each one's workflow ID.
+
+Exit codes as `preemptctl workflow`: 0 done, 1 the server or the workflow said no (one line
+on stderr), 2 invalid input (refused before anything is sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from vsphere_preemption.cli.workflow_cmd import DEFAULT_SERVER, add_workflow_id_flags
+from vsphere_preemption.cli.workflow_input import InvalidInput, address_workflow, require_not_empty
+from vsphere_preemption.domain.durations import parse_seconds
+from vsphere_preemption.domain.workflow_ids import IdMode
+from vsphere_preemption.wire import CLI_WORKFLOW_ID, DEFAULT_NAMESPACE, WORKFLOW_TYPE, go_json
+
+if TYPE_CHECKING:
+    from vsphere_preemption.cli.history_render import HistoryRow
+    from vsphere_preemption.temporal.client import ListedWorkflow, PreemptionClient, RunHistory
+
+PROG = "preemptctl history"
+# --all shows the newest runs, at most this many unless --limit says otherwise.
+DEFAULT_LIMIT = 100
+# --all reads at most this many closed workflows (the most recently closed), one result each.
+CLOSED_READ_LIMIT = 1000
+# Results read at once.
+CONCURRENCY = 16
+_SHARED_DEFAULTS: dict[str, Any] = {
+    "server": DEFAULT_SERVER,
+    "namespace": DEFAULT_NAMESPACE,
+    "verbose": False,
+    "json": False,
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "history",
+        help="show the preemption runs a workflow remembers, or every workflow's",
+        description=(
+            f"Show the runs a {WORKFLOW_TYPE} remembers (its 'history' query while it runs, "
+            "its result's history once completed), for one workflow or, with --all, for "
+            "every one in the namespace, running or closed, merged oldest first."
+        ),
+    )
+    add_workflow_id_flags(parser, "show")
+    every = parser.add_argument_group("across all workflows")
+    every.add_argument(
+        "--all", action="store_true",
+        help="every preemption workflow, running and closed (Temporal's visibility, which "
+        "lags a start or a close by a moment); with --alarm, that alarm's only",
+    )  # fmt: skip
+    every.add_argument(
+        "--since", default=None, metavar="DURATION",
+        help="with --all: only the runs started within this long (90s, 30m, 24h)",
+    )  # fmt: skip
+    every.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help=f"with --all: the newest N runs (default {DEFAULT_LIMIT})",
+    )  # fmt: skip
+    group = parser.add_argument_group("connection and output")
+    sup = argparse.SUPPRESS
+    group.add_argument(
+        "-s", "--server", default=sup,
+        help=f"Temporal frontend host:port (default {DEFAULT_SERVER})",
+    )  # fmt: skip
+    group.add_argument(
+        "-n", "--namespace", default=sup,
+        help=f"Temporal namespace (default {DEFAULT_NAMESPACE})",
+    )  # fmt: skip
+    group.add_argument(
+        "--verbose", action="store_true", default=sup, help="explain each step on stderr"
+    )
+    group.add_argument(
+        "--json", action="store_true", default=sup,
+        help="print the runs as a JSON list: each record as the workflow wrote it, with "
+        "workflowID and runID",
+    )  # fmt: skip
+
+
+class CommandFailed(Exception):
+    """The command could not do its job; `str()` is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class _Options:
+    server: str
+    namespace: str
+    verbose: bool
+    json: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> _Options:
+        values = {name: getattr(args, name, default) for name, default in _SHARED_DEFAULTS.items()}
+        return cls(**values)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            print(f"preemptctl: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class _All:
+    alarm: str | None
+    since: timedelta | None
+    limit: int
+
+
+def _check_all(args: argparse.Namespace) -> _All:
+    for flag, value in (
+        ("--workflow-id", args.workflow_id),
+        ("--entity", args.entity),
+        ("--go-id/--id-mode", args.id_mode),
+    ):
+        if value is not None:
+            raise InvalidInput(f"--all reads every workflow: {flag} addresses one, not with --all")
+    if args.run_id:
+        raise InvalidInput("--all reads every workflow: --run-id names a run of one workflow")
+    if args.alarm is not None:
+        require_not_empty(alarm=args.alarm)
+    since = None
+    if args.since is not None:
+        try:
+            since = timedelta(seconds=parse_seconds(args.since))
+        except ValueError as exc:
+            raise InvalidInput(f"--since: {exc}") from None
+        if since <= timedelta(0):
+            raise InvalidInput("--since must be longer than zero (90s, 30m, 24h)")
+    limit = DEFAULT_LIMIT if args.limit is None else args.limit
+    if limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {limit}")
+    return _All(alarm=args.alarm.strip() if args.alarm else None, since=since, limit=limit)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = _Options.from_args(args)
+    every: _All | None = None
+    try:
+        require_not_empty(server=options.server, namespace=options.namespace)
+        if args.all:
+            every = _check_all(args)
+        else:
+            for flag, value in (("--since", args.since), ("--limit", args.limit)):
+                if value is not None:
+                    raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
+            args.workflow_id = address_workflow(
+                workflow_id_flag=args.workflow_id,
+                alarm=args.alarm,
+                entity=args.entity,
+                id_mode=None if args.id_mode is None else IdMode(args.id_mode),
+                default=CLI_WORKFLOW_ID,
+            )
+    except InvalidInput as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+    from vsphere_preemption.temporal.client import TemporalError, run_collected
+
+    def on_error(exc: Exception) -> int:
+        if isinstance(exc, TemporalError | CommandFailed):
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        if options.verbose:
+            traceback.print_exception(exc)
+        print(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+    async def main(runtime: Any) -> int:
+        from vsphere_preemption.temporal.client import PreemptionClient
+
+        options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
+        client = await PreemptionClient.connect(
+            options.server, namespace=options.namespace, task_queue="", runtime=runtime
+        )
+        if every is not None:
+            return await _all(options, client, every)
+        return await _one(options, client, args.workflow_id, args.run_id or None)
+
+    return run_collected(main, on_error)
+
+
+def _rows(history: RunHistory) -> list[HistoryRow]:
+    from vsphere_preemption.cli.history_render import HistoryRow
+
+    summary = history.summary
+    return [HistoryRow(summary.workflow_id, summary.run_id, r) for r in history.records or ()]
+
+
+async def _one(
+    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+) -> int:
+    from vsphere_preemption.cli.history_render import (
+        history_json,
+        render_history,
+        render_workflow_heading,
+    )
+
+    options.debug(f"reading the runs of workflow {workflow_id!r}")
+    history = await client.history(workflow_id, run_id)
+    if history.records is None:
+        raise CommandFailed(history.why)
+    rows = _rows(history)
+    if options.json:
+        print(go_json(history_json(rows)).decode())
+        return 0
+    summary = history.summary
+    now = datetime.now(UTC)
+    print(
+        render_workflow_heading(
+            summary.workflow_id, summary.run_id, summary.status_text, summary.start_time, now
+        )
+    )
+    print(render_history(rows, workflow_column=False))
+    return 0
+
+
+async def _all(options: _Options, client: PreemptionClient, every: _All) -> int:
+    import asyncio
+
+    from vsphere_preemption.cli.history_render import history_json, in_time_order, render_history
+    from vsphere_preemption.temporal.client import TemporalError
+
+    now = datetime.now(UTC)
+    cutoff = None if every.since is None else now - every.since
+    which = f" of alarm {every.alarm!r}" if every.alarm else ""
+    options.debug(f"listing the running and closed {WORKFLOW_TYPE}s{which}")
+    running, closed = await asyncio.gather(
+        client.list_workflows(every.alarm),
+        client.list_closed(every.alarm, closed_since=cutoff, limit=CLOSED_READ_LIMIT),
+    )
+    notes: list[str] = []
+    if len(closed) >= CLOSED_READ_LIMIT:
+        notes.append(
+            f"only the {CLOSED_READ_LIMIT} most recently closed workflows were read: "
+            "--since narrows the search"
+        )
+    # A workflow that closed between the two lists is in both: its closed run counts.
+    closed_runs = {w.summary.run_id for w in closed}
+    listed = [w for w in running if w.summary.run_id not in closed_runs] + closed
+    options.debug(f"reading the runs of {len(listed)} workflow run(s)")
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def read(workflow: ListedWorkflow) -> RunHistory | str:
+        async with gate:
+            try:
+                # A closed run without a result is not queried: each such query waits for
+                # a worker to replay the run, and --all would wait for all of them.
+                return await client.history_of(workflow.summary, ask_worker=False)
+            except TemporalError as exc:
+                return str(exc)
+
+    rows: list[HistoryRow] = []
+    for answer in await asyncio.gather(*(read(w) for w in listed)):
+        if isinstance(answer, str):
+            notes.append(answer)
+        elif answer.records is not None:
+            rows += _rows(answer)
+        elif answer.summary.status != "continued_as_new":  # its runs are in its successor's
+            notes.append(answer.why)
+    if cutoff is not None:
+        rows = [r for r in rows if r.started is not None and r.started >= cutoff]
+    ordered = in_time_order(rows)
+    shown = ordered[-every.limit :]
+    if len(shown) < len(ordered):
+        notes.insert(0, f"the newest {len(shown)} of {len(ordered)} runs (--limit)")
+    if options.json:
+        print(go_json(history_json(shown)).decode())
+        for note in notes:
+            print(f"{PROG}: {note}", file=sys.stderr)
+        return 0
+    print(render_history(shown, workflow_column=True, notes=notes))
+    return 0
