@@ -28,6 +28,7 @@ from vsphere_preemption.rawjson import RawJSON, members
 WORKFLOW_TYPE = "PreemptVMsWorkflow"
 SIGNAL_NAME = "PreemptVMsChan"
 QUERY_NAME = "current_state"
+HISTORY_QUERY = "history"  # ours: the workflow's last runs (docs/wire.md)
 ANNOTATION_KEY = "com.vmware.workflows.vsphere.preemption"
 PREEMPTED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptedEvent.v0"
 # Ours: what a dry run emits instead (its plan; nothing was acted on).

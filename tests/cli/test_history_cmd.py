@@ -22,8 +22,8 @@ from tests.cli.workflow_helpers import one_line, unique
 from tests.temporal.helpers import eventually, signal_payload, signal_with_start
 from tests.temporal.test_workflow import StandIns
 from vsphere_preemption.cli.main import main
-from vsphere_preemption.temporal.workflow import HISTORY_QUERY, PreemptVMsWorkflow
-from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
+from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.wire import HISTORY_QUERY, SIGNAL_NAME, WORKFLOW_TYPE
 
 
 async def history_cli(*argv: str) -> int:

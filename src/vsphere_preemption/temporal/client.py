@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.domain.workflow_ids import parse_workflow_id
 from vsphere_preemption.wire import (
+    HISTORY_QUERY,
     QUERY_NAME,
     SIGNAL_NAME,
     WORKFLOW_TYPE,
@@ -491,7 +492,6 @@ class PreemptionClient:
     async def _query_history(
         self, handle: WorkflowHandle[Any, Any], summary: WorkflowSummary
     ) -> tuple[dict[str, Any], ...]:
-        from vsphere_preemption.temporal.workflow import HISTORY_QUERY
 
         label = _run_label(summary.workflow_id, summary.run_id)
         try:

@@ -82,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from vsphere_preemption.wire import (
         CANCELLED_EVENT_TYPE,
+        HISTORY_QUERY,
         PLANNED_EVENT_TYPE,
         QUERY_NAME,
         RESUMED_EVENT_TYPE,
@@ -122,7 +123,6 @@ CARE_PATCH = "act-with-care"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
-HISTORY_QUERY = "history"
 LOWERED = "the alarm lowered during the notice: nothing was acted on"
 
 
