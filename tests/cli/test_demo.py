@@ -7,6 +7,8 @@ the exit code says they held, and the output must name what they named.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import signal
@@ -20,11 +22,21 @@ import httpx
 import pytest
 
 from tests.cli.ports import listening
-from vsphere_preemption.devtools.demo.inventory import ELSEWHERE, MAX_VMS
-from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
+from vsphere_preemption.devtools.demo.inventory import ELSEWHERE, MAX_VMS, NOTICE_SECONDS, RESUME
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, SCHEDULED_EVENT_TYPE, parse_time
 
 FREE_PORTS = ("--temporal-port", "0", "--ui-port", "0", "--function-port", "0")
-CHECKS = 9
+CHECKS = 12  # 14 with --resume
+# The victims as the plan takes them: the two `low` (newest first), then the three of
+# priority 5 (normal or no tag), newest first; a resume takes them the other way round:
+# highest priority first, then by name.
+LOWS = {"DC0_C0_RP0_VM1", "DC0_C0_RP0_VM4"}
+FIVES = {"DC0_C0_RP0_VM0", "DC0_C0_RP0_VM3", "DC0_C0_RP0_VM5"}
+RESUME_BATCHES = [
+    ["DC0_C0_RP0_VM0", "DC0_C0_RP0_VM3"],
+    ["DC0_C0_RP0_VM5", "DC0_C0_RP0_VM1"],
+    ["DC0_C0_RP0_VM4"],
+]
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -32,6 +44,42 @@ def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         [sys.executable, "-m", "vsphere_preemption", "demo", *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+
+
+def victims_told(out: str) -> list[str]:
+    """The preempted VMs in the plan's order, as the power states after the run list them."""
+    after = out.split("power states now (vCenter), the planned victims:", 1)[1]
+    return re.findall(r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\): poweredOff$", after, re.M)[:MAX_VMS]
+
+
+def assert_the_notice(out: str, names: list[str]) -> None:
+    """The notice as the demo read it back while it ran, before anything was stopped."""
+    notice = out.split("5. The notice: 5s before anything is stopped", 1)[1].split("\n6. ", 1)[0]
+    assert f"the event the sink received ({SCHEDULED_EVENT_TYPE}):" in notice
+    listed = re.search(r"^    data\.virtualMachines: (.*)$", notice, re.M)
+    assert listed is not None and re.findall(r"(DC0_C0_RP0_VM\d+) \(", listed.group(1)) == names
+    assert "    data.action: poweroff\n" in notice
+    assert f"    data.noticeSeconds: {NOTICE_SECONDS}\n" in notice
+    when = re.search(
+        r"^    data\.notBefore: (\S+) \(in (\d+\.\d)s, as the demo reads", notice, re.M
+    )
+    assert when is not None and 0 < float(when.group(2)) <= NOTICE_SECONDS
+    not_before = parse_time(when.group(1))
+    # Each victim still on, with the notice in its guestinfo, read back from vCenter.
+    on = re.findall(r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\): (\w+)  (\{.*\})$", notice, re.M)
+    assert [(name, power) for name, power, _ in on] == [(n, "poweredOn") for n in names]
+    for _, _, text in on:
+        guest = json.loads(text)
+        assert guest["action"] == "poweroff" and parse_time(guest["notBefore"]) == not_before
+        assert re.fullmatch(r"cluster-cpu-above-80/domain-c\d+", guest["workflowID"])
+    assert "    no other VM carries a notice" in notice
+    # The history: the timer, then the stop only once it fired.
+    steps = out.split("\n4. Workflow ", 1)[1].split("\n7. What happened", 1)[0]
+    timer = re.search(r"^  \[ *(\d+\.\d)s\] notice: a durable timer of 5s", steps, re.M)
+    off = re.search(r"^  \[ *(\d+\.\d)s\] activity PowerOffVMs", steps, re.M)
+    assert timer is not None and off is not None and timer.start() < off.start()
+    assert float(off.group(1)) - float(timer.group(1)) >= NOTICE_SECONDS - 0.1
+    assert steps.index("activity SetGuestNotice: write the notice") < timer.start()
 
 
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 300) -> str:
@@ -115,11 +163,13 @@ def test_the_demo_preempts_reports_cancels_passes_its_checks_and_keeps_running(
     assert "      category: preemption-priority" in out
     # The preempted VMs by name and moref, as the demo's table predicted them: only on
     # DC0_C0, the two `low` first, then the three of priority 5 (normal or no tag), newest first.
-    preempted = re.findall(r"^    (DC0_C\d_RP0_VM\d+) \((vm-\d+)\): poweredOff$", out, re.M)
+    after = out.split("power states now (vCenter), the planned victims:", 1)[1]
+    preempted = re.findall(r"^    (DC0_C\d_RP0_VM\d+) \((vm-\d+)\): poweredOff$", after, re.M)
+    preempted = preempted[:MAX_VMS]
     names = [name for name, _ in preempted]
-    assert len(names) == MAX_VMS, out
-    assert set(names[:2]) == {"DC0_C0_RP0_VM1", "DC0_C0_RP0_VM4"}
-    assert set(names[2:]) == {"DC0_C0_RP0_VM0", "DC0_C0_RP0_VM3", "DC0_C0_RP0_VM5"}
+    assert names == victims_told(out) and len(names) == MAX_VMS, out
+    assert set(names[:2]) == LOWS and set(names[2:]) == FIVES
+    assert_the_notice(out, names)
     predicted = re.findall(r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\) .* victim (\d)$", out, re.M)
     assert [name for name, _ in sorted(predicted, key=lambda p: p[1])] == names
     morefs = [moref for _, moref in preempted]
@@ -167,12 +217,60 @@ def test_the_demo_preempts_reports_cancels_passes_its_checks_and_keeps_running(
     assert kept == [("DC0_C0_RP0_VM7", "DC0_C0", "poweredOn")] + [
         (f"DC0_C1_RP0_VM{i}", "DC0_C1", "poweredOn") for i in range(ELSEWHERE)
     ]
-    # The cancellation; the UI.
+    # The cancellation; without --resume the preempted VMs stay off; the UI.
     assert re.search(r"workflow 'cluster-cpu-above-80/domain-c\d+' is now COMPLETED", out)
+    lowered = out.split("\n8. Alarm", 1)[1].split("\n9. Checks", 1)[0]
+    assert "the policy does not resume" in lowered and "ResumeVMs" not in lowered
+    still = lowered.split("power states now (vCenter), the preempted VMs:", 1)[1]
+    assert re.findall(r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\): (\w+)$", still, re.M) == [
+        (name, "poweredOff") for name in names
+    ]
     assert re.search(r"Temporal web UI  http://127\.0\.0\.1:\d+/namespaces/vsphere-preemption", out)
     # The programs wrote their logs where --log-dir said.
     for name in ("temporal", "worker", "function"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0, name
+
+
+@pytest.mark.temporal
+@pytest.mark.vcsim
+def test_with_resume_the_lowering_powers_the_vms_on_again_highest_priority_first() -> None:
+    done = demo(*FREE_PORTS, "--resume")
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+    assert len(re.findall(r"^  \[ok\] ", out, re.MULTILINE)) == CHECKS + 2, out
+    assert "FAILED" not in out and "on clear they were resumed, highest priority first" in out
+    assert "    resume: {enabled: true, batchSize: 2, interval: 2s}" in out
+    names = victims_told(out)
+    assert set(names[:2]) == LOWS and set(names[2:]) == FIVES
+    assert_the_notice(out, names)
+
+    lowered = out.split("\n8. Alarm", 1)[1].split("\n9. Checks", 1)[0]
+    # From the history: one ResumeVMs per batch, in batch order, a 2 s timer between them.
+    told = re.findall(r"^  \[ *[\d.]+s\]   powered on: (.*)$", lowered, re.M)
+    assert [re.findall(r"(DC0_C0_RP0_VM\d+) \(", line) for line in told] == RESUME_BATCHES
+    assert len(re.findall(r"timer: 2s before the next batch", lowered)) == len(RESUME_BATCHES) - 1
+    assert lowered.count("activity SetGuestNotice: clear the notice") == len(RESUME_BATCHES)
+    # From the sink: one VmResumedEvent per batch, the same VMs, at least the interval apart.
+    batches = re.findall(r"^    batch (\d) \(\+(\d+\.\d)s\): (.*)$", lowered, re.M)
+    assert [int(n) for n, _, _ in batches] == [1, 2, 3]
+    assert [re.findall(r"(DC0_C0_RP0_VM\d+) \(", vms) for _, _, vms in batches] == RESUME_BATCHES
+    offsets = [float(at) for _, at, _ in batches]
+    assert all(b - a >= RESUME.interval_seconds - 0.05 for a, b in itertools.pairwise(offsets))
+    # Read back from vCenter: every one on again, annotated resumed, its guest notice gone.
+    now = re.findall(
+        r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\): (\w+), annotation resumed=(\w+) resumedAt=(\S+), "
+        r"guestinfo (.*)$",
+        lowered,
+        re.M,
+    )
+    order = [name for batch in RESUME_BATCHES for name in batch]
+    assert [(n, power, resumed, guest) for n, power, resumed, _, guest in now] == [
+        (name, "poweredOn", "true", "(cleared)") for name in order
+    ]
+    stamps = [parse_time(at) for *_, at, _ in now]
+    assert stamps == sorted(stamps) and stamps[0] < stamps[2] < stamps[4]  # batch by batch
+    assert re.search(r"workflow 'cluster-cpu-above-80/domain-c\d+' is now COMPLETED", lowered)
 
 
 def test_without_vcsim_the_demo_says_how_to_install_it(tmp_path: Path) -> None:

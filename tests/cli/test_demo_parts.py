@@ -23,7 +23,12 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionSignaledEventAttributes,
 )
 
-from vsphere_preemption.devtools.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.devtools.demo.checks import (
+    Expectations,
+    NoticeSeen,
+    Observations,
+    verify,
+)
 from vsphere_preemption.devtools.demo.events import (
     ALARM_EVENT_TYPE,
     AlarmScene,
@@ -33,20 +38,29 @@ from vsphere_preemption.devtools.demo.events import (
 from vsphere_preemption.devtools.demo.inventory import (
     DEMO_POLICY,
     ELSEWHERE,
+    LEVELS,
     MAX_VMS,
+    NOTICE_SECONDS,
     PRIORITY_CATEGORY,
     PROTECTION_CATEGORY,
     PROTECTION_TAG,
+    RESUME,
     RUNNING_PRIORITIES,
     TAGGED_OFF,
     TAGGED_SUSPENDED,
     DemoPlan,
     InventoryTooSmall,
+    demo_policy,
     expect,
     plan_demo,
     policy_yaml,
+    resume_order,
 )
-from vsphere_preemption.devtools.demo.progress import HistoryNarrator, run_finished
+from vsphere_preemption.devtools.demo.progress import (
+    HistoryNarrator,
+    notice_started,
+    run_finished,
+)
 from vsphere_preemption.devtools.demo.report import plan_lines, pretty
 from vsphere_preemption.devtools.demo.run import write_secret
 from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
@@ -54,12 +68,15 @@ from vsphere_preemption.domain.alarm_rules import Action, decide
 from vsphere_preemption.domain.events import EventShape, data_from_body, decode
 from vsphere_preemption.domain.model import Criticality, Resources, TagName, VmFacts, VmRef
 from vsphere_preemption.domain.plan import Basis, LeaveReason, LeftOut, Plan, Victim, plan
-from vsphere_preemption.domain.policy import policy_from_mapping
+from vsphere_preemption.domain.policy import ResumePolicy, policy_from_mapping
 from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
+    RESUMED_EVENT_TYPE,
+    SCHEDULED_EVENT_TYPE,
     Annotation,
     WorkflowResponse,
+    format_time,
     preempted_event_data,
     vm_ref_to_wire,
 )
@@ -213,6 +230,24 @@ def test_the_policy_file_reads_back_as_the_demo_policy() -> None:
     text = policy_yaml()
     assert "category: preemption-priority" in text and "maxVMs: 5" in text
     assert policy_from_mapping(yaml.safe_load(text)) == DEMO_POLICY
+    # A red alarm gets a short notice, told to the guests too; the rest keep their defaults.
+    assert "notice: {LOW: 2m, MEDIUM: 30s, HIGH: 5s, guest: true}" in text
+    assert DEMO_POLICY.notice_for(Criticality.HIGH) == NOTICE_SECONDS == 5
+    assert not DEMO_POLICY.resume.enabled and demo_policy(resume=False) == DEMO_POLICY
+    resuming = policy_yaml(resume=True)
+    assert "resume: {enabled: true, batchSize: 2, interval: 2s}" in resuming
+    assert policy_from_mapping(yaml.safe_load(resuming)) == demo_policy(resume=True)
+    assert demo_policy(resume=True).resume == RESUME == ResumePolicy(True, 2, 2.0)
+
+
+def test_a_resume_takes_the_highest_priority_first_then_the_names() -> None:
+    demo = plan_demo(VCSIM)
+    names = {s.ref: s.name for s in VCSIM}
+    order = resume_order(demo, [s.ref for s in demo.running], names)
+    levels = [demo.level(ref) for ref in order]
+    assert levels == sorted(levels, reverse=True) and levels[0] == LEVELS["high"]
+    assert [names[r] for r in order[:2]] == ["DC0_C0_RP0_VM2", "DC0_C0_RP0_VM6"]  # the highs
+    assert [names[r] for r in order[-2:]] == ["DC0_C0_RP0_VM1", "DC0_C0_RP0_VM4"]  # the lows
 
 
 def test_a_too_small_inventory_is_refused_with_the_reason() -> None:
@@ -248,7 +283,10 @@ LEFT_OUT = {
 }
 
 
-def expectations() -> Expectations:
+NO_RESUME = ResumePolicy()
+
+
+def expectations(resume: ResumePolicy = NO_RESUME) -> Expectations:
     return Expectations(
         workflow_id=ALARM,
         tag="preemptible",
@@ -260,7 +298,18 @@ def expectations() -> Expectations:
         victims=tuple(SELECTED),
         left_out=LEFT_OUT,
         stay_on=(PROTECTED.ref, ELSEWHERE_VM.ref),
+        action="poweroff",
+        notice_seconds=5.0,
+        resume=resume,
+        resume_order=(SELECTED[1], SELECTED[0]),  # priority 5, then 1
     )
+
+
+RESUMING = ResumePolicy(True, batch_size=1, interval_seconds=2.0)
+NOT_BEFORE = NOW + timedelta(seconds=5)
+GUEST = json.dumps(
+    {"action": "poweroff", "notBefore": format_time(NOT_BEFORE), "workflowID": ALARM}
+)
 
 
 def the_plan(
@@ -293,6 +342,7 @@ def annotation(**changes: Any) -> Annotation:
         workflow_id=ALARM,
         workflow_started=NOW,
         event={"specversion": "1.0", "id": "4242", "source": "s", "type": ALARM_EVENT_TYPE},
+        extra={"action": "poweroff"},
     )
     return replace(base, **changes)
 
@@ -303,11 +353,26 @@ def good_observations() -> Observations:
     for ref in SELECTED:
         after[ref] = replace(before[ref], power_state="poweredOff")
     note = annotation()
+    scheduled = ReceivedEvent(
+        {
+            "id": f"{ALARM}-4242-scheduled",
+            "type": SCHEDULED_EVENT_TYPE,
+            "time": NOW + timedelta(seconds=0.1),
+        },
+        {
+            "action": "poweroff",
+            "notBefore": format_time(NOT_BEFORE),
+            "noticeSeconds": 5.0,
+            "virtualMachines": [vm_ref_to_wire(r) for r in SELECTED],
+        },
+        "binary",
+    )
     event = ReceivedEvent(
         {
             "id": f"{ALARM}-4242",
             "type": PREEMPTED_EVENT_TYPE,
             "source": "127.0.0.1:7233/vsphere-preemption",
+            "time": NOT_BEFORE + timedelta(seconds=0.2),
         },
         {**preempted_event_data(note, SELECTED), **extras()},
         "binary",
@@ -327,23 +392,69 @@ def good_observations() -> Observations:
             extra=extras(),
         ),
         annotations={ref: note.to_json() for ref in SELECTED},
-        events=[event],
+        events=[scheduled, event],
         lowering_reply=(200, {"decision": "cancel"}),
         final_status="completed",
+        notice=NoticeSeen(
+            NOW + timedelta(seconds=1),
+            {ref: before[ref] for ref in SELECTED},
+            dict.fromkeys(SELECTED, GUEST),
+        ),
+        after_lowering=after,
+        annotations_after_lowering={ref: note.to_json() for ref in SELECTED},
+        guest_after_lowering=dict.fromkeys(SELECTED, GUEST),
     )
 
 
-def failures(obs: Observations) -> dict[str, tuple[str, ...]]:
-    return {c.claim: c.problems for c in verify(expectations(), obs) if not c.ok}
+def resumed_observations() -> Observations:
+    """As good_observations, then a resume: one VM per batch, priority 5 first, 2.5 s apart."""
+    obs = good_observations()
+    order = (SELECTED[1], SELECTED[0])
+    resumed = [
+        ReceivedEvent(
+            {
+                "id": f"{ALARM}-resume-2-{n}",
+                "type": RESUMED_EVENT_TYPE,
+                "time": NOW + timedelta(seconds=10 + 2.5 * n),
+            },
+            {
+                "workflowID": ALARM,
+                "batch": n,
+                "virtualMachines": [vm_ref_to_wire(ref)],
+                "skipped": [],
+            },
+            "binary",
+        )
+        for n, ref in enumerate(order, 1)
+    ]
+    note = annotation(
+        extra={"action": "poweroff", "resumed": True, "resumedAt": "2026-03-01T12:00:12Z"}
+    )
+    return replace(
+        obs,
+        events=[*obs.events, *resumed],
+        after_lowering={**obs.after, **{ref: obs.before[ref] for ref in SELECTED}},
+        annotations_after_lowering={ref: note.to_json() for ref in SELECTED},
+        guest_after_lowering={},
+    )
+
+
+def failures(obs: Observations, resume: ResumePolicy = NO_RESUME) -> dict[str, tuple[str, ...]]:
+    return {c.claim: c.problems for c in verify(expectations(resume), obs) if not c.ok}
 
 
 def test_everything_as_expected_passes_every_check() -> None:
     checks = verify(expectations(), good_observations())
-    assert len(checks) == 9 and all(c.ok for c in checks)
+    assert len(checks) == 12 and all(c.ok for c in checks), checks
+    checks = verify(expectations(RESUMING), resumed_observations())
+    assert len(checks) == 14 and all(c.ok for c in checks), checks
+    # Each run is checked for what its policy says happens on clear.
+    assert failures(resumed_observations()).keys() == {STAYED_OFF}
+    assert set(failures(good_observations(), RESUMING)) == {RESUMED, BATCHES, RESUMED_NOTES}
 
 
-def _one_failure(obs: Observations) -> tuple[str, str]:
-    found = failures(obs)
+def _one_failure(obs: Observations, resume: ResumePolicy = NO_RESUME) -> tuple[str, str]:
+    found = failures(obs, resume)
     assert len(found) == 1, found
     ((claim, problems),) = found.items()
     return claim, " | ".join(problems)
@@ -412,8 +523,10 @@ def test_the_query_and_the_event_must_follow_the_plans_order_and_carry_it() -> N
     claim, why = _one_failure(replace(obs, state=state))
     assert claim == "the workflow's current_state names the preempted VMs, in the plan's order"
     assert why.startswith("virtualMachines DC0_C0_RP0_VM0 (vm-40), DC0_C0_RP0_VM1 (vm-43)")
-    data = {k: v for k, v in obs.events[0].data.items() if k != "plan"}
-    claim, why = _one_failure(replace(obs, events=[replace(obs.events[0], data=data)]))
+    data = {k: v for k, v in obs.events[1].data.items() if k != "plan"}
+    claim, why = _one_failure(
+        replace(obs, events=[obs.events[0], replace(obs.events[1], data=data)])
+    )
     assert claim == f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
     assert "data: no readable plan" in why
 
@@ -432,14 +545,15 @@ def test_a_missing_or_wrong_annotation_fails() -> None:
 
 def test_a_missing_or_misnamed_event_fails() -> None:
     obs = good_observations()
-    claim, why = _one_failure(replace(obs, events=[]))
+    scheduled, preempted = obs.events
+    claim, why = _one_failure(replace(obs, events=[scheduled]))
     assert claim == f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
     assert "nothing of that type arrived" in why
-    wrong = replace(obs.events[0], attributes={**obs.events[0].attributes, "id": "x-1"})
-    _, why = _one_failure(replace(obs, events=[wrong]))
+    wrong = replace(preempted, attributes={**preempted.attributes, "id": "x-1"})
+    _, why = _one_failure(replace(obs, events=[scheduled, wrong]))
     assert f"expected '{ALARM}-4242'" in why
-    fewer = replace(obs.events[0], data={**obs.events[0].data, "virtualMachines": []})
-    _, why = _one_failure(replace(obs, events=[fewer]))
+    fewer = replace(preempted, data={**preempted.data, "virtualMachines": []})
+    _, why = _one_failure(replace(obs, events=[scheduled, fewer]))
     assert "virtualMachines none (expected DC0_C0_RP0_VM1 (vm-43), DC0_C0_RP0_VM0" in why
 
 
@@ -462,6 +576,126 @@ def test_replies_state_and_completion_are_checked() -> None:
         "the workflow completed after the lowering event",
     }
     assert found["the workflow completed after the lowering event"] == ("its status is running",)
+
+
+SCHEDULED = (
+    f"the sink received the {SCHEDULED_EVENT_TYPE} first: the victims, poweroff, notBefore 5s on"
+)
+DURING = "during the notice the victims were still on, each with the notice in its guestinfo"
+STAYED_OFF = "after the lowering the preempted VMs stayed off (the policy resumes nothing)"
+RESUMED = "after the lowering every preempted VM is on again, no other VM changed"
+BATCHES = (
+    f"the resume went highest priority first, 1 at a time, 2s apart (one {RESUMED_EVENT_TYPE} "
+    "per batch)"
+)
+RESUMED_NOTES = "each resumed VM's annotation now says resumed: true; its guest notice is cleared"
+
+
+def test_the_notice_must_come_first_name_the_victims_and_precede_the_stop() -> None:
+    obs = good_observations()
+    scheduled, preempted = obs.events
+    claim, why = _one_failure(replace(obs, events=[preempted]))
+    assert claim == SCHEDULED and "nothing of that type arrived" in why
+    claim, why = _one_failure(replace(obs, events=[preempted, scheduled]))
+    assert claim == SCHEDULED and why == f"it arrived after the {PREEMPTED_EVENT_TYPE}"
+    early = replace(
+        preempted, attributes={**preempted.attributes, "time": NOW + timedelta(seconds=3)}
+    )
+    _, why = _one_failure(replace(obs, events=[scheduled, early]))
+    assert (
+        why.startswith("the VMs were reported stopped at 2026-03-01 12:00:03")
+        and "before notBefore" in why
+    )
+    data = {**scheduled.data, "virtualMachines": [], "action": "shutdown"}
+    _, why = _one_failure(replace(obs, events=[replace(scheduled, data=data), preempted]))
+    assert "virtualMachines none (expected DC0_C0_RP0_VM1 (vm-43), DC0_C0_RP0_VM0 (vm-40))" in why
+    assert "action 'shutdown', noticeSeconds 5.0" in why
+    short = {**scheduled.data, "notBefore": format_time(NOW + timedelta(seconds=1))}
+    found = failures(replace(obs, events=[replace(scheduled, data=short), preempted]))
+    assert "notBefore is 0.9s after the event's time" in found[SCHEDULED]
+    # The guests' notice names another notBefore than the event's, which the read did not precede.
+    assert found[DURING][0].endswith("proves nothing")
+    assert found[DURING][1:] == tuple(
+        f"{NAMES[ref]} ({ref.value}): notBefore {format_time(NOT_BEFORE)!r}" for ref in SELECTED
+    )
+
+
+def test_during_the_notice_the_victims_must_be_on_and_told_and_no_other_vm() -> None:
+    obs = good_observations()
+    assert obs.notice is not None
+    claim, why = _one_failure(replace(obs, notice=None))
+    assert claim == DURING and why.startswith("the demo saw no notice")
+    states = {**obs.notice.states, SELECTED[0]: replace(ON[1], power_state="poweredOff")}
+    guest = {SELECTED[1]: "", ON[3].ref: GUEST}
+    claim, why = _one_failure(replace(obs, notice=NoticeSeen(obs.notice.at, states, guest)))
+    assert claim == DURING
+    assert why.split(" | ") == [
+        "DC0_C0_RP0_VM1 (vm-43): poweredOff",
+        "DC0_C0_RP0_VM1 (vm-43): guestinfo None",
+        "DC0_C0_RP0_VM0 (vm-40): guestinfo ''",
+        "a notice on VMs that are no victims: DC0_C0_RP0_VM3 (vm-49)",
+    ]
+    late = replace(obs.notice, at=NOT_BEFORE + timedelta(seconds=0.1))
+    _, why = _one_failure(replace(obs, notice=late))
+    assert why.endswith("proves nothing")
+
+
+def test_without_resume_the_preempted_vms_must_stay_off() -> None:
+    obs = good_observations()
+    claim, why = _one_failure(replace(obs, after_lowering={**obs.after, SELECTED[0]: ON[1]}))
+    assert claim == STAYED_OFF and why == "DC0_C0_RP0_VM1 (vm-43): poweredOn"
+
+
+def test_a_resume_must_bring_all_back_highest_priority_first_in_the_batches_configured() -> None:
+    obs = resumed_observations()
+    claim, why = _one_failure(replace(obs, after_lowering=obs.after), RESUMING)
+    assert claim == RESUMED
+    assert why == "DC0_C0_RP0_VM1 (vm-43): poweredOff | DC0_C0_RP0_VM0 (vm-40): poweredOff"
+    other = {**obs.after_lowering, ON[3].ref: replace(ON[3], power_state="poweredOff")}
+    _, why = _one_failure(replace(obs, after_lowering=other), RESUMING)
+    assert why == "changed but not preempted: DC0_C0_RP0_VM3 (vm-49)"
+
+    *first, one, two = obs.events
+    swapped = [
+        replace(one, data={**one.data, "virtualMachines": two.data["virtualMachines"]}),
+        replace(two, data={**two.data, "virtualMachines": one.data["virtualMachines"]}),
+    ]
+    claim, why = _one_failure(replace(obs, events=[*first, *swapped]), RESUMING)
+    assert claim == BATCHES
+    assert why == (
+        "powered on DC0_C0_RP0_VM1 (vm-43), DC0_C0_RP0_VM0 (vm-40) "
+        "(expected DC0_C0_RP0_VM0 (vm-40), DC0_C0_RP0_VM1 (vm-43))"
+    )
+    hasty = replace(
+        two, attributes={**two.attributes, "time": one.attributes["time"] + timedelta(seconds=1)}
+    )
+    _, why = _one_failure(replace(obs, events=[*first, one, hasty]), RESUMING)
+    assert why == "batch 2 came 1.0s after the one before"
+    together = replace(
+        one,
+        data={
+            **one.data,
+            "virtualMachines": one.data["virtualMachines"] + two.data["virtualMachines"],
+        },
+    )
+    _, why = _one_failure(replace(obs, events=[*first, together]), RESUMING)
+    assert why == "batch sizes [2]"
+    _, why = _one_failure(replace(obs, events=first), RESUMING)
+    assert why.startswith("nothing of that type arrived")
+
+
+def test_a_resumed_vm_must_say_so_in_its_annotation_and_lose_its_guest_notice() -> None:
+    obs = resumed_observations()
+    notes = {**obs.annotations_after_lowering, SELECTED[0]: annotation().to_json()}
+    claim, why = _one_failure(
+        replace(obs, annotations_after_lowering=notes, guest_after_lowering={SELECTED[1]: GUEST}),
+        RESUMING,
+    )
+    assert claim == RESUMED_NOTES
+    assert why.split(" | ") == [
+        "DC0_C0_RP0_VM1 (vm-43): resumed=None",
+        f"DC0_C0_RP0_VM0 (vm-40): guestinfo still {GUEST!r}",
+    ]
 
 
 # -- the sink -----------------------------------------------------------------------------
@@ -567,6 +801,105 @@ def test_the_narrator_tells_each_event_once_with_what_the_worker_answered() -> N
     assert narrator.lines([signal, scheduled, retried, completed, task_done]) == []
 
 
+def activity(event_id: int, name: str, seconds: float, given: Any = None) -> Any:
+    return history_event(
+        event_id,
+        E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        seconds,
+        activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(
+            activity_type=ActivityType(name=name),
+            input=json_payloads(given) if given is not None else None,
+        ),
+    )
+
+
+def done(event_id: int, scheduled: int, seconds: float, result: Any) -> Any:
+    return history_event(
+        event_id,
+        E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        seconds,
+        activity_task_completed_event_attributes=ActivityTaskCompletedEventAttributes(
+            scheduled_event_id=scheduled, result=json_payloads(result)
+        ),
+    )
+
+
+def timer(event_id: int, seconds: float, wait: float) -> Any:
+    event = history_event(event_id, E.EVENT_TYPE_TIMER_STARTED, seconds)
+    event.timer_started_event_attributes.timer_id = str(event_id)
+    event.timer_started_event_attributes.start_to_fire_timeout.FromTimedelta(
+        timedelta(seconds=wait)
+    )
+    return event
+
+
+def fired(event_id: int, started: int, seconds: float) -> Any:
+    event = history_event(event_id, E.EVENT_TYPE_TIMER_FIRED, seconds)
+    event.timer_fired_event_attributes.started_event_id = started
+    return event
+
+
+def test_the_notice_and_the_resume_are_told_and_the_run_is_not_over_during_the_notice() -> None:
+    vm40 = {"value": "vm-40", "type": "VirtualMachine"}
+    signal = history_event(
+        1,
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        0,
+        workflow_execution_signaled_event_attributes=WorkflowExecutionSignaledEventAttributes(
+            signal_name="PreemptVMsChan"
+        ),
+    )
+    notice = [
+        signal,
+        activity(2, "SetGuestNotice", 0.1, {"vms": [vm40], "value": '{"action":"poweroff"}'}),
+        done(3, 2, 0.2, {"written": [vm40], "failed": []}),
+        activity(4, "SendPreemptedEvent", 0.3, {"event_type": SCHEDULED_EVENT_TYPE}),
+        done(5, 4, 0.4, None),
+        history_event(6, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 0.5),
+        timer(7, 0.5, 5),
+    ]
+    narrator = HistoryNarrator({VmRef("vm-40"): "web-1"})
+    assert narrator.lines(notice)[1:] == [
+        "[  0.1s] activity SetGuestNotice: write the notice into each victim's guestinfo",
+        "[  0.2s]   done on 1 VMs",
+        "[  0.3s] activity SendPreemptedEvent: send the VmPreemptionScheduledEvent to K_SINK",
+        "[  0.4s]   the sink acknowledged it",
+        "[  0.5s] notice: a durable timer of 5s; nothing is stopped before it fires",
+    ]
+    # Waiting out the notice: every activity closed, but a timer open: not finished.
+    assert notice_started(notice) and not run_finished(notice)
+    acted = [
+        *notice,
+        fired(8, 7, 5.5),
+        activity(9, "SendPreemptedEvent", 5.6),
+        done(10, 9, 5.7, None),
+        history_event(11, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 5.8),
+    ]
+    assert narrator.lines(acted) == [
+        "[  5.5s]   notice over: acting now",
+        "[  5.6s] activity SendPreemptedEvent: send the VmPreemptedEvent to K_SINK",
+        "[  5.7s]   the sink acknowledged it",
+    ]
+    assert run_finished(acted) and not notice_started(acted)
+    resumed = [
+        *acted,
+        history_event(12, E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED, 6),
+        activity(13, "ResumeVMs", 6.1),
+        done(14, 13, 6.2, {"resumed": [vm40], "skipped": [], "failed": []}),
+        activity(15, "SetGuestNotice", 6.3, {"vms": [vm40], "value": ""}),
+        timer(16, 6.4, 2),
+        fired(17, 16, 8.4),
+    ]
+    assert narrator.lines(resumed) == [
+        "[  6.0s] cancel requested: the workflow stops waiting for signals",
+        "[  6.1s] activity ResumeVMs: power them on again, those nobody changed since",
+        "[  6.2s]   powered on: web-1 (vm-40)",
+        "[  6.3s] activity SetGuestNotice: clear the notice from their guestinfo",
+        "[  6.4s] timer: 2s before the next batch (a durable timer)",
+        "[  8.4s]   timer fired",
+    ]
+
+
 def test_the_policy_is_read_from_the_local_activity_marker() -> None:
     policy = {
         "cooldown_seconds": 5.0,
@@ -590,6 +923,8 @@ def test_the_policy_is_read_from_the_local_activity_marker() -> None:
         "[  0.0s] worker policy: at most 5 VMs per run, cooldown 5s, soft-shutdown grace 120s",
         "[  0.0s]   choice: scope entity, priority from tags of 'preemption-priority' (low 1, "
         "normal 5, high 9; default 5), protection tag preemption-protection/never",
+        "[  0.0s]   notice: LOW 2m then shutdown, MEDIUM 30s then poweroff, HIGH 5s then "
+        "poweroff (also in the guest's guestinfo); no resume on clear",
     ]
 
 

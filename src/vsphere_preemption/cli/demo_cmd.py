@@ -11,12 +11,15 @@ DESCRIPTION = """\
 Starts a vCenter simulator (vcsim) with two clusters of 3 hosts and 14 VMs each (the
 tag `preemptible` on VMs of both, priority tags low/normal/high, a protected VM), a
 policy file for the worker (scope entity, at most 5 VMs, the priority levels, the
-protection tag), Temporal with its web UI, the worker and the function, and a
-CloudEvents sink; then plays a vCenter alarm turning red on the first cluster only (a
-real AlarmStatusChangedEvent CloudEvent, sent to the function over HTTP), shows the
-workflow's steps, its plan (victims by priority, the others left out and why), what
-was preempted, the annotation and the emitted event, then plays the alarm turning
-green and shows the cancellation.
+protection tag, a 5 s notice for a red alarm, also written into the guests), Temporal
+with its web UI, the worker and the function, and a CloudEvents sink; then plays a
+vCenter alarm turning red on the first cluster only (a real AlarmStatusChangedEvent
+CloudEvent, sent to the function over HTTP), shows the workflow's steps, its plan
+(victims by priority, the others left out and why), the notice (the scheduled event,
+the victims still on with the notice in their guestinfo), what was preempted after it,
+the annotation and the emitted event, then plays the alarm turning green and shows the
+cancellation. With --resume the policy resumes on clear: the stopped VMs come back,
+highest priority first, in batches.
 Exits 0 when everything happened as expected, 1 otherwise (with the reason).
 
 Ports default to those of `preemptctl dev`; 0 picks a free one.
@@ -36,6 +39,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--keep", action="store_true",
         help="leave everything running afterwards, for a look in the Temporal UI (Ctrl-C stops)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="a policy that resumes on clear: when the alarm lowers, the stopped VMs are "
+        "powered on again, highest priority first, 2 at a time, 2 s apart",
     )  # fmt: skip
     parser.add_argument(
         "--timeout", type=float, default=120.0, metavar="SECONDS",
@@ -62,5 +70,6 @@ def run(args: argparse.Namespace) -> int:
             log_dir=args.log_dir,
             keep=args.keep,
             timeout=args.timeout,
+            resume=args.resume,
         )
     )

@@ -7,19 +7,26 @@ failed. The demo exits 0 only when every check holds.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from vsphere_preemption.devtools.sink import ReceivedEvent
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
 from vsphere_preemption.domain.plan import LeaveReason, Plan
+from vsphere_preemption.domain.policy import ResumePolicy
 from vsphere_preemption.domain.selection import PowerState, VmState
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
+    RESUMED_EVENT_TYPE,
+    SCHEDULED_EVENT_TYPE,
     Annotation,
     WireError,
     WorkflowResponse,
+    parse_time,
     preempted_event_id,
     vm_ref_from_wire,
     vm_ref_to_wire,
@@ -48,6 +55,19 @@ class Expectations:
     victims: tuple[VmRef, ...]  # what the worker should preempt, in the plan's order
     left_out: Mapping[MoRef, LeaveReason]  # every other tagged object, and why
     stay_on: tuple[VmRef, ...]  # running, tagged, never victims: protected, out of scope
+    action: str  # the policy's stop action for the criticality (StopAction value)
+    notice_seconds: float  # the policy's notice for the criticality
+    resume: ResumePolicy  # the policy's resume on clear
+    resume_order: tuple[VmRef, ...]  # the victims as a resume powers them on: highest first
+
+
+@dataclass(frozen=True)
+class NoticeSeen:
+    """What the demo read while the workflow waited out its notice."""
+
+    at: datetime  # when it read (UTC), to compare with notBefore
+    states: Mapping[VmRef, VmState]  # the victims' power states then
+    guest: Mapping[VmRef, str]  # the guest notice variable, every VM that has one
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,11 @@ class Observations:
     events: Sequence[ReceivedEvent]  # what the sink received
     lowering_reply: tuple[int, Any]
     final_status: str  # the workflow's status once the demo stopped waiting
+    notice: NoticeSeen | None = None  # None: the demo saw no notice
+    # Read once the workflow completed after the lowering event:
+    after_lowering: Mapping[VmRef, VmState] = field(default_factory=dict)
+    annotations_after_lowering: Mapping[VmRef, str] = field(default_factory=dict)
+    guest_after_lowering: Mapping[VmRef, str] = field(default_factory=dict)
 
 
 def _reply(claim: str, reply: tuple[int, Any], decision: str) -> Check:
@@ -186,6 +211,8 @@ def _annotation_problems(expect: Expectations, raw: str | Mapping[str, Any]) -> 
         problems.append(f"criticality {note.criticality} forcedShutdown={note.forced_shutdown}")
     if note.event.get("id") != expect.trigger_event_id:
         problems.append(f"event id {note.event.get('id')!r}")
+    if note.extra.get("action") != expect.action:
+        problems.append(f"action {note.extra.get('action')!r} (expected {expect.action!r})")
     return problems
 
 
@@ -228,10 +255,207 @@ def _event(expect: Expectations, obs: Observations) -> Check:
     return Check(claim, tuple(problems))
 
 
+def _of_type(obs: Observations, event_type: str) -> list[ReceivedEvent]:
+    return [e for e in obs.events if e.type == event_type]
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return parse_time(str(value))
+    except ValueError:
+        return None
+
+
+def _not_before(obs: Observations) -> datetime | None:
+    for event in _of_type(obs, SCHEDULED_EVENT_TYPE):
+        data = event.data if isinstance(event.data, Mapping) else {}
+        try:
+            return parse_time(str(data.get("notBefore")))
+        except ValueError:
+            return None
+    return None
+
+
+def _scheduled(expect: Expectations, obs: Observations) -> Check:
+    claim = (
+        f"the sink received the {SCHEDULED_EVENT_TYPE} first: the victims, "
+        f"{expect.action}, notBefore {expect.notice_seconds:g}s on"
+    )
+    received = _of_type(obs, SCHEDULED_EVENT_TYPE)
+    if not received:
+        return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
+    problems = []
+    wanted_id = preempted_event_id(expect.workflow_id, {"id": expect.trigger_event_id})
+    if ids := {e.id for e in received} - {f"{wanted_id}-scheduled"}:
+        problems.append(f"ids {sorted(ids)} (expected {wanted_id + '-scheduled'!r})")
+    event = received[0]
+    data = event.data if isinstance(event.data, Mapping) else {}
+    try:
+        vms = [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
+    except WireError as exc:
+        problems.append(f"virtualMachines: {exc}")
+        vms = []
+    problems += [f"virtualMachines {p}" for p in _in_order(vms, expect, obs)]
+    if data.get("action") != expect.action or data.get("noticeSeconds") != expect.notice_seconds:
+        problems.append(f"action {data.get('action')!r}, noticeSeconds {data.get('noticeSeconds')}")
+    not_before = _not_before(obs)
+    sent = event.attributes.get("time")
+    if not_before is None:
+        problems.append(f"notBefore {data.get('notBefore')!r} is not a time")
+    elif isinstance(sent, datetime):
+        ahead = (not_before - sent).total_seconds()
+        # Sent right after the timer's start is fixed: the whole notice ahead, less a moment.
+        if not expect.notice_seconds - 2 < ahead <= expect.notice_seconds:
+            problems.append(f"notBefore is {ahead:.1f}s after the event's time")
+    preempted = _of_type(obs, PREEMPTED_EVENT_TYPE)
+    if preempted and obs.events.index(preempted[0]) < obs.events.index(event):
+        problems.append(f"it arrived after the {PREEMPTED_EVENT_TYPE}")
+    stopped_at = preempted[0].attributes.get("time") if preempted else None
+    if not_before is not None and isinstance(stopped_at, datetime) and stopped_at < not_before:
+        problems.append(f"the VMs were reported stopped at {stopped_at}, before notBefore")
+    return Check(claim, tuple(problems))
+
+
+def _during_notice(expect: Expectations, obs: Observations) -> Check:
+    claim = "during the notice the victims were still on, each with the notice in its guestinfo"
+    seen = obs.notice
+    if seen is None:
+        return Check(claim, ("the demo saw no notice (no timer before the power-off)",))
+    problems = []
+    not_before = _not_before(obs)
+    if not_before is not None and seen.at >= not_before:
+        problems.append(f"read at {seen.at}, not before notBefore {not_before}: proves nothing")
+    for ref in expect.victims:
+        state = seen.states.get(ref)
+        if state is None or state.power_state != PowerState.POWERED_ON:
+            power = state.power_state if state else "gone"
+            problems.append(f"{_names([ref], obs.before)}: {power}")
+        raw = seen.guest.get(ref)
+        try:
+            note = json.loads(raw) if raw else None
+        except ValueError:
+            note = None
+        wanted = {"action": expect.action, "workflowID": expect.workflow_id}
+        if not isinstance(note, Mapping) or any(note.get(k) != v for k, v in wanted.items()):
+            problems.append(f"{_names([ref], obs.before)}: guestinfo {raw!r}")
+        elif not_before is not None and _time(note.get("notBefore")) != not_before:
+            # Without the event's notBefore, the check on the event says so already.
+            problems.append(f"{_names([ref], obs.before)}: notBefore {note.get('notBefore')!r}")
+    if extra := {r for r, v in seen.guest.items() if v} - set(expect.victims):
+        problems.append(f"a notice on VMs that are no victims: {_names(extra, obs.before)}")
+    return Check(claim, tuple(problems))
+
+
+def _stayed_off(expect: Expectations, obs: Observations) -> Check:
+    claim = "after the lowering the preempted VMs stayed off (the policy resumes nothing)"
+    problems = []
+    for ref in expect.victims:
+        state = obs.after_lowering.get(ref)
+        if state is None or state.power_state != PowerState.POWERED_OFF:
+            power = state.power_state if state else "gone"
+            problems.append(f"{_names([ref], obs.before)}: {power}")
+    if resumed := _of_type(obs, RESUMED_EVENT_TYPE):
+        problems.append(f"{len(resumed)} {RESUMED_EVENT_TYPE} arrived")
+    return Check(claim, tuple(problems))
+
+
+def _resumed(expect: Expectations, obs: Observations) -> Check:
+    claim = "after the lowering every preempted VM is on again, no other VM changed"
+    problems = []
+    for ref in expect.victims:
+        state = obs.after_lowering.get(ref)
+        if state is None or state.power_state != PowerState.POWERED_ON:
+            power = state.power_state if state else "gone"
+            problems.append(f"{_names([ref], obs.before)}: {power}")
+    changed = {
+        ref
+        for ref, state in obs.after_lowering.items()
+        if ref not in expect.victims
+        and ref in obs.after
+        and obs.after[ref].power_state != state.power_state
+    }
+    if changed:
+        problems.append(f"changed but not preempted: {_names(changed, obs.before)}")
+    return Check(claim, tuple(problems))
+
+
+def _resume_batches(expect: Expectations, obs: Observations) -> Check:
+    size, interval = expect.resume.batch_size, expect.resume.interval_seconds
+    claim = (
+        f"the resume went highest priority first, {size} at a time, {interval:g}s apart "
+        f"(one {RESUMED_EVENT_TYPE} per batch)"
+    )
+    received = _of_type(obs, RESUMED_EVENT_TYPE)
+    if not received:
+        return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
+    problems = []
+    batches: list[tuple[int, list[VmRef], datetime | None]] = []
+    for event in received:
+        data = event.data if isinstance(event.data, Mapping) else {}
+        try:
+            vms = [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
+        except WireError as exc:
+            problems.append(f"virtualMachines: {exc}")
+            vms = []
+        sent = event.attributes.get("time")
+        batch = data.get("batch")
+        batches.append(
+            (
+                batch if isinstance(batch, int) else -1,
+                vms,
+                sent if isinstance(sent, datetime) else None,
+            )
+        )
+        if data.get("skipped"):
+            problems.append(f"batch {batch} skipped {data.get('skipped')}")
+    batches.sort(key=lambda b: b[0])
+    if (numbers := [b[0] for b in batches]) != list(range(1, len(batches) + 1)):
+        problems.append(f"batch numbers {numbers}")
+    order = [ref for _, vms, _ in batches for ref in vms]
+    if order != list(expect.resume_order):
+        problems.append(
+            f"powered on {_ordered(order, obs)} (expected {_ordered(expect.resume_order, obs)})"
+        )
+    sizes = [len(vms) for _, vms, _ in batches]
+    if any(n != size for n in sizes[:-1]) or not 0 < sizes[-1] <= size:
+        problems.append(f"batch sizes {sizes}")
+    for (_, _, earlier), (number, _, later) in itertools.pairwise(batches):
+        if earlier and later and later - earlier < timedelta(seconds=interval):
+            gap = (later - earlier).total_seconds()
+            problems.append(f"batch {number} came {gap:.1f}s after the one before")
+    return Check(claim, tuple(problems))
+
+
+def _resumed_annotations(expect: Expectations, obs: Observations) -> Check:
+    claim = "each resumed VM's annotation now says resumed: true; its guest notice is cleared"
+    problems = []
+    for ref in expect.victims:
+        name = _names([ref], obs.before)
+        raw = obs.annotations_after_lowering.get(ref)
+        if raw is None:
+            problems.append(f"{name}: no annotation")
+            continue
+        found = _annotation_problems(expect, raw)
+        problems += [f"{name}: {p}" for p in found]
+        extra = {} if found else Annotation.from_wire(raw).extra
+        if not found and (extra.get("resumed") is not True or not extra.get("resumedAt")):
+            problems.append(f"{name}: resumed={extra.get('resumed')!r}")
+        if obs.guest_after_lowering.get(ref):
+            problems.append(f"{name}: guestinfo still {obs.guest_after_lowering[ref]!r}")
+    return Check(claim, tuple(problems))
+
+
 def verify(expect: Expectations, obs: Observations) -> list[Check]:
     completed = obs.final_status == "completed"
+    after_lowering = (
+        [_resumed(expect, obs), _resume_batches(expect, obs), _resumed_annotations(expect, obs)]
+        if expect.resume.enabled
+        else [_stayed_off(expect, obs)]
+    )
     return [
         _reply("the function accepted the raising alarm event", obs.raising_reply, "preempt"),
+        _scheduled(expect, obs),
+        _during_notice(expect, obs),
         _power(expect, obs),
         _stayed_on(expect, obs),
         _plan(expect, obs),
@@ -243,4 +467,5 @@ def verify(expect: Expectations, obs: Observations) -> list[Check]:
             "the workflow completed after the lowering event",
             () if completed else (f"its status is {obs.final_status}",),
         ),
+        *after_lowering,
     ]

@@ -20,13 +20,20 @@ which victims the documented order predicts (`expect`, pure, from the VMs' boot 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from vsphere_preemption.devtools.inventory import DEFAULT_CATEGORY, Inventory
-from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.model import Criticality, VmRef
 from vsphere_preemption.domain.plan import LeaveReason
-from vsphere_preemption.domain.policy import Policy, PriorityPolicy, Protection, Scope
+from vsphere_preemption.domain.policy import (
+    DEFAULT_NOTICE,
+    Policy,
+    PriorityPolicy,
+    Protection,
+    ResumePolicy,
+    Scope,
+)
 from vsphere_preemption.domain.selection import VmState, moref_key
 
 # vcsim: `-vm N` is per resource pool (a cluster has one); no standalone host, so the
@@ -61,19 +68,33 @@ TAGGED_SUSPENDED = 1
 ELSEWHERE = 3  # tagged running VMs on the other cluster
 ELSEWHERE_PRIORITY = "low"
 
+# A red alarm (HIGH) gives the victims a short notice, in an event and in their guestinfo:
+# long enough for the demo to read them back while they are still on.
+NOTICE_SECONDS = 5.0
+# --resume: when the alarm lowers, the stopped VMs come back 2 at a time, 2 s apart.
+RESUME = ResumePolicy(enabled=True, batch_size=2, interval_seconds=2.0)
+
 DEMO_POLICY = Policy(
     scope=Scope.ENTITY,
     max_vms=MAX_VMS,
     priority=PriorityPolicy(PRIORITY_CATEGORY, dict(LEVELS), DEFAULT_LEVEL),
     protection=Protection(PROTECTION_CATEGORY, PROTECTION_TAG),
+    notice={**DEFAULT_NOTICE, Criticality.HIGH: NOTICE_SECONDS},
+    guest_notice=True,
 )
 
 
-def policy_yaml() -> str:
+def demo_policy(resume: bool = False) -> Policy:
+    """The worker's policy: DEMO_POLICY, with resume on clear when `resume`."""
+    return replace(DEMO_POLICY, resume=RESUME) if resume else DEMO_POLICY
+
+
+def policy_yaml(resume: bool = False) -> str:
     """The worker's policy file (PREEMPTION_POLICY_FILE), as a person would write it."""
     import yaml
 
-    return str(yaml.safe_dump(DEMO_POLICY.to_wire(), sort_keys=False, default_flow_style=None))
+    wire = demo_policy(resume).to_wire()
+    return str(yaml.safe_dump(wire, sort_keys=False, default_flow_style=None))
 
 
 class InventoryTooSmall(ValueError):
@@ -173,6 +194,13 @@ def expect(plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None]) -> Expec
     left.update((s.ref, LeaveReason.OUT_OF_SCOPE) for s in plan.elsewhere)
     left[plan.host] = LeaveReason.NOT_A_VM
     return Expected(tuple(s.ref for s in ordered[:MAX_VMS]), left)
+
+
+def resume_order(
+    plan: DemoPlan, victims: Sequence[VmRef], names: Mapping[VmRef, str]
+) -> list[VmRef]:
+    """The order a resume powers the victims on again: highest priority first, then by name."""
+    return sorted(victims, key=lambda ref: (-plan.level(ref), names[ref].casefold(), ref.value))
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,11 @@ from vsphere_preemption.temporal.contracts import (
     PLAN_PREEMPTION,
     POWER_OFF_VMS,
     READ_ENTITY_USAGE,
+    RESUME_VMS,
     SEND_PREEMPTED_EVENT,
+    SET_GUEST_NOTICE,
 )
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 E = EventType
 _ACTIVITY_CLOSED = (
@@ -52,7 +55,17 @@ _WHAT = {
     POWER_OFF_VMS: "power them off",
     ANNOTATE_VMS: "write the preemption annotation on each",
     SEND_PREEMPTED_EVENT: "send the VmPreemptedEvent to K_SINK",
+    SET_GUEST_NOTICE: "write the notice into each victim's guestinfo",
+    RESUME_VMS: "power them on again, those nobody changed since",
 }
+_TIMER_CLOSED = (E.EVENT_TYPE_TIMER_FIRED, E.EVENT_TYPE_TIMER_CANCELED)
+
+
+def _event_type(data: Any) -> str:
+    """The short name of the CloudEvent type a SendPreemptedEvent input carries."""
+    kind = data.get("event_type") if isinstance(data, Mapping) else None
+    name = str(kind or PREEMPTED_EVENT_TYPE).rsplit(".", 2)
+    return name[-2] if len(name) == 3 else str(kind)
 
 
 def _json(payloads: Payloads | None) -> Any:
@@ -97,16 +110,36 @@ def _selection(policy: Mapping[str, Any]) -> str:
     return "choice: " + ", ".join(parts)
 
 
+def _care(policy: Mapping[str, Any]) -> str:
+    """The policy file's notice, actions and resume, in one line."""
+    notice = policy.get("notice")
+    notice = notice if isinstance(notice, Mapping) else {}
+    actions = policy.get("actions")
+    actions = actions if isinstance(actions, Mapping) else {}
+    levels = ", ".join(
+        f"{level} {notice.get(level, '?')} then {_action(actions.get(level))}"
+        for level in ("LOW", "MEDIUM", "HIGH")
+    )
+    guest = " (also in the guest's guestinfo)" if notice.get("guest") else ""
+    resume = policy.get("resume")
+    resume = resume if isinstance(resume, Mapping) else {}
+    back = (
+        f"resume on clear: {resume.get('batchSize')} at a time, {resume.get('interval')} apart"
+        if resume.get("enabled")
+        else "no resume on clear"
+    )
+    return f"notice: {levels}{guest}; {back}"
+
+
+def _action(entry: Any) -> str:
+    return str(entry.get("action", "?")) if isinstance(entry, Mapping) else "?"
+
+
 def is_closed(events: Sequence[HistoryEvent]) -> bool:
     return any(e.event_type in _WORKFLOW_CLOSED for e in events)
 
 
-def run_finished(events: Sequence[HistoryEvent]) -> bool:
-    """The last signal's run is over: it scheduled activities, none is open, the workflow waits.
-
-    The workflow runs a signal's activities one after the other; when the run ends,
-    its last workflow task completes without scheduling anything new.
-    """
+def _since_last_signal(events: Sequence[HistoryEvent]) -> Sequence[HistoryEvent] | None:
     last_signal = max(
         (
             i
@@ -115,14 +148,43 @@ def run_finished(events: Sequence[HistoryEvent]) -> bool:
         ),
         default=None,
     )
-    if last_signal is None:
+    return None if last_signal is None else events[last_signal:]
+
+
+def notice_started(events: Sequence[HistoryEvent]) -> bool:
+    """The last signal's run waits out its notice: it started a timer that has not fired."""
+    after = _since_last_signal(events) or ()
+    started = {e.event_id for e in after if e.event_type == E.EVENT_TYPE_TIMER_STARTED}
+    return bool(started - _closed_timers(after))
+
+
+def _closed_timers(events: Sequence[HistoryEvent]) -> set[int]:
+    closed = set()
+    for e in events:
+        if e.event_type == E.EVENT_TYPE_TIMER_FIRED:
+            closed.add(int(e.timer_fired_event_attributes.started_event_id))
+        elif e.event_type == E.EVENT_TYPE_TIMER_CANCELED:
+            closed.add(int(e.timer_canceled_event_attributes.started_event_id))
+    return closed
+
+
+def run_finished(events: Sequence[HistoryEvent]) -> bool:
+    """The last signal's run is over: it scheduled activities, none is open (nor a timer), the
+    workflow waits.
+
+    The workflow runs a signal's activities one after the other; when the run ends,
+    its last workflow task completes without scheduling anything new.
+    """
+    after = _since_last_signal(events)
+    if after is None:
         return False
-    after = events[last_signal:]
+    timers = {e.event_id for e in after if e.event_type == E.EVENT_TYPE_TIMER_STARTED}
     scheduled = {e.event_id for e in after if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
     closed = {_scheduled_id(e) for e in after if e.event_type in _ACTIVITY_CLOSED}
     return (
         bool(scheduled)
         and scheduled <= closed
+        and timers <= _closed_timers(after)
         and after[-1].event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     ) or is_closed(events)
 
@@ -147,6 +209,7 @@ class HistoryNarrator:
         self._told = 0
         self._activities: dict[int, str] = {}
         self._start: datetime | None = None
+        self._lowered = False  # the cancel came: timers from now on space resume batches
 
     def lines(self, events: Sequence[HistoryEvent]) -> list[str]:
         out: list[str] = []
@@ -177,7 +240,15 @@ class HistoryNarrator:
         if kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             self._activities[event.event_id] = name
-            return [f"activity {name}: {_WHAT.get(name, 'scheduled')}"]
+            what = _WHAT.get(name, "scheduled")
+            if name == SEND_PREEMPTED_EVENT:
+                sent = _json(event.activity_task_scheduled_event_attributes.input)
+                what = f"send the {_event_type(sent)} to K_SINK"
+            if name == SET_GUEST_NOTICE:
+                given = _json(event.activity_task_scheduled_event_attributes.input)
+                if isinstance(given, Mapping) and given.get("value") == "":
+                    what = "clear the notice from their guestinfo"
+            return [f"activity {name}: {what}"]
         if kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attempt = event.activity_task_started_event_attributes.attempt
             return [f"  retrying (attempt {attempt})"] if attempt > 1 else []
@@ -187,7 +258,16 @@ class HistoryNarrator:
             return self._result(name, _json(attrs.result))
         if kind in _ACTIVITY_CLOSED:
             return [f"  {E.Name(kind).removeprefix('EVENT_TYPE_ACTIVITY_TASK_').lower()}"]
+        if kind == E.EVENT_TYPE_TIMER_STARTED:
+            timeout = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+            seconds = _seconds(timeout.total_seconds())
+            if self._lowered:
+                return [f"timer: {seconds} before the next batch (a durable timer)"]
+            return [f"notice: a durable timer of {seconds}; nothing is stopped before it fires"]
+        if kind == E.EVENT_TYPE_TIMER_FIRED:
+            return ["  timer fired" if self._lowered else "  notice over: acting now"]
         if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            self._lowered = True
             return ["cancel requested: the workflow stops waiting for signals"]
         if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             return ["workflow completed (its result is the last run's state)"]
@@ -222,11 +302,26 @@ class HistoryNarrator:
         selection = policy.get("selection")
         if isinstance(selection, Mapping):
             lines.append(f"  {_selection(selection)}")
+            lines.append(f"  {_care(selection)}")
         return lines
 
     def _result(self, name: str, result: Any) -> list[str]:
         if name == SEND_PREEMPTED_EVENT:
             return ["  the sink acknowledged it"]
+        if name == SET_GUEST_NOTICE and isinstance(result, Mapping):
+            written = result.get("written") or []
+            failed = result.get("failed") or []
+            text = f"  done on {len(written)} VMs"
+            return [text + (f", {len(failed)} failed" if failed else "")]
+        if name == RESUME_VMS and isinstance(result, Mapping):
+            on = [r for r in map(_ref, result.get("resumed") or []) if r]
+            lines = [f"  powered on: {', '.join(map(self._name, on)) or 'none'}"]
+            for key in ("skipped", "failed"):
+                for issue in result.get(key) or []:
+                    ref = _ref(issue.get("vm")) if isinstance(issue, Mapping) else None
+                    if ref is not None:
+                        lines.append(f"  {key} {self._name(ref)}: {issue.get('reason')}")
+            return lines
         if not isinstance(result, Mapping):
             return ["  done"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from vsphere_preemption.devtools.demo.checks import Check
@@ -17,7 +18,15 @@ from vsphere_preemption.devtools.sink import ReceivedEvent
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.plan import LeaveReason, Plan
 from vsphere_preemption.domain.selection import VmState
-from vsphere_preemption.wire import WireError, WorkflowResponse, format_time, vm_ref_from_wire
+from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
+from vsphere_preemption.wire import (
+    SCHEDULED_EVENT_TYPE,
+    WireError,
+    WorkflowResponse,
+    format_time,
+    parse_time,
+    vm_ref_from_wire,
+)
 
 
 def heading(number: int, title: str) -> list[str]:
@@ -221,6 +230,100 @@ def event_lines(event: ReceivedEvent | None, states: Mapping[VmRef, VmState]) ->
             names = [v.get("name") for v in plan.get("victims") or [] if isinstance(v, Mapping)]
             lines.append(f"    data.plan.victims: {', '.join(map(str, names))}")
         lines += ["    data:", *pretty(_elide_event(data), "      ")]
+    return lines
+
+
+def _vms(data: Mapping[str, Any], states: Mapping[VmRef, VmState]) -> list[str]:
+    vms = []
+    for item in data.get("virtualMachines") or []:
+        try:
+            vms.append(_label(vm_ref_from_wire(item), states))
+        except WireError:
+            vms.append(repr(item))
+    return vms
+
+
+def notice_lines(
+    event: ReceivedEvent | None,
+    read_at: datetime,
+    states: Mapping[VmRef, VmState],
+    guest: Mapping[VmRef, str],
+    victims: Sequence[VmRef],
+) -> list[str]:
+    """The scheduled event as the sink got it; the victims, still on, and their guestinfo."""
+    lines = [f"  the event the sink received ({SCHEDULED_EVENT_TYPE}):"]
+    if event is None:
+        lines.append("    (nothing arrived)")
+    else:
+        data = event.data if isinstance(event.data, Mapping) else {}
+        lines.append(f"    id: {event.id}")
+        when = ""
+        try:
+            left = (parse_time(str(data.get("notBefore"))) - read_at).total_seconds()
+            when = f" (in {left:.1f}s, as the demo reads this)"
+        except ValueError:
+            pass
+        lines += [
+            f"    data.virtualMachines: {', '.join(_vms(data, states))}",
+            f"    data.action: {data.get('action')}",
+            f"    data.notBefore: {data.get('notBefore')}{when}",
+            f"    data.noticeSeconds: {data.get('noticeSeconds')}",
+        ]
+    lines.append(f"  the victims now (vCenter) and their guestinfo {GUEST_NOTICE_KEY!r}:")
+    for ref in victims:
+        state = states.get(ref)
+        power = state.power_state if state else "gone"
+        lines.append(f"    {_label(ref, states)}: {power}  {guest.get(ref) or '(no notice)'}")
+    others = sorted(ref for ref, value in guest.items() if value and ref not in victims)
+    lines.append(
+        f"    also carrying a notice: {', '.join(_label(r, states) for r in others)}"
+        if others
+        else "    no other VM carries a notice"
+    )
+    return lines
+
+
+def _batch(event: ReceivedEvent) -> int:
+    number = event.data.get("batch") if isinstance(event.data, Mapping) else None
+    return number if isinstance(number, int) else -1
+
+
+def resume_lines(
+    events: Sequence[ReceivedEvent],
+    states: Mapping[VmRef, VmState],
+    annotations: Mapping[VmRef, str],
+    guest: Mapping[VmRef, str],
+    expected: Sequence[VmRef],
+) -> list[str]:
+    """The resume batches as the sink got them; the VMs, their annotations and guestinfo now."""
+    lines = [f"  the resume, one event per batch at the sink ({len(events)}):"]
+    first: datetime | None = None
+    for event in sorted(events, key=_batch):
+        data = event.data if isinstance(event.data, Mapping) else {}
+        sent = event.attributes.get("time")
+        offset = ""
+        if isinstance(sent, datetime):
+            first = first or sent
+            offset = f" (+{(sent - first).total_seconds():.1f}s)"
+        skipped = data.get("skipped") or []
+        lines.append(
+            f"    batch {data.get('batch')}{offset}: {', '.join(_vms(data, states)) or 'none'}"
+            + (f"; skipped {skipped}" if skipped else "")
+        )
+    lines.append("  the VMs in the order a resume takes them (highest priority first), now:")
+    for ref in expected:
+        state = states.get(ref)
+        raw = annotations.get(ref)
+        try:
+            note = json.loads(raw) if raw else {}
+        except ValueError:
+            note = {}
+        note = note if isinstance(note, Mapping) else {}
+        lines.append(
+            f"    {_label(ref, states)}: {state.power_state if state else 'gone'}, "
+            f"annotation resumed={json.dumps(note.get('resumed'))} "
+            f"resumedAt={note.get('resumedAt')}, guestinfo {guest.get(ref) or '(cleared)'}"
+        )
     return lines
 
 

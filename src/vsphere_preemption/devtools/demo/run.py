@@ -9,11 +9,16 @@
 3. a raising AlarmStatusChangedEvent on the first cluster only (binary CloudEvent over
    HTTP, as a Knative broker delivers it) to the function; the workflow's steps as they
    happen;
-4. what happened, read back from where it lives: power states and annotations from
+4. the notice the policy gives a red alarm, read back while it runs: the
+   VmPreemptionScheduledEvent at the sink (victims, action, notBefore), the victims still
+   on in vCenter with the notice in their guestinfo; then the stop once the timer fires;
+5. what happened, read back from where it lives: power states and annotations from
    vCenter, the query answer (with its plan: victims in order, the others left out and
    why) from Temporal, the VmPreemptedEvent from the sink;
-5. the lowering event, and the workflow completing;
-6. checks on all of it: exit 0 only if every one holds.
+6. the lowering event, and the workflow completing; with --resume, the policy resumes on
+   clear: the resume batches (history, VmResumedEvent at the sink), the VMs on again in
+   priority order, their annotations `resumed: true`;
+7. checks on all of it: exit 0 only if every one holds.
 
 Nothing here is a stand-in: the same programs, SDKs and wire formats as in production.
 """
@@ -43,7 +48,12 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 from temporalio.runtime import Runtime
 
-from vsphere_preemption.devtools.demo.checks import Expectations, Observations, verify
+from vsphere_preemption.devtools.demo.checks import (
+    Expectations,
+    NoticeSeen,
+    Observations,
+    verify,
+)
 from vsphere_preemption.devtools.demo.events import (
     AlarmScene,
     Named,
@@ -56,16 +66,25 @@ from vsphere_preemption.devtools.demo.inventory import (
     VCSIM_ARGS,
     InventoryTooSmall,
     PreparedInventory,
+    demo_policy,
     policy_yaml,
     prepare,
+    resume_order,
 )
-from vsphere_preemption.devtools.demo.progress import HistoryNarrator, is_closed, run_finished
+from vsphere_preemption.devtools.demo.progress import (
+    HistoryNarrator,
+    is_closed,
+    notice_started,
+    run_finished,
+)
 from vsphere_preemption.devtools.demo.report import (
     annotation_lines,
     check_lines,
     event_lines,
     heading,
     inventory_table,
+    notice_lines,
+    resume_lines,
     state_lines,
 )
 from vsphere_preemption.devtools.devservers import ServerFailed, ToolMissing, Vcsim
@@ -76,10 +95,17 @@ from vsphere_preemption.domain.alarm_rules import Action
 from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.domain.workflow_ids import workflow_id
 from vsphere_preemption.temporal.client import PreemptionClient, TemporalError, run_collected
+from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.wire import ANNOTATION_KEY, PREEMPTED_EVENT_TYPE, preempted_event_source
+from vsphere_preemption.wire import (
+    ANNOTATION_KEY,
+    PREEMPTED_EVENT_TYPE,
+    RESUMED_EVENT_TYPE,
+    SCHEDULED_EVENT_TYPE,
+    preempted_event_source,
+)
 
 # Short, so the demo is quick; the workflow is cancelled before either matters again.
 WORKER_ENV = {
@@ -106,6 +132,7 @@ class DemoOptions:
     log_dir: Path | None  # None: a temporary directory, removed at the end
     keep: bool
     timeout: float  # seconds to wait for the run, and again for the cancellation
+    resume: bool = False  # the policy resumes the stopped VMs when the alarm lowers
 
 
 class DemoFailed(Exception):
@@ -178,10 +205,10 @@ class Demo:
             )
             secret = write_secret(workdir / "vcenter-secret", sim.username, sim.password)
             policy = workdir / POLICY_FILE
-            policy.write_text(policy_yaml())
+            policy.write_text(policy_yaml(self.options.resume))
             self.say(
                 f"  the worker's policy ({policy}, its PREEMPTION_POLICY_FILE):",
-                *(f"    {line}" for line in policy_yaml().splitlines()),
+                *(f"    {line}" for line in policy_yaml(self.options.resume).splitlines()),
             )
 
             self.say(*heading(2, "The system: Temporal, the worker, the function, a sink"))
@@ -195,13 +222,18 @@ class Demo:
             expect, observations = self._drive(stack, scene, prepared, sink, vsphere, inventory)
             checks = verify(expect, observations)
             ok = all(check.ok for check in checks)
-            self.say(*heading(7, "Checks"), *check_lines(checks))
+            self.say(*heading(9, "Checks"), *check_lines(checks))
             if not ok:
                 self._log_tails(log_dir)
             self.say(
                 "",
-                f"demo passed: the planned VMs on {ALARMED} were preempted in priority order, "
-                "annotated and reported; the others stayed as they were"
+                f"demo passed: the planned VMs on {ALARMED} were given notice, then preempted in "
+                "priority order, annotated and reported; the others stayed as they were"
+                + (
+                    "; on clear they were resumed, highest priority first"
+                    if self.options.resume
+                    else ""
+                )
                 if ok
                 else "demo FAILED: see the checks above",
             )
@@ -295,6 +327,7 @@ class Demo:
         self._workflow_id = workflow_id(
             o.alarm_name, MoRef(scene.cluster.value, scene.cluster.type)
         )
+        policy = demo_policy(o.resume)
         expect = Expectations(
             workflow_id=self._workflow_id,
             tag=o.tag,
@@ -306,6 +339,12 @@ class Demo:
             victims=prepared.expected.victims,
             left_out=prepared.expected.left_out,
             stay_on=tuple(prepared.plan.stay_on),
+            action=policy.stop_for(Criticality.HIGH).action.value,
+            notice_seconds=policy.notice_for(Criticality.HIGH),
+            resume=policy.resume,
+            resume_order=tuple(
+                resume_order(prepared.plan, prepared.expected.victims, prepared.names)
+            ),
         )
 
         self.say(
@@ -335,14 +374,21 @@ class Demo:
                 f"  in the UI: {stack.ui_url}/namespaces/{o.namespace}/workflows/"
                 f"{quote(self._workflow_id, safe='')}/{run_id}/history"
             )
-        if raising_reply[0] == 200 and not await self._follow(handle, narrator, run_finished):
-            self.say(f"  the run did not finish within {o.timeout:.0f}s")
+        notice: NoticeSeen | None = None
+        if raising_reply[0] == 200:
+            if not await self._follow(handle, narrator, _notice_or_done):
+                self.say(f"  the run did not reach its notice within {o.timeout:.0f}s")
+            elif not run_finished(await _history(handle)):
+                notice = self._notice(prepared, sink, vsphere, inventory, expect)
+                self.say(*heading(6, "The notice is over: the workflow acts (from its history)"))
+            if not await self._follow(handle, narrator, run_finished):
+                self.say(f"  the run did not finish within {o.timeout:.0f}s")
         state = await self._state(client)
         event = sink.wait_for(PREEMPTED_EVENT_TYPE, timeout=5.0)
         after = {s.ref: s for s in inventory.vms()}
         annotations = vsphere.read_custom_field(list(after), ANNOTATION_KEY)
 
-        self.say(*heading(5, "What happened, read back from vCenter, Temporal and the sink"))
+        self.say(*heading(7, "What happened, read back from vCenter, Temporal and the sink"))
         off = [ref for ref in prepared.expected.victims if ref in after]
         kept = [ref for ref in prepared.plan.stay_on if ref in after]
         unchanged = sum(
@@ -370,13 +416,19 @@ class Demo:
             *event_lines(event, prepared.before),
         )
 
-        self.say(*heading(6, f"Alarm {o.alarm_name!r} turns green again"))
+        self.say(*heading(8, f"Alarm {o.alarm_name!r} turns green again"))
         lowering = alarm_status_changed(
             scene, key=key + 1, from_status="red", to_status="green", now=datetime.now(UTC)
         )
         self.say(
             f"  POST {stack.function_url}/ : AlarmStatusChangedEvent red -> green",
-            "  (the preempted VMs stay off: powering them on again is a person's decision)",
+            (
+                f"  (the policy resumes on clear: the workflow powers its VMs on again, "
+                f"{expect.resume.batch_size} at a time, highest priority first)"
+                if o.resume
+                else "  (the preempted VMs stay off: the policy does not resume; "
+                "--resume shows a policy that does)"
+            ),
         )
         lowering_reply = self._post(stack.function_url, lowering)
         self.say(f"  the function answered HTTP {lowering_reply[0]}: {_json(lowering_reply[1])}")
@@ -387,6 +439,29 @@ class Demo:
             self.say(f"  the workflow did not complete within {o.timeout:.0f}s")
         final_status = await self._status(client, run_id)
         self.say(f"  workflow {self._workflow_id!r} is now {final_status.upper()}")
+        after_lowering = {s.ref: s for s in inventory.vms()}
+        victims = [ref for ref in prepared.expected.victims if ref in after_lowering]
+        annotations_after = vsphere.read_custom_field(victims, ANNOTATION_KEY)
+        guest_after = vsphere.read_extra_config(victims, GUEST_NOTICE_KEY)
+        if o.resume:
+            self.say(
+                *resume_lines(
+                    [e for e in sink.events if e.type == RESUMED_EVENT_TYPE],
+                    after_lowering,
+                    annotations_after,
+                    guest_after,
+                    expect.resume_order,
+                )
+            )
+        else:
+            self.say(
+                "  power states now (vCenter), the preempted VMs:",
+                *(
+                    f"    {after_lowering[ref].name} ({ref.value}): "
+                    f"{after_lowering[ref].power_state}"
+                    for ref in victims
+                ),
+            )
 
         return expect, Observations(
             raising_reply=raising_reply,
@@ -397,7 +472,37 @@ class Demo:
             events=sink.events,
             lowering_reply=lowering_reply,
             final_status=final_status,
+            notice=notice,
+            after_lowering=after_lowering,
+            annotations_after_lowering=annotations_after,
+            guest_after_lowering=guest_after,
         )
+
+    def _notice(
+        self,
+        prepared: PreparedInventory,
+        sink: EventSink,
+        vsphere: VSphereClient,
+        inventory: Inventory,
+        expect: Expectations,
+    ) -> NoticeSeen:
+        """Read back, while the notice runs, what it announced and what the victims look like."""
+        scheduled = sink.wait_for(SCHEDULED_EVENT_TYPE, timeout=5.0)
+        at = datetime.now(UTC)
+        states = {s.ref: s for s in inventory.vms()}
+        guest = vsphere.read_extra_config(list(states), GUEST_NOTICE_KEY)
+        self.say(
+            *heading(
+                5,
+                f"The notice: {expect.notice_seconds:g}s before anything is stopped "
+                "(read back meanwhile)",
+            ),
+            "  The policy gives a red alarm a short notice: the workflow announces what it will",
+            "  do and when, tells each victim's guest, then waits on a durable timer (a worker",
+            "  restart does not shorten it; the alarm lowering meanwhile cancels it all).",
+            *notice_lines(scheduled, at, states, guest, prepared.expected.victims),
+        )
+        return NoticeSeen(at, states, guest)
 
     def _post(self, function_url: str, event: OutgoingEvent) -> tuple[int, Any]:
         try:
@@ -464,6 +569,10 @@ class Demo:
 
 def _json(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _notice_or_done(events: Sequence[HistoryEvent]) -> bool:
+    return notice_started(events) or run_finished(events)
 
 
 async def _history(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
