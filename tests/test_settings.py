@@ -42,6 +42,23 @@ def test_function_defaults_to_one_workflow_per_entity_and_one_alarm() -> None:
     s = load(FunctionSettings, FUNCTION_ENV)
     assert s.workflow_id_mode is IdMode.ENTITY
     assert s.alarm_names == ("cluster-cpu-above-80",)
+    assert (s.dedup_window, s.dedup_max_events) == (timedelta(hours=1), 10_000)
+
+
+def test_the_function_refuses_a_tag_or_sink_its_signals_could_not_carry() -> None:
+    env = FUNCTION_ENV | {"VSPHERE_PREEMPTION_TAG": "t" * 257, "K_SINK": "default-broker"}
+    env |= {"DEDUP_MAX_EVENTS": "-1", "DEDUP_WINDOW": "soon"}
+    with pytest.raises(SettingsError) as err:
+        load(FunctionSettings, env)
+    message = str(err.value)
+    assert (
+        "VSPHERE_PREEMPTION_TAG Value error, must be a vSphere tag name of at most 256" in message
+    )
+    assert "K_SINK Value error, must be an http:// or https:// URL with a host" in message
+    assert "DEDUP_MAX_EVENTS" in message and "DEDUP_WINDOW" in message
+    assert "default-broker" not in message
+    fine = load(FunctionSettings, FUNCTION_ENV | {"DEDUP_WINDOW": "10m", "DEDUP_MAX_EVENTS": "0"})
+    assert (fine.dedup_window, fine.dedup_max_events) == (timedelta(minutes=10), 0)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,7 +28,13 @@ from pydantic import (
 from vsphere_preemption.domain.durations import parse_seconds
 from vsphere_preemption.domain.policy import Policy, PolicyError, Scope, policy_from_mapping
 from vsphere_preemption.domain.workflow_ids import IdMode
-from vsphere_preemption.wire import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE
+from vsphere_preemption.wire import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_TASK_QUEUE,
+    MAX_TAG_LENGTH,
+    reply_to_problem,
+    tag_problem,
+)
 
 
 class SettingsError(ValueError):
@@ -90,6 +97,20 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Required = Annotated[str, BeforeValidator(_nonblank)]
 
 
+def _tag(value: str) -> str:
+    # The workflow drops a signal whose tag no vSphere tag can have (wire.tag_problem).
+    if tag_problem(value) is not None:
+        raise ValueError(f"must be a vSphere tag name of at most {MAX_TAG_LENGTH} characters")
+    return value
+
+
+def _sink(value: str) -> str:
+    # The signal's replyTo: the workflow drops a signal whose replyTo is not such a URL.
+    if reply_to_problem(value) is not None:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
@@ -113,7 +134,9 @@ class TemporalSettings(_Settings):
 class FunctionSettings(TemporalSettings):
     """`preemptctl function`: README.md's table, all required but K_SINK, PORT and DEBUG."""
 
-    preemption_tag: Required = Field(alias="VSPHERE_PREEMPTION_TAG")
+    preemption_tag: Annotated[Required, AfterValidator(_tag)] = Field(
+        alias="VSPHERE_PREEMPTION_TAG"
+    )
     alarm_name: Required = Field(alias="VSPHERE_ALARM_NAME")
     # More alarms served by the same function, besides VSPHERE_ALARM_NAME: a JSON array of
     # names, or names separated by commas (a name with a comma needs the JSON form).
@@ -123,8 +146,12 @@ class FunctionSettings(TemporalSettings):
     # `entity`: one workflow per alarm and alarmed entity (`<alarm>/<moref>`); `alarm`: the
     # Go function's one workflow per alarm.
     workflow_id_mode: IdMode = Field(default=IdMode.ENTITY, alias="WORKFLOW_ID_MODE")
-    k_sink: str = Field(default="", alias="K_SINK")
+    k_sink: Annotated[str, AfterValidator(_sink)] = Field(default="", alias="K_SINK")
     port: int = Field(default=8080, ge=1, le=65535, alias="PORT")
+    # A redelivered event (the same source and id) acted on within this window, among the
+    # last this many, is answered as a duplicate and not signalled again; 0 turns it off.
+    dedup_window: Duration = Field(default=timedelta(hours=1), alias="DEDUP_WINDOW")
+    dedup_max_events: int = Field(default=10_000, ge=0, le=1_000_000, alias="DEDUP_MAX_EVENTS")
 
     @property
     def alarm_names(self) -> tuple[str, ...]:

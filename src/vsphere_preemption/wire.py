@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from vsphere_preemption.domain.events import GO_JSON_MEDIA_TYPES, alarm_entity, media_type
 from vsphere_preemption.domain.gojson import field as go_field
@@ -55,6 +56,12 @@ EMPTY_EVENT: CloudEventJSON = {"specversion": "1.0", "id": "", "source": "", "ty
 # event's context attributes in; the data and the extension attributes follow them.
 CE_REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 CE_ATTRIBUTE_ORDER = (*CE_REQUIRED_ATTRIBUTES, "subject", "datacontenttype", "dataschema", "time")
+# What a signal may carry (docs/wire.md, "Which signals the workflow takes"): the CloudEvents
+# versions the function accepts (and so puts into its signals), vSphere's limit on a tag
+# name, and the function's own limit on an event body, for the whole signal payload.
+SIGNAL_SPECVERSIONS = ("1.0", "0.3")
+MAX_TAG_LENGTH = 256
+MAX_SIGNAL_BYTES = 1024 * 1024
 
 
 class WireError(ValueError):
@@ -255,6 +262,68 @@ def with_raw_data(event: CloudEventJSON, event_text: str) -> CloudEventJSON:
     return event if raw is None else {**event, "data": RawJSON.parse(raw)}
 
 
+def reply_to_problem(value: str) -> str | None:
+    """Why `value` cannot be a request's `replyTo`, or None: `""` or an absolute http(s) URL.
+
+    The worker POSTs its events there; anything else would only fail later, retried, inside
+    the workflow.
+    """
+    if value == "":
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return f"replyTo is not a URL: {value!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"replyTo must be an http:// or https:// URL, got {value!r}"
+    if not host or value != value.strip():
+        return f"replyTo has no host: {value!r}"
+    return None
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot name a vSphere tag, or None."""
+    if not tag.strip():
+        return "tag is missing"
+    if len(tag) > MAX_TAG_LENGTH:
+        return f"tag is {len(tag)} characters long, over vSphere's {MAX_TAG_LENGTH}"
+    return None
+
+
+def signal_event_problem(event: Mapping[str, Any]) -> str | None:
+    """Why `event` cannot be a signal's CloudEvent, or None.
+
+    What the function checks of an event (the CloudEvents SDK's rules for the required
+    attributes): `specversion` 1.0 (or 0.3), `id`, `source` and `type` non-empty strings.
+    Attribute names are exact (CloudEvents' are lower case), unlike the request's fields.
+    """
+    for name in CE_REQUIRED_ATTRIBUTES:
+        value = event.get(name)
+        if value is None:
+            return f"event has no {name}"
+        if not isinstance(value, str):
+            return f"event {name} must be a string, got {_json_type(value)}"
+        if not value:
+            return f"event {name} is empty"
+    if event["specversion"] not in SIGNAL_SPECVERSIONS:
+        versions = " or ".join(SIGNAL_SPECVERSIONS)
+        return f"event specversion must be {versions}, got {event['specversion']!r}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
 @dataclass(frozen=True)
 class WorkflowRequest:
     """The `PreemptVMsChan` signal: which tag, how hard, why, and where to report.
@@ -289,8 +358,32 @@ class WorkflowRequest:
             wire["policy"] = dict(self.policy)
         return wire
 
+    def check(self) -> None:
+        """WireError naming the first thing that keeps this request from being a signal.
+
+        The rule every signal meets, whoever sends it (docs/wire.md, "Which signals the
+        workflow takes"): the workflow drops the rest, and the function and `preemptctl
+        workflow run` check what they are about to send with it.
+        """
+        problem = tag_problem(self.tag) or signal_event_problem(self.event)
+        problem = problem or reply_to_problem(self.reply_to)
+        if problem is None:
+            try:
+                size = len(go_json(self.to_wire()))
+            except (TypeError, ValueError) as exc:  # NaN from a lenient decoder, say
+                raise WireError(f"the signal is not JSON: {exc}") from exc
+            if size > MAX_SIGNAL_BYTES:
+                problem = f"the signal is {size} bytes, over {MAX_SIGNAL_BYTES}"
+        if problem is not None:
+            raise WireError(problem)
+
     @classmethod
-    def from_wire(cls, obj: Any) -> WorkflowRequest:
+    def from_wire(cls, obj: Any, *, strict: bool = True) -> WorkflowRequest:
+        """A request from its decoded JSON, checked (`check`) unless `strict` is False.
+
+        Not strict: only for requests that were accepted once already (a workflow's memory
+        across continue-as-new; a signal received before the rule, on replay).
+        """
         if not isinstance(obj, Mapping):
             raise WireError("a WorkflowRequest must be a JSON object")
         tag = _str(obj, "tag")
@@ -305,7 +398,7 @@ class WorkflowRequest:
         policy = go_field(obj, "policy")
         if policy is not None and not isinstance(policy, Mapping):
             raise WireError("policy must be an object of policy overrides")
-        return cls(
+        request = cls(
             tag=tag,
             criticality=criticality,
             event=_event(obj, required=True),
@@ -314,6 +407,9 @@ class WorkflowRequest:
             dry_run=bool(dry_run),
             policy=None if policy is None else dict(policy),
         )
+        if strict:
+            request.check()
+        return request
 
     def alarmed_entity(self) -> MoRef | None:
         """The entity whose VMs are candidates: ours if named, else the alarm event's own.
@@ -330,13 +426,17 @@ class WorkflowRequest:
         return alarm_entity(event)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> WorkflowRequest:
+    def from_json(cls, text: str | bytes, *, strict: bool = True) -> WorkflowRequest:
         """A signal payload, the event's JSON `data` kept as the text that arrived.
 
         The Go worker keeps it as raw bytes and writes them back unchanged into the
         annotation, the event and the query answer; so do we (rawjson.py says why).
+        Checked as `from_wire` checks (a text over the size limit before it is parsed).
         """
-        request = cls.from_wire(_json_object(text, "a WorkflowRequest"))
+        size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+        if strict and size > MAX_SIGNAL_BYTES:
+            raise WireError(f"the signal is {size} bytes, over {MAX_SIGNAL_BYTES}")
+        request = cls.from_wire(_json_object(text, "a WorkflowRequest"), strict=strict)
         try:
             # The same lookup as from_wire's, over raw texts instead of values.
             event_text = go_field(dict(members(text)), "event")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from vsphere_preemption.cli.workflow_input import (
     parse_event,
 )
 from vsphere_preemption.domain.model import Criticality
-from vsphere_preemption.wire import go_json
+from vsphere_preemption.wire import WorkflowRequest, go_json
 
 NOW = datetime(2024, 5, 1, 12, 0, 3, 250000, tzinfo=UTC)
 # The example from the Go CLI's help text.
@@ -191,6 +192,12 @@ def test_build_request_with_event_and_reply_to() -> None:
         ({"reply_to": "broker.corp.local"}, "--reply-to must be an http:// or https:// URL"),
         ({"reply_to": "ftp://broker"}, "--reply-to must be an http:// or https:// URL"),
         ({"reply_to": "http://"}, "--reply-to has no host"),
+        ({"reply_to": "http://[::1"}, "--reply-to is not a URL"),
+        ({"tag": "t" * 257}, "--tag is 257 characters long, over vSphere's 256"),
+        (
+            {"event": json.dumps({**_event(), "data": "x" * (1024 * 1024)})},
+            "the request would be dropped by the workflow: the signal is 10",
+        ),
         ({"criticality": "severe"}, "--criticality 'severe' is invalid"),
         ({"event": "{}"}, "--event is not a CloudEvent"),
         ({"entity": "cluster-7"}, "the type of a cluster- moref is unknown"),
@@ -200,5 +207,12 @@ def test_build_request_with_event_and_reply_to() -> None:
 def test_build_request_refuses_bad_flags(flags: dict[str, Any], message: str) -> None:
     values: dict[str, Any] = {"tag": "preemptible", "criticality": "LOW", "event": ""}
     values = values | {"reply_to": ""} | flags
-    with pytest.raises(InvalidInput, match=message):
+    with pytest.raises(InvalidInput, match=re.escape(message)):
         build_request(**values, now=NOW)
+
+
+def test_what_run_sends_at_the_limits_is_what_the_workflow_takes() -> None:
+    request = build_request(
+        tag="t" * 256, criticality="HIGH", event="", reply_to="https://sink:8443/x", now=NOW
+    )
+    assert WorkflowRequest.from_json(go_json(request.to_wire())) == request

@@ -412,3 +412,143 @@ async def test_readiness_waits_for_temporal(serve: Serve) -> None:
         with server:
             await function.wait_ready()
             assert (await client.get("/health/readiness")).json() == {"status": "ready"}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of the /metrics text (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"vsphere_preemption_function_{name}{{{wanted}}} " if labels else f"{name} "
+    found = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+async def test_a_redelivered_event_is_answered_as_a_duplicate_and_signalled_once(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup.append(on(alarm))
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    event = alarm_event(alarm, "green", "red")
+    other = alarm_event(alarm, "green", "red")  # another event: a new id
+    async with function.client() as client:
+        first = await post(client, as_binary(event))
+        again = await post(client, as_binary(event))  # the broker redelivers
+        structured = await post(client, as_structured(event))  # the same event, other mode
+        # Two deliveries at once: one waits for the other, then is a duplicate.
+        both = await asyncio.gather(*(post(client, as_binary(other)) for _ in range(2)))
+        scraped = (await client.get("/metrics")).text
+    assert (first.status_code, first.json()["decision"]) == (200, "preempt")
+    for reply in (again, structured):
+        assert (reply.status_code, reply.json()["decision"]) == (200, "duplicate")
+        assert reply.json()["eventID"] == event["id"]
+        assert reply.json()["workflowID"] == on(alarm)
+        assert "runID" not in reply.json()
+    assert sorted(r.json()["decision"] for r in both) == ["duplicate", "preempt"]
+
+    sent = [json.loads(data) for data in signals(await history(temporal_client, on(alarm)))]
+    assert [s["event"]["id"] for s in sent] == [event["id"], other["id"]]
+    assert metric(scraped, "events_ignored_total", reason="duplicate") == 3
+    assert metric(scraped, "events_acted_total", action="preempt", outcome="signalled") == 2
+    assert metric(scraped, "event_handling_seconds_count", decision="duplicate") == 3
+
+
+async def test_a_redelivered_lowering_event_cancels_once(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup.append(on(alarm))
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    lowering = alarm_event(alarm, "red", "green")
+    async with function.client() as client:
+        assert (await post(client, as_binary(alarm_event(alarm, "green", "red")))).is_success
+        first = await post(client, as_binary(lowering))
+        again = await post(client, as_binary(lowering))
+    assert first.json()["outcome"] == "cancel_requested"
+    assert (again.status_code, again.json()["decision"]) == (200, "duplicate")
+    assert "outcome" not in again.json()
+    assert cancel_requested(await history(temporal_client, on(alarm)))
+
+
+async def test_duplicates_can_be_turned_off(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm = unique("alarm")
+    cleanup.append(on(alarm))
+    settings = function_settings(
+        alarm, unique("queue"), temporal_server.address, DEDUP_MAX_EVENTS="0"
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    event = alarm_event(alarm, "green", "red")
+    async with function.client() as client:
+        replies = [(await post(client, as_binary(event))).json() for _ in range(2)]
+    assert [r["decision"] for r in replies] == ["preempt", "preempt"]
+    assert len(signals(await history(temporal_client, on(alarm)))) == 2
+
+
+async def test_a_refused_event_is_not_remembered_so_its_retry_is_acted_on(
+    temporal_server: TemporalDevServer, serve: Serve
+) -> None:
+    alarm = unique("alarm")
+    settings = function_settings(
+        alarm, unique("queue"), temporal_server.address, TEMPORAL_NAMESPACE="no-such-namespace"
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    event = alarm_event(alarm, "green", "red")
+    async with function.client() as client:
+        statuses = [(await post(client, as_binary(event))).status_code for _ in range(2)]
+    assert statuses == [502, 502]  # the retry was tried again, not called a duplicate
+
+
+@pytest.mark.temporal
+async def test_after_a_503_the_brokers_retry_signals(serve: Serve) -> None:
+    alarm = unique("alarm")
+    server = TemporalDevServer(port=free_port())  # not started yet: Temporal is down
+    function = await serve(function_settings(alarm, unique("queue"), server.address))
+    event = alarm_event(alarm, "green", "red")
+    async with function.client() as client:
+        down = await post(client, as_binary(event))
+        assert (down.status_code, down.headers["retry-after"]) == (503, "5")
+        with server:
+            await function.wait_ready()
+            retried = await post(client, as_binary(event))  # the broker's retry
+            assert (retried.status_code, retried.json()["decision"]) == (200, "preempt")
+            redelivered = await post(client, as_binary(event))
+            assert redelivered.json()["decision"] == "duplicate"
+            private = await Client.connect(server.address, namespace="vsphere-preemption")
+            sent = signals(await history(private, on(alarm)))
+            assert [json.loads(s)["event"]["id"] for s in sent] == [event["id"]]
+            await private.get_workflow_handle(on(alarm)).terminate("test done")
+
+
+async def test_an_event_whose_signal_the_workflow_would_drop_is_a_400(
+    temporal_server: TemporalDevServer, temporal_client: Client, serve: Serve
+) -> None:
+    alarm = unique("alarm")
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    await function.wait_ready()
+    # Under 1 MiB as a body, over it as a signal: Go's JSON writes each `<` as `\u003c`.
+    event = alarm_event(alarm, "green", "red")
+    event["data"]["FullFormattedMessage"] = "<" * 200_000
+    headers, body = as_binary(event, pretty=False)
+    assert len(body) < 1024 * 1024
+    async with function.client() as client:
+        response = await post(client, (headers, body))
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("event cannot be signalled: the signal is 1")
+        event["data"]["FullFormattedMessage"] = "<" * 100
+        assert (await post(client, as_binary(event))).json()["decision"] == "preempt"
+    assert len(signals(await history(temporal_client, on(alarm)))) == 1
+    await temporal_client.get_workflow_handle(on(alarm)).terminate("test done")

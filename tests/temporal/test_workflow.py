@@ -72,6 +72,7 @@ from vsphere_preemption.wire import (
     WORKFLOW_TYPE,
     Annotation,
     WorkflowResponse,
+    go_json,
 )
 
 VM1, VM2, VM3 = VmRef("vm-1"), VmRef("vm-2"), VmRef("vm-3")
@@ -339,12 +340,77 @@ async def test_undecodable_signals_are_dropped_and_the_workflow_keeps_waiting(
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
 
+def _without(mapping: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != name}
+
+
+def _bad_signals() -> list[tuple[str, dict[str, Any]]]:
+    """A signal of each kind the rule refuses (docs/wire.md), from the Go function's signal."""
+    event = signal_payload()["event"]
+    return [
+        ("no event id", signal_payload(event=_without(event, "id"))),
+        ("an empty event id", signal_payload(event={**event, "id": ""})),
+        ("a numeric event id", signal_payload(event={**event, "id": 42})),
+        ("an object for an event id", signal_payload(event={**event, "id": {"a": 1}})),
+        ("no CloudEvent attributes", signal_payload(event={"data": event["data"]})),
+        ("no source", signal_payload(event=_without(event, "source"))),
+        ("no type", signal_payload(event=_without(event, "type"))),
+        ("another specversion", signal_payload(event={**event, "specversion": "2.0"})),
+        ("a replyTo that is not a URL", signal_payload(replyTo="default-broker")),
+        ("a replyTo of another scheme", signal_payload(replyTo="file:///etc/passwd")),
+        ("a 1.5 MB tag", signal_payload(tag="t" * 1_500_000)),
+        ("a tag over vSphere's limit", signal_payload(tag="t" * 257)),
+        ("a signal over 1 MiB", signal_payload(event={**event, "data": "x" * (1024 * 1024)})),
+    ]
+
+
+async def test_signals_that_break_the_rule_are_dropped_and_only_the_good_one_runs(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="temporalio.workflow")
+    bad = _bad_signals()
+    # The first bad one starts the workflow, as the function's signal-with-start would.
+    handle = await rig.signal_with_start(bad[0][1])
+    for _, payload in bad[1:]:
+        await handle.signal(
+            SIGNAL_NAME,
+            RawValue(Payload(metadata={"encoding": b"json/plain"}, data=go_json(payload))),
+        )
+
+    def dropped() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "dropping undecodable" in r.getMessage()]
+
+    await wait_for(lambda: len(dropped()) == len(bad), what="every bad signal dropped")
+    reasons = dropped()
+    for (kind, _), expected in zip(bad, [
+        "event has no id", "event id is empty", "event id must be a string, got a number",
+        "event id must be a string, got an object", "event has no specversion",
+        "event has no source", "event has no type", "event specversion must be 1.0 or 0.3",
+        "replyTo must be an http:// or https:// URL", "replyTo must be an http:// or https://",
+        # The 1.5 MB tag: its payload is measured before it is parsed.
+        "the signal is 1501", "tag is 257 characters long", "the signal is 1048",
+    ], strict=True):  # fmt: skip
+        assert any(expected in reason for reason in reasons), (kind, reasons)
+    assert rig.stand_ins.calls == [], "a refused signal acted on nothing"
+    assert (await query_state(handle))["virtualMachines"] is None
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    good = signal_payload(replyTo="")
+    await handle.signal(SIGNAL_NAME, good)
+    state = await has_run(handle)
+    assert state["event"]["id"] == good["event"]["id"]
+    assert len(rig.stand_ins.named(POWER_OFF_VMS)) == 1
+    assert len(rig.stand_ins.named(PLAN_PREEMPTION)) == 1, "only the good signal ran"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
 async def test_vm_references_and_field_names_read_in_any_case(rig: Rig) -> None:
     # Go's decoder matches names in any case; a request written by another client still runs.
-    payload = {"Tag": "preemptible", "CRITICALITY": "medium", "Event": {"id": "e-1"}}
+    event = {"specversion": "1.0", "id": "e-1", "source": "s", "type": "t"}
+    payload = {"Tag": "preemptible", "CRITICALITY": "medium", "Event": event}
     handle = await rig.signal_with_start(payload)
     state = await has_run(handle)
-    assert (state["criticality"], state["replyTo"], state["event"]) == ("MEDIUM", "", {"id": "e-1"})
+    assert (state["criticality"], state["replyTo"], state["event"]) == ("MEDIUM", "", event)
     assert rig.stand_ins.named(POWER_OFF_VMS)[0].force is True
 
 

@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.domain.policy import Policy, PolicyError
@@ -36,6 +35,8 @@ from vsphere_preemption.wire import (
     canonical_time,
     format_time,
     is_go_json_media,
+    reply_to_problem,
+    tag_problem,
 )
 
 SPECVERSION = "1.0"
@@ -189,12 +190,21 @@ def require_not_empty(**flags: str) -> None:
 
 
 def check_reply_to(value: str) -> str:
-    # The worker POSTs the VmPreemptedEvent there; anything but an http(s) URL would
-    # only fail three retries later, inside the workflow.
-    if value and urlsplit(value).scheme not in ("http", "https"):
-        raise InvalidInput(f"--reply-to must be an http:// or https:// URL, got {value!r}")
-    if value and not urlsplit(value).netloc:
-        raise InvalidInput(f"--reply-to has no host: {value!r}")
+    # The worker POSTs the VmPreemptedEvent there, and the workflow drops a signal whose
+    # replyTo is not an http(s) URL: the signal's own rule (wire.reply_to_problem).
+    problem = reply_to_problem(value)
+    if problem is not None:
+        raise InvalidInput("--reply-to" + problem.removeprefix("replyTo"))
+    return value
+
+
+def check_tag(value: str) -> str:
+    # The Go CLI refuses an empty --tag; the workflow also drops a tag no vSphere tag can
+    # have (wire.tag_problem).
+    require_not_empty(tag=value)
+    problem = tag_problem(value)
+    if problem is not None:
+        raise InvalidInput("--tag" + problem.removeprefix("tag"))
     return value
 
 
@@ -317,10 +327,13 @@ def build_request(
     policy_override: str = "",
     policy_sets: Sequence[str] = (),
 ) -> WorkflowRequest:
-    """The PreemptVMsChan signal for `run`, or InvalidInput naming the bad flag."""
-    require_not_empty(tag=tag)
-    return WorkflowRequest(
-        tag=tag,
+    """The PreemptVMsChan signal for `run`, or InvalidInput naming the bad flag.
+
+    Checked at the end by the rule the workflow reads a signal with (WorkflowRequest.check),
+    so nothing leaves the machine that the workflow would drop.
+    """
+    request = WorkflowRequest(
+        tag=check_tag(tag),
         criticality=parse_criticality(criticality),
         event=parse_event(event) if event else default_event(now),
         reply_to=check_reply_to(reply_to),
@@ -328,6 +341,11 @@ def build_request(
         dry_run=dry_run,
         policy=parse_policy_overrides(policy_override, policy_sets),
     )
+    try:
+        request.check()
+    except WireError as exc:
+        raise InvalidInput(f"the request would be dropped by the workflow: {exc}") from None
+    return request
 
 
 def address_workflow(

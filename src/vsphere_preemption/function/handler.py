@@ -5,9 +5,10 @@ a server. The statuses, as docs/wire.md's decision rules give them:
 
 - 200: ignored (an event of another type, or another alarm's), preemption signalled, or
   lowering handled — including a failed cancel, which is only logged so the broker does not
-  retry it;
+  retry it — or a duplicate: the same event (source and id) acted on lately (recent.py);
 - 400: not a CloudEvent, or an AlarmStatusChangedEvent whose data does not decode or, for the
-  configured alarm, carries no status change;
+  configured alarm, carries no status change, or whose signal the workflow would drop
+  (WorkflowRequest.check: over 1 MiB, say);
 - 503 (Temporal unreachable or timing out) / 502 (Temporal refused the call): the broker retries.
 """
 
@@ -35,15 +36,17 @@ from vsphere_preemption.function.cloudevent_http import (
     structured_json,
 )
 from vsphere_preemption.function.metrics import Metrics
+from vsphere_preemption.function.recent import RecentEvents, event_key
 from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
 from vsphere_preemption.temporal.client import TemporalError, TemporalUnavailable
-from vsphere_preemption.wire import WorkflowRequest
+from vsphere_preemption.wire import WireError, WorkflowRequest
 
 # The Go function's words, kept as the start of our reasons so operators find them.
 INVALID_PAYLOAD = "event payload must be valid AlarmStatusChangedEvent"
 PREEMPTION_FAILED = "failed to run preemption"
+DUPLICATE = "duplicate"  # the decision (and metric label) of a redelivered event
 RETRY_AFTER = {"Retry-After": "5"}
 
 
@@ -62,6 +65,7 @@ class EventHandler:
         self._link = link
         self._metrics = metrics
         self._log = log
+        self._recent = RecentEvents(settings.dedup_max_events, settings.dedup_window)
 
     async def handle(self, headers: Mapping[str, str], body: bytes) -> Reply:
         started = time.perf_counter()
@@ -116,11 +120,31 @@ class EventHandler:
             )
             return Reply(200, _summary(event, decision)), decision.action.value
         assert data is not None
-        if decision.action is Action.PREEMPT:
-            reply = await self._preempt(event, data, change, decision, workflow_id)
-        else:
-            reply = await self._cancel(event, change, decision, workflow_id)
+        # The broker delivers at least once: the same event acted on lately is not acted on
+        # again (a failure is not remembered, so the broker's retry gets through).
+        key = event_key(str(event.attributes["source"]), event.id)
+        async with self._recent.handling(key) as duplicate:
+            if duplicate:
+                return self._duplicate(event, decision, workflow_id), DUPLICATE
+            if decision.action is Action.PREEMPT:
+                reply, acted = await self._preempt(event, data, change, decision, workflow_id)
+            else:
+                reply, acted = await self._cancel(event, change, decision, workflow_id)
+            if acted:
+                self._recent.remember(key)
         return reply, decision.action.value
+
+    def _duplicate(self, event: IncomingEvent, decision: Decision, workflow_id: str) -> Reply:
+        self._metrics.ignored.labels(DUPLICATE).inc()
+        source = str(event.attributes["source"])
+        reason = (
+            f"event {event.id!r} from {source!r} was acted on already ({decision.action.value})"
+        )
+        self._log.info(
+            "duplicate event ignored", eventID=event.id, source=source, workflowID=workflow_id
+        )
+        body = {"eventID": event.id, "decision": DUPLICATE, "reason": reason}
+        return Reply(200, {**body, "workflowID": workflow_id})
 
     def _workflow_id(self, change: AlarmChange) -> str:
         """The workflow of this alarm and entity (docs/wire.md, "Workflow IDs")."""
@@ -133,7 +157,8 @@ class EventHandler:
         change: AlarmChange,
         decision: Decision,
         workflow_id: str,
-    ) -> Reply:
+    ) -> tuple[Reply, bool]:
+        """The reply, and whether the workflow was signalled."""
         settings = self._settings
         request = WorkflowRequest(
             tag=settings.preemption_tag,
@@ -141,6 +166,11 @@ class EventHandler:
             event=structured_json(event, data),
             reply_to=settings.k_sink,
         )
+        try:
+            request.check()  # the rule the workflow reads a signal with: it would drop it
+        except WireError as exc:
+            message = f"event cannot be signalled: {exc}"
+            return self.reject(400, "invalid_signal", message, event.id), False
         context = {
             "eventID": event.id,
             "decision": decision.action.value,
@@ -161,15 +191,16 @@ class EventHandler:
             message = f"{PREEMPTION_FAILED}: {exc}"
             self._log.error("preemption failed", **context, error=message)
             status = 503 if isinstance(exc, TemporalUnavailable) else 502
-            return Reply(status, {"error": message}, RETRY_AFTER)
+            return Reply(status, {"error": message}, RETRY_AFTER), False
         self._metrics.acted.labels("preempt", "signalled").inc()
         self._log.info("preemption triggered", **context, runID=run.run_id)
         return Reply(200, {**_summary(event, decision), "workflowID": run.workflow_id,
-                           "runID": run.run_id})  # fmt: skip
+                           "runID": run.run_id}), True  # fmt: skip
 
     async def _cancel(
         self, event: IncomingEvent, change: AlarmChange, decision: Decision, workflow_id: str
-    ) -> Reply:
+    ) -> tuple[Reply, bool]:
+        """The reply, and whether the cancel reached Temporal."""
         context = {
             "eventID": event.id,
             "decision": decision.action.value,
@@ -186,11 +217,11 @@ class EventHandler:
             self._metrics.acted.labels("cancel", "failed").inc()
             self._log.error("cancel failed", **context, error=str(exc))
             body = {**_summary(event, decision), "outcome": "cancel_failed", "error": str(exc)}
-            return Reply(200, body)
+            return Reply(200, body), False
         self._metrics.acted.labels("cancel", outcome).inc()
         self._log.info("preemption cancelled", **context, outcome=outcome)
         return Reply(200, {**_summary(event, decision), "workflowID": workflow_id,
-                           "outcome": outcome})  # fmt: skip
+                           "outcome": outcome}), True  # fmt: skip
 
 
 def _summary(event: IncomingEvent, decision: Decision) -> dict[str, Any]:

@@ -22,7 +22,8 @@ class Metrics:
         )
         self.ignored = Counter(
             f"{PREFIX}_events_ignored",
-            "Events ignored, by reason: other_event (not an alarm status change), other_alarm.",
+            "Events ignored, by reason: other_event (not an alarm status change), other_alarm, "
+            "duplicate (the same source and id acted on lately).",
             ["reason"],
             registry=self.registry,
         )

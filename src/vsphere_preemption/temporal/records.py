@@ -192,9 +192,11 @@ class Memory:
             memory.resume = policy_from_mapping({"resume": obj["resume"]}).resume
         if last is not None:
             memory.last = LastRun(
-                request=WorkflowRequest.from_json(last["request"]),
+                request=WorkflowRequest.from_json(last["request"], strict=False),
                 vms=tuple(vm_ref_from_wire(v) for v in last["vms"]),
                 at=parse_time(last["at"]),
             )
-        memory.pending = [WorkflowRequest.from_json(text) for text in obj.get("pending", [])]
+        memory.pending = [
+            WorkflowRequest.from_json(text, strict=False) for text in obj.get("pending", [])
+        ]
         return memory

@@ -120,6 +120,9 @@ PLAN_PATCH = "select-by-plan"
 # act-with-care: a notice before acting (events, a durable timer, optionally the guest),
 # the stop action per criticality, resume on clear, coalesced signals, continue-as-new.
 CARE_PATCH = "act-with-care"
+# strict-signals: a signal must meet WorkflowRequest.check (docs/wire.md); runs started
+# before took looser ones, and replay them as they were.
+STRICT_SIGNALS_PATCH = "strict-signals"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
@@ -179,7 +182,7 @@ class PreemptVMsWorkflow:
             )
             return
         try:
-            request = _decode_request(args[0].payload)
+            request = _decode_request(args[0].payload, workflow.patched(STRICT_SIGNALS_PATCH))
         except Exception as exc:  # noqa: BLE001 (any bad payload is dropped, never fatal)
             workflow.logger.warning("dropping undecodable %s: %s", SIGNAL_NAME, exc)
             return
@@ -805,12 +808,13 @@ def json_payload(data: bytes) -> RawValue:
     return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=data))
 
 
-def _decode_request(payload: Payload) -> WorkflowRequest:
+def _decode_request(payload: Payload, strict: bool) -> WorkflowRequest:
     # Read the JSON text ourselves: the converter would decode the event's data into
     # Python values, and `1.50` or `caf\u00e9` would not reach the annotation as sent.
     if payload.metadata.get("encoding") == b"json/plain":
-        return WorkflowRequest.from_json(payload.data)
-    return WorkflowRequest.from_wire(workflow.payload_converter().from_payload(payload))
+        return WorkflowRequest.from_json(payload.data, strict=strict)
+    decoded = workflow.payload_converter().from_payload(payload)
+    return WorkflowRequest.from_wire(decoded, strict=strict)
 
 
 def _options(start_to_close: timedelta = ACTIVITY_TIMEOUT) -> dict[str, Any]:
