@@ -34,8 +34,8 @@ ENTRY = re.compile(
 def lock(name: str) -> dict[str, tuple[str, str | None, int]]:
     """name → (version, marker, number of hashes) of requirements/<name>.txt."""
     text = (LOCKS / f"{name}.txt").read_text()
-    entries = {
-        canonicalize_name(m["name"]): (m["version"], m["marker"], m["hashes"].count("--hash="))
+    entries: dict[str, tuple[str, str | None, int]] = {
+        str(canonicalize_name(m["name"])): (m["version"], m["marker"], m["hashes"].count("--hash="))
         for m in ENTRY.finditer(text)
     }
     # Every requirement line was understood: none escaped the pattern (and so a hash check).
@@ -82,7 +82,7 @@ def test_the_build_lock_input_is_pyprojects_build_backend() -> None:
 
 def test_the_venv_is_the_dev_lock_exactly() -> None:
     """scripts/setup installs the lock with --require-hashes and removes what it does not name."""
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    installed = {str(canonicalize_name(d.metadata["Name"])): d.version for d in distributions()}
     locked = {
         package: version
         for package, (version, marker, _) in lock("dev").items()
