@@ -54,12 +54,13 @@ from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
-from vsphere_preemption.temporal.workflow import HISTORY_QUERY, MAX_HISTORY_EVENTS
+from vsphere_preemption.temporal.workflow import MAX_HISTORY_EVENTS
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import (
     ANNOTATION_KEY,
     CANCELLED_EVENT_TYPE,
+    HISTORY_QUERY,
     PREEMPTED_EVENT_TYPE,
     RESUMED_EVENT_TYPE,
     SCHEDULED_EVENT_TYPE,
