@@ -711,16 +711,9 @@ async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
     "moment",
     [
         "between two batches",
-        pytest.param(
-            "while a batch powers on",
-            marks=pytest.mark.xfail(
-                reason="bug: ResumeVMs says which VMs it powers on only in its heartbeat, sent "
-                "every second (and throttled by the SDK); killed before it goes out, the retry "
-                "takes its own power-ons for VMs powered on by hand: skipped, never annotated "
-                "resumed (their guest notice never cleared)",
-                strict=False,  # a race: the heartbeat sometimes goes out before the kill
-            ),
-        ),
+        # The claim (the resumed annotation, written before each power-on) tells the retry
+        # which VMs are its own, whether or not the dead attempt's heartbeat went out.
+        "while a batch powers on",
     ],
 )
 async def test_a_worker_killed_during_the_resume_resumes_each_vm_once_after_its_restart(
