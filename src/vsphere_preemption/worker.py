@@ -11,12 +11,21 @@ and they are safe to run twice), and the vCenter session is logged out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -24,6 +33,8 @@ from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
 from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
+from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
+from vsphere_preemption.temporal.run_metrics import VCenterRequests
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
@@ -41,6 +52,12 @@ log = logs.get_logger(__name__)
 
 class StartError(RuntimeError):
     """The worker could not start (Temporal unreachable, namespace unknown)."""
+
+
+def core_logging() -> LoggingConfig:
+    """The SDK core (Rust) writes its own text lines to stderr; forward them to our logs."""
+    forward = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    return LoggingConfig(TelemetryFilter(core_level="WARN", other_level="ERROR"), forward)
 
 
 def policy_from(settings: WorkerSettings) -> PreemptionPolicy:
@@ -97,8 +114,22 @@ async def run(
     """
     owned = vcenter is None
     vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
+    runtime: Runtime | None = None
+    metrics: MetricsServer | None = None
+    draining: asyncio.Task[None] | None = None
+    if settings.metrics_address:
+        # One runtime of our own, recording into the buffer the metrics endpoint drains.
+        buffer = new_buffer()
+        telemetry = TelemetryConfig(
+            logging=core_logging(), metrics=buffer, attach_service_name=False
+        )
+        runtime = Runtime(telemetry=telemetry)
+        metrics = MetricsServer(settings.metrics_address, buffer)
+        draining = asyncio.create_task(_drain(metrics))
+        vsphere.observe_requests(VCenterRequests(runtime.metric_meter))
+        log.info("metrics served", address=settings.metrics_address, port=metrics.port)
     try:
-        client = await _connect(settings)
+        client = await _connect(settings, runtime)
         await _warm_up(vsphere)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
@@ -122,6 +153,21 @@ async def run(
     finally:
         if owned:
             vsphere.close()  # logs the vCenter session out
+        else:
+            vsphere.observe_requests(None)
+        if draining is not None:
+            draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await draining
+        if metrics is not None:
+            metrics.close()
+
+
+async def _drain(metrics: MetricsServer) -> None:
+    """Empty the SDK's metric buffer between scrapes, so that it never fills."""
+    while True:
+        await asyncio.sleep(DRAIN_EVERY)
+        metrics.collector.drain()
 
 
 async def _warm_up(vsphere: VSphereClient) -> None:
@@ -136,11 +182,13 @@ async def _warm_up(vsphere: VSphereClient) -> None:
         log.info("vcenter session open", vcenter=vsphere.config.address)
 
 
-async def _connect(settings: WorkerSettings) -> Client:
+async def _connect(settings: WorkerSettings, runtime: Runtime | None) -> Client:
     """Connect, and check the namespace now: a typo should stop us here, not later."""
     where = f"Temporal at {settings.temporal_url}"
     try:
-        client = await Client.connect(settings.temporal_url, namespace=settings.temporal_namespace)
+        client = await Client.connect(
+            settings.temporal_url, namespace=settings.temporal_namespace, runtime=runtime
+        )
     except RuntimeError as exc:
         raise StartError(f"cannot connect to {where}: {exc}") from None
     try:

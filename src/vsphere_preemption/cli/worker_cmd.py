@@ -51,23 +51,17 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(debug=settings.debug, program="worker")
     # The SDK's loggers add workflow/activity info as an `extra` field (a JSON field in
     # our logs); the same info appended to every message would only repeat it.
-    import logging
 
     from temporalio import activity, workflow
-    from temporalio.runtime import (
-        LogForwardingConfig,
-        LoggingConfig,
-        Runtime,
-        TelemetryConfig,
-        TelemetryFilter,
-    )
+    from temporalio.runtime import Runtime, TelemetryConfig
+
+    from vsphere_preemption.worker import core_logging
 
     workflow.logger.workflow_info_on_message = False
     activity.logger.activity_info_on_message = False
-    # The SDK core (Rust) writes its own text lines to stderr; forward them instead.
-    forward = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
-    core_logs = LoggingConfig(TelemetryFilter(core_level="WARN", other_level="ERROR"), forward)
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core_logs)))
+    # The SDK core's own log lines go to our logs (a worker with METRICS_ADDRESS makes a
+    # runtime of its own, with the same forwarding).
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core_logging())))
 
     async def main() -> None:
         stop = asyncio.Event()

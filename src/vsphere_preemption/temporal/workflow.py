@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         Stopped,
         resume_order,
     )
+    from vsphere_preemption.temporal.run_metrics import record_run
     from vsphere_preemption.wire import (
         CANCELLED_EVENT_TYPE,
         HISTORY_QUERY,
@@ -768,6 +769,7 @@ class PreemptVMsWorkflow:
             record["reason"] = error
         record["endedAt"] = format_time(workflow.now())
         self._mem.remember(record, self._mem.history_keep)
+        record_run(workflow.metric_meter(), record, record["endedAt"])  # nothing on replay
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
