@@ -33,6 +33,7 @@ from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
 from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
+from vsphere_preemption.temporal.log_context import LogContextInterceptor
 from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
 from vsphere_preemption.temporal.run_metrics import VCenterRequests
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
@@ -95,6 +96,8 @@ def build_worker(
         activities=activities.all(),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_SLOTS,
+        # The alarm event's id, the workflow and run ids on every activity's log lines.
+        interceptors=[LogContextInterceptor()],
         graceful_shutdown_timeout=graceful_shutdown,
     )
 

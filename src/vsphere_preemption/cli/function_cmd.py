@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"preemptctl function: {exc}", file=sys.stderr)
         return 2
-    logs.configure(debug=settings.debug, program="function")
+    logs.configure(debug=settings.debug, json=settings.log_format == "json", program="function")
 
     import uvicorn
 

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from vsphere_preemption.worker import StartError
     from vsphere_preemption.worker import run as run_worker
 
-    logs.configure(debug=settings.debug, program="worker")
+    logs.configure(debug=settings.debug, json=settings.log_format == "json", program="worker")
     # The SDK's loggers add workflow/activity info as an `extra` field (a JSON field in
     # our logs); the same info appended to every message would only repeat it.
 
