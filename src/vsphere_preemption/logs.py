@@ -46,6 +46,16 @@ def _temporal_ids(
     return event_dict
 
 
+def _program(name: str) -> Any:
+    # A field of every line, also of lines logged where our context is not (the SDK's
+    # threads, a workflow's tasks).
+    def add(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event_dict.setdefault("program", name)
+        return event_dict
+
+    return add
+
+
 def configure(
     *,
     debug: bool = False,
@@ -64,8 +74,7 @@ def configure(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _temporal_ids,
-        _redact,
+        _program(program),
     ]
     render: Any = (
         structlog.processors.JSONRenderer(default=str)
@@ -83,6 +92,8 @@ def configure(
                 *shared,
                 structlog.stdlib.add_logger_name,
                 structlog.stdlib.ExtraAdder(),
+                _temporal_ids,
+                _redact,
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -97,6 +108,7 @@ def configure(
     structlog.configure(
         processors=[
             *shared,
+            _redact,
             *exc_info,
             render,
         ],
@@ -104,7 +116,6 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(program=program)
 
 
 def get_logger(name: str) -> Any:

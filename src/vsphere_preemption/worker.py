@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 
 from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
+from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
 from vsphere_preemption.temporal.log_context import LogContextInterceptor
@@ -127,7 +128,7 @@ async def run(
             logging=core_logging(), metrics=buffer, attach_service_name=False
         )
         runtime = Runtime(telemetry=telemetry)
-        metrics = MetricsServer(settings.metrics_address, buffer)
+        metrics = MetricsServer(settings.metrics_address, buffer, run_metrics.EXPORTED)
         draining = asyncio.create_task(_drain(metrics))
         vsphere.observe_requests(VCenterRequests(runtime.metric_meter))
         log.info("metrics served", address=settings.metrics_address, port=metrics.port)

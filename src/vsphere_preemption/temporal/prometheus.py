@@ -81,10 +81,13 @@ class _Family:
 class BufferCollector(Collector):
     """Running totals of what the SDK's meter recorded, as Prometheus metric families."""
 
-    def __init__(self, buffer: MetricBuffer) -> None:
+    def __init__(self, buffer: MetricBuffer, declared: Iterable[tuple[str, str, str]] = ()) -> None:
         self._buffer = buffer
         self._lock = threading.Lock()
         self._families: dict[str, _Family] = {}
+        # Families shown (without samples) before anything is recorded in them, so that a
+        # dashboard's queries name metrics that exist: (name, type, help).
+        self._declared = tuple(declared)
 
     def drain(self) -> None:
         with self._lock:
@@ -114,9 +117,11 @@ class BufferCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         self.drain()
         with self._lock:
-            families = list(self._families.values())
-            for family in families:
+            for family in self._families.values():
                 yield _metric(family)
+            for name, kind, text in self._declared:
+                if name not in self._families:
+                    yield Metric(name.removesuffix("_total"), text, kind)
 
 
 def _labels(attributes: Mapping[str, Any]) -> Labels:
@@ -165,8 +170,10 @@ class MetricsServer:
     """prometheus_client's HTTP server for one registry: the buffer's metrics and the
     process's; `/metrics` (any path answers the same)."""
 
-    def __init__(self, address: str, buffer: MetricBuffer) -> None:
-        self.collector = BufferCollector(buffer)
+    def __init__(
+        self, address: str, buffer: MetricBuffer, declared: Iterable[tuple[str, str, str]] = ()
+    ) -> None:
+        self.collector = BufferCollector(buffer, declared)
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)

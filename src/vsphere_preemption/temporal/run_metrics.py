@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from temporalio.common import MetricMeter
+from temporalio.common import MetricCounter, MetricHistogramFloat, MetricMeter
 
 from vsphere_preemption.wire import parse_time
 
@@ -37,8 +37,33 @@ VCENTER_REQUEST_DURATION = f"{PREFIX}_vcenter_request_duration"
 COUNTERS = (RUNS, VMS_PREEMPTED, VMS_LEFT_OUT, VM_FAILURES, NOTICES, GUEST_NOTICES,
             VMS_RESUMED, EVENTS_SENT, VCENTER_REQUESTS)  # fmt: skip
 HISTOGRAMS = (RUN_DURATION, VCENTER_REQUEST_DURATION)
-# What a scrape shows (histograms as _bucket, _sum and _count series of these).
-EXPORTED = (*(f"{name}_total" for name in COUNTERS), *(f"{h}_seconds" for h in HISTOGRAMS))
+HELP = {
+    RUNS: "Runs of PreemptVMsWorkflow, by kind and outcome.",
+    RUN_DURATION: "Time from a run's start to its end (notice and grace included), by kind and outcome.",  # noqa: E501
+    VMS_PREEMPTED: "VMs a run stopped (confirmed by vCenter), by action and criticality.",
+    VMS_LEFT_OUT: "Tagged objects a plan left out, by reason.",
+    VM_FAILURES: "VMs a step failed on (stop, annotate, notice, resume), after the step's own retries.",  # noqa: E501
+    NOTICES: "Notices given before acting, by criticality and outcome (cancelled: the alarm lowered during the notice).",  # noqa: E501
+    GUEST_NOTICES: "Guest notices written or cleared in the VMs' guestinfo, by op.",
+    VMS_RESUMED: "VMs a resume handled, by result: resumed, skipped (changed since), failed.",
+    EVENTS_SENT: "CloudEvents sent to replyTo, by type and outcome (ok, failed).",
+    VCENTER_REQUESTS: "HTTP round trips to vCenter, by api (soap, rest) and outcome (ok, fault, error).",  # noqa: E501
+    VCENTER_REQUEST_DURATION: "Time of one HTTP round trip to vCenter, by api.",
+}
+# What a scrape shows, before anything was recorded too (histograms as their _bucket, _sum
+# and _count series): (name, type, help).
+EXPORTED = (
+    *((f"{name}_total", "counter", HELP[name]) for name in COUNTERS),
+    *((f"{name}_seconds", "histogram", HELP[name]) for name in HISTOGRAMS),
+)  # fmt: skip
+
+
+def _counter(meter: MetricMeter, name: str) -> MetricCounter:
+    return meter.create_counter(name, HELP[name])
+
+
+def _seconds(meter: MetricMeter, name: str) -> MetricHistogramFloat:
+    return meter.create_histogram_float(name, HELP[name], "s")
 
 
 def record_run(meter: MetricMeter, record: dict[str, Any], ended: str) -> None:
@@ -48,61 +73,43 @@ def record_run(meter: MetricMeter, record: dict[str, Any], ended: str) -> None:
     outcome = str(record.get("outcome", ""))
     criticality = str(record.get("criticality", ""))
     attrs = {"kind": kind, "outcome": outcome}
-    meter.create_counter(RUNS, "Runs of PreemptVMsWorkflow, by kind and outcome.").add(1, attrs)
+    _counter(meter, RUNS).add(1, attrs)
     seconds = (parse_time(ended) - parse_time(str(record["startedAt"]))).total_seconds()
-    meter.create_histogram_float(
-        RUN_DURATION,
-        "Time from a run's start to its end (notice and grace included), by kind and outcome.",
-        "s",
-    ).record(max(seconds, 0.0), attrs)
+    _seconds(meter, RUN_DURATION).record(max(seconds, 0.0), attrs)
     stopped = record.get("stopped") or []
     if stopped:
-        meter.create_counter(
-            VMS_PREEMPTED, "VMs a run stopped (confirmed by vCenter), by action and criticality."
-        ).add(len(stopped), {"action": str(record.get("action", "")), "criticality": criticality})
+        _counter(meter, VMS_PREEMPTED).add(
+            len(stopped), {"action": str(record.get("action", "")), "criticality": criticality}
+        )
     if "notice" in record:
-        meter.create_counter(
-            NOTICES,
-            "Notices given before acting, by criticality and outcome (cancelled: the alarm "
-            "lowered during the notice).",
-        ).add(1, {"criticality": criticality, "outcome": outcome})
+        _counter(meter, NOTICES).add(1, {"criticality": criticality, "outcome": outcome})
 
 
 def count_left_out(meter: MetricMeter, reasons: Sequence[str]) -> None:
-    counter = meter.create_counter(VMS_LEFT_OUT, "Tagged objects a plan left out, by reason.")
+    counter = _counter(meter, VMS_LEFT_OUT)
     for reason in sorted(set(reasons)):
         counter.add(reasons.count(reason), {"reason": reason})
 
 
 def count_vm_failures(meter: MetricMeter, step: str, failed: int) -> None:
     if failed:
-        meter.create_counter(
-            VM_FAILURES,
-            "VMs a step failed on (stop, annotate, notice, resume), after the step's own retries.",
-        ).add(failed, {"step": step})
+        _counter(meter, VM_FAILURES).add(failed, {"step": step})
 
 
 def count_guest_notices(meter: MetricMeter, op: str, written: int) -> None:
     if written:
-        meter.create_counter(
-            GUEST_NOTICES, "Guest notices written or cleared in the VMs' guestinfo, by op."
-        ).add(written, {"op": op})
+        _counter(meter, GUEST_NOTICES).add(written, {"op": op})
 
 
 def count_resumed(meter: MetricMeter, resumed: int, skipped: int, failed: int) -> None:
-    counter = meter.create_counter(
-        VMS_RESUMED,
-        "VMs a resume handled, by result: resumed, skipped (changed since), failed.",
-    )
+    counter = _counter(meter, VMS_RESUMED)
     for result, n in (("resumed", resumed), ("skipped", skipped), ("failed", failed)):
         if n:
             counter.add(n, {"result": result})
 
 
 def count_event_sent(meter: MetricMeter, event_type: str, outcome: str) -> None:
-    meter.create_counter(
-        EVENTS_SENT, "CloudEvents sent to replyTo, by type and outcome (ok, failed)."
-    ).add(1, {"type": event_type, "outcome": outcome})
+    _counter(meter, EVENTS_SENT).add(1, {"type": event_type, "outcome": outcome})
 
 
 class VCenterRequests:
@@ -111,12 +118,8 @@ class VCenterRequests:
     error, error: no answer), and how long it took."""
 
     def __init__(self, meter: MetricMeter) -> None:
-        self._count = meter.create_counter(
-            VCENTER_REQUESTS, "HTTP round trips to vCenter, by api (soap, rest) and outcome."
-        )
-        self._duration = meter.create_histogram_float(
-            VCENTER_REQUEST_DURATION, "Time of one HTTP round trip to vCenter, by api.", "s"
-        )
+        self._count = _counter(meter, VCENTER_REQUESTS)
+        self._duration = _seconds(meter, VCENTER_REQUEST_DURATION)
 
     def __call__(self, api: str, outcome: str, seconds: float | None) -> None:
         self._count.add(1, {"api": api, "outcome": outcome})
