@@ -28,6 +28,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
@@ -38,9 +39,11 @@ from vsphere_preemption.temporal.log_context import LogContextInterceptor
 from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
 from vsphere_preemption.temporal.run_metrics import VCenterRequests
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.tracing import VCenterSpans, temporal_interceptors
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.soap import RequestObserver
 from vsphere_preemption.wire import preempted_event_source
 
 # Activities at once on this worker; each may run up to `max_concurrency` vCenter
@@ -89,7 +92,13 @@ def build_worker(
     executor: Executor,
     *,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+    tracing: bool = False,
 ) -> Worker:
+    runner = SandboxedWorkflowRunner()
+    if tracing:
+        # The tracing interceptor's workflow half uses OpenTelemetry's own module state.
+        restrictions = SandboxRestrictions.default.with_passthrough_modules("opentelemetry")
+        runner = SandboxedWorkflowRunner(restrictions=restrictions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -100,6 +109,7 @@ def build_worker(
         # The alarm event's id, the workflow and run ids on every activity's log lines.
         interceptors=[LogContextInterceptor()],
         graceful_shutdown_timeout=graceful_shutdown,
+        workflow_runner=runner,
     )
 
 
@@ -109,16 +119,20 @@ async def run(
     *,
     vcenter: VSphereClient | None = None,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+    tracing: bool = False,
 ) -> None:
     """Run until `stop` is set.
 
     Raises vsphere.errors.ConfigError (vCenter settings) or StartError (Temporal
     unreachable, namespace unknown, the worker stopped by itself). A `vcenter`
-    handed in stays open (tests read its counters).
+    handed in stays open (tests read its counters). With `tracing` (the tracer provider
+    installed: tracing.install), the workflow, its activities and their vCenter requests are
+    spans of the trace the signal brought.
     """
     owned = vcenter is None
     vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
     runtime: Runtime | None = None
+    observers: list[RequestObserver] = []
     metrics: MetricsServer | None = None
     draining: asyncio.Task[None] | None = None
     if settings.metrics_address:
@@ -130,10 +144,13 @@ async def run(
         runtime = Runtime(telemetry=telemetry)
         metrics = MetricsServer(settings.metrics_address, buffer, run_metrics.EXPORTED)
         draining = asyncio.create_task(_drain(metrics))
-        vsphere.observe_requests(VCenterRequests(runtime.metric_meter))
+        observers.append(VCenterRequests(runtime.metric_meter))
         log.info("metrics served", address=settings.metrics_address, port=metrics.port)
+    if tracing:
+        observers.append(VCenterSpans())
+    vsphere.observe_requests(_each(observers) if observers else None)
     try:
-        client = await _connect(settings, runtime)
+        client = await _connect(settings, runtime, tracing)
         await _warm_up(vsphere)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
@@ -151,6 +168,7 @@ async def run(
                 activities,
                 executor,
                 graceful_shutdown=graceful_shutdown,
+                tracing=tracing,
             )
             await _run_until(worker, stop, settings, graceful_shutdown)
         log.info("worker stopped")
@@ -165,6 +183,14 @@ async def run(
                 await draining
         if metrics is not None:
             metrics.close()
+
+
+def _each(observers: list[RequestObserver]) -> RequestObserver:
+    def observe(api: str, outcome: str, seconds: float | None) -> None:
+        for observer in observers:
+            observer(api, outcome, seconds)
+
+    return observe
 
 
 async def _drain(metrics: MetricsServer) -> None:
@@ -186,12 +212,16 @@ async def _warm_up(vsphere: VSphereClient) -> None:
         log.info("vcenter session open", vcenter=vsphere.config.address)
 
 
-async def _connect(settings: WorkerSettings, runtime: Runtime | None) -> Client:
+async def _connect(settings: WorkerSettings, runtime: Runtime | None, tracing: bool) -> Client:
     """Connect, and check the namespace now: a typo should stop us here, not later."""
     where = f"Temporal at {settings.temporal_url}"
     try:
         client = await Client.connect(
-            settings.temporal_url, namespace=settings.temporal_namespace, runtime=runtime
+            settings.temporal_url,
+            namespace=settings.temporal_namespace,
+            runtime=runtime,
+            # Tracing: on the client, so the workers on it trace too.
+            interceptors=temporal_interceptors() if tracing else [],
         )
     except RuntimeError as exc:
         raise StartError(f"cannot connect to {where}: {exc}") from None

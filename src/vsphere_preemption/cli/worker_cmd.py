@@ -17,7 +17,9 @@ PREEMPTION_POLICY_FILE (YAML: scope, maxVMs, priority, protection, groups,
 targets, dryRun; see the README), PREEMPTION_MAX_VMS (default 10) and
 PREEMPTION_SCOPE (entity or vcenter, default entity), both over the file,
 PREEMPTION_SOFT_SHUTDOWN_GRACE (default 2m), PREEMPTION_MAX_CONCURRENCY
-(default 5), DEBUG.
+(default 5), METRICS_ADDRESS (host:port of the Prometheus endpoint; default
+none), LOG_FORMAT (json or console; default json), DEBUG; tracing by the
+standard OTEL_* variables (off unless an exporter or endpoint is named).
 Stops gracefully on SIGTERM or SIGINT.
 """
 
@@ -62,13 +64,18 @@ def run(args: argparse.Namespace) -> int:
     # The SDK core's own log lines go to our logs (a worker with METRICS_ADDRESS makes a
     # runtime of its own, with the same forwarding).
     Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core_logging())))
+    from vsphere_preemption import tracing
+
+    tracing_on = tracing.enabled()
+    if tracing_on:
+        tracing.install("vsphere-preemption-worker")
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_worker(settings, stop)
+        await run_worker(settings, stop, tracing=tracing_on)
 
     code = 0
     try:
