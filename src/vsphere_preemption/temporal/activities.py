@@ -36,6 +36,7 @@ from cloudevents.core.bindings.http import to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from temporalio import activity
+from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 
 from vsphere_preemption.domain.model import (
@@ -219,7 +220,7 @@ class PreemptionActivities:
             gathered.facts, gathered.usage, policy, arg.criticality, non_vms=gathered.non_vms
         )
         run_metrics.count_left_out(
-            activity.metric_meter(), [left.reason.value for left in chosen.left_out]
+            _meter(), [left.reason.value for left in chosen.left_out]
         )
         notes = list(gathered.notes)
         if gathered.vanished:
@@ -269,7 +270,7 @@ class PreemptionActivities:
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
             )
-        run_metrics.count_vm_failures(activity.metric_meter(), "stop", len(outcome.failed))
+        run_metrics.count_vm_failures(_meter(), "stop", len(outcome.failed))
         activity.logger.info(
             "%s: %d VM(s) confirmed stopped (%d forced after the grace), %d failed",
             action.value,
@@ -290,7 +291,7 @@ class PreemptionActivities:
                 max_concurrency=self._policy.max_concurrency,
                 heartbeat=progress,
             )
-        run_metrics.count_vm_failures(activity.metric_meter(), "annotate", len(outcome.failed))
+        run_metrics.count_vm_failures(_meter(), "annotate", len(outcome.failed))
         return outcome
 
     @activity.defn(name=SET_GUEST_NOTICE)
@@ -304,7 +305,7 @@ class PreemptionActivities:
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
             )
-        meter = activity.metric_meter()
+        meter = _meter()
         op = "cleared" if arg.value == "" else "written"
         run_metrics.count_guest_notices(meter, op, len(outcome.written))
         run_metrics.count_vm_failures(meter, "notice", len(outcome.failed))
@@ -332,12 +333,12 @@ class PreemptionActivities:
                 on_powering_on=progress.vm_done,  # a retry's `powered_on_before`
             )
         run_metrics.count_resumed(
-            activity.metric_meter(),
+            _meter(),
             len(outcome.resumed),
             len(outcome.skipped),
             len(outcome.failed),
         )
-        run_metrics.count_vm_failures(activity.metric_meter(), "resume", len(outcome.failed))
+        run_metrics.count_vm_failures(_meter(), "resume", len(outcome.failed))
         activity.logger.info(
             "%d VM(s) resumed, %d left alone, %d failed",
             len(outcome.resumed),
@@ -374,7 +375,7 @@ class PreemptionActivities:
         try:
             response = self._http.post(arg.reply_to, headers=message.headers, content=message.body)
         except httpx.HTTPError as exc:
-            run_metrics.count_event_sent(activity.metric_meter(), arg.event_type, "failed")
+            run_metrics.count_event_sent(_meter(), arg.event_type, "failed")
             # httpx messages can quote the URL: strip any credentials from them.
             detail = str(exc).replace(arg.reply_to, where)
             raise ApplicationError(
@@ -382,7 +383,7 @@ class PreemptionActivities:
                 type="SinkUnreachable",
             ) from None
         outcome = "ok" if response.is_success else "failed"
-        run_metrics.count_event_sent(activity.metric_meter(), arg.event_type, outcome)
+        run_metrics.count_event_sent(_meter(), arg.event_type, outcome)
         if not response.is_success:
             # Not acknowledged: an error, so Temporal retries it.
             raise ApplicationError(
@@ -390,6 +391,11 @@ class PreemptionActivities:
                 type="SinkRejected",
             )
         activity.logger.info("sent %s %s to %s", arg.event_type, arg.event_id, where)
+
+
+def _meter() -> MetricMeter:
+    """The activity's meter; none when a method is called outside an activity (tests)."""
+    return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
 
 
 def _safe_url(url: str) -> str:
