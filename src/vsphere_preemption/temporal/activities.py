@@ -219,9 +219,7 @@ class PreemptionActivities:
         chosen = plan(
             gathered.facts, gathered.usage, policy, arg.criticality, non_vms=gathered.non_vms
         )
-        run_metrics.count_left_out(
-            _meter(), [left.reason.value for left in chosen.left_out]
-        )
+        run_metrics.count_left_out(_meter(), [left.reason.value for left in chosen.left_out])
         notes = list(gathered.notes)
         if gathered.vanished:
             gone = ", ".join(ref.value for ref in gathered.vanished)
