@@ -33,7 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \
-    PORT=8080
+    PORT=8080 \
+    LOG_FORMAT=json
 COPY --from=build /opt/venv /opt/venv
 # A numeric non-root user (65532, "nonroot"), so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532

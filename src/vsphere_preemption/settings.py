@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -124,11 +125,27 @@ class _Settings(BaseModel):
         return {}, []
 
 
+def _address(value: str) -> str:
+    # METRICS_ADDRESS: empty (off) or host:port.
+    text = value.strip()
+    if text:
+        _, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port (0.0.0.0:9090), or empty for none")
+    return text
+
+
+class LogFormat(StrEnum):
+    JSON = "json"  # one JSON object a line: what a log pipeline reads (the image's)
+    CONSOLE = "console"  # key=value text, for a person at a terminal
+
+
 class TemporalSettings(_Settings):
     temporal_url: Required = Field(alias="TEMPORAL_URL")
     temporal_namespace: Required = Field(alias="TEMPORAL_NAMESPACE")
     temporal_taskqueue: Required = Field(alias="TEMPORAL_TASKQUEUE")
     debug: Flag = Field(default=False, alias="DEBUG")
+    log_format: LogFormat = Field(default=LogFormat.JSON, alias="LOG_FORMAT")
 
 
 class FunctionSettings(TemporalSettings):
@@ -226,6 +243,11 @@ class WorkerSettings(TemporalSettings, VCenterSettings):
         default=timedelta(minutes=2), alias="PREEMPTION_SOFT_SHUTDOWN_GRACE"
     )
     max_concurrency: int = Field(default=5, ge=1, le=64, alias="PREEMPTION_MAX_CONCURRENCY")
+    # Where the worker serves Prometheus metrics (the SDK's and ours, one endpoint); empty:
+    # none, as a port of its own could clash with a neighbour's.
+    metrics_address: Annotated[str, AfterValidator(_address)] = Field(
+        default="", alias="METRICS_ADDRESS"
+    )
 
 
 def _read_policy_file(path: str, problems: list[str]) -> Any:

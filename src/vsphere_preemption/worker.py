@@ -11,23 +11,39 @@ and they are safe to run twice), and the vCenter session is logged out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
+from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
+from vsphere_preemption.temporal.log_context import LogContextInterceptor
+from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
+from vsphere_preemption.temporal.run_metrics import VCenterRequests
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.tracing import VCenterSpans, temporal_interceptors
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.soap import RequestObserver
 from vsphere_preemption.wire import preempted_event_source
 
 # Activities at once on this worker; each may run up to `max_concurrency` vCenter
@@ -41,6 +57,12 @@ log = logs.get_logger(__name__)
 
 class StartError(RuntimeError):
     """The worker could not start (Temporal unreachable, namespace unknown)."""
+
+
+def core_logging() -> LoggingConfig:
+    """The SDK core (Rust) writes its own text lines to stderr; forward them to our logs."""
+    forward = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    return LoggingConfig(TelemetryFilter(core_level="WARN", other_level="ERROR"), forward)
 
 
 def policy_from(settings: WorkerSettings) -> PreemptionPolicy:
@@ -70,7 +92,13 @@ def build_worker(
     executor: Executor,
     *,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+    tracing: bool = False,
 ) -> Worker:
+    runner = SandboxedWorkflowRunner()
+    if tracing:
+        # The tracing interceptor's workflow half uses OpenTelemetry's own module state.
+        restrictions = SandboxRestrictions.default.with_passthrough_modules("opentelemetry")
+        runner = SandboxedWorkflowRunner(restrictions=restrictions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -78,7 +106,10 @@ def build_worker(
         activities=activities.all(),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_SLOTS,
+        # The alarm event's id, the workflow and run ids on every activity's log lines.
+        interceptors=[LogContextInterceptor()],
         graceful_shutdown_timeout=graceful_shutdown,
+        workflow_runner=runner,
     )
 
 
@@ -88,17 +119,38 @@ async def run(
     *,
     vcenter: VSphereClient | None = None,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+    tracing: bool = False,
 ) -> None:
     """Run until `stop` is set.
 
     Raises vsphere.errors.ConfigError (vCenter settings) or StartError (Temporal
     unreachable, namespace unknown, the worker stopped by itself). A `vcenter`
-    handed in stays open (tests read its counters).
+    handed in stays open (tests read its counters). With `tracing` (the tracer provider
+    installed: tracing.install), the workflow, its activities and their vCenter requests are
+    spans of the trace the signal brought.
     """
     owned = vcenter is None
     vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
+    runtime: Runtime | None = None
+    observers: list[RequestObserver] = []
+    metrics: MetricsServer | None = None
+    draining: asyncio.Task[None] | None = None
+    if settings.metrics_address:
+        # One runtime of our own, recording into the buffer the metrics endpoint drains.
+        buffer = new_buffer()
+        telemetry = TelemetryConfig(
+            logging=core_logging(), metrics=buffer, attach_service_name=False
+        )
+        runtime = Runtime(telemetry=telemetry)
+        metrics = MetricsServer(settings.metrics_address, buffer, run_metrics.EXPORTED)
+        draining = asyncio.create_task(_drain(metrics))
+        observers.append(VCenterRequests(runtime.metric_meter))
+        log.info("metrics served", address=settings.metrics_address, port=metrics.port)
+    if tracing:
+        observers.append(VCenterSpans())
+    vsphere.observe_requests(_each(observers) if observers else None)
     try:
-        client = await _connect(settings)
+        client = await _connect(settings, runtime, tracing)
         await _warm_up(vsphere)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
@@ -116,12 +168,36 @@ async def run(
                 activities,
                 executor,
                 graceful_shutdown=graceful_shutdown,
+                tracing=tracing,
             )
             await _run_until(worker, stop, settings, graceful_shutdown)
         log.info("worker stopped")
     finally:
         if owned:
             vsphere.close()  # logs the vCenter session out
+        else:
+            vsphere.observe_requests(None)
+        if draining is not None:
+            draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await draining
+        if metrics is not None:
+            metrics.close()
+
+
+def _each(observers: list[RequestObserver]) -> RequestObserver:
+    def observe(api: str, outcome: str, seconds: float | None) -> None:
+        for observer in observers:
+            observer(api, outcome, seconds)
+
+    return observe
+
+
+async def _drain(metrics: MetricsServer) -> None:
+    """Empty the SDK's metric buffer between scrapes, so that it never fills."""
+    while True:
+        await asyncio.sleep(DRAIN_EVERY)
+        metrics.collector.drain()
 
 
 async def _warm_up(vsphere: VSphereClient) -> None:
@@ -136,11 +212,17 @@ async def _warm_up(vsphere: VSphereClient) -> None:
         log.info("vcenter session open", vcenter=vsphere.config.address)
 
 
-async def _connect(settings: WorkerSettings) -> Client:
+async def _connect(settings: WorkerSettings, runtime: Runtime | None, tracing: bool) -> Client:
     """Connect, and check the namespace now: a typo should stop us here, not later."""
     where = f"Temporal at {settings.temporal_url}"
     try:
-        client = await Client.connect(settings.temporal_url, namespace=settings.temporal_namespace)
+        client = await Client.connect(
+            settings.temporal_url,
+            namespace=settings.temporal_namespace,
+            runtime=runtime,
+            # Tracing: on the client, so the workers on it trace too.
+            interceptors=temporal_interceptors() if tracing else [],
+        )
     except RuntimeError as exc:
         raise StartError(f"cannot connect to {where}: {exc}") from None
     try:

@@ -34,11 +34,17 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"preemptctl function: {exc}", file=sys.stderr)
         return 2
-    logs.configure(debug=settings.debug, program="function")
+    logs.configure(debug=settings.debug, json=settings.log_format == "json", program="function")
 
     import uvicorn
 
+    from vsphere_preemption import tracing
     from vsphere_preemption.function.app import create_app
+
+    # OpenTelemetry is imported only when the OTEL_* variables turn tracing on.
+    tracing_on = tracing.enabled()
+    if tracing_on:
+        tracing.install("vsphere-preemption-function")
 
     port = args.port if args.port is not None else settings.port
     log = logs.get_logger("function")
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         sink=settings.k_sink,
     )
     config = uvicorn.Config(
-        create_app(settings, log=log),
+        create_app(settings, log=log, tracing=tracing_on),
         host=args.host,
         port=port,
         lifespan="on",

@@ -17,7 +17,9 @@ PREEMPTION_POLICY_FILE (YAML: scope, maxVMs, priority, protection, groups,
 targets, dryRun; see the README), PREEMPTION_MAX_VMS (default 10) and
 PREEMPTION_SCOPE (entity or vcenter, default entity), both over the file,
 PREEMPTION_SOFT_SHUTDOWN_GRACE (default 2m), PREEMPTION_MAX_CONCURRENCY
-(default 5), DEBUG.
+(default 5), METRICS_ADDRESS (host:port of the Prometheus endpoint; default
+none), LOG_FORMAT (json or console; default json), DEBUG; tracing by the
+standard OTEL_* variables (off unless an exporter or endpoint is named).
 Stops gracefully on SIGTERM or SIGINT.
 """
 
@@ -48,33 +50,32 @@ def run(args: argparse.Namespace) -> int:
     from vsphere_preemption.worker import StartError
     from vsphere_preemption.worker import run as run_worker
 
-    logs.configure(debug=settings.debug, program="worker")
+    logs.configure(debug=settings.debug, json=settings.log_format == "json", program="worker")
     # The SDK's loggers add workflow/activity info as an `extra` field (a JSON field in
     # our logs); the same info appended to every message would only repeat it.
-    import logging
 
     from temporalio import activity, workflow
-    from temporalio.runtime import (
-        LogForwardingConfig,
-        LoggingConfig,
-        Runtime,
-        TelemetryConfig,
-        TelemetryFilter,
-    )
+    from temporalio.runtime import Runtime, TelemetryConfig
+
+    from vsphere_preemption.worker import core_logging
 
     workflow.logger.workflow_info_on_message = False
     activity.logger.activity_info_on_message = False
-    # The SDK core (Rust) writes its own text lines to stderr; forward them instead.
-    forward = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
-    core_logs = LoggingConfig(TelemetryFilter(core_level="WARN", other_level="ERROR"), forward)
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core_logs)))
+    # The SDK core's own log lines go to our logs (a worker with METRICS_ADDRESS makes a
+    # runtime of its own, with the same forwarding).
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core_logging())))
+    from vsphere_preemption import tracing
+
+    tracing_on = tracing.enabled()
+    if tracing_on:
+        tracing.install("vsphere-preemption-worker")
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_worker(settings, stop)
+        await run_worker(settings, stop, tracing=tracing_on)
 
     code = 0
     try:

@@ -51,8 +51,11 @@ def create_app(
     link: TemporalLink | None = None,
     metrics: Metrics | None = None,
     log: Any = None,
+    tracing: bool = False,
 ) -> Starlette:
-    """The app; unless given a connected `link`, it connects to Temporal when it starts."""
+    """The app; unless given a connected `link`, it connects to Temporal when it starts.
+    With `tracing` (the tracer provider installed: tracing.install), each event's handling
+    is a span, and the trace goes on into the workflow."""
     log = log if log is not None else get_logger("function")
     metrics = metrics if metrics is not None else Metrics()
     if link is None:
@@ -61,8 +64,9 @@ def create_app(
             namespace=settings.temporal_namespace,
             task_queue=settings.temporal_taskqueue,
             log=log,
+            tracing=tracing,
         )
-    handler = EventHandler(settings, link, metrics, log)
+    handler = EventHandler(settings, link, metrics, log, tracing=tracing)
 
     async def receive_event(request: Request) -> Response:
         metrics.received.inc()

@@ -14,6 +14,7 @@ a server. The statuses, as docs/wire.md's decision rules give them:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
 from vsphere_preemption.temporal.client import TemporalError, TemporalUnavailable
+from vsphere_preemption.tracing import event_span
 from vsphere_preemption.wire import WireError, WorkflowRequest
 
 # The Go function's words, kept as the start of our reasons so operators find them.
@@ -59,9 +61,16 @@ class Reply:
 
 class EventHandler:
     def __init__(
-        self, settings: FunctionSettings, link: TemporalLink, metrics: Metrics, log: Any
+        self,
+        settings: FunctionSettings,
+        link: TemporalLink,
+        metrics: Metrics,
+        log: Any,
+        *,
+        tracing: bool = False,
     ) -> None:
         self._settings = settings
+        self._tracing = tracing
         self._link = link
         self._metrics = metrics
         self._log = log
@@ -70,8 +79,13 @@ class EventHandler:
     async def handle(self, headers: Mapping[str, str], body: bytes) -> Reply:
         started = time.perf_counter()
         label = "rejected"
+        span = event_span(headers.get("ce-id")) if self._tracing else contextlib.nullcontext()
         try:
-            reply, label = await self._handle(headers, body)
+            with span as current:
+                reply, label = await self._handle(headers, body)
+                if current is not None:
+                    current.set_attribute("vsphere_preemption.decision", label)
+                    current.set_attribute("http.response.status_code", reply.status)
         finally:
             self._metrics.latency.labels(label).observe(time.perf_counter() - started)
         return reply

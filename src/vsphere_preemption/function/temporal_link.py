@@ -18,14 +18,18 @@ from vsphere_preemption.temporal.client import (
     TemporalError,
     TemporalUnavailable,
 )
+from vsphere_preemption.tracing import temporal_interceptors
 
 _FIRST_RETRY = 0.2
 _MAX_RETRY = 5.0
 
 
 class TemporalLink:
-    def __init__(self, target: str, *, namespace: str, task_queue: str, log: Any) -> None:
+    def __init__(
+        self, target: str, *, namespace: str, task_queue: str, log: Any, tracing: bool = False
+    ) -> None:
         self.target = target
+        self._tracing = tracing
         self.namespace = namespace
         self.task_queue = task_queue
         self._log = log
@@ -53,11 +57,16 @@ class TemporalLink:
         # The SDK takes half a second to import: do it off the event loop so that liveness
         # and readiness probes are answered meanwhile.
         await asyncio.to_thread(importlib.import_module, "temporalio.client")
+        # With tracing on, the signal carries the event's trace to the workflow.
+        interceptors = await asyncio.to_thread(temporal_interceptors) if self._tracing else []
         delay = _FIRST_RETRY
         while self._client is None:
             try:
                 self._client = await PreemptionClient.connect(
-                    self.target, namespace=self.namespace, task_queue=self.task_queue
+                    self.target,
+                    namespace=self.namespace,
+                    task_queue=self.task_queue,
+                    interceptors=interceptors,
                 )
             except TemporalError as exc:
                 self._last_error = str(exc)

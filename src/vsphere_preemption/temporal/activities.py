@@ -36,6 +36,7 @@ from cloudevents.core.bindings.http import to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from temporalio import activity
+from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 
 from vsphere_preemption.domain.model import (
@@ -52,6 +53,7 @@ from vsphere_preemption.domain.model import (
 )
 from vsphere_preemption.domain.plan import plan
 from vsphere_preemption.domain.policy import Policy
+from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
     GET_POLICY,
@@ -217,6 +219,7 @@ class PreemptionActivities:
         chosen = plan(
             gathered.facts, gathered.usage, policy, arg.criticality, non_vms=gathered.non_vms
         )
+        run_metrics.count_left_out(_meter(), [left.reason.value for left in chosen.left_out])
         notes = list(gathered.notes)
         if gathered.vanished:
             gone = ", ".join(ref.value for ref in gathered.vanished)
@@ -265,6 +268,7 @@ class PreemptionActivities:
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
             )
+        run_metrics.count_vm_failures(_meter(), "stop", len(outcome.failed))
         activity.logger.info(
             "%s: %d VM(s) confirmed stopped (%d forced after the grace), %d failed",
             action.value,
@@ -278,13 +282,15 @@ class PreemptionActivities:
     def annotate_vms(self, arg: AnnotateInput) -> AnnotateOutcome:
         value = arg.annotation_json  # written as the workflow encoded it, byte for byte
         with self._heartbeating() as progress:
-            return self._vcenter.annotate(
+            outcome = self._vcenter.annotate(
                 arg.vms,
                 ANNOTATION_KEY,
                 value,
                 max_concurrency=self._policy.max_concurrency,
                 heartbeat=progress,
             )
+        run_metrics.count_vm_failures(_meter(), "annotate", len(outcome.failed))
+        return outcome
 
     @activity.defn(name=SET_GUEST_NOTICE)
     def set_guest_notice(self, arg: GuestNoticeInput) -> GuestNoticeOutcome:
@@ -297,6 +303,10 @@ class PreemptionActivities:
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
             )
+        meter = _meter()
+        op = "cleared" if arg.value == "" else "written"
+        run_metrics.count_guest_notices(meter, op, len(outcome.written))
+        run_metrics.count_vm_failures(meter, "notice", len(outcome.failed))
         activity.logger.info(
             "guest notice %s on %d VM(s), %d failed",
             "cleared" if arg.value == "" else "written",
@@ -320,6 +330,13 @@ class PreemptionActivities:
                 powered_on_before={VmRef(v) for v in done_before},
                 on_powering_on=progress.vm_done,  # a retry's `powered_on_before`
             )
+        run_metrics.count_resumed(
+            _meter(),
+            len(outcome.resumed),
+            len(outcome.skipped),
+            len(outcome.failed),
+        )
+        run_metrics.count_vm_failures(_meter(), "resume", len(outcome.failed))
         activity.logger.info(
             "%d VM(s) resumed, %d left alone, %d failed",
             len(outcome.resumed),
@@ -356,12 +373,15 @@ class PreemptionActivities:
         try:
             response = self._http.post(arg.reply_to, headers=message.headers, content=message.body)
         except httpx.HTTPError as exc:
+            run_metrics.count_event_sent(_meter(), arg.event_type, "failed")
             # httpx messages can quote the URL: strip any credentials from them.
             detail = str(exc).replace(arg.reply_to, where)
             raise ApplicationError(
                 f"sending {arg.event_type} to {where} failed: {type(exc).__name__}: {detail}",
                 type="SinkUnreachable",
             ) from None
+        outcome = "ok" if response.is_success else "failed"
+        run_metrics.count_event_sent(_meter(), arg.event_type, outcome)
         if not response.is_success:
             # Not acknowledged: an error, so Temporal retries it.
             raise ApplicationError(
@@ -369,6 +389,11 @@ class PreemptionActivities:
                 type="SinkRejected",
             )
         activity.logger.info("sent %s %s to %s", arg.event_type, arg.event_id, where)
+
+
+def _meter() -> MetricMeter:
+    """The activity's meter; none when a method is called outside an activity (tests)."""
+    return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
 
 
 def _safe_url(url: str) -> str:

@@ -23,7 +23,7 @@ import json
 import re
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -46,6 +46,7 @@ from vsphere_preemption.wire import (
 if TYPE_CHECKING:
     from temporalio.client import (
         Client,
+        Interceptor,
         WorkflowExecution,
         WorkflowExecutionDescription,
         WorkflowHandle,
@@ -308,7 +309,13 @@ class PreemptionClient:
 
     @classmethod
     async def connect(
-        cls, target: str, *, namespace: str, task_queue: str, runtime: Runtime | None = None
+        cls,
+        target: str,
+        *,
+        namespace: str,
+        task_queue: str,
+        runtime: Runtime | None = None,
+        interceptors: Sequence[Interceptor] = (),
     ) -> PreemptionClient:
         """Connect, or raise TemporalUnavailable saying why Temporal cannot be reached."""
         from temporalio.client import Client
@@ -320,6 +327,7 @@ class PreemptionClient:
                     target,
                     namespace=namespace,
                     runtime=runtime,
+                    interceptors=interceptors,
                     connect_timeout=CONNECT_TIMEOUT,
                     # The SDK retries transient errors itself; keep that inside one RPC_TIMEOUT.
                     retry_config=RetryConfig(max_elapsed_time_millis=4000, max_retries=5),

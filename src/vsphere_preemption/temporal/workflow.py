@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         ResumeInput,
         SendEventInput,
     )
+    from vsphere_preemption.temporal.log_context import bind_event
     from vsphere_preemption.temporal.records import (
         LastRun,
         Memory,
@@ -80,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         Stopped,
         resume_order,
     )
+    from vsphere_preemption.temporal.run_metrics import record_run
     from vsphere_preemption.wire import (
         CANCELLED_EVENT_TYPE,
         HISTORY_QUERY,
@@ -251,6 +253,7 @@ class PreemptVMsWorkflow:
         by_plan = workflow.patched(PLAN_PATCH)
         self._care = by_plan and workflow.patched(CARE_PATCH)
         self._mem.run_number += 1
+        bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
         try:
             policy = await workflow.execute_local_activity(
@@ -359,9 +362,12 @@ class PreemptVMsWorkflow:
         record["victims"] = [v.ref.value for v in chosen.victims]
         record["leftOut"] = len(chosen.left_out)
         for left in chosen.left_out:
-            workflow.logger.info("left out %s: %s (%s)", left.ref, left.reason.value, left.detail)
+            why = f"{left.reason.value} ({left.detail})"
+            workflow.logger.info("left out %s: %s", left.ref, why, extra=_vm(left.ref))
         for position, victim in enumerate(chosen.victims, 1):
-            workflow.logger.info("victim %d: %s (%s)", position, victim.ref, victim.reason)
+            workflow.logger.info(
+                "victim %d: %s (%s)", position, victim.ref, victim.reason, extra=_vm(victim.ref)
+            )
         if self._care:
             self._mem.history_keep = effective.history
             self._mem.max_concurrency = policy.max_concurrency
@@ -527,7 +533,9 @@ class PreemptVMsWorkflow:
             i.vm.value for i in outcome.forced_without_grace
         ]
         for issue in outcome.failed:
-            workflow.logger.error("could not power off %s: %s", issue.vm, issue.reason)
+            workflow.logger.error(
+                "could not power off %s: %s", issue.vm, issue.reason, extra=_vm(issue.vm)
+            )
         if not outcome.powered_off:
             workflow.logger.warning("no VM was powered off")
             self._finish(record, "failed", error="no VM was stopped")
@@ -635,7 +643,9 @@ class PreemptVMsWorkflow:
                 workflow.logger.warning("annotating VMs failed: %s", _cause(err))
                 continue
             for issue in result.failed:
-                workflow.logger.warning("could not annotate %s: %s", issue.vm, issue.reason)
+                workflow.logger.warning(
+                    "could not annotate %s: %s", issue.vm, issue.reason, extra=_vm(issue.vm)
+                )
             written.update((vm, text) for vm in result.annotated)
         return written
 
@@ -770,6 +780,7 @@ class PreemptVMsWorkflow:
             record["reason"] = error
         record["endedAt"] = format_time(workflow.now())
         self._mem.remember(record, self._mem.history_keep)
+        record_run(workflow.metric_meter(), record, record["endedAt"])  # nothing on replay
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -825,6 +836,11 @@ def _options(start_to_close: timedelta = ACTIVITY_TIMEOUT) -> dict[str, Any]:
         "heartbeat_timeout": HEARTBEAT_TIMEOUT,
         "retry_policy": RETRY_POLICY,
     }
+
+
+def _vm(ref: VmRef) -> dict[str, str]:
+    """A log line's `vm` field (logs.py makes `extra` fields JSON fields)."""
+    return {"vm": ref.value}
 
 
 def _reraise_cancel(err: FailureError) -> None:

@@ -36,7 +36,7 @@ from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
 from vsphere_preemption.vsphere.rest import TaggingRest
 from vsphere_preemption.vsphere.resume import Resume
 from vsphere_preemption.vsphere.scope import read_scope
-from vsphere_preemption.vsphere.soap import RoundTrips, SoapSession
+from vsphere_preemption.vsphere.soap import RequestObserver, RoundTrips, SoapSession
 from vsphere_preemption.vsphere.tasks import TaskRunner
 
 log = get_logger(__name__)
@@ -89,6 +89,10 @@ class VSphereClient:
         """Log in to both APIs now (the client is lazy otherwise); raises VSphereError."""
         self.session.connection()
         self.tagging.login()
+
+    def observe_requests(self, observer: RequestObserver | None) -> None:
+        """Tell `observer` of every round trip to vCenter from now on (the worker's metrics)."""
+        self._round_trips.observer = observer
 
     @property
     def round_trips(self) -> int:

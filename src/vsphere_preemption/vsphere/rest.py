@@ -118,8 +118,15 @@ class TaggingRest:
     # -- session --------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        started = time.monotonic()
+        outcome = "error"
         try:
-            return self._http.request(method, url, **kwargs)
+            response = self._http.request(method, url, **kwargs)
+            # 404 is how the dialect probe and a deleted tag answer: an answer, not a fault.
+            outcome = (
+                "fault" if response.status_code >= 400 and response.status_code != 404 else "ok"
+            )
+            return response
         except httpx.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 raise TLSVerificationError(
@@ -134,7 +141,9 @@ class TaggingRest:
                 f"vCenter REST request failed ({self._config.address}): {self._safe(exc)}"
             ) from None
         finally:
-            self._round_trips.add(1)
+            self._round_trips.add(
+                1, api="rest", outcome=outcome, seconds=time.monotonic() - started
+            )
 
     def _safe(self, exc: BaseException) -> str:
         return scrub(f"{type(exc).__name__}: {exc}", [self._config.password])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,16 +50,28 @@ _STALE_CONNECTION = (
 )
 
 
+# Told of every round trip: the API (soap, rest), the outcome (ok; fault: vCenter answered
+# with an error; error: no answer) and its seconds (None when not timed). The worker's metrics.
+RequestObserver = Callable[[str, str, float | None], None]
+
+
 class RoundTrips:
-    """A thread-safe count of HTTP round trips to vCenter."""
+    """A thread-safe count of HTTP round trips to vCenter, and who else is told of them."""
 
     def __init__(self) -> None:
         self._count = 0
         self._lock = threading.Lock()
+        self.observer: RequestObserver | None = None
 
-    def add(self, n: int = 1) -> None:
+    def add(
+        self, n: int = 1, *, api: str = "soap", outcome: str = "ok", seconds: float | None = None
+    ) -> None:
         with self._lock:
             self._count += n
+        observer = self.observer
+        if observer is not None:
+            for _ in range(n):
+                observer(api, outcome, seconds)
 
     @property
     def count(self) -> int:
@@ -158,8 +171,10 @@ class SoapSession:
             raise VSphereError(
                 f"vCenter {cfg.address} answers no vSphere SOAP API at {cfg.soap_path}"
             ) from None
-        finally:
-            self._round_trips.add(1)  # pyVim's GET of vimServiceVersions.xml
+        except BaseException:
+            self._round_trips.add(1, outcome="error")  # pyVim's GET of vimServiceVersions.xml
+            raise
+        self._round_trips.add(1)
         self._count_calls(stub)
         try:
             content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
@@ -173,8 +188,17 @@ class SoapSession:
         round_trips = self._round_trips
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            round_trips.add(1)
-            return invoke(*args, **kwargs)
+            started = time.monotonic()
+            outcome = "error"
+            try:
+                answer = invoke(*args, **kwargs)
+                outcome = "ok"
+                return answer
+            except vmodl.MethodFault:
+                outcome = "fault"  # vCenter answered, with a fault
+                raise
+            finally:
+                round_trips.add(1, outcome=outcome, seconds=time.monotonic() - started)
 
         stub.InvokeMethod = counted
 

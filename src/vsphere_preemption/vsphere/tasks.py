@@ -10,6 +10,7 @@ completes or a poll is read, never on a timer, so a hung call shows as a stall.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -142,7 +143,10 @@ def call_each(
     stall (and ends in the activity's heartbeat timeout). A call that raises stops the rest
     (those not started are cancelled); running the whole operation again is safe.
     """
-    futures: dict[Future[T], VmRef] = {pool.submit(call, ref): ref for ref in refs}
+    # Each call in a copy of the caller's context: the activity's log fields and trace span.
+    futures: dict[Future[T], VmRef] = {
+        pool.submit(contextvars.copy_context().run, call, ref): ref for ref in refs
+    }
     pending = set(futures)
     while pending:
         done, pending = wait(pending, timeout=CHECK_EVERY, return_when=FIRST_COMPLETED)
