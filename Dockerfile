@@ -5,16 +5,24 @@
 #   docker run --rm -e TEMPORAL_URL=... -p 8080:8080 vsphere-preemption:0.1.0            # function
 #   docker run --rm -e TEMPORAL_URL=... -e VCENTER_URL=... vsphere-preemption:0.1.0 worker
 #
-# Build stage: the package and its runtime dependencies (no dev tools) in a virtualenv.
+# Build stage: the package and its runtime dependencies (no dev tools) in a virtualenv, the
+# exact versions of the lock (requirements/runtime.txt, hashes required; scripts/lock writes
+# it); the wheel is built by the locked build backend (requirements/build.txt) in a venv of
+# its own that stays behind.
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/venv
 WORKDIR /src
+COPY requirements/runtime.txt requirements/build.txt requirements/
+RUN python -m venv /opt/venv \
+ && python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes -r requirements/build.txt \
+ && /opt/venv/bin/pip install --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
 # pip writes the .pyc files here, so the read-only runtime never compiles at start.
-RUN /opt/venv/bin/pip install . \
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # Runtime stage: the same base (the venv's python links to it), the venv, nothing else.

@@ -57,7 +57,8 @@ AS_LEFT = VmNow("poweredOff", "cv-1", "host-21", "resgroup-23", OURS)
             Judgement(Verdict.SKIP, "annotation removed or replaced: it names workflow 'other-wf'"),
         ),
         # Our own earlier attempt resumed it: counted, whatever its power state.
-        (replace(AS_LEFT, annotation=RESUMED), Judgement(Verdict.RESUMED_ALREADY)),
+        # claimed by an attempt that died before its power-on: resume it now
+        (replace(AS_LEFT, annotation=RESUMED), Judgement(Verdict.RESUME)),
         (
             replace(AS_LEFT, annotation=RESUMED, power_state="poweredOn", change_version="x"),
             Judgement(Verdict.RESUMED_ALREADY),

@@ -107,16 +107,44 @@ async def plan_run_on_a_cluster_then_dry_run_cancel(
     return handle
 
 
+async def care_notice_suspend_cancel_then_resume(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """act-with-care: a MEDIUM run suspends after its notice (guest too), two raises within the
+    cooldown are skipped, the cancel resumes the VMs in two batches (guest notices cleared)."""
+    handle = await signal_with_start(
+        client, "cluster-cpu-above-80-care", task_queue,
+        signal_payload(criticality="MEDIUM", replyTo=sink.url),
+    )  # fmt: skip
+    await _ran(handle)
+    await handle.signal(SIGNAL_NAME, signal_payload(criticality="LOW", replyTo=""))
+    await handle.signal(SIGNAL_NAME, signal_payload(criticality="HIGH", replyTo=""))
+    await asyncio.sleep(2)  # let both be processed before the cancel
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
     "plan_run_on_a_cluster_then_dry_run_cancel": plan_run_on_a_cluster_then_dry_run_cancel,
+    "care_notice_suspend_cancel_then_resume": care_notice_suspend_cancel_then_resume,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {
     "plan_run_on_a_cluster_then_dry_run_cancel": {
         "PREEMPTION_SCOPE": "entity",
         "PREEMPTION_COOLDOWN": "0",
+    },
+    "care_notice_suspend_cancel_then_resume": {"PREEMPTION_NOTICE_MEDIUM": "1s"},
+}
+# The policy file each scenario's worker reads (PREEMPTION_POLICY_FILE), if any.
+POLICIES: dict[str, dict[str, Any]] = {
+    "care_notice_suspend_cancel_then_resume": {
+        "notice": {"guest": True},
+        "actions": {"MEDIUM": "suspend"},
+        "resume": {"enabled": True, "batchSize": 2, "interval": "1s"},
     },
 }
 
@@ -136,9 +164,12 @@ async def record(names: list[str]) -> None:
                 prepare(inventory, on=3, off=1)
                 cluster_id = inventory.objects("ClusterComputeResource")[0].value
                 secret = write_secret(Path(tmp) / name, sim)
-                env = worker_env(
-                    sim, secret, server.address, f"record-{name}", **SETTINGS.get(name, {})
-                )
+                extra = dict(SETTINGS.get(name, {}))
+                if name in POLICIES:
+                    policy = Path(tmp) / f"{name}.yaml"
+                    policy.write_text(json.dumps(POLICIES[name]))  # JSON is YAML
+                    extra["PREEMPTION_POLICY_FILE"] = str(policy)
+                env = worker_env(sim, secret, server.address, f"record-{name}", **extra)
                 with EventSink() as sink:
                     async with running_worker(env):
                         handle = await scenario(client, f"record-{name}", sink, cluster_id)

@@ -35,6 +35,7 @@ def test_there_are_histories_to_replay() -> None:
         "hard_run_skip_bad_signal_cancel",
         "soft_run_after_a_missing_tag",
         "plan_run_on_a_cluster_then_dry_run_cancel",  # select-by-plan
+        "care_notice_suspend_cancel_then_resume",  # act-with-care
     }
 
 

@@ -146,6 +146,40 @@ def test_a_vm_powered_on_by_an_interrupted_attempt_counts_as_resumed(
     assert client.read_custom_field([ours], ANNOTATION_KEY) == {ours: RESUMED}
 
 
+def test_an_attempt_that_died_after_its_claim_is_finished_without_its_heartbeat(
+    client: VSphereClient,
+) -> None:
+    # The resumed annotation goes on before the power-on. An attempt killed after writing it
+    # leaves VMs that are on (its power-on went through) or still stopped (it did not): the
+    # retry counts the first as resumed, powers the second on, and takes neither for a VM
+    # powered on by hand, knowing nothing from the dead attempt's heartbeat.
+    went_on, never_on, by_hand = clustered(client)[:3]
+    marks = preempt(client, [went_on, never_on, by_hand], StopAction.POWER_OFF)
+    client.annotate([went_on, never_on], ANNOTATION_KEY, RESUMED)
+    Inventory(client).power_on([went_on, by_hand])
+
+    outcome = resume(client, marks)
+
+    assert outcome.resumed == [went_on, never_on]
+    assert outcome.skipped == [VmIssue(by_hand, "powered on by hand")]
+    states = {ref: s.power_state for ref, s in client.read_vms([went_on, never_on]).items()}
+    assert states == dict.fromkeys([went_on, never_on], PowerState.POWERED_ON)
+
+
+def test_the_claim_comes_before_the_power_on(client: VSphereClient) -> None:
+    vms = clustered(client)[:2]
+    marks = preempt(client, vms, StopAction.POWER_OFF)
+    seen: dict[VmRef, str] = {}
+
+    def look(ref: VmRef) -> None:  # just before each power-on call
+        seen.update(client.read_custom_field([ref], ANNOTATION_KEY))
+
+    outcome = resume(client, marks, on_powering_on=look)
+
+    assert outcome.resumed == vms
+    assert seen == dict.fromkeys(vms, RESUMED)
+
+
 def test_resume_reads_every_vm_in_one_request(sim: Vcsim, make_client: MakeClient) -> None:
     client = make_client(sim)
     vms = [s.ref for s in Inventory(client).vms()]

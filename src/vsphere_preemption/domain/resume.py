@@ -71,7 +71,11 @@ def judge(
         return Judgement(Verdict.SKIP, DELETED)
     annotation = _annotation(now.annotation)
     ours = annotation is not None and annotation.get("workflowID") == workflow_id
-    if ours and annotation is not None and annotation.get("resumed") is True:
+    # A resume writes the resumed annotation before its power-on call: ours saying resumed on
+    # a VM that is on means an earlier attempt did it (even if it died before saying so);
+    # on a VM still stopped, that attempt's power-on never happened: resume it.
+    claimed = ours and annotation is not None and annotation.get("resumed") is True
+    if claimed and now.power_state == POWERED_ON:
         return Judgement(Verdict.RESUMED_ALREADY)
     if powered_on_by_us and now.power_state == POWERED_ON:
         return Judgement(Verdict.RESUMED_ALREADY)

@@ -149,6 +149,7 @@ class Memory:
     resume: ResumePolicy | None = None  # the last acting run's, for when the alarm lowers
     history_keep: int = 20
     pending: list[WorkflowRequest] = field(default_factory=list)
+    max_concurrency: int = 5  # the worker's PREEMPTION_MAX_CONCURRENCY, for notice and resume
 
     def remember(self, record: dict[str, Any], keep: int) -> None:
         self.history_keep = keep
@@ -173,6 +174,7 @@ class Memory:
             "stopped": [s.carry() for s in self.stopped.values()],
             "resume": None if self.resume is None else self.resume.to_wire(),
             "historyKeep": self.history_keep,
+            "maxConcurrency": self.max_concurrency,
             "pending": [go_json(r.to_wire()).decode() for r in self.pending],
         }
         return go_json(obj).decode()
@@ -187,6 +189,7 @@ class Memory:
             run_number=int(obj["runNumber"]),
             stopped={s["ref"]["Value"]: Stopped.from_carried(s) for s in obj.get("stopped", [])},
             history_keep=int(obj.get("historyKeep", 20)),
+            max_concurrency=int(obj.get("maxConcurrency", 5)),
         )
         if obj.get("resume") is not None:
             memory.resume = policy_from_mapping({"resume": obj["resume"]}).resume

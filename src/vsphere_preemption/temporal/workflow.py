@@ -364,6 +364,7 @@ class PreemptVMsWorkflow:
             workflow.logger.info("victim %d: %s (%s)", position, victim.ref, victim.reason)
         if self._care:
             self._mem.history_keep = effective.history
+            self._mem.max_concurrency = policy.max_concurrency
         if dry_run:
             workflow.logger.info(
                 "dry run: %d victim(s) planned, none acted on", len(chosen.victims)
@@ -477,7 +478,7 @@ class PreemptVMsWorkflow:
         try:
             result: GuestNoticeOutcome = await workflow.execute_activity(
                 SET_GUEST_NOTICE,
-                GuestNoticeInput(vms=vms, value=value),
+                GuestNoticeInput(vms=vms, value=value, max_concurrency=self._mem.max_concurrency),
                 result_type=GuestNoticeOutcome,
                 **_options(),
             )
@@ -699,6 +700,7 @@ class PreemptVMsWorkflow:
                         marks=[s.mark for s in group],
                         workflow_id=workflow.info().workflow_id,
                         annotation_json=append_fields(text, {"resumed": True, "resumedAt": now}),
+                        max_concurrency=self._mem.max_concurrency,
                     ),
                     result_type=ResumeOutcome,
                     **_options(),

@@ -5,23 +5,31 @@
 2. `domain.resume.judge` decides per VM: resume, resumed already (an earlier attempt
    did it), or skip with the reason (deleted, powered on by hand, reconfigured,
    moved, annotation removed or replaced).
-3. `PowerOnVM_Task` per VM to resume, watched together; then one batched read
-   confirms each is `poweredOn`.
-4. The resumed annotation is written on every resumed VM (the same value again for
-   those resumed already: idempotent).
+3. The resumed annotation is written on each VM to resume *before* its power-on: the
+   claim that makes a retry safe. A VM whose claim cannot be written is not powered on.
+4. `PowerOnVM_Task` per claimed VM, watched together; then one batched read confirms
+   each is `poweredOn`. A VM that did not come on gets its earlier annotation back.
 
-Safe to run again: a VM whose annotation says this workflow resumed it counts as
-resumed; a VM an earlier attempt set out to power on (`on_powering_on`, said before
-the call) and that is on now is named by the caller (`powered_on_before`, from the
-activity's heartbeat) and counts as resumed too, never as "powered on by hand".
+Safe to run again, whenever the attempt died: a VM that is on and carries our resumed
+annotation was powered on by us (an earlier attempt), never "by hand"; one that carries
+it and is still stopped is powered on now. (A VM an earlier attempt named in its
+heartbeat, `powered_on_before`, counts as ours too: the same fact, said faster.)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
 
 from vsphere_preemption.domain.model import ResumeOutcome, VmIssue, VmMark, VmRef
-from vsphere_preemption.domain.resume import DELETED, POWERED_ON, POWERED_ON_BY_HAND, Verdict, judge
+from vsphere_preemption.domain.resume import (
+    DELETED,
+    POWERED_ON,
+    POWERED_ON_BY_HAND,
+    Verdict,
+    VmNow,
+    judge,
+)
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.fields import CustomFields
 from vsphere_preemption.vsphere.reads import read_now, read_power_states
@@ -34,6 +42,14 @@ log = get_logger(__name__)
 Heartbeat = Callable[[str], None]
 
 
+def _claimed(annotation: str | None) -> bool:
+    try:
+        value = json.loads(annotation or "")
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("resumed") is True
+
+
 def _power_on(conn: Connection, ref: VmRef) -> object:
     return conn.managed(ref).PowerOnVM_Task()
 
@@ -43,6 +59,44 @@ class Resume:
         self._session = session
         self._fields = fields
         self._runner = runner
+
+    def _claim(
+        self,
+        refs: list[VmRef],
+        field: str,
+        value: str,
+        max_concurrency: int,
+        heartbeat: Heartbeat,
+        failed: dict[VmRef, str],
+        order: dict[VmRef, int],
+        fails_as: str = "not powered on: the resumed annotation failed",
+    ) -> list[VmRef]:
+        """Write the resumed annotation on each VM before its power-on; those that took it."""
+        if not refs:
+            return []
+        written = self._fields.set(
+            refs, field, value, max_concurrency=max_concurrency, heartbeat=heartbeat
+        )
+        for issue in written.failed:
+            failed[issue.vm] = f"{fails_as}: {issue.reason}"
+        return sorted(written.annotated, key=order.__getitem__)
+
+    def _unclaim(
+        self,
+        refs: list[VmRef],
+        now: dict[VmRef, VmNow],
+        field: str,
+        max_concurrency: int,
+        heartbeat: Heartbeat,
+    ) -> None:
+        # Best effort: were it to fail, the next resume still sees a stopped VM with our
+        # claim, and powers it on.
+        for ref in refs:
+            before = now[ref].annotation if ref in now else None
+            if before:
+                self._fields.set(
+                    [ref], field, before, max_concurrency=max_concurrency, heartbeat=heartbeat
+                )
 
     def run(
         self,
@@ -67,6 +121,7 @@ class Resume:
         heartbeat(f"resume: {len(now)} of {len(refs)} VMs read")
 
         resumed: set[VmRef] = set()
+        unclaimed: list[VmRef] = []
         skipped: dict[VmRef, str] = {}
         failed: dict[VmRef, str] = {}
         to_power: list[VmRef] = []
@@ -78,11 +133,15 @@ class Resume:
                 to_power.append(ref)
             elif judgement.verdict is Verdict.RESUMED_ALREADY:
                 resumed.add(ref)
+                if not _claimed(now[ref].annotation):
+                    unclaimed.append(ref)  # known from the heartbeat alone: claim it now
             else:
                 skipped[ref] = judgement.reason
 
+        claimed = self._claim(to_power, annotation_field, annotation_json, max_concurrency,
+                              heartbeat, failed, order)  # fmt: skip
         ends = self._runner.run(
-            to_power, _power_on, what="power-on", max_concurrency=max_concurrency,
+            claimed, _power_on, what="power-on", max_concurrency=max_concurrency,
             heartbeat=heartbeat,
             before_each=on_powering_on,  # said before acting: a retry knows, even if it hangs
         )  # fmt: skip
@@ -113,19 +172,17 @@ class Resume:
                     skipped[ref] = DELETED
                 else:
                     failed[ref] = f"power-on done, but the VM is {state}"
+        # A claimed VM that did not come on: its annotation says again what it said before.
+        self._unclaim(
+            [r for r in claimed if (r not in resumed and r not in skipped) or r in failed],
+            now, annotation_field, max_concurrency, heartbeat,
+        )  # fmt: skip
 
-        if resumed:
-            annotated = self._fields.set(
-                sorted(resumed, key=order.__getitem__),
-                annotation_field,
-                annotation_json,
-                max_concurrency=max_concurrency,
-                heartbeat=heartbeat,
-            )
-            for issue in annotated.failed:
-                resumed.discard(issue.vm)
-                failed[issue.vm] = f"powered on, but the resumed annotation failed: {issue.reason}"
-
+        for ref in set(unclaimed) - set(self._claim(
+            unclaimed, annotation_field, annotation_json, max_concurrency, heartbeat, failed,
+            order, fails_as="powered on, but the resumed annotation failed",
+        )):  # fmt: skip
+            resumed.discard(ref)  # on, but its annotation could not say so: reported failed
         log.info(
             "vcenter.resume",
             workflow_id=workflow_id,
