@@ -306,3 +306,43 @@ def test_worker_notice_variables_win_over_the_file(tmp_path: Path) -> None:
     assert s.policy.guest_notice is True
     with pytest.raises(SettingsError, match="PREEMPTION_NOTICE_MEDIUM"):
         load(WorkerSettings, {**WORKER_ENV, "PREEMPTION_NOTICE_MEDIUM": "soon"})
+
+
+def test_several_vcenters_each_with_its_task_queue() -> None:
+    env = FUNCTION_ENV | {
+        "VCENTER_TASKQUEUES": '{"https://VCSA-1.example.com/sdk": "vc1", '
+        '"vcsa-2.example.com:443": " vc2 ", "https://127.0.0.1:8989/sdk/": "sim"}'
+    }
+    s = load(FunctionSettings, env)
+    assert s.vcenter_taskqueues == {
+        "vcsa-1.example.com": "vc1",
+        "vcsa-2.example.com": "vc2",
+        "127.0.0.1:8989": "sim",
+    }
+    # TEMPORAL_TASKQUEUE is not needed then; without the mapping it is.
+    no_queue = {k: v for k, v in env.items() if k != "TEMPORAL_TASKQUEUE"}
+    assert load(FunctionSettings, no_queue).temporal_taskqueue == ""
+    assert load(FunctionSettings, FUNCTION_ENV).vcenter_taskqueues == {}
+    assert (
+        load(FunctionSettings, FUNCTION_ENV | {"VCENTER_TASKQUEUES": " "}).vcenter_taskqueues == {}
+    )
+    with pytest.raises(SettingsError, match="TEMPORAL_TASKQUEUE is required"):
+        load(FunctionSettings, {k: v for k, v in FUNCTION_ENV.items() if k != "TEMPORAL_TASKQUEUE"})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("vcsa.example.com=vc1", "is not a JSON object"),
+        ("{}", "at least one vCenter"),
+        ('["vc1"]', "at least one vCenter"),
+        ('{"/sdk": "vc1"}', "names no vCenter host"),
+        ('{"vcsa.example.com": ""}', "must be a non-empty string"),
+        ('{"vcsa.example.com": 7}', "must be a non-empty string"),
+        ('{"https://VCSA.example.com/sdk": "a", "vcsa.example.com": "b"}', "two task queues"),
+    ],
+)
+def test_a_bad_vcenter_mapping_is_named(value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load(FunctionSettings, FUNCTION_ENV | {"VCENTER_TASKQUEUES": value})
+    assert "VCENTER_TASKQUEUES" in str(err.value) and problem in str(err.value)

@@ -28,6 +28,7 @@ from pydantic import (
 
 from vsphere_preemption.domain.durations import parse_seconds
 from vsphere_preemption.domain.policy import Policy, PolicyError, Scope, policy_from_mapping
+from vsphere_preemption.domain.vcenters import vcenter_host
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.wire import (
     DEFAULT_NAMESPACE,
@@ -81,6 +82,33 @@ def _name_list(value: Any) -> Any:
         names = text.split(",")
     names = [n.strip() for n in names if n.strip()]
     return tuple(names)
+
+
+def _task_queues(value: Any) -> Any:
+    """VCENTER_TASKQUEUES: a JSON object {vCenter source URL or host: task queue}, keyed here
+    by the host as domain/vcenters.py reads it; blank is unset (an empty mapping)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not a JSON object of vCenter: task queue: {exc.msg}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("must be a JSON object naming at least one vCenter and its task queue")
+    queues: dict[str, str] = {}
+    for key, queue in raw.items():
+        host = vcenter_host(key)
+        if not host:
+            raise ValueError(f"key {key!r} names no vCenter host (a URL or a host is expected)")
+        if not isinstance(queue, str) or not queue.strip():
+            raise ValueError(f"the task queue of {key!r} must be a non-empty string")
+        if queues.get(host, queue.strip()) != queue.strip():
+            raise ValueError(f"vCenter {host} is given two task queues")
+        queues[host] = queue.strip()
+    return queues
 
 
 Flag = Annotated[bool, BeforeValidator(_bool)]
@@ -149,7 +177,16 @@ class TemporalSettings(_Settings):
 
 
 class FunctionSettings(TemporalSettings):
-    """`preemptctl function`: README.md's table, all required but K_SINK, PORT and DEBUG."""
+    """`preemptctl function`: README.md's table, all required but K_SINK, PORT and DEBUG, and
+    TEMPORAL_TASKQUEUE when VCENTER_TASKQUEUES gives each vCenter its own."""
+
+    # Checked in `_derive`: required unless VCENTER_TASKQUEUES is set (then unused).
+    temporal_taskqueue: Required = Field(default="", alias="TEMPORAL_TASKQUEUE")
+    # Several vCenters: the host of each (domain/vcenters.py: lower case, port unless 443) ->
+    # the task queue its worker polls. Empty: one vCenter, TEMPORAL_TASKQUEUE for every event.
+    vcenter_taskqueues: Annotated[dict[str, str], BeforeValidator(_task_queues)] = Field(
+        default_factory=dict, alias="VCENTER_TASKQUEUES"
+    )
 
     preemption_tag: Annotated[Required, AfterValidator(_tag)] = Field(
         alias="VSPHERE_PREEMPTION_TAG"
@@ -174,6 +211,16 @@ class FunctionSettings(TemporalSettings):
     def alarm_names(self) -> tuple[str, ...]:
         """Every alarm this function acts on, VSPHERE_ALARM_NAME first."""
         return tuple(dict.fromkeys((self.alarm_name, *self.more_alarm_names)))
+
+    @classmethod
+    def _derive(
+        cls, env: Mapping[str, str], settings: _Settings | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        # An empty TEMPORAL_TASKQUEUE is refused by its own validator; a missing one only
+        # when no VCENTER_TASKQUEUES names the queues.
+        if "TEMPORAL_TASKQUEUE" not in env and not env.get("VCENTER_TASKQUEUES", "").strip():
+            return {}, ["TEMPORAL_TASKQUEUE is required (or VCENTER_TASKQUEUES)"]
+        return {}, []
 
 
 class VCenterSettings(_Settings):

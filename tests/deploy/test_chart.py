@@ -178,9 +178,13 @@ def test_the_function_gets_every_setting_and_they_load(name: str) -> None:
         )  # fmt: skip
         assert settings.workflow_id_mode.value == "alarm" and settings.debug
         assert settings.temporal_taskqueue == "preempt-q" and settings.preemption_tag == "spot"
+        assert settings.vcenter_taskqueues == {
+            "vc.example.com": "preempt-q", "vc-2.example.com": "preempt-q-2",
+        }  # fmt: skip
         assert container["image"] == "registry.example.com/vsphere-preemption:0.1.0-rc1"
     else:
         assert settings.alarm_names == ("cluster-cpu-above-80",)
+        assert settings.vcenter_taskqueues == {}  # one vCenter
         assert container["image"] == "vsphere-preemption:0.1.0"  # the chart's appVersion
 
 

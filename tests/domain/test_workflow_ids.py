@@ -59,3 +59,45 @@ def test_refuses_what_is_not_a_moref(bad: str) -> None:
 def test_refuses_empty_alarm() -> None:
     with pytest.raises(ValueError, match="alarm name"):
         workflow_id("", CLUSTER)
+
+
+def test_with_a_vcenter_the_host_comes_before_the_moref() -> None:
+    wid = workflow_id("cpu", CLUSTER, vcenter="vcsa-1.example.com")
+    assert wid == "cpu/vcsa-1.example.com/domain-c7"
+    # The same moref on another vCenter is another workflow.
+    assert wid != workflow_id("cpu", CLUSTER, vcenter="vcsa-2.example.com")
+    assert workflow_id("cpu", None, vcenter="127.0.0.1:8989") == "cpu/127.0.0.1:8989"
+    assert workflow_id("cpu", CLUSTER, IdMode.ALARM, "[::1]:8989") == "cpu/[::1]:8989"
+
+
+@pytest.mark.parametrize("bad", ["a/b.c", "", "VCSA.example.com", "vcsa example"])
+def test_refuses_a_vcenter_that_would_not_parse_back(bad: str) -> None:
+    with pytest.raises(ValueError, match="vCenter host"):
+        workflow_id("cpu", CLUSTER, vcenter=bad)
+
+
+@pytest.mark.parametrize(
+    ("alarm", "entity", "vcenter"),
+    [
+        ("cluster-cpu-above-80", "domain-c7", "vcsa.example.com"),
+        ("cpu / memory high", "host-21", "127.0.0.1:8989"),
+        ("cpu/high", "domain-c7", "[::1]"),
+        ("cpu", None, "vcsa.example.com"),
+    ],
+)
+def test_round_trip_with_a_vcenter(alarm: str, entity: str | None, vcenter: str) -> None:
+    ref = MoRef(entity, "X") if entity else None
+    wid = workflow_id(alarm, ref, vcenter=vcenter)
+    assert parse_workflow_id(wid) == WorkflowAddress(alarm, entity, vcenter)
+
+
+def test_a_short_vcenter_host_is_written_but_reads_back_as_part_of_the_alarm() -> None:
+    wid = workflow_id("cpu", CLUSTER, vcenter="vcsa")
+    assert wid == "cpu/vcsa/domain-c7"
+    assert parse_workflow_id(wid) == WorkflowAddress("cpu/vcsa", "domain-c7")
+
+
+def test_single_vcenter_ids_parse_as_before() -> None:
+    assert parse_workflow_id("cpu/high/domain-c7") == WorkflowAddress("cpu/high", "domain-c7")
+    assert parse_workflow_id("cpu/domain-c7") == WorkflowAddress("cpu", "domain-c7")
+    assert parse_workflow_id("cpu/high") == WorkflowAddress("cpu/high", None)

@@ -30,8 +30,9 @@ UNREACHABLE_TEMPORAL = "127.0.0.1:1"  # nothing listens on port 1
 Request = tuple[dict[str, str], bytes]
 
 
-# The cluster alarm_event's alarms fire on, unless told otherwise.
+# The cluster alarm_event's alarms fire on, unless told otherwise, and its vCenter.
 CLUSTER = "domain-c7"
+VCENTER = "https://vcsa.mydomain.com/sdk"
 
 
 def on(alarm: str, entity: str = CLUSTER) -> str:
@@ -99,13 +100,15 @@ def alarm_event(
     xml: bool = False,
     old_router: bool = False,
     entity: str = CLUSTER,
+    source: str = VCENTER,
 ) -> dict[str, Any]:
     """A structured-JSON AlarmStatusChangedEvent for `alarm` on cluster `entity` (a moref
-    value), JSON or XML data, either shape."""
+    value) of the vCenter `source` (its SDK URL, as VEBA names it), JSON or XML data, either
+    shape."""
     attributes: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
-        "source": "https://vcsa.mydomain.com/sdk",
+        "source": source,
         "type": OLD_ROUTER_TYPE if old_router else TANZU_SOURCES_TYPE,
     }
     if old_router:

@@ -23,6 +23,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests.function.conftest import (
+    CLUSTER,
     SINK,
     Serve,
     alarm_event,
@@ -552,3 +553,62 @@ async def test_an_event_whose_signal_the_workflow_would_drop_is_a_400(
         assert (await post(client, as_binary(event))).json()["decision"] == "preempt"
     assert len(signals(await history(temporal_client, on(alarm)))) == 1
     await temporal_client.get_workflow_handle(on(alarm)).terminate("test done")
+
+
+async def test_several_vcenters_each_event_to_its_vcenters_task_queue(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+) -> None:
+    alarm, queue_a, queue_b = unique("alarm"), unique("queue-a"), unique("queue-b")
+    # The same moref on both vCenters: two workflows, one per vCenter.
+    id_a = f"{alarm}/vcsa-a.example.com/{CLUSTER}"
+    id_b = f"{alarm}/vcsa-b.example.com/{CLUSTER}"
+    cleanup += [id_a, id_b]
+    mapping = {"https://vcsa-a.example.com/sdk": queue_a, "VCSA-B.example.com": queue_b}
+    settings = function_settings(
+        alarm, "not-this-queue", temporal_server.address, VCENTER_TASKQUEUES=json.dumps(mapping)
+    )
+    function = await serve(settings)
+    await function.wait_ready()
+    a, b = "https://vcsa-a.example.com/sdk", "https://VCSA-B.example.com:443/sdk/"
+    c = "https://vcsa-c.example.com/sdk"
+    async with function.client() as client:
+        raised_a = await post(client, as_binary(alarm_event(alarm, "green", "red", source=a)))
+        raised_b = await post(client, as_binary(alarm_event(alarm, "green", "yellow", source=b)))
+        with capture_logs() as logs:
+            unknown = await post(client, as_binary(alarm_event(alarm, "green", "red", source=c)))
+            # Whatever its data: not ours to judge either.
+            headers, _ = as_binary(alarm_event(alarm, "green", "red", source=c))
+            garbled = await client.post("/", headers=headers, content=b"<not json>")
+        lowered_b = await post(client, as_binary(alarm_event(alarm, "yellow", "green", source=b)))
+        metrics = (await client.get("/metrics")).text
+
+    assert (raised_a.status_code, raised_a.json()["workflowID"]) == (200, id_a)
+    assert (raised_b.status_code, raised_b.json()["workflowID"]) == (200, id_b)
+    for workflow_id, queue in ((id_a, queue_a), (id_b, queue_b)):
+        started = (await history(temporal_client, workflow_id))[0]
+        assert started.workflow_execution_started_event_attributes.task_queue.name == queue
+
+    for reply in (unknown, garbled):
+        assert reply.status_code == 200
+        assert reply.json()["decision"] == "ignore"
+        assert reply.json()["reason"] == "unknown vCenter vcsa-c.example.com"
+    warnings = [e for e in logs if e["event"] == "event from an unknown vCenter ignored"]
+    assert len(warnings) == 2 and {w["log_level"] for w in warnings} == {"warning"}
+    assert warnings[0]["source"] == c
+    assert warnings[0]["known"] == ["vcsa-a.example.com", "vcsa-b.example.com"]
+    assert 'vsphere_preemption_function_events_ignored_total{reason="unknown_source"} 2.0' in (
+        metrics
+    )
+    assert await not_found(temporal_client, f"{alarm}/vcsa-c.example.com/{CLUSTER}")
+    assert await not_found(temporal_client, on(alarm))  # nothing in the single-vCenter form
+
+    # B's alarm lowering cancels B's workflow only.
+    assert (lowered_b.json()["workflowID"], lowered_b.json()["outcome"]) == (
+        id_b,
+        "cancel_requested",
+    )
+    assert cancel_requested(await history(temporal_client, id_b))
+    assert not cancel_requested(await history(temporal_client, id_a))

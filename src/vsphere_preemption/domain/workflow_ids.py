@@ -13,6 +13,13 @@ So by default the workflow ID is `<alarm name>/<entity moref>`, e.g.
 
 `IdMode.ALARM` restores the Go form (ID = alarm name). A request that names no entity (as
 `preemptctl workflow run` sends by default) addresses the alarm's own ID in either mode.
+
+One function serving several vCenters (its `VCENTER_TASKQUEUES`) puts the vCenter's host
+(`domain/vcenters.py`) before the moref, `<alarm>/<vcenter host>/<moref>`, e.g.
+`cluster-cpu-above-80/vcsa-1.example.com/domain-c7`: morefs repeat across vCenters (every
+vCenter's first cluster is `domain-c7`), and two vCenters' clusters must not share a workflow.
+Without an entity, or in `IdMode.ALARM`, that ID is `<alarm>/<vcenter host>`. Without a vCenter
+the IDs are as above, unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from vsphere_preemption.domain.model import MoRef
+from vsphere_preemption.domain.vcenters import is_vcenter_host, reads_as_vcenter_host
 
 # vSphere moref values: a lower-case prefix, then dash-separated parts (domain-c7, host-21,
 # vm-58, resgroup-v12, datastore-15, group-d1, datacenter-2).
@@ -35,10 +43,12 @@ class IdMode(StrEnum):
 
 @dataclass(frozen=True)
 class WorkflowAddress:
-    """What a workflow ID says: the alarm and, in entity mode, the entity's moref value."""
+    """What a workflow ID says: the alarm and, in entity mode, the entity's moref value; the
+    vCenter's host when the ID names one."""
 
     alarm: str
     entity: str | None
+    vcenter: str | None = None
 
 
 def is_moref_value(value: str) -> bool:
@@ -46,19 +56,34 @@ def is_moref_value(value: str) -> bool:
     return _MOREF_VALUE.fullmatch(value) is not None
 
 
-def workflow_id(alarm: str, entity: MoRef | None, mode: IdMode = IdMode.ENTITY) -> str:
+def workflow_id(
+    alarm: str, entity: MoRef | None, mode: IdMode = IdMode.ENTITY, vcenter: str | None = None
+) -> str:
+    """The ID for `alarm` on `entity`; `vcenter` (a host as `vcenters.vcenter_host` writes it)
+    when the function serves several vCenters."""
     if not alarm:
         raise ValueError("an alarm name is needed for a workflow ID")
+    if vcenter is not None and not is_vcenter_host(vcenter):
+        raise ValueError(f"not a vCenter host: {vcenter!r}")
+    prefix = alarm if vcenter is None else f"{alarm}/{vcenter}"
     if mode is IdMode.ALARM or entity is None:
-        return alarm
+        return prefix
     if not _MOREF_VALUE.fullmatch(entity.value):
         raise ValueError(f"not a managed object id: {entity.value!r}")
-    return f"{alarm}/{entity.value}"
+    return f"{prefix}/{entity.value}"
 
 
 def parse_workflow_id(value: str) -> WorkflowAddress:
-    """Split an ID made by `workflow_id`; an ID without an entity part is the alarm alone."""
-    alarm, slash, tail = value.rpartition("/")
-    if slash and alarm and _MOREF_VALUE.fullmatch(tail):
-        return WorkflowAddress(alarm, tail)
-    return WorkflowAddress(value, None)
+    """Split an ID made by `workflow_id`: a last segment that is a moref value is the entity;
+    the segment before it (or the last, without an entity) is the vCenter when it reads as a
+    host with a dot or a port; the rest is the alarm. So a vCenter named by a short host
+    (`vcsa`) reads back as part of the alarm name, and an alarm name whose own last segment
+    reads as such a host (`cpu/x.y`) as a vCenter: name vCenters by their full DNS names."""
+    rest, entity = value, None
+    head, slash, tail = value.rpartition("/")
+    if slash and head and _MOREF_VALUE.fullmatch(tail):
+        rest, entity = head, tail
+    alarm, slash, host = rest.rpartition("/")
+    if slash and alarm and reads_as_vcenter_host(host):
+        return WorkflowAddress(alarm, entity, host)
+    return WorkflowAddress(rest, entity)

@@ -3,7 +3,8 @@
 HTTP-free (headers and body in, status and JSON body out), so every branch is testable without
 a server. The statuses, as docs/wire.md's decision rules give them:
 
-- 200: ignored (an event of another type, or another alarm's), preemption signalled, or
+- 200: ignored (an event of another type, another alarm's, or, with VCENTER_TASKQUEUES, one
+  from a vCenter it does not name), preemption signalled, or
   lowering handled — including a failed cancel, which is only logged so the broker does not
   retry it — or a duplicate: the same event (source and id) acted on lately (recent.py);
 - 400: not a CloudEvent, or an AlarmStatusChangedEvent whose data does not decode or, for the
@@ -29,6 +30,7 @@ from vsphere_preemption.domain.events import (
     decode,
     event_shape,
 )
+from vsphere_preemption.domain.vcenters import vcenter_host
 from vsphere_preemption.domain.workflow_ids import workflow_id
 from vsphere_preemption.function.cloudevent_http import (
     IncomingEvent,
@@ -49,7 +51,17 @@ from vsphere_preemption.wire import WireError, WorkflowRequest
 INVALID_PAYLOAD = "event payload must be valid AlarmStatusChangedEvent"
 PREEMPTION_FAILED = "failed to run preemption"
 DUPLICATE = "duplicate"  # the decision (and metric label) of a redelivered event
+UNKNOWN_SOURCE = "unknown_source"  # the metric label of an event from a vCenter not served
 RETRY_AFTER = {"Retry-After": "5"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an event's workflow runs: the task queue of its vCenter's worker, and the vCenter's
+    host for the workflow ID (None when the function serves one vCenter)."""
+
+    task_queue: str
+    vcenter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,12 +129,18 @@ class EventHandler:
             self._log.debug("event ignored", eventID=event.id, reason=str(exc))
             ignored = {"eventID": event.id, "decision": Action.IGNORE.value, "reason": str(exc)}
             return Reply(200, ignored), Action.IGNORE.value
+        route = self._route(event)
+        if route is None:
+            # An alarm event from a vCenter no worker here serves, whatever its data: answered
+            # (a 4xx would dead-letter it for nothing) and logged, as a sign of a missing or
+            # mistyped entry in VCENTER_TASKQUEUES.
+            return self._unknown_source(event), Action.IGNORE.value
         try:
             if undecodable is not None:
                 raise undecodable
             change = decode(event.attributes, data)
             decision = decide(change, self._settings.alarm_names)
-            workflow_id = self._workflow_id(change)
+            workflow_id = self._workflow_id(change, route)
         # ValueError: an entity reference that is no managed object id, so no workflow ID.
         except (UndecodableData, RuleError, ValueError) as exc:
             message = f"{INVALID_PAYLOAD}: {exc}"
@@ -141,7 +159,9 @@ class EventHandler:
             if duplicate:
                 return self._duplicate(event, decision, workflow_id), DUPLICATE
             if decision.action is Action.PREEMPT:
-                reply, acted = await self._preempt(event, data, change, decision, workflow_id)
+                reply, acted = await self._preempt(
+                    event, data, change, decision, workflow_id, route
+                )
             else:
                 reply, acted = await self._cancel(event, change, decision, workflow_id)
             if acted:
@@ -160,9 +180,36 @@ class EventHandler:
         body = {"eventID": event.id, "decision": DUPLICATE, "reason": reason}
         return Reply(200, {**body, "workflowID": workflow_id})
 
-    def _workflow_id(self, change: AlarmChange) -> str:
-        """The workflow of this alarm and entity (docs/wire.md, "Workflow IDs")."""
-        return workflow_id(change.alarm_name, change.entity, self._settings.workflow_id_mode)
+    def _route(self, event: IncomingEvent) -> Route | None:
+        """The event's vCenter and task queue: by its source's host when VCENTER_TASKQUEUES
+        is set (None: a vCenter it does not name), else TEMPORAL_TASKQUEUE."""
+        queues = self._settings.vcenter_taskqueues
+        if not queues:
+            return Route(self._settings.temporal_taskqueue)
+        host = vcenter_host(str(event.attributes.get("source", "")))
+        queue = queues.get(host)
+        return Route(queue, host) if queue else None
+
+    def _unknown_source(self, event: IncomingEvent) -> Reply:
+        source = str(event.attributes.get("source", ""))
+        host = vcenter_host(source)
+        self._metrics.ignored.labels(UNKNOWN_SOURCE).inc()
+        self._log.warning(
+            "event from an unknown vCenter ignored",
+            eventID=event.id,
+            source=source,
+            vcenter=host,
+            known=sorted(self._settings.vcenter_taskqueues),
+        )
+        reason = f"unknown vCenter {host or repr(source)}"
+        return Reply(200, {"eventID": event.id, "decision": Action.IGNORE.value, "reason": reason})
+
+    def _workflow_id(self, change: AlarmChange, route: Route) -> str:
+        """The workflow of this alarm and entity, on this vCenter when the function serves
+        several (docs/wire.md, "Workflow IDs")."""
+        return workflow_id(
+            change.alarm_name, change.entity, self._settings.workflow_id_mode, route.vcenter
+        )
 
     async def _preempt(
         self,
@@ -171,6 +218,7 @@ class EventHandler:
         change: AlarmChange,
         decision: Decision,
         workflow_id: str,
+        route: Route,
     ) -> tuple[Reply, bool]:
         """The reply, and whether the workflow was signalled."""
         settings = self._settings
@@ -194,12 +242,15 @@ class EventHandler:
             "criticality": decision.criticality.value,
             "workflowID": workflow_id,
             "entity": str(change.entity) if change.entity else "",
-            "queue": settings.temporal_taskqueue,
+            "queue": route.task_queue,
+            "vcenter": route.vcenter or "",
             "tag": settings.preemption_tag,
             "sink": settings.k_sink,
         }
         try:
-            run = await self._link.require().signal_with_start(workflow_id, request)
+            run = await self._link.require().signal_with_start(
+                workflow_id, request, task_queue=route.task_queue
+            )
         except TemporalError as exc:
             self._metrics.acted.labels("preempt", "failed").inc()
             message = f"{PREEMPTION_FAILED}: {exc}"

@@ -119,6 +119,7 @@ class ListedWorkflow:
     summary: WorkflowSummary
     alarm: str
     entity: str | None  # the moref value in the ID; None: the ID is the alarm alone
+    vcenter: str | None = None  # the vCenter's host in the ID (a function serving several)
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,9 @@ def _listed(execution: WorkflowExecution) -> ListedWorkflow:
         start_time=execution.start_time,
         close_time=execution.close_time,
     )
-    return ListedWorkflow(summary=summary, alarm=address.alarm, entity=address.entity)
+    return ListedWorkflow(
+        summary=summary, alarm=address.alarm, entity=address.entity, vcenter=address.vcenter
+    )
 
 
 def _as_json_text(value: Any) -> str:
@@ -346,8 +349,10 @@ class PreemptionClient:
         request: WorkflowRequest,
         *,
         execution_timeout: timedelta = EXECUTION_TIMEOUT,
+        task_queue: str | None = None,
     ) -> StartedRun:
-        """Signal `PreemptVMsChan` to the workflow, starting it first if none is running."""
+        """Signal `PreemptVMsChan` to the workflow, starting it first if none is running, on
+        `task_queue` (by default the client's)."""
         from temporalio.api.common.v1 import Payload
         from temporalio.common import RawValue
 
@@ -356,7 +361,7 @@ class PreemptionClient:
             handle = await self._client.start_workflow(
                 WORKFLOW_TYPE,
                 id=workflow_id,
-                task_queue=self.task_queue,
+                task_queue=task_queue or self.task_queue,
                 execution_timeout=execution_timeout,
                 start_signal=SIGNAL_NAME,
                 start_signal_args=[RawValue(payload)],
