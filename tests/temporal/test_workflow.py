@@ -380,7 +380,8 @@ async def test_signals_that_break_the_rule_are_dropped_and_only_the_good_one_run
     def dropped() -> list[str]:
         return [r.getMessage() for r in caplog.records if "dropping undecodable" in r.getMessage()]
 
-    await wait_for(lambda: len(dropped()) == len(bad), what="every bad signal dropped")
+    # At least once each: a workflow task retried under load runs the handler again.
+    await wait_for(lambda: len(dropped()) >= len(bad), what="every bad signal dropped")
     reasons = dropped()
     for (kind, _), expected in zip(bad, [
         "event has no id", "event id is empty", "event id must be a string, got a number",

@@ -40,34 +40,26 @@ with workflow.unsafe.imports_passed_through():
     # Pure modules (standard library only): no need to re-import them per run.
     from vsphere_preemption.domain.achieved import planned_vs_achieved
     from vsphere_preemption.domain.model import (
-        AnnotateOutcome,
         Criticality,
         EntityUsage,
         GuestNoticeOutcome,
         MoRef,
         PowerOffOutcome,
         ResumeOutcome,
-        Selection,
         StopAction,
         VmRef,
     )
     from vsphere_preemption.domain.plan import Plan
     from vsphere_preemption.domain.policy import Policy, Scope
+
+    # The activities' class, for typed references (mypy checks what goes in and out); the
+    # activity names on the wire are theirs (contracts.py), so histories read the same.
+    from vsphere_preemption.temporal.activities import PreemptionActivities
     from vsphere_preemption.temporal.contracts import (
-        ANNOTATE_VMS,
-        GET_POLICY,
-        GET_PREEMPTIBLE_VMS,
-        PLAN_PREEMPTION,
-        POWER_OFF_VMS,
-        READ_ENTITY_USAGE,
-        RESUME_VMS,
-        SEND_PREEMPTED_EVENT,
-        SET_GUEST_NOTICE,
         AnnotateInput,
         FindVmsInput,
         GuestNoticeInput,
         PlanInput,
-        PlanOutput,
         PowerOffInput,
         PreemptionPolicy,
         ResumeInput,
@@ -256,9 +248,8 @@ class PreemptVMsWorkflow:
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
         try:
-            policy = await workflow.execute_local_activity(
-                GET_POLICY,
-                result_type=PreemptionPolicy,
+            policy = await workflow.execute_local_activity_method(
+                PreemptionActivities.get_policy,
                 start_to_close_timeout=POLICY_TIMEOUT,
                 retry_policy=RETRY_POLICY,
             )
@@ -287,10 +278,9 @@ class PreemptVMsWorkflow:
     ) -> None:
         """Before select-by-plan: the first `max_vms` tagged VMs in vCenter, by name."""
         try:
-            selection = await workflow.execute_activity(
-                GET_PREEMPTIBLE_VMS,
+            selection = await workflow.execute_activity_method(
+                PreemptionActivities.get_preemptible_vms,
                 FindVmsInput(tag=request.tag, max_vms=policy.max_vms),
-                result_type=Selection,
                 **_options(),
             )
         except FailureError as err:
@@ -338,15 +328,14 @@ class PreemptVMsWorkflow:
             workflow.logger.warning("%s", notes[-1])
         dry_run = request.dry_run or effective.dry_run
         try:
-            planned = await workflow.execute_activity(
-                PLAN_PREEMPTION,
+            planned = await workflow.execute_activity_method(
+                PreemptionActivities.plan_preemption,
                 PlanInput(
                     tag=request.tag,
                     entity=entity,
                     policy=effective.to_wire(),
                     criticality=request.criticality,
                 ),
-                result_type=PlanOutput,
                 **_options(),
             )
         except FailureError as err:
@@ -482,10 +471,9 @@ class PreemptVMsWorkflow:
 
     async def _guest_notice(self, vms: list[VmRef], value: str) -> None:
         try:
-            result: GuestNoticeOutcome = await workflow.execute_activity(
-                SET_GUEST_NOTICE,
+            result: GuestNoticeOutcome = await workflow.execute_activity_method(
+                PreemptionActivities.set_guest_notice,
                 GuestNoticeInput(vms=vms, value=value, max_concurrency=self._mem.max_concurrency),
-                result_type=GuestNoticeOutcome,
                 **_options(),
             )
         except FailureError as err:
@@ -519,8 +507,10 @@ class PreemptVMsWorkflow:
             what = replace(what, action=action.value)
         record["action"] = action.value
         try:
-            outcome: PowerOffOutcome = await workflow.execute_activity(
-                POWER_OFF_VMS, what, result_type=PowerOffOutcome, **_options(timeout)
+            outcome: PowerOffOutcome = await workflow.execute_activity_method(
+                PreemptionActivities.power_off_vms,
+                what,
+                **_options(timeout),
             )
         except FailureError as err:
             _reraise_cancel(err)
@@ -580,8 +570,8 @@ class PreemptVMsWorkflow:
 
     async def _entity_usage(self, entity: MoRef) -> EntityUsage | None:
         try:
-            usage: EntityUsage | None = await workflow.execute_activity(
-                READ_ENTITY_USAGE, entity, result_type=EntityUsage, **_options()
+            usage = await workflow.execute_activity_method(
+                PreemptionActivities.read_entity_usage, entity, **_options()
             )
         except FailureError as err:
             _reraise_cancel(err)
@@ -608,7 +598,9 @@ class PreemptVMsWorkflow:
         if event_type is not None:
             what = replace(what, event_type=event_type)
         try:
-            await workflow.execute_activity(SEND_PREEMPTED_EVENT, what, **_options())
+            await workflow.execute_activity_method(
+                PreemptionActivities.send_preempted_event, what, **_options()
+            )
         except FailureError as err:
             _reraise_cancel(err)
             workflow.logger.error("sending the %s failed: %s", what.event_type, _cause(err))
@@ -631,10 +623,9 @@ class PreemptVMsWorkflow:
                 continue
             text = value.to_json()
             try:
-                result = await workflow.execute_activity(
-                    ANNOTATE_VMS,
+                result = await workflow.execute_activity_method(
+                    PreemptionActivities.annotate_vms,
                     AnnotateInput(vms=vms, annotation_json=text),
-                    result_type=AnnotateOutcome,
                     **_options(),
                 )
             except FailureError as err:
@@ -704,15 +695,14 @@ class PreemptVMsWorkflow:
         skipped: list[dict[str, str]] = []
         for text, group in by_annotation.items():
             try:
-                result: ResumeOutcome = await workflow.execute_activity(
-                    RESUME_VMS,
+                result: ResumeOutcome = await workflow.execute_activity_method(
+                    PreemptionActivities.resume_vms,
                     ResumeInput(
                         marks=[s.mark for s in group],
                         workflow_id=workflow.info().workflow_id,
                         annotation_json=append_fields(text, {"resumed": True, "resumedAt": now}),
                         max_concurrency=self._mem.max_concurrency,
                     ),
-                    result_type=ResumeOutcome,
                     **_options(),
                 )
             except FailureError as err:
