@@ -192,14 +192,23 @@ def run_collected(
     raise error
 
 
-RELEASE_TIMEOUT = 2.0
+RELEASE_TIMEOUT = 10.0  # a loaded machine's SDK threads have taken over 2 s
 
 
 def _collect_until_gone(obj: weakref.ref[Any]) -> None:
+    """Collect until the runtime and every Temporal client are gone, or the timeout passes."""
+    from temporalio.client import Client
+    from temporalio.service import ServiceClient
+
+    def alive() -> bool:
+        if obj() is not None:
+            return True
+        return any(isinstance(o, Client | ServiceClient) for o in gc.get_objects())
+
     deadline = time.monotonic() + RELEASE_TIMEOUT
     gc.collect()
-    while obj() is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
         gc.collect()
 
 
