@@ -47,6 +47,8 @@ from tests.temporal.rig import (
     worker_env,
     write_secret,
 )
+from tests.temporal.world import World as BaseWorld
+from tests.temporal.world import world_env
 from tests.vsphere.raw_session import RawSession
 from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
@@ -55,7 +57,6 @@ from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.temporal.workflow import MAX_HISTORY_EVENTS
-from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import (
     ANNOTATION_KEY,
@@ -78,19 +79,9 @@ POWERED_ON, POWERED_OFF, SUSPENDED = "poweredOn", "poweredOff", "suspended"
 
 
 @dataclass
-class World:
-    sim: Vcsim
-    inventory: UsageInventory
-    client: VSphereClient
-    tags: Inventory
-    temporal: Client
+class World(BaseWorld):
     sink: EventSink
-    queue: str
-    env: dict[str, str]
     directory: Path
-
-    def vm(self, name: str) -> VmRef:
-        return VmRef(self.inventory.vm(name))
 
     def cluster(self, name: str) -> MoRef:
         found = self.tags.names("ClusterComputeResource")
@@ -124,26 +115,18 @@ def world(
 ) -> Iterator[World]:
     secret = write_secret(tmp_path / "secret", usage_vcsim)
     queue = unique("care-e2e")
-    env = {
-        "TEMPORAL_URL": temporal_server.address,
-        "TEMPORAL_NAMESPACE": "vsphere-preemption",
-        "TEMPORAL_TASKQUEUE": queue,
-        "VCENTER_URL": usage_vcsim.url,
-        "VCENTER_INSECURE": "true",
-        "VCENTER_SECRET_PATH": str(secret),
-        "PREEMPTION_COOLDOWN": "0",
-    }
+    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
     with client_for(usage_vcsim) as client, EventSink() as sink:
         yield World(
-            usage_vcsim,
-            usage_inventory,
-            client,
-            Inventory(client),
-            temporal_client,
-            sink,
-            queue,
-            env,
-            tmp_path,
+            sim=usage_vcsim,
+            inventory=usage_inventory,
+            client=client,
+            tags=Inventory(client),
+            temporal=temporal_client,
+            queue=queue,
+            env=env,
+            sink=sink,
+            directory=tmp_path,
         )
 
 
