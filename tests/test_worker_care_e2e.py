@@ -37,13 +37,13 @@ from tests.temporal.helpers import (
 )
 from tests.temporal.rig import (
     Observer,
-    WorkerProcess,
     client_for,
     powered_off,
     prepare,
     read_annotations,
     running_worker,
     vcsim_args,
+    worker_and_successor,
     worker_env,
     write_secret,
 )
@@ -659,9 +659,7 @@ async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
     queue = unique("kill-notice")
     env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
                      queue, PREEMPTION_NOTICE_MEDIUM="3s", PREEMPTION_COOLDOWN="0")  # fmt: skip
-    first = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    second = WorkerProcess(env, tmp_path / "worker-2.log")
-    try:
+    with worker_and_successor(env, tmp_path) as (first, second):
         workflow_id = unique("alarm")
         await signal_with_start(
             temporal_client, workflow_id, queue, signal_payload(criticality="MEDIUM", replyTo="")
@@ -676,9 +674,6 @@ async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
         await handle.result()
         events = list((await handle.fetch_history()).events)
         assert second.terminate() == 0
-    finally:
-        first.stop()
-        second.stop()
     assert powered_off(vcenter, scene.on) == set(scene.on)
     assert observer.events("VmPoweredOffEvent") == {
         ("VmPoweredOffEvent", r.value): 1 for r in scene.on
@@ -718,9 +713,7 @@ async def test_a_worker_killed_during_the_resume_resumes_each_vm_once_after_its_
     env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
                      queue, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_POLICY_FILE=str(policy),
                      PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
-    first = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    second = WorkerProcess(env, tmp_path / "worker-2.log")
-    try:
+    with worker_and_successor(env, tmp_path) as (first, second):
         workflow_id = unique("alarm")
         await signal_with_start(
             temporal_client, workflow_id, queue, signal_payload(criticality="HIGH", replyTo="")
@@ -739,9 +732,6 @@ async def test_a_worker_killed_during_the_resume_resumes_each_vm_once_after_its_
         result = await handle.result()
         events = list((await handle.fetch_history()).events)
         assert second.terminate() == 0
-    finally:
-        first.stop()
-        second.stop()
 
     # Every VM on again, each once (a second power-on would fail on a VM that is on, and the
     # VM would be reported skipped or failed); each annotated resumed; none taken for a VM
