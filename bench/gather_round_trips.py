@@ -20,19 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import structlog
-
 from bench.inventories import served
+from bench.machine import machine, quiet_logs
 from bench.worker_preempt import Target, config_for, spread, target_of
 from vsphere_preemption.devtools.devservers import Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
@@ -102,15 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--vcsim-vms-per-pool", type=int, default=1000)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     result = bench(args)
-    result["machine"] = {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_end": os.getloadavg(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
+    result["machine"] = machine()
     print(json.dumps(result, indent=1))
     return 0
 

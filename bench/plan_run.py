@@ -40,9 +40,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import logging
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -55,10 +52,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 from temporalio.client import Client
 
 from bench.inventories import served
+from bench.machine import machine, quiet_logs
 from bench.worker_preempt import Target, completed_at, config_for, signal, target_of
 from vsphere_preemption import worker
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
@@ -494,16 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--vcsim-url", help="use this running vcsim (its GOVC_URL); never a real vCenter"
     )
     args = parser.parse_args(argv)
-    # Figures, not logs: only the adapter's and SDK's warnings are printed.
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     result = bench(args)
-    result["machine"] = {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_end": os.getloadavg(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
+    result["machine"] = machine()
     print(json.dumps({k: v for k, v in result.items() if k != "table"}))
     print(result["table"])
     return 0

@@ -28,9 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,11 +41,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import structlog
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from bench.inventories import served
+from bench.machine import machine, quiet_logs
 from vsphere_preemption import worker
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
@@ -277,17 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--vcsim-url", help="use this running vcsim (its GOVC_URL); never a real vCenter"
     )
     args = parser.parse_args(argv)
-    # Figures, not logs: only the adapter's and SDK's warnings are printed.
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     result = asyncio.run(bench(args))
-    result["machine"] = {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_end": os.getloadavg(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
+    result["machine"] = machine()
     print(json.dumps(result["summary"], indent=1))
     print(json.dumps({k: v for k, v in result.items() if k not in {"runs", "summary"}}))
     return 0

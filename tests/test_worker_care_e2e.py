@@ -37,16 +37,18 @@ from tests.temporal.helpers import (
 )
 from tests.temporal.rig import (
     Observer,
-    WorkerProcess,
     client_for,
     powered_off,
     prepare,
     read_annotations,
     running_worker,
     vcsim_args,
+    worker_and_successor,
     worker_env,
     write_secret,
 )
+from tests.temporal.world import World as BaseWorld
+from tests.temporal.world import world_env
 from tests.vsphere.raw_session import RawSession
 from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
@@ -55,7 +57,6 @@ from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.temporal.workflow import MAX_HISTORY_EVENTS
-from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import (
     ANNOTATION_KEY,
@@ -78,19 +79,9 @@ POWERED_ON, POWERED_OFF, SUSPENDED = "poweredOn", "poweredOff", "suspended"
 
 
 @dataclass
-class World:
-    sim: Vcsim
-    inventory: UsageInventory
-    client: VSphereClient
-    tags: Inventory
-    temporal: Client
+class World(BaseWorld):
     sink: EventSink
-    queue: str
-    env: dict[str, str]
     directory: Path
-
-    def vm(self, name: str) -> VmRef:
-        return VmRef(self.inventory.vm(name))
 
     def cluster(self, name: str) -> MoRef:
         found = self.tags.names("ClusterComputeResource")
@@ -124,26 +115,18 @@ def world(
 ) -> Iterator[World]:
     secret = write_secret(tmp_path / "secret", usage_vcsim)
     queue = unique("care-e2e")
-    env = {
-        "TEMPORAL_URL": temporal_server.address,
-        "TEMPORAL_NAMESPACE": "vsphere-preemption",
-        "TEMPORAL_TASKQUEUE": queue,
-        "VCENTER_URL": usage_vcsim.url,
-        "VCENTER_INSECURE": "true",
-        "VCENTER_SECRET_PATH": str(secret),
-        "PREEMPTION_COOLDOWN": "0",
-    }
+    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
     with client_for(usage_vcsim) as client, EventSink() as sink:
         yield World(
-            usage_vcsim,
-            usage_inventory,
-            client,
-            Inventory(client),
-            temporal_client,
-            sink,
-            queue,
-            env,
-            tmp_path,
+            sim=usage_vcsim,
+            inventory=usage_inventory,
+            client=client,
+            tags=Inventory(client),
+            temporal=temporal_client,
+            queue=queue,
+            env=env,
+            sink=sink,
+            directory=tmp_path,
         )
 
 
@@ -676,9 +659,7 @@ async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
     queue = unique("kill-notice")
     env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
                      queue, PREEMPTION_NOTICE_MEDIUM="3s", PREEMPTION_COOLDOWN="0")  # fmt: skip
-    first = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    second = WorkerProcess(env, tmp_path / "worker-2.log")
-    try:
+    with worker_and_successor(env, tmp_path) as (first, second):
         workflow_id = unique("alarm")
         await signal_with_start(
             temporal_client, workflow_id, queue, signal_payload(criticality="MEDIUM", replyTo="")
@@ -693,9 +674,6 @@ async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
         await handle.result()
         events = list((await handle.fetch_history()).events)
         assert second.terminate() == 0
-    finally:
-        first.stop()
-        second.stop()
     assert powered_off(vcenter, scene.on) == set(scene.on)
     assert observer.events("VmPoweredOffEvent") == {
         ("VmPoweredOffEvent", r.value): 1 for r in scene.on
@@ -735,9 +713,7 @@ async def test_a_worker_killed_during_the_resume_resumes_each_vm_once_after_its_
     env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
                      queue, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_POLICY_FILE=str(policy),
                      PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
-    first = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    second = WorkerProcess(env, tmp_path / "worker-2.log")
-    try:
+    with worker_and_successor(env, tmp_path) as (first, second):
         workflow_id = unique("alarm")
         await signal_with_start(
             temporal_client, workflow_id, queue, signal_payload(criticality="HIGH", replyTo="")
@@ -756,9 +732,6 @@ async def test_a_worker_killed_during_the_resume_resumes_each_vm_once_after_its_
         result = await handle.result()
         events = list((await handle.fetch_history()).events)
         assert second.terminate() == 0
-    finally:
-        first.stop()
-        second.stop()
 
     # Every VM on again, each once (a second power-on would fail on a VM that is on, and the
     # VM would be reported skipped or failed); each annotated resumed; none taken for a VM

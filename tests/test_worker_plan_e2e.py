@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,19 @@ from tests.temporal.helpers import (
     signal_with_start,
     unique,
 )
-from tests.temporal.rig import client_for, powered_off, read_annotations, running_worker
+from tests.temporal.rig import (
+    client_for,
+    powered_off,
+    read_annotations,
+    running_worker,
+    write_secret,
+)
+from tests.temporal.world import World as BaseWorld
+from tests.temporal.world import world_env
 from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
-from vsphere_preemption.domain.model import MoRef, VmRef
-from vsphere_preemption.vsphere.client import VSphereClient
+from vsphere_preemption.domain.model import MoRef
 from vsphere_preemption.wire import Annotation
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
@@ -41,19 +47,7 @@ TAG = "preemptible"
 PRIORITY, PROTECTION, GROUP = "preemption-priority", "preemption-protection", "preemption-group"
 
 
-@dataclass
-class World:
-    sim: Vcsim
-    inventory: UsageInventory
-    client: VSphereClient
-    tags: Inventory
-    temporal: Client
-    queue: str
-    env: dict[str, str]
-
-    def vm(self, name: str) -> VmRef:
-        return VmRef(self.inventory.vm(name))
-
+class World(BaseWorld):
     def cluster(self, name: str) -> MoRef:
         return next(r for r in self.tags.objects("ClusterComputeResource") if self._name(r) == name)
 
@@ -75,20 +69,9 @@ def world(
     temporal_client: Client,
     tmp_path: Path,
 ) -> Iterator[World]:
-    secret = tmp_path / "secret"
-    secret.mkdir()
-    (secret / "username").write_text(usage_vcsim.username)
-    (secret / "password").write_text(usage_vcsim.password)
+    secret = write_secret(tmp_path / "secret", usage_vcsim)
     queue = unique("plan-e2e")
-    env = {
-        "TEMPORAL_URL": temporal_server.address,
-        "TEMPORAL_NAMESPACE": "vsphere-preemption",
-        "TEMPORAL_TASKQUEUE": queue,
-        "VCENTER_URL": usage_vcsim.url,
-        "VCENTER_INSECURE": "true",
-        "VCENTER_SECRET_PATH": str(secret),
-        "PREEMPTION_COOLDOWN": "0",
-    }
+    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
     with client_for(usage_vcsim) as client:
         yield World(
             usage_vcsim, usage_inventory, client, Inventory(client), temporal_client, queue, env

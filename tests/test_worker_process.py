@@ -32,6 +32,7 @@ from tests.temporal.rig import (
     prepare,
     read_annotations,
     vcsim_args,
+    worker_and_successor,
     worker_env,
     write_secret,
 )
@@ -90,9 +91,7 @@ async def test_a_worker_killed_mid_run_and_restarted_misses_no_vm_and_repeats_no
     task_queue = unique("kill")
     env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
                      task_queue, PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
-    first = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    second = WorkerProcess(env, tmp_path / "worker-2.log")
-    try:
+    with worker_and_successor(env, tmp_path) as (first, second):
         handle = await signal_with_start(
             temporal_client, unique("alarm"), task_queue, signal_payload(replyTo="")
         )
@@ -109,9 +108,6 @@ async def test_a_worker_killed_mid_run_and_restarted_misses_no_vm_and_repeats_no
         history = await handle.fetch_history()
         await handle.terminate("test over")
         assert second.terminate() == 0
-    finally:
-        first.stop()
-        second.stop()
 
     # No VM missed, none acted on twice, nothing else touched.
     assert refs(state) == set(scene.on)

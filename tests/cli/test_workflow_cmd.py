@@ -11,7 +11,6 @@ the CLI against our real PreemptVMsWorkflow (with stand-in activities: no vCente
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import subprocess
@@ -19,18 +18,18 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from tests.cli.stand_in import StandInPreemptVMs
 from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
 from tests.conftest import fixture_json
 from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, VmFacts, VmRef
@@ -53,47 +52,9 @@ from vsphere_preemption.wire import (
     QUERY_NAME,
     SIGNAL_NAME,
     WORKFLOW_TYPE,
-    WorkflowRequest,
-    WorkflowResponse,
 )
 
-STAND_IN_VMS = (VmRef("vm-58"), VmRef("vm-1021"))
 ALARM_SIGNAL = "02_old-router_PreemptVMsChan-signal-WorkflowRequest.json"
-
-
-@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
-class StandInPreemptVMs:
-    """Speaks PreemptVMsWorkflow's wire contract; every signal 'preempts' STAND_IN_VMS."""
-
-    def __init__(self) -> None:
-        info = workflow.info()
-        self._state = WorkflowResponse(
-            workflow_id=info.workflow_id, run_id=info.run_id, workflow_name=info.workflow_type
-        )
-
-    @workflow.run
-    async def run(self) -> dict[str, Any]:
-        # Like the real one: a cancel completes the workflow with its last state.
-        with contextlib.suppress(asyncio.CancelledError):
-            await workflow.wait_condition(lambda: False)
-        return self._state.to_wire()
-
-    @workflow.signal(name=SIGNAL_NAME)
-    def preempt(self, payload: dict[str, Any]) -> None:
-        request = WorkflowRequest.from_wire(payload)
-        self._state = replace(
-            self._state,
-            last_preemption=workflow.now(),
-            virtual_machines=STAND_IN_VMS,
-            tag=request.tag,
-            criticality=request.criticality,
-            event=request.event,
-            reply_to=request.reply_to,
-        )
-
-    @workflow.query(name=QUERY_NAME)
-    def current_state(self) -> str:
-        return self._state.to_json()
 
 
 @pytest.fixture

@@ -8,13 +8,10 @@ the wire contract, our query extras included: these tests exercise the CLI, not 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,60 +19,39 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from tests.cli.stand_in import StandInPreemptVMs
 from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
 from tests.temporal.helpers import eventually, signal_payload, signal_with_start
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
-    QUERY_NAME,
-    SIGNAL_NAME,
     WORKFLOW_TYPE,
     WorkflowRequest,
-    WorkflowResponse,
     vm_ref_to_wire,
 )
 
-VICTIMS = (VmRef("vm-58"), VmRef("vm-61"))
-
 
 @workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
-class StandInWithExtras:
-    """Every signal 'preempts' VICTIMS and reports the request's entity and a plan of them."""
+class StandInWithExtras(StandInPreemptVMs):
+    """Every signal 'preempts' VMS and reports the request's entity and a plan of them."""
 
-    def __init__(self) -> None:
-        info = workflow.info()
-        self._state = WorkflowResponse(
-            workflow_id=info.workflow_id, run_id=info.run_id, workflow_name=info.workflow_type
-        )
+    VMS = (VmRef("vm-58"), VmRef("vm-61"))
 
     @workflow.run
     async def run(self) -> dict[str, Any]:
-        with contextlib.suppress(asyncio.CancelledError):
-            await workflow.wait_condition(lambda: False)
-        return self._state.to_wire()
+        # The SDK asks each workflow class to name its own run method.
+        return await super().run()
 
-    @workflow.signal(name=SIGNAL_NAME)
-    def preempt(self, payload: dict[str, Any]) -> None:
-        request = WorkflowRequest.from_wire(payload)
+    def changes(self, request: WorkflowRequest) -> dict[str, Any]:
         entity = request.alarmed_entity()
-        victims = [{"ref": vm_ref_to_wire(vm), "name": vm.value} for vm in VICTIMS]
-        self._state = replace(
-            self._state,
-            last_preemption=workflow.now(),
-            virtual_machines=VICTIMS,
-            tag=request.tag,
-            criticality=request.criticality,
-            event=request.event,
-            extra={
+        victims = [{"ref": vm_ref_to_wire(vm), "name": vm.value} for vm in self.VMS]
+        return {
+            "extra": {
                 "entity": None if entity is None else vm_ref_to_wire(entity),
                 "dryRun": request.dry_run,
                 "plan": {"victims": victims},
-            },
-        )
-
-    @workflow.query(name=QUERY_NAME)
-    def current_state(self) -> str:
-        return self._state.to_json()
+            }
+        }
 
 
 @pytest.fixture

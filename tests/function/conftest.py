@@ -17,6 +17,8 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from tests.conftest import fixture_json, fixture_text
 from vsphere_preemption.domain.events import OLD_ROUTER_TYPE, TANZU_SOURCES_TYPE
@@ -203,3 +205,13 @@ async def serve() -> AsyncIterator[Serve]:
         fn.server.should_exit = True
     for fn in running:
         await fn.task
+
+
+@pytest.fixture
+async def cleanup(temporal_client: Client) -> AsyncIterator[list[str]]:
+    """Workflow IDs to terminate after the test, so no run outlives it."""
+    ids: list[str] = []
+    yield ids
+    for workflow_id in ids:
+        with contextlib.suppress(RPCError):
+            await temporal_client.get_workflow_handle(workflow_id).terminate("test done")

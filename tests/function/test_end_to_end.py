@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tests.function.conftest import (
     CLUSTER,
     SINK,
+    RunningFunction,
     Serve,
     alarm_event,
     as_binary,
@@ -42,14 +42,11 @@ from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
 REFERENCE_ALARM = "cluster-cpu-above-80"
 
 
-@pytest.fixture
-async def cleanup(temporal_client: Client) -> AsyncIterator[list[str]]:
-    """Workflow IDs to terminate after the test, so no run outlives it."""
-    ids: list[str] = []
-    yield ids
-    for workflow_id in ids:
-        with contextlib.suppress(RPCError):
-            await temporal_client.get_workflow_handle(workflow_id).terminate("test done")
+async def ready(serve: Serve, alarm: str, temporal: str, **extra: str) -> RunningFunction:
+    """A function for `alarm` on a task queue of its own, once it is ready."""
+    function = await serve(function_settings(alarm, unique("queue"), temporal, **extra))
+    await function.wait_ready()
+    return function
 
 
 async def history(client: Client, workflow_id: str) -> list[HistoryEvent]:
@@ -140,8 +137,7 @@ async def test_a_second_raising_event_signals_the_same_run(
 ) -> None:
     alarm = unique("alarm")
     cleanup.append(on(alarm))
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     first = alarm_event(alarm, "green", "yellow")
     second = alarm_event(alarm, "yellow", "red", xml=True)  # Tanzu Sources' default encoding
     async with function.client() as client:
@@ -200,8 +196,7 @@ async def test_one_alarm_on_two_clusters_is_two_workflows_and_lowering_one_leave
 ) -> None:
     alarm = unique("alarm")
     cleanup += [on(alarm, "domain-c7"), on(alarm, "domain-c8")]
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     async with function.client() as client:
         a = await post(client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c7")))
         b = await post(
@@ -233,11 +228,7 @@ async def test_the_go_id_mode_shares_one_workflow_between_clusters(
 ) -> None:
     alarm = unique("alarm")
     cleanup.append(alarm)
-    settings = function_settings(
-        alarm, unique("queue"), temporal_server.address, WORKFLOW_ID_MODE="alarm"
-    )
-    function = await serve(settings)
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address, WORKFLOW_ID_MODE="alarm")
     async with function.client() as client:
         a = await post(client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c7")))
         b = await post(client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c8")))
@@ -276,8 +267,7 @@ async def test_lowering_with_no_workflow_running_is_fine(
 ) -> None:
     alarm = unique("alarm")
     cleanup.append(on(alarm))
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     async with function.client() as client:
         never = await post(client, as_binary(alarm_event(alarm, "yellow", "green")))
         assert (never.status_code, never.json()["outcome"]) == (200, "not_running")
@@ -298,8 +288,7 @@ async def test_a_non_matching_alarm_starts_nothing(
     temporal_server: TemporalDevServer, temporal_client: Client, serve: Serve
 ) -> None:
     mine, other = unique("alarm"), unique("other")
-    function = await serve(function_settings(mine, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, mine, temporal_server.address)
     async with function.client() as client:
         for request in (
             as_binary(alarm_event(other, "green", "red")),
@@ -328,8 +317,7 @@ async def test_each_bad_input_gets_its_status_and_the_server_goes_on(
     temporal_server: TemporalDevServer, serve: Serve
 ) -> None:
     alarm = unique("alarm")
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     good = as_binary(alarm_event("someone-else", "green", "red"))
     headers, _ = as_binary(alarm_event(alarm, "green", "red"))
     cases: list[tuple[str, dict[str, str], bytes, int]] = [
@@ -367,11 +355,9 @@ async def test_an_unknown_namespace_is_a_502_with_temporals_reason(
     temporal_server: TemporalDevServer, serve: Serve
 ) -> None:
     alarm = unique("alarm")
-    settings = function_settings(
-        alarm, unique("queue"), temporal_server.address, TEMPORAL_NAMESPACE="no-such-namespace"
+    function = await ready(
+        serve, alarm, temporal_server.address, TEMPORAL_NAMESPACE="no-such-namespace"
     )
-    function = await serve(settings)
-    await function.wait_ready()
     async with function.client() as client:
         response = await post(client, as_binary(alarm_event(alarm, "green", "red")))
         assert response.status_code == 502
@@ -431,8 +417,7 @@ async def test_a_redelivered_event_is_answered_as_a_duplicate_and_signalled_once
 ) -> None:
     alarm = unique("alarm")
     cleanup.append(on(alarm))
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     event = alarm_event(alarm, "green", "red")
     other = alarm_event(alarm, "green", "red")  # another event: a new id
     async with function.client() as client:
@@ -465,8 +450,7 @@ async def test_a_redelivered_lowering_event_cancels_once(
 ) -> None:
     alarm = unique("alarm")
     cleanup.append(on(alarm))
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     lowering = alarm_event(alarm, "red", "green")
     async with function.client() as client:
         assert (await post(client, as_binary(alarm_event(alarm, "green", "red")))).is_success
@@ -486,11 +470,7 @@ async def test_duplicates_can_be_turned_off(
 ) -> None:
     alarm = unique("alarm")
     cleanup.append(on(alarm))
-    settings = function_settings(
-        alarm, unique("queue"), temporal_server.address, DEDUP_MAX_EVENTS="0"
-    )
-    function = await serve(settings)
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address, DEDUP_MAX_EVENTS="0")
     event = alarm_event(alarm, "green", "red")
     async with function.client() as client:
         replies = [(await post(client, as_binary(event))).json() for _ in range(2)]
@@ -502,11 +482,9 @@ async def test_a_refused_event_is_not_remembered_so_its_retry_is_acted_on(
     temporal_server: TemporalDevServer, serve: Serve
 ) -> None:
     alarm = unique("alarm")
-    settings = function_settings(
-        alarm, unique("queue"), temporal_server.address, TEMPORAL_NAMESPACE="no-such-namespace"
+    function = await ready(
+        serve, alarm, temporal_server.address, TEMPORAL_NAMESPACE="no-such-namespace"
     )
-    function = await serve(settings)
-    await function.wait_ready()
     event = alarm_event(alarm, "green", "red")
     async with function.client() as client:
         statuses = [(await post(client, as_binary(event))).status_code for _ in range(2)]
@@ -538,8 +516,7 @@ async def test_an_event_whose_signal_the_workflow_would_drop_is_a_400(
     temporal_server: TemporalDevServer, temporal_client: Client, serve: Serve
 ) -> None:
     alarm = unique("alarm")
-    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
-    await function.wait_ready()
+    function = await ready(serve, alarm, temporal_server.address)
     # Under 1 MiB as a body, over it as a signal: Go's JSON writes each `<` as `\u003c`.
     event = alarm_event(alarm, "green", "red")
     event["data"]["FullFormattedMessage"] = "<" * 200_000

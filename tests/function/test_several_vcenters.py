@@ -10,9 +10,8 @@ each vCenter says afterwards: power states, annotations, and its event log of po
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from tests.function.conftest import Serve, alarm_event, as_binary, function_settings, post
 from tests.temporal.helpers import eventually, unique
@@ -111,15 +109,6 @@ def vcenters(vcsim_factory: Callable[..., Vcsim]) -> Iterator[Callable[[int], VC
     for vc in made:
         vc.observer.close()
         vc.client.close()
-
-
-@pytest.fixture
-async def cleanup(temporal_client: Client) -> AsyncIterator[list[str]]:
-    ids: list[str] = []
-    yield ids
-    for workflow_id in ids:
-        with contextlib.suppress(RPCError):
-            await temporal_client.get_workflow_handle(workflow_id).terminate("test done")
 
 
 def annotated_by(vc: VCenter, vms: list[VmRef]) -> dict[VmRef, str]:

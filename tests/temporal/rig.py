@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,21 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def worker_and_successor(
+    env: Mapping[str, str], directory: Path
+) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
+    """A worker process started, and a second one to start once the test has killed the first;
+    both stopped (if still running) when the block ends."""
+    first = WorkerProcess(env, directory / "worker-1.log").start()
+    second = WorkerProcess(env, directory / "worker-2.log")
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
 
 
 @dataclass

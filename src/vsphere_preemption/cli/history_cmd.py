@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.workflow_cmd import DEFAULT_SERVER, add_workflow_id_flags
-from vsphere_preemption.cli.workflow_input import InvalidInput, address_workflow, require_not_empty
+from vsphere_preemption.cli.workflow_cmd import (
+    DEFAULT_SERVER,
+    CommandFailed,
+    add_workflow_id_flags,
+    error_handler,
+    workflow_id_from_args,
+)
+from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import parse_seconds
-from vsphere_preemption.domain.workflow_ids import IdMode
-from vsphere_preemption.wire import CLI_WORKFLOW_ID, DEFAULT_NAMESPACE, WORKFLOW_TYPE, go_json
+from vsphere_preemption.wire import DEFAULT_NAMESPACE, WORKFLOW_TYPE, go_json
 
 if TYPE_CHECKING:
     from vsphere_preemption.cli.history_render import HistoryRow
@@ -91,10 +95,6 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
 
 
-class CommandFailed(Exception):
-    """The command could not do its job; `str()` is the one line the user sees."""
-
-
 @dataclass(frozen=True)
 class _Options:
     server: str
@@ -156,27 +156,14 @@ def run(args: argparse.Namespace) -> int:
             for flag, value in (("--since", args.since), ("--limit", args.limit)):
                 if value is not None:
                     raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
-            args.workflow_id = address_workflow(
-                workflow_id_flag=args.workflow_id,
-                alarm=args.alarm,
-                entity=args.entity,
-                id_mode=None if args.id_mode is None else IdMode(args.id_mode),
-                default=CLI_WORKFLOW_ID,
-            )
+            args.workflow_id = workflow_id_from_args(args)
     except InvalidInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.client import TemporalError, run_collected
+    from vsphere_preemption.temporal.client import run_collected
 
-    def on_error(exc: Exception) -> int:
-        if isinstance(exc, TemporalError | CommandFailed):
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 1
-        if options.verbose:
-            traceback.print_exception(exc)
-        print(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    on_error = error_handler(PROG, verbose=options.verbose)
 
     async def main(runtime: Any) -> int:
         from vsphere_preemption.temporal.client import PreemptionClient

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -202,7 +203,35 @@ def add_parser(subparsers: Any) -> None:
 
 
 class CommandFailed(Exception):
-    """The verb could not do its job; `str()` is the one line the user sees."""
+    """The command could not do its job; `str()` is the one line the user sees."""
+
+
+def workflow_id_from_args(args: argparse.Namespace) -> str:
+    """The workflow ID the flags of `add_workflow_id_flags` name (default the CLI's own)."""
+    return address_workflow(
+        workflow_id_flag=args.workflow_id,
+        alarm=args.alarm,
+        entity=args.entity,
+        id_mode=None if args.id_mode is None else IdMode(args.id_mode),
+        default=CLI_WORKFLOW_ID,
+    )
+
+
+def error_handler(prog: str, *, verbose: bool) -> Callable[[Exception], int]:
+    """How a command that talks to Temporal answers an error: one line and exit status 1."""
+    from vsphere_preemption.temporal.client import TemporalError
+
+    def on_error(exc: Exception) -> int:
+        if isinstance(exc, TemporalError | CommandFailed):
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 1
+        # A CLI answers with one line, not a traceback (unless asked to explain).
+        if verbose:
+            traceback.print_exception(exc)
+        print(f"{prog}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+    return on_error
 
 
 @dataclass(frozen=True)
@@ -242,34 +271,16 @@ def run(args: argparse.Namespace) -> int:
                 policy_sets=args.policy_sets,
             )
         elif options.verb in ("status", "cancel"):
-            args.workflow_id = address_workflow(
-                workflow_id_flag=args.workflow_id,
-                alarm=args.alarm,
-                entity=args.entity,
-                id_mode=None if args.id_mode is None else IdMode(args.id_mode),
-                default=CLI_WORKFLOW_ID,
-            )
+            args.workflow_id = workflow_id_from_args(args)
         elif args.alarm is not None:
             require_not_empty(alarm=args.alarm)
     except InvalidInput as exc:
         print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.client import TemporalError, run_collected
+    from vsphere_preemption.temporal.client import run_collected
 
-    def on_error(exc: Exception) -> int:
-        if isinstance(exc, TemporalError | CommandFailed):
-            print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
-            return 1
-        # A CLI answers with one line, not a traceback (unless asked to explain).
-        if options.verbose:
-            traceback.print_exception(exc)
-        print(
-            f"preemptctl workflow {options.verb}: unexpected error: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
-
+    on_error = error_handler(f"preemptctl workflow {options.verb}", verbose=options.verbose)
     return run_collected(lambda runtime: _dispatch(options, args, request, runtime), on_error)
 
 

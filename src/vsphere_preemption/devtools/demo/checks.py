@@ -132,13 +132,21 @@ def _power(expect: Expectations, obs: Observations) -> Check:
     )
 
 
-def _stayed_on(expect: Expectations, obs: Observations) -> Check:
+def _not_in_state(
+    refs: Sequence[VmRef], states: Mapping[VmRef, VmState], power: str, obs: Observations
+) -> list[str]:
+    """One problem for each VM of `refs` that `states` does not show in `power` (or at all)."""
     problems = []
-    for ref in expect.stay_on:
-        state = obs.after.get(ref)
-        if state is None or state.power_state != PowerState.POWERED_ON:
-            power = state.power_state if state else "gone"
-            problems.append(f"{_names([ref], obs.before)}: {power}")
+    for ref in refs:
+        state = states.get(ref)
+        if state is None or state.power_state != power:
+            found = state.power_state if state else "gone"
+            problems.append(f"{_names([ref], obs.before)}: {found}")
+    return problems
+
+
+def _stayed_on(expect: Expectations, obs: Observations) -> Check:
+    problems = _not_in_state(expect.stay_on, obs.after, PowerState.POWERED_ON, obs)
     return Check("the protected VM and the tagged VMs out of scope are still on", tuple(problems))
 
 
@@ -232,9 +240,9 @@ def _annotations(expect: Expectations, obs: Observations) -> Check:
 
 def _event(expect: Expectations, obs: Observations) -> Check:
     claim = f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
-    received = [e for e in obs.events if e.type == PREEMPTED_EVENT_TYPE]
+    received = _of_type(obs, PREEMPTED_EVENT_TYPE)
     if not received:
-        return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
+        return _nothing_arrived(claim, obs)
     wanted_id = preempted_event_id(expect.workflow_id, {"id": expect.trigger_event_id})
     problems = []
     # A retried send repeats the same id, so duplicates are fine; other ids are not.
@@ -243,12 +251,8 @@ def _event(expect: Expectations, obs: Observations) -> Check:
     event = received[0]
     if event.source != expect.event_source:
         problems.append(f"source {event.source!r} (expected {expect.event_source!r})")
-    data = event.data if isinstance(event.data, Mapping) else {}
-    try:
-        vms = [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
-    except WireError as exc:
-        problems.append(f"virtualMachines: {exc}")
-        vms = []
+    data = _data(event)
+    vms = _vms(data, problems)
     problems += [f"virtualMachines {p}" for p in _in_order(vms, expect, obs)]
     problems += [f"data: {p}" for p in _annotation_problems(expect, data)]
     problems += [f"data: {p}" for p in _plan_problems(expect, data, obs)]
@@ -257,6 +261,23 @@ def _event(expect: Expectations, obs: Observations) -> Check:
 
 def _of_type(obs: Observations, event_type: str) -> list[ReceivedEvent]:
     return [e for e in obs.events if e.type == event_type]
+
+
+def _nothing_arrived(claim: str, obs: Observations) -> Check:
+    return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
+
+
+def _data(event: ReceivedEvent) -> Mapping[str, Any]:
+    return event.data if isinstance(event.data, Mapping) else {}
+
+
+def _vms(data: Mapping[str, Any], problems: list[str]) -> list[VmRef]:
+    """The event's `virtualMachines`; none, and a problem noted, where they do not decode."""
+    try:
+        return [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
+    except WireError as exc:
+        problems.append(f"virtualMachines: {exc}")
+        return []
 
 
 def _time(value: Any) -> datetime | None:
@@ -268,7 +289,7 @@ def _time(value: Any) -> datetime | None:
 
 def _not_before(obs: Observations) -> datetime | None:
     for event in _of_type(obs, SCHEDULED_EVENT_TYPE):
-        data = event.data if isinstance(event.data, Mapping) else {}
+        data = _data(event)
         try:
             return parse_time(str(data.get("notBefore")))
         except ValueError:
@@ -283,18 +304,14 @@ def _scheduled(expect: Expectations, obs: Observations) -> Check:
     )
     received = _of_type(obs, SCHEDULED_EVENT_TYPE)
     if not received:
-        return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
+        return _nothing_arrived(claim, obs)
     problems = []
     wanted_id = preempted_event_id(expect.workflow_id, {"id": expect.trigger_event_id})
     if ids := {e.id for e in received} - {f"{wanted_id}-scheduled"}:
         problems.append(f"ids {sorted(ids)} (expected {wanted_id + '-scheduled'!r})")
     event = received[0]
-    data = event.data if isinstance(event.data, Mapping) else {}
-    try:
-        vms = [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
-    except WireError as exc:
-        problems.append(f"virtualMachines: {exc}")
-        vms = []
+    data = _data(event)
+    vms = _vms(data, problems)
     problems += [f"virtualMachines {p}" for p in _in_order(vms, expect, obs)]
     if data.get("action") != expect.action or data.get("noticeSeconds") != expect.notice_seconds:
         problems.append(f"action {data.get('action')!r}, noticeSeconds {data.get('noticeSeconds')}")
@@ -326,10 +343,7 @@ def _during_notice(expect: Expectations, obs: Observations) -> Check:
     if not_before is not None and seen.at >= not_before:
         problems.append(f"read at {seen.at}, not before notBefore {not_before}: proves nothing")
     for ref in expect.victims:
-        state = seen.states.get(ref)
-        if state is None or state.power_state != PowerState.POWERED_ON:
-            power = state.power_state if state else "gone"
-            problems.append(f"{_names([ref], obs.before)}: {power}")
+        problems += _not_in_state([ref], seen.states, PowerState.POWERED_ON, obs)
         raw = seen.guest.get(ref)
         try:
             note = json.loads(raw) if raw else None
@@ -348,12 +362,7 @@ def _during_notice(expect: Expectations, obs: Observations) -> Check:
 
 def _stayed_off(expect: Expectations, obs: Observations) -> Check:
     claim = "after the lowering the preempted VMs stayed off (the policy resumes nothing)"
-    problems = []
-    for ref in expect.victims:
-        state = obs.after_lowering.get(ref)
-        if state is None or state.power_state != PowerState.POWERED_OFF:
-            power = state.power_state if state else "gone"
-            problems.append(f"{_names([ref], obs.before)}: {power}")
+    problems = _not_in_state(expect.victims, obs.after_lowering, PowerState.POWERED_OFF, obs)
     if resumed := _of_type(obs, RESUMED_EVENT_TYPE):
         problems.append(f"{len(resumed)} {RESUMED_EVENT_TYPE} arrived")
     return Check(claim, tuple(problems))
@@ -361,12 +370,7 @@ def _stayed_off(expect: Expectations, obs: Observations) -> Check:
 
 def _resumed(expect: Expectations, obs: Observations) -> Check:
     claim = "after the lowering every preempted VM is on again, no other VM changed"
-    problems = []
-    for ref in expect.victims:
-        state = obs.after_lowering.get(ref)
-        if state is None or state.power_state != PowerState.POWERED_ON:
-            power = state.power_state if state else "gone"
-            problems.append(f"{_names([ref], obs.before)}: {power}")
+    problems = _not_in_state(expect.victims, obs.after_lowering, PowerState.POWERED_ON, obs)
     changed = {
         ref
         for ref, state in obs.after_lowering.items()
@@ -387,16 +391,12 @@ def _resume_batches(expect: Expectations, obs: Observations) -> Check:
     )
     received = _of_type(obs, RESUMED_EVENT_TYPE)
     if not received:
-        return Check(claim, (f"nothing of that type arrived ({len(obs.events)} other events)",))
-    problems = []
+        return _nothing_arrived(claim, obs)
+    problems: list[str] = []
     batches: list[tuple[int, list[VmRef], datetime | None]] = []
     for event in received:
-        data = event.data if isinstance(event.data, Mapping) else {}
-        try:
-            vms = [vm_ref_from_wire(v) for v in data.get("virtualMachines") or []]
-        except WireError as exc:
-            problems.append(f"virtualMachines: {exc}")
-            vms = []
+        data = _data(event)
+        vms = _vms(data, problems)
         sent = event.attributes.get("time")
         batch = data.get("batch")
         batches.append(

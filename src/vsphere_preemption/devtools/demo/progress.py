@@ -58,7 +58,6 @@ _WHAT = {
     SET_GUEST_NOTICE: "write the notice into each victim's guestinfo",
     RESUME_VMS: "power them on again, those nobody changed since",
 }
-_TIMER_CLOSED = (E.EVENT_TYPE_TIMER_FIRED, E.EVENT_TYPE_TIMER_CANCELED)
 
 
 def _event_type(data: Any) -> str:
