@@ -65,6 +65,7 @@ from vsphere_preemption.domain.model import (
     Criticality,
     MoRef,
     PowerOffOutcome,
+    StopAction,
     VmRef,
 )
 from vsphere_preemption.domain.plan import plan
@@ -112,20 +113,22 @@ class Counted(VSphereClient):
     def gather(self, tag: str, entity: MoRef | None, categories: Sequence[str] = ()) -> Gathered:
         return self._count("gather", lambda: super(Counted, self).gather(tag, entity, categories))
 
-    def power_off(
+    def stop(
         self,
         vms: Sequence[VmRef],
         *,
-        force: bool,
+        action: StopAction,
         soft_shutdown_grace: timedelta,
         max_concurrency: int,
         heartbeat: Callable[[str], None] = _nothing,
     ) -> PowerOffOutcome:
+        # The worker's PowerOffVMs calls `stop` (power_off goes through it too): counted as
+        # the table's power-off column.
         return self._count(
             "power_off",
-            lambda: super(Counted, self).power_off(
+            lambda: super(Counted, self).stop(
                 vms,
-                force=force,
+                action=action,
                 soft_shutdown_grace=soft_shutdown_grace,
                 max_concurrency=max_concurrency,
                 heartbeat=heartbeat,
