@@ -179,6 +179,7 @@ def run_collected(
     error: BaseException | None = None
     runtime: Runtime | None = Runtime(telemetry=TelemetryConfig())
     released = weakref.ref(runtime)
+    before = _temporal_objects()
     try:
         assert runtime is not None
         return asyncio.run(main(runtime))
@@ -188,22 +189,26 @@ def run_collected(
         error = _without_tracebacks(exc)
     finally:
         runtime = None
-        _collect_until_gone(released)
+        _collect_until_gone(released, before)
     raise error
 
 
 RELEASE_TIMEOUT = 10.0  # a loaded machine's SDK threads have taken over 2 s
 
 
-def _collect_until_gone(obj: weakref.ref[Any]) -> None:
-    """Collect until the runtime and every Temporal client are gone, or the timeout passes."""
+def _temporal_objects() -> set[int]:
     from temporalio.client import Client
     from temporalio.service import ServiceClient
 
+    return {id(o) for o in gc.get_objects() if isinstance(o, Client | ServiceClient)}
+
+
+def _collect_until_gone(obj: weakref.ref[Any], before: set[int]) -> None:
+    """Collect until the runtime and the Temporal clients made since `before` are gone, or
+    the timeout passes (clients that existed before, a caller's own, are not waited for)."""
+
     def alive() -> bool:
-        if obj() is not None:
-            return True
-        return any(isinstance(o, Client | ServiceClient) for o in gc.get_objects())
+        return obj() is not None or bool(_temporal_objects() - before)
 
     deadline = time.monotonic() + RELEASE_TIMEOUT
     gc.collect()
