@@ -390,6 +390,21 @@ def _retrieve_once(
     return contents
 
 
+def check_power_state(ref: VmRef, content: Any) -> None:
+    """A VM whose power state cannot be read is an error: no caller may guess it.
+
+    (An empty power state read as "not running" once left every VM out silently.)
+    """
+    if ref.type != "VirtualMachine":
+        return
+    for missing in content.missingSet or ():
+        if missing.path in ("runtime.powerState", "name"):
+            fault = type(missing.fault).__name__.rsplit(".", 1)[-1]
+            raise VSphereError(f"cannot read {missing.path} of {ref}: {fault}")
+    if "runtime.powerState" not in props(content):
+        raise VSphereError(f"vCenter gave no power state for {ref}")
+
+
 def props(content: Any) -> dict[str, Any]:
     """An ObjectContent's properties as a dict."""
     return {p.name: p.val for p in content.propSet or ()}
