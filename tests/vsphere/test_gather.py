@@ -26,8 +26,8 @@ from vsphere_preemption.vsphere.errors import (
     UnsupportedEntityError,
     VSphereError,
 )
-from vsphere_preemption.vsphere.gather import check_power_state
 from vsphere_preemption.vsphere.sdk import vim, vmodl
+from vsphere_preemption.vsphere.soap import check_power_state
 from vsphere_preemption.wire import ANNOTATION_KEY, Annotation
 
 TAG = "preemptible"

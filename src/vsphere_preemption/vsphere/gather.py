@@ -38,11 +38,17 @@ from typing import Any
 
 from vsphere_preemption.domain.model import EntityUsage, MoRef, Resources, TagName, VmFacts
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, moref_key
-from vsphere_preemption.vsphere.errors import CategoryNotFoundError, VSphereError
+from vsphere_preemption.vsphere.errors import CategoryNotFoundError
 from vsphere_preemption.vsphere.rest import NotFound, TaggingRest
 from vsphere_preemption.vsphere.scope import read_scope
 from vsphere_preemption.vsphere.sdk import vim, vmodl
-from vsphere_preemption.vsphere.soap import Connection, SoapSession, props, ref_of
+from vsphere_preemption.vsphere.soap import (
+    Connection,
+    SoapSession,
+    check_power_state,
+    props,
+    ref_of,
+)
 from vsphere_preemption.wire import ANNOTATION_KEY
 
 PC = vmodl.query.PropertyCollector
@@ -211,18 +217,6 @@ def _annotation_key(definitions: Any) -> int | None:
         ):
             return int(definition.key)
     return None
-
-
-def check_power_state(ref: MoRef, content: Any) -> None:
-    """A VM whose power state cannot be read is an error: the plan must not guess it."""
-    if ref.type != VIRTUAL_MACHINE:
-        return
-    for missing in content.missingSet or ():
-        if missing.path in ("runtime.powerState", "name"):
-            fault = type(missing.fault).__name__.rsplit(".", 1)[-1]
-            raise VSphereError(f"cannot read {missing.path} of {ref}: {fault}")
-    if "runtime.powerState" not in props(content):
-        raise VSphereError(f"vCenter gave no power state for {ref}")
 
 
 def _host_mhz(session: SoapSession, hosts: set[Any]) -> dict[str, float]:

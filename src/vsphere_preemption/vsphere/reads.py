@@ -17,7 +17,7 @@ from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.resume import VmNow
 from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.vsphere.sdk import vim, vmodl
-from vsphere_preemption.vsphere.soap import SoapSession, props, ref_of
+from vsphere_preemption.vsphere.soap import SoapSession, check_power_state, props, ref_of
 
 PC = vmodl.query.PropertyCollector
 
@@ -59,6 +59,7 @@ def read_vm_states(
     for content in contents:
         ref, values = ref_of(content.obj), props(content)
         if isinstance(content.obj, vim.VirtualMachine):
+            check_power_state(ref, content)
             vms[ref] = values
         elif isinstance(content.obj, vim.ResourcePool) and values.get("owner") is not None:
             pool_owner[ref.value] = values["owner"]._moId
@@ -88,7 +89,9 @@ def read_power_states(
     contents, missing = session.retrieve(
         refs, [PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.powerState"])]
     )
-    states = {ref_of(c.obj): str(props(c).get("runtime.powerState", "")) for c in contents}
+    for content in contents:
+        check_power_state(ref_of(content.obj), content)
+    states = {ref_of(c.obj): str(props(c)["runtime.powerState"]) for c in contents}
     return states, missing | {r for r in refs if r not in states}
 
 
@@ -108,6 +111,7 @@ def read_now(
     )
     found: dict[VmRef, VmNow] = {}
     for content in contents:
+        check_power_state(ref_of(content.obj), content)
         values = props(content)
         host, pool = values.get("runtime.host"), values.get("resourcePool")
         annotation = next(

@@ -91,6 +91,29 @@ class Connection:
         return getattr(vim, ref.type)(ref.value, self.stub)
 
 
+def _raise_if_unauthenticated(answer: Any) -> None:
+    """A property read on a session the server does not know is a NotAuthenticated fault.
+
+    vCenter faults the call itself; vcsim (after a restart on the same address, say)
+    answers instead with every property missing, each with a NotAuthenticated fault:
+    objects with empty property sets, which read as VMs with no name and no power state.
+    Raising the fault here lets `SoapSession.call` log in again and retry, whatever
+    made the read (`retrieve`, a raw RetrievePropertiesEx, a pyVmomi property accessor).
+    """
+    if isinstance(answer, PC.RetrieveResult):
+        contents: Any = answer.objects or ()
+    elif isinstance(answer, list):
+        contents = answer
+    else:
+        return
+    for content in contents:
+        for missing in getattr(content, "missingSet", None) or ():
+            if isinstance(missing.fault, vim.fault.NotAuthenticated):
+                raise vim.fault.NotAuthenticated(
+                    msg=f"property {missing.path} read without a session"
+                )
+
+
 def fault_name(exc: BaseException) -> str:
     """`vim.fault.NotAuthenticated` -> `NotAuthenticated`."""
     return type(exc).__name__.rsplit(".", 1)[-1]
@@ -193,6 +216,7 @@ class SoapSession:
             try:
                 answer = invoke(*args, **kwargs)
                 outcome = "ok"
+                _raise_if_unauthenticated(answer)
                 return answer
             except vmodl.MethodFault:
                 outcome = "fault"  # vCenter answered, with a fault
@@ -364,6 +388,21 @@ def _retrieve_once(
             break
         result = collector.ContinueRetrievePropertiesEx(result.token)
     return contents
+
+
+def check_power_state(ref: VmRef, content: Any) -> None:
+    """A VM whose power state cannot be read is an error: no caller may guess it.
+
+    (An empty power state read as "not running" once left every VM out silently.)
+    """
+    if ref.type != "VirtualMachine":
+        return
+    for missing in content.missingSet or ():
+        if missing.path in ("runtime.powerState", "name"):
+            fault = type(missing.fault).__name__.rsplit(".", 1)[-1]
+            raise VSphereError(f"cannot read {missing.path} of {ref}: {fault}")
+    if "runtime.powerState" not in props(content):
+        raise VSphereError(f"vCenter gave no power state for {ref}")
 
 
 def props(content: Any) -> dict[str, Any]:
