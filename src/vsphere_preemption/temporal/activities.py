@@ -84,7 +84,7 @@ from vsphere_preemption.vsphere.errors import (
 from vsphere_preemption.vsphere.gather import Gathered
 from vsphere_preemption.wire import ANNOTATION_KEY, format_unix_ns
 
-HEARTBEAT_EVERY = 1.0  # seconds; well inside the 5 s heartbeat timeout
+HEARTBEAT_EVERY = 1.0  # seconds; three beats in the 3 s heartbeat timeout
 # Seconds without any progress (no vCenter call completing) after which the ticker stops
 # heartbeating, so the attempt times out and is retried. Longer than any one call takes
 # when vCenter is well, a batched read over thousands of VMs included.

@@ -94,11 +94,16 @@ with workflow.unsafe.imports_passed_through():
         vm_ref_to_wire,
     )
 
-# The Go worker's activity options (docs/wire.md).
+# The Go worker's activity options (docs/wire.md), but for the heartbeat and retry below.
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
-HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+# A killed worker's activity is retried only once its heartbeat times out, then after the
+# retry's first interval: 3 s + 1 s bound how long a run waits for a dead worker (was 5 s + 2 s;
+# bench/kill_resume.py, BENCHMARKS.md). The activities heartbeat every second (activities.py)
+# and the worker sends each at once (worker.HEARTBEAT_THROTTLE), so 3 s leaves two beats of slack.
+# Changing these options does not break replay (activity type and id are what it compares).
+HEARTBEAT_TIMEOUT = timedelta(seconds=3)
 RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
+    initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
