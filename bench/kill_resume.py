@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal as signals
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -43,6 +40,7 @@ from bench.machine import machine, quiet_logs
 from bench.worker_preempt import completed_at, config_for, signal
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere.client import VSphereClient
@@ -61,37 +59,6 @@ class Trial:
     kill_to_run_done_s: float
     power_off_attempts: int
     off_at_kill: int
-
-
-class WorkerProcess:
-    """`python -m vsphere_preemption worker` as its own process."""
-
-    def __init__(self, env: Mapping[str, str], log_file: Path) -> None:
-        self.env = {**os.environ, **env}
-        self.log_file = log_file
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vsphere_preemption", "worker"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signals.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signals.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
 
 
 def event_times(history: Any, activity: str, event_type: int) -> list[tuple[float, int]]:

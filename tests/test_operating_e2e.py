@@ -28,7 +28,6 @@ from tests.function.conftest import alarm_event, as_binary
 from tests.temporal.helpers import unique
 from tests.temporal.rig import (
     SECRET,
-    WorkerProcess,
     client_for,
     prepare,
     vcsim_args,
@@ -38,6 +37,7 @@ from tests.temporal.rig import (
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, free_ports
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
+from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 

@@ -26,7 +26,6 @@ from tests.temporal.helpers import (
 from tests.temporal.rig import (
     SECRET,
     Observer,
-    WorkerProcess,
     client_for,
     powered_off,
     prepare,
@@ -38,6 +37,7 @@ from tests.temporal.rig import (
 )
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, temporal_binary
 from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE, WorkflowResponse
 

@@ -27,7 +27,6 @@ from tests.temporal.rig import (
     SECRET,
     TAG,
     Observer,
-    WorkerProcess,
     client_for,
     powered_off,
     read_annotations,
@@ -37,6 +36,7 @@ from tests.temporal.rig import (
 )
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.vcenters import vcenter_host
 from vsphere_preemption.vsphere.client import VSphereClient

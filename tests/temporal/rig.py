@@ -11,10 +11,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,7 @@ from tests.vsphere.raw_session import RawSession
 from vsphere_preemption import worker
 from vsphere_preemption.devtools.devservers import Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.settings import WorkerSettings, load
@@ -82,41 +79,6 @@ async def running_worker(env: Mapping[str, str]) -> AsyncIterator[None]:
     finally:
         stop.set()
         await task
-
-
-class WorkerProcess:
-    """`python -m vsphere_preemption worker` as its own process (kill -9 and restart it)."""
-
-    def __init__(self, env: Mapping[str, str], log_file: Path) -> None:
-        self.env = {**os.environ, **env}
-        self.log_file = log_file
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vsphere_preemption", "worker"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
 
 
 @contextlib.contextmanager
