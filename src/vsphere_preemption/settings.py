@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -41,6 +42,10 @@ from vsphere_preemption.wire import (
 
 class SettingsError(ValueError):
     """Settings that cannot start a program; the message names every bad variable."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -168,7 +173,112 @@ class LogFormat(StrEnum):
     CONSOLE = "console"  # key=value text, for a person at a terminal
 
 
-class TemporalSettings(_Settings):
+@dataclass(frozen=True)
+class TemporalSecurity:
+    """How to reach Temporal safely: TLS (with the files' contents), mTLS, an API key.
+
+    Built by TemporalAccess from its variables; the key and the private key never show in
+    a repr (so never in a log line or a traceback's locals)."""
+
+    tls: bool = False
+    ca: bytes | None = None  # PEM: trust these CAs only, instead of the system's
+    cert: bytes | None = None  # PEM: the client certificate (mTLS), with `key`
+    key: bytes | None = field(default=None, repr=False)
+    server_name: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+
+# What each TemporalSecurity file is, in messages.
+_TLS_FILES = {
+    "TEMPORAL_TLS_CA": "the CA bundle",
+    "TEMPORAL_TLS_CERT": "the client certificate",
+    "TEMPORAL_TLS_KEY": "the client key",
+    "TEMPORAL_API_KEY_FILE": "the API key",
+}
+
+
+class TemporalAccess(_Settings):
+    """TLS, mutual TLS and the API key, as Temporal Cloud wants them: what the function, the
+    worker and every `preemptctl` command that talks to Temporal read. TLS is on when
+    TEMPORAL_TLS says so, or, unset, when any of the others is set. The API key comes only
+    from a file (a variable's value shows in `ps e`, /proc and the pod spec)."""
+
+    temporal_tls: Flag | None = Field(default=None, alias="TEMPORAL_TLS")
+    temporal_tls_ca: Path | None = Field(default=None, alias="TEMPORAL_TLS_CA")
+    temporal_tls_cert: Path | None = Field(default=None, alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(default=None, alias="TEMPORAL_TLS_KEY")
+    temporal_tls_server_name: str = Field(default="", alias="TEMPORAL_TLS_SERVER_NAME")
+    temporal_api_key_file: Path | None = Field(default=None, alias="TEMPORAL_API_KEY_FILE")
+    # Built by `_derive` from the variables above (no alias: never read from one of its own).
+    temporal_security: SkipValidation[TemporalSecurity] = TemporalSecurity()
+
+    @classmethod
+    def _derive(
+        cls, env: Mapping[str, str], settings: _Settings | None
+    ) -> tuple[dict[str, Any], list[str]]:
+        derived, problems = super()._derive(env, settings)
+        security, more = _temporal_security(env)
+        return {**derived, "temporal_security": security}, problems + more
+
+
+def _temporal_security(env: Mapping[str, str]) -> tuple[TemporalSecurity, list[str]]:
+    problems: list[str] = []
+    read = {
+        name: _read_file(name, what, env.get(name, "").strip(), problems)
+        for name, what in _TLS_FILES.items()
+    }
+    cert, key = read["TEMPORAL_TLS_CERT"], read["TEMPORAL_TLS_KEY"]
+    if (cert is None) != (key is None) and not problems:
+        problems.append("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together: set both or neither")
+    api_key = read["TEMPORAL_API_KEY_FILE"]
+    if api_key is not None:
+        # `echo key > file` and `kubectl create secret --from-file` may leave a newline.
+        api_key = api_key.strip()
+        if not api_key:
+            problems.append("TEMPORAL_API_KEY_FILE is empty")
+    server_name = env.get("TEMPORAL_TLS_SERVER_NAME", "").strip() or None
+    tls_files = any(read[n] is not None for n in _TLS_FILES if n != "TEMPORAL_API_KEY_FILE")
+    implied = tls_files or server_name is not None or api_key is not None
+    explicit = env.get("TEMPORAL_TLS", "").strip()
+    tls = implied if not explicit else _bool(explicit) is True
+    if explicit and not tls and (tls_files or server_name):
+        problems.append(
+            "TEMPORAL_TLS is false, but TEMPORAL_TLS_CA, _CERT, _KEY or _SERVER_NAME is set"
+        )
+    security = TemporalSecurity(
+        tls=tls,
+        ca=read["TEMPORAL_TLS_CA"],
+        cert=cert,
+        key=key,
+        server_name=server_name,
+        api_key=api_key.decode() if isinstance(api_key, bytes) else api_key,
+    )
+    return security, problems
+
+
+def _read_file(name: str, what: str, path: str, problems: list[str]) -> Any:
+    """The bytes of the file the variable `name` names (None when unset), or a problem that
+    says why not, never the file's content."""
+    if not path:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        problems.append(f"{name}: cannot read {what} {path} ({exc.strerror or exc})")
+        return None
+    if name == "TEMPORAL_API_KEY_FILE":
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            problems.append(f"{name}: {what} {path} is not UTF-8 text")
+            return None
+    if b"-----BEGIN " not in data:
+        problems.append(f"{name}: {what} {path} is not PEM (no -----BEGIN line)")
+        return None
+    return data
+
+
+class TemporalSettings(TemporalAccess):
     temporal_url: Required = Field(alias="TEMPORAL_URL")
     temporal_namespace: Required = Field(alias="TEMPORAL_NAMESPACE")
     temporal_taskqueue: Required = Field(alias="TEMPORAL_TASKQUEUE")
@@ -218,9 +328,10 @@ class FunctionSettings(TemporalSettings):
     ) -> tuple[dict[str, Any], list[str]]:
         # An empty TEMPORAL_TASKQUEUE is refused by its own validator; a missing one only
         # when no VCENTER_TASKQUEUES names the queues.
+        derived, problems = super()._derive(env, settings)
         if "TEMPORAL_TASKQUEUE" not in env and not env.get("VCENTER_TASKQUEUES", "").strip():
-            return {}, ["TEMPORAL_TASKQUEUE is required (or VCENTER_TASKQUEUES)"]
-        return {}, []
+            problems = [*problems, "TEMPORAL_TASKQUEUE is required (or VCENTER_TASKQUEUES)"]
+        return derived, problems
 
 
 class VCenterSettings(_Settings):
@@ -341,6 +452,7 @@ def load(model: type[_S], environ: Mapping[str, str] | None = None) -> _S:
     if settings is None or problems:
         raise SettingsError(
             f"invalid {model.__name__.removesuffix('Settings').lower()} settings: "
-            + "; ".join(problems)
+            + "; ".join(problems),
+            tuple(problems),
         )
     return settings.model_copy(update=derived) if derived else settings

@@ -34,6 +34,7 @@ from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
 from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.activities import PreemptionActivities
+from vsphere_preemption.temporal.client import connect_failure_reason, security_options
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
 from vsphere_preemption.temporal.log_context import LogContextInterceptor
 from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
@@ -233,9 +234,10 @@ async def _connect(settings: WorkerSettings, runtime: Runtime | None, tracing: b
             runtime=runtime,
             # Tracing: on the client, so the workers on it trace too.
             interceptors=temporal_interceptors() if tracing else [],
+            **security_options(settings.temporal_security),
         )
     except RuntimeError as exc:
-        raise StartError(f"cannot connect to {where}: {exc}") from None
+        raise StartError(f"cannot connect to {where}: {connect_failure_reason(exc)}") from None
     try:
         await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=settings.temporal_namespace)

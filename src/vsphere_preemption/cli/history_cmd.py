@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
 from vsphere_preemption.cli.workflow_cmd import (
     DEFAULT_SERVER,
     CommandFailed,
@@ -59,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
             "its result's history once completed), for one workflow or, with --all, for "
             "every one in the namespace, running or closed, merged oldest first."
         ),
+        epilog=ENVIRONMENT_HELP,
     )
     add_workflow_id_flags(parser, "show")
     every = parser.add_argument_group("across all workflows")
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     every: _All | None = None
     try:
         require_not_empty(server=options.server, namespace=options.namespace)
+        security = security_from_environment()
         if args.all:
             every = _check_all(args)
         else:
@@ -170,7 +173,11 @@ def run(args: argparse.Namespace) -> int:
 
         options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
         client = await PreemptionClient.connect(
-            options.server, namespace=options.namespace, task_queue="", runtime=runtime
+            options.server,
+            namespace=options.namespace,
+            task_queue="",
+            runtime=runtime,
+            security=security,
         )
         if every is not None:
             return await _all(options, client, every)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
 from vsphere_preemption.cli.workflow_input import (
     InvalidInput,
     address_workflow,
@@ -136,6 +137,7 @@ def add_parser(subparsers: Any) -> None:
         "workflow",
         help="run, inspect or cancel a preemption workflow",
         description="Perform operations on a preemption workflow in Temporal.",
+        epilog=ENVIRONMENT_HELP,
     )
     _add_shared_flags(workflow)
     verbs = workflow.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -257,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
     options = _Options.from_args(args)
     try:
         require_not_empty(server=options.server, namespace=options.namespace, queue=options.queue)
+        args.security = security_from_environment()
         request = None
         if options.verb == "run":
             request = build_request(
@@ -291,7 +294,11 @@ async def _dispatch(
 
     options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
     client = await PreemptionClient.connect(
-        options.server, namespace=options.namespace, task_queue=options.queue, runtime=runtime
+        options.server,
+        namespace=options.namespace,
+        task_queue=options.queue,
+        runtime=runtime,
+        security=args.security,
     )
     if request is not None:
         return await _run(options, client, request)

@@ -65,6 +65,7 @@ def create_app(
             task_queue=settings.temporal_taskqueue,
             log=log,
             tracing=tracing,
+            security=settings.temporal_security,
         )
     handler = EventHandler(settings, link, metrics, log, tracing=tracing)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.temporal.client import (
     PreemptionClient,
@@ -20,15 +20,26 @@ from vsphere_preemption.temporal.client import (
 )
 from vsphere_preemption.tracing import temporal_interceptors
 
+if TYPE_CHECKING:
+    from vsphere_preemption.settings import TemporalSecurity
+
 _FIRST_RETRY = 0.2
 _MAX_RETRY = 5.0
 
 
 class TemporalLink:
     def __init__(
-        self, target: str, *, namespace: str, task_queue: str, log: Any, tracing: bool = False
+        self,
+        target: str,
+        *,
+        namespace: str,
+        task_queue: str,
+        log: Any,
+        tracing: bool = False,
+        security: TemporalSecurity | None = None,
     ) -> None:
         self.target = target
+        self._security = security
         self._tracing = tracing
         self.namespace = namespace
         self.task_queue = task_queue
@@ -67,6 +78,7 @@ class TemporalLink:
                     namespace=self.namespace,
                     task_queue=self.task_queue,
                     interceptors=interceptors,
+                    security=self._security,
                 )
             except TemporalError as exc:
                 self._last_error = str(exc)

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     )
     from temporalio.runtime import Runtime
 
+    from vsphere_preemption.settings import TemporalSecurity
+
 T = TypeVar("T")
 
 # The Go function's workflow execution timeout (docs/wire.md, Names).
@@ -230,11 +232,70 @@ def signal_payload_bytes(request: WorkflowRequest) -> bytes:
     return go_json(request.to_wire())
 
 
+# TLS failures as the Rust core words them (rustls, tonic), and what to check: the line a
+# person reads when the CA, the client certificate or its key is wrong.
+_TLS_FAILURES = (
+    (
+        "InvalidCertificate(UnknownIssuer)",
+        "TLS: the server's certificate is not signed by a trusted CA (check TEMPORAL_TLS_CA)",
+    ),
+    (
+        "InvalidCertificate(NotValidForName",
+        "TLS: the server's certificate is not valid for this host name "
+        "(check TEMPORAL_TLS_SERVER_NAME)",
+    ),
+    ("InvalidCertificate(Expired", "TLS: the server's certificate has expired"),
+    (
+        "InconsistentKeys",
+        "TLS: TEMPORAL_TLS_KEY is not the private key of TEMPORAL_TLS_CERT",
+    ),
+    (
+        "CertificateRequired",
+        "TLS: the server wants a client certificate (set TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY)",
+    ),
+    (
+        "BadCertificate",
+        "TLS: the server refused the client certificate (check TEMPORAL_TLS_CERT)",
+    ),
+    (
+        "UnknownCA",
+        "TLS: the server does not trust the client certificate's CA (check TEMPORAL_TLS_CERT)",
+    ),
+    (
+        # A TLS-terminating HTTP proxy (nginx) answers a missing or refused client
+        # certificate with a plain 400 page, after the handshake.
+        "400 Bad Request",
+        "the server answered HTTP 400 Bad Request, as a TLS proxy does to a missing or "
+        "refused client certificate (check TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY)",
+    ),
+    (
+        "401 Unauthorized",
+        "the server answered HTTP 401 Unauthorized (check TEMPORAL_API_KEY_FILE)",
+    ),
+    (
+        "H2NotNegotiated",
+        "TLS: the server did not offer HTTP/2 (ALPN h2), which gRPC needs: a TLS proxy in "
+        "front of Temporal must speak HTTP/2",
+    ),
+    (
+        "InvalidContentType",
+        "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
+    ),
+    (
+        "CorruptMessage",
+        "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
+    ),
+)
+
+
 def connect_failure_reason(error: BaseException) -> str:
     """The useful part of a connection error from temporalio's Rust core, in one line."""
     if isinstance(error, TimeoutError):
         return f"no answer within {CONNECT_TIMEOUT.total_seconds():.0f}s"
     text = one_line(error)
+    for marker, reason in _TLS_FAILURES:
+        if marker in text:
+            return reason
     # The core wraps the OS reason in Rust debug output: keep the innermost message.
     for pattern in (r'message: "([^"]+)"', r'error: "([^"]+)"', r'ConnectError\("([^"]+)"'):
         found = re.findall(pattern, text)
@@ -309,6 +370,24 @@ def _as_json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def security_options(security: TemporalSecurity | None) -> dict[str, Any]:
+    """`Client.connect`'s TLS and API key arguments. The SDK sends the key as
+    `authorization: Bearer <key>` on every call; it never logs it, and neither do we."""
+    from temporalio.service import TLSConfig
+
+    if security is None:
+        return {}
+    tls: bool | TLSConfig = security.tls
+    if security.tls and (security.ca or security.cert or security.server_name):
+        tls = TLSConfig(
+            server_root_ca_cert=security.ca,
+            client_cert=security.cert,
+            client_private_key=security.key,
+            domain=security.server_name,
+        )
+    return {"tls": tls, "api_key": security.api_key}
+
+
 class PreemptionClient:
     """One connected Temporal client, bound to a namespace and the workers' task queue."""
 
@@ -333,6 +412,7 @@ class PreemptionClient:
         task_queue: str,
         runtime: Runtime | None = None,
         interceptors: Sequence[Interceptor] = (),
+        security: TemporalSecurity | None = None,
     ) -> PreemptionClient:
         """Connect, or raise TemporalUnavailable saying why Temporal cannot be reached."""
         from temporalio.client import Client
@@ -345,6 +425,7 @@ class PreemptionClient:
                     namespace=namespace,
                     runtime=runtime,
                     interceptors=interceptors,
+                    **security_options(security),
                     connect_timeout=CONNECT_TIMEOUT,
                     # The SDK retries transient errors itself; keep that inside one RPC_TIMEOUT.
                     retry_config=RetryConfig(max_elapsed_time_millis=4000, max_retries=5),
