@@ -168,6 +168,20 @@ def _address(value: str) -> str:
     return text
 
 
+def _pem_file(value: Path | None) -> Path | None:
+    # Checked at start: a bundle that cannot be read would otherwise surface as every
+    # event send failing, much later.
+    if value is None:
+        return None
+    try:
+        data = value.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {value} ({exc.strerror or exc})") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ValueError(f"{value} holds no PEM certificate")
+    return value
+
+
 class LogFormat(StrEnum):
     JSON = "json"  # one JSON object a line: what a log pipeline reads (the image's)
     CONSOLE = "console"  # key=value text, for a person at a terminal
@@ -401,6 +415,11 @@ class WorkerSettings(TemporalSettings, VCenterSettings):
         default=timedelta(minutes=2), alias="PREEMPTION_SOFT_SHUTDOWN_GRACE"
     )
     max_concurrency: int = Field(default=5, ge=1, le=64, alias="PREEMPTION_MAX_CONCURRENCY")
+    # CA certificates (PEM) to trust for https:// replyTo sinks, besides the usual public
+    # ones; verification is never off for the sink.
+    sink_ca_bundle: Annotated[Path | None, AfterValidator(_pem_file)] = Field(
+        default=None, alias="SINK_CA_BUNDLE"
+    )
     # Where the worker serves Prometheus metrics (the SDK's and ours, one endpoint); empty:
     # none, as a port of its own could clash with a neighbour's.
     metrics_address: Annotated[str, AfterValidator(_address)] = Field(

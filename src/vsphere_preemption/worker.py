@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 
@@ -166,7 +167,7 @@ async def run(
         await _warm_up(vsphere)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
-            httpx.Client(timeout=HTTP_TIMEOUT) as http,
+            sink_http_client(settings) as http,
         ):
             activities = PreemptionActivities(
                 vsphere,
@@ -195,6 +196,20 @@ async def run(
                 await draining
         if metrics is not None:
             metrics.close()
+
+
+def sink_http_client(settings: WorkerSettings) -> httpx.Client:
+    """The client that sends events to the replyTo sinks: TLS verified, against the usual
+    public CAs plus SINK_CA_BUNDLE's."""
+    verify = httpx.create_ssl_context()
+    if settings.sink_ca_bundle is not None:
+        try:
+            verify.load_verify_locations(cafile=str(settings.sink_ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise StartError(
+                f"cannot load the sink CA bundle {settings.sink_ca_bundle}: {exc}"
+            ) from None
+    return httpx.Client(timeout=HTTP_TIMEOUT, verify=verify)
 
 
 def _each(observers: list[RequestObserver]) -> RequestObserver:

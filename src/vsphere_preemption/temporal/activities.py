@@ -376,6 +376,8 @@ class PreemptionActivities:
             run_metrics.count_event_sent(_meter(), arg.event_type, "failed")
             # httpx messages can quote the URL: strip any credentials from them.
             detail = str(exc).replace(arg.reply_to, where)
+            if "CERTIFICATE_VERIFY_FAILED" in detail:
+                detail += " (TLS: the sink's certificate is not trusted; SINK_CA_BUNDLE adds CAs)"
             raise ApplicationError(
                 f"sending {arg.event_type} to {where} failed: {type(exc).__name__}: {detail}",
                 type="SinkUnreachable",
