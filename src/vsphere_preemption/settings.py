@@ -280,7 +280,7 @@ def _read_file(name: str, what: str, path: str, problems: list[str]) -> Any:
     except OSError as exc:
         problems.append(f"{name}: cannot read {what} {path} ({exc.strerror or exc})")
         return None
-    if name == "TEMPORAL_API_KEY_FILE":
+    if name in {"TEMPORAL_API_KEY_FILE", "FUNCTION_TOKEN_FILE"}:
         try:
             return data.decode()
         except UnicodeDecodeError:
@@ -330,6 +330,10 @@ class FunctionSettings(TemporalSettings):
     # last this many, is answered as a duplicate and not signalled again; 0 turns it off.
     dedup_window: Duration = Field(default=timedelta(hours=1), alias="DEDUP_WINDOW")
     dedup_max_events: int = Field(default=10_000, ge=0, le=1_000_000, alias="DEDUP_MAX_EVENTS")
+    # A file holding the token `POST /` then requires as `Authorization: Bearer <token>`.
+    function_token_file: Path | None = Field(default=None, alias="FUNCTION_TOKEN_FILE")
+    # Its content, read by `_derive` (no alias); never in a repr.
+    bearer_token: SkipValidation[bytes | None] = Field(default=None, repr=False)
 
     @property
     def alarm_names(self) -> tuple[str, ...]:
@@ -343,6 +347,15 @@ class FunctionSettings(TemporalSettings):
         # An empty TEMPORAL_TASKQUEUE is refused by its own validator; a missing one only
         # when no VCENTER_TASKQUEUES names the queues.
         derived, problems = super()._derive(env, settings)
+        path = env.get("FUNCTION_TOKEN_FILE", "").strip()
+        if path:
+            token = _read_file("FUNCTION_TOKEN_FILE", "the bearer token", path, problems)
+            if token is not None:
+                token = token.strip()
+                if token:
+                    derived = {**derived, "bearer_token": token.encode()}
+                else:
+                    problems = [*problems, "FUNCTION_TOKEN_FILE is empty"]
         if "TEMPORAL_TASKQUEUE" not in env and not env.get("VCENTER_TASKQUEUES", "").strip():
             problems = [*problems, "TEMPORAL_TASKQUEUE is required (or VCENTER_TASKQUEUES)"]
         return derived, problems

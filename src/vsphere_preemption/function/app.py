@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vsphere_preemption.function.auth import CHALLENGE, UNAUTHORIZED, authorized
 from vsphere_preemption.function.handler import EventHandler
 from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.temporal_link import TemporalLink
@@ -69,8 +70,13 @@ def create_app(
         )
     handler = EventHandler(settings, link, metrics, log, tracing=tracing)
 
+    token = settings.bearer_token
+
     async def receive_event(request: Request) -> Response:
         metrics.received.inc()
+        if not authorized(request.headers, token):
+            reply = handler.reject(401, "unauthorized", UNAUTHORIZED)
+            return JSONResponse(reply.body, 401, headers=CHALLENGE)
         try:
             body = await read_body(request)
         except BodyTooLarge:
