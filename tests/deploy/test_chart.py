@@ -46,6 +46,17 @@ VARIATIONS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "another release, no SinkBinding": ("prod", ["--set", "sinkBinding.enabled=false"]),
+    "temporal over mTLS, api key, token": (
+        "vsphere-preemption",
+        [
+            "--set",
+            "temporal.tls.caSecret=temporal-ca,temporal.tls.clientSecret=temporal-client",
+            "--set",
+            "temporal.apiKeySecret=temporal-api-key,function.tokenSecret=function-token",
+            "--set",
+            "temporal.tls.serverName=ns.tmprl.cloud",
+        ],
+    ),
 }
 KINDS = {
     "defaults": {"ConfigMap", "Deployment", "Service", "Trigger", "SinkBinding"},
@@ -61,6 +72,13 @@ KINDS = {
     },
     "worker only": {"ConfigMap", "Deployment", "Service"},
     "another release, no SinkBinding": {"ConfigMap", "Deployment", "Service", "Trigger"},
+    "temporal over mTLS, api key, token": {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Trigger",
+        "SinkBinding",
+    },
 }
 # The oldest Kubernetes the chart allows (Chart.yaml's kubeVersion) and the newest with schemas.
 KUBE_VERSIONS = ["1.27", "1.37"]
@@ -167,7 +185,7 @@ def test_the_function_gets_every_setting_and_they_load(name: str) -> None:
     service = knative_service(rendered(name))
     (container,) = service["spec"]["template"]["spec"]["containers"]
     env = env_of(container)
-    aliases = {f.alias for f in FunctionSettings.model_fields.values()}
+    aliases = {f.alias for f in FunctionSettings.model_fields.values() if f.alias}
     # All settings but those the platform injects (PORT by Knative, K_SINK by the SinkBinding).
     assert set(env) == aliases - {"PORT", "K_SINK"}
     settings = load(FunctionSettings, {**env, "PORT": "8080"})
@@ -462,3 +480,45 @@ def test_the_plain_manifests_are_the_charts_rendering(tmp_path: Path) -> None:
     # Together they are the chart's rendering with the same values, nothing left out.
     plain = [o for f in names for o in yaml.safe_load_all((ROOT / "deploy" / f).read_text()) if o]
     assert sorted(map(json.dumps, plain)) == sorted(map(json.dumps, rendered("plain manifests")))
+
+
+def test_temporal_tls_files_and_the_token_are_mounted_where_the_programs_read_them(
+    tmp_path: Path,
+) -> None:
+    """Each file variable points into a read-only mount of the Secret meant for it, and the
+    programs' settings load from the rendered environment (the mounts' files faked here)."""
+    objects = rendered("temporal over mTLS, api key, token")
+    expected = {
+        "TEMPORAL_TLS_CA": ("temporal-ca", "ca.crt"),
+        "TEMPORAL_TLS_CERT": ("temporal-client", "tls.crt"),
+        "TEMPORAL_TLS_KEY": ("temporal-client", "tls.key"),
+        "TEMPORAL_API_KEY_FILE": ("temporal-api-key", "api-key"),
+    }
+    pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    for program, pod, more in (
+        ("function", knative_service(objects)["spec"]["template"]["spec"],
+         {"FUNCTION_TOKEN_FILE": ("function-token", "token")}),
+        ("worker", worker(objects)["spec"]["template"]["spec"], {}),
+    ):  # fmt: skip
+        (container,) = pod["containers"]
+        env = env_of(container)
+        local = dict(env)
+        for variable, (secret, key) in (expected | more).items():
+            path = Path(env[variable])
+            assert path.name == key, variable
+            (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent]
+            assert mount["readOnly"] is True
+            (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+            assert volume["secret"]["secretName"] == secret, variable
+            fake = tmp_path / program / variable
+            fake.parent.mkdir(exist_ok=True)
+            fake.write_bytes(b"k3y\n" if variable.endswith("_FILE") else pem)
+            local[variable] = str(fake)
+        assert env["TEMPORAL_TLS_SERVER_NAME"] == "ns.tmprl.cloud"
+        model = FunctionSettings if program == "function" else WorkerSettings
+        local.pop("PREEMPTION_POLICY_FILE", None)  # the ConfigMap's: tested above
+        settings: Any = load(model, {**local, "PORT": "8080"})
+        security = settings.temporal_security
+        assert (security.tls, security.ca, security.api_key) == (True, pem, "k3y")
+        if program == "function":
+            assert settings.bearer_token == b"k3y"

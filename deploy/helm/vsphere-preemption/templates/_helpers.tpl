@@ -51,3 +51,62 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* TEMPORAL_TLS*, TEMPORAL_API_KEY_FILE: every variable, empty when unused (empty is unset). */}}
+{{- define "vp.temporalSecurityEnv" -}}
+{{- $t := .Values.temporal -}}
+- name: TEMPORAL_TLS
+  value: {{ if $t.tls.enabled }}"true"{{ else }}""{{ end }}
+- name: TEMPORAL_TLS_SERVER_NAME
+  value: {{ $t.tls.serverName | default "" | quote }}
+- name: TEMPORAL_TLS_CA
+  value: {{ if $t.tls.caSecret }}"/var/run/secrets/temporal/ca/ca.crt"{{ else }}""{{ end }}
+- name: TEMPORAL_TLS_CERT
+  value: {{ if $t.tls.clientSecret }}"/var/run/secrets/temporal/client/tls.crt"{{ else }}""{{ end }}
+- name: TEMPORAL_TLS_KEY
+  value: {{ if $t.tls.clientSecret }}"/var/run/secrets/temporal/client/tls.key"{{ else }}""{{ end }}
+- name: TEMPORAL_API_KEY_FILE
+  value: {{ if $t.apiKeySecret }}"/var/run/secrets/temporal/api-key/api-key"{{ else }}""{{ end }}
+{{- end -}}
+
+{{- define "vp.temporalSecurityMounts" -}}
+{{- $t := .Values.temporal -}}
+{{- if $t.tls.caSecret }}
+- name: temporal-ca
+  mountPath: /var/run/secrets/temporal/ca
+  readOnly: true
+{{- end }}
+{{- if $t.tls.clientSecret }}
+- name: temporal-client
+  mountPath: /var/run/secrets/temporal/client
+  readOnly: true
+{{- end }}
+{{- if $t.apiKeySecret }}
+- name: temporal-api-key
+  mountPath: /var/run/secrets/temporal/api-key
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The Secrets above as volumes; `mode`: the files' mode (0440 with an fsGroup, else 0444). */}}
+{{- define "vp.temporalSecurityVolumes" -}}
+{{- $t := .Values.temporal -}}
+{{- if $t.tls.caSecret }}
+- name: temporal-ca
+  secret:
+    secretName: {{ $t.tls.caSecret }}
+    defaultMode: {{ .mode }}
+{{- end }}
+{{- if $t.tls.clientSecret }}
+- name: temporal-client
+  secret:
+    secretName: {{ $t.tls.clientSecret }}
+    defaultMode: {{ .mode }}
+{{- end }}
+{{- if $t.apiKeySecret }}
+- name: temporal-api-key
+  secret:
+    secretName: {{ $t.apiKeySecret }}
+    defaultMode: {{ .mode }}
+{{- end }}
+{{- end -}}
