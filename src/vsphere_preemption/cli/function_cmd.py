@@ -2,7 +2,8 @@
 
 Configured from the environment (README.md's table: TEMPORAL_URL, TEMPORAL_NAMESPACE,
 TEMPORAL_TASKQUEUE, VSPHERE_PREEMPTION_TAG, VSPHERE_ALARM_NAME, optional VSPHERE_ALARM_NAMES,
-WORKFLOW_ID_MODE, K_SINK, PORT, DEBUG).
+WORKFLOW_ID_MODE, K_SINK, PORT, DEBUG, the TEMPORAL_TLS* variables and TEMPORAL_API_KEY_FILE,
+FUNCTION_TOKEN_FILE).
 Everything heavy is imported inside `run`, and the Temporal SDK only once serving (see
 function/temporal_link.py): cold start is process start to /health/readiness.
 """
@@ -20,6 +21,10 @@ def add_parser(subparsers: Any) -> None:
         help="run the CloudEvents function (alarm events in, Temporal signal-with-start out)",
         description="Serve the preemption function. Settings come from the environment; "
         "see the README.",
+        epilog="Security (README.md, Security): FUNCTION_TOKEN_FILE (a file holding the token "
+        "POST / then requires as 'Authorization: Bearer <token>'); Temporal over TLS: "
+        "TEMPORAL_TLS, TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, "
+        "TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY_FILE.",
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")  # noqa: S104
     parser.add_argument("--port", type=int, default=None, help="port to listen on ($PORT, 8080)")
