@@ -113,3 +113,30 @@ def test_preemptctl_names_a_bad_tls_setting_in_one_line_before_connecting(
         f"preemptctl workflow list: error: TEMPORAL_TLS_CA: cannot read the CA bundle "
         f"{tmp_path / 'nowhere.pem'} (No such file or directory)"
     ]
+
+
+def help_text(*command: str) -> str:
+    import contextlib
+    import io
+
+    from vsphere_preemption.cli.main import build_parser
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    return " ".join(out.getvalue().split())
+
+
+def test_the_readme_and_the_help_name_every_setting() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for model, command in ((FunctionSettings, "function"), (WorkerSettings, "worker")):
+        helptext = help_text(command)
+        for field in model.model_fields.values():
+            if field.alias:
+                assert f"`{field.alias}`" in readme, field.alias
+                if field.alias.startswith(("TEMPORAL_TLS", "TEMPORAL_API", "FUNCTION_", "SINK_")):
+                    assert field.alias in helptext, (command, field.alias)
+    for command in (("workflow",), ("history",)):
+        for name in TemporalAccess.model_fields.values():
+            if name.alias:
+                assert name.alias in help_text(*command), (command, name.alias)
