@@ -272,6 +272,7 @@ async def _run_until(
     log.info(
         "worker started",
         temporal=settings.temporal_url,
+        temporalTls=settings.temporal_security.tls,
         namespace=settings.temporal_namespace,
         taskQueue=settings.temporal_taskqueue,
         vcenter=settings.vcenter_url,

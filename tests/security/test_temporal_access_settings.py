@@ -136,7 +136,8 @@ def test_the_readme_and_the_help_name_every_setting() -> None:
                 assert f"`{field.alias}`" in readme, field.alias
                 if field.alias.startswith(("TEMPORAL_TLS", "TEMPORAL_API", "FUNCTION_", "SINK_")):
                     assert field.alias in helptext, (command, field.alias)
-    for command in (("workflow",), ("history",)):
-        for name in TemporalAccess.model_fields.values():
-            if name.alias:
-                assert name.alias in help_text(*command), (command, name.alias)
+    for program in ("workflow", "history"):
+        helptext = help_text(program)
+        for field in TemporalAccess.model_fields.values():
+            if field.alias:
+                assert field.alias in helptext, (program, field.alias)

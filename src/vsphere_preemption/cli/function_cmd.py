@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         workflowIdMode=settings.workflow_id_mode.value,
         temporal=settings.temporal_url,
         namespace=settings.temporal_namespace,
+        temporalTls=settings.temporal_security.tls,
         queue=settings.temporal_taskqueue,
         tag=settings.preemption_tag,
         sink=settings.k_sink,
