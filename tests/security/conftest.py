@@ -20,6 +20,7 @@ API_KEY = "tk-9f3c2b7e-temporal-api-key-never-logged"
 class TemporalProxy:
     nginx: Nginx
     pki: Pki
+    plain: str  # the dev server itself: no TLS
 
     @property
     def tls(self) -> str:
@@ -72,7 +73,7 @@ def temporal_proxy(
   }}
 """
     with Nginx(tmp_path_factory.mktemp("nginx-temporal"), servers, 3) as nginx:
-        yield TemporalProxy(nginx, pki)
+        yield TemporalProxy(nginx, pki, temporal_server.address)
 
 
 def tls_env(proxy: TemporalProxy, address: str, **files: Path | str) -> dict[str, str]:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.security.conftest import API_KEY, TemporalProxy, tls_env
+from tests.security.tls_kit import Stunnel
 from vsphere_preemption.devtools.devservers import free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
@@ -28,6 +29,15 @@ NO_CLIENT_CERT = (
 )
 WRONG_KEY = "TLS: TEMPORAL_TLS_KEY is not the private key of TEMPORAL_TLS_CERT"
 WRONG_API_KEY = "the server answered HTTP 401 Unauthorized (check TEMPORAL_API_KEY_FILE)"
+NOT_TLS = "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)"
+WANTS_TLS = (
+    "the server did not answer in plain HTTP/2: if it wants TLS, set TEMPORAL_TLS=true "
+    "(or TEMPORAL_TLS_CA)"
+)
+NO_ALPN = (
+    "TLS: the server did not offer HTTP/2 (ALPN h2), which gRPC needs: a TLS proxy in front "
+    "of Temporal must speak HTTP/2"
+)
 
 
 def preemptctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -80,6 +90,8 @@ CASES = {
         "mtls_key", {"ca": "ca_crt", "cert": "client_crt", "key": "client_key",
                      "api_key_file": "wrong"}, WRONG_API_KEY,
     ),
+    "TLS to a server without": ("plain", {"ca": "ca_crt"}, NOT_TLS),
+    "no TLS to a server with": ("tls", {"tls": "false"}, WANTS_TLS),
 }  # fmt: skip
 
 
@@ -173,3 +185,17 @@ async def test_the_function_stays_unready_on_bad_tls_and_says_why_in_one_line(
         json.loads(line) for line in log.read_text().splitlines() if "not reachable" in line
     ]
     assert warnings and {w["error"] for w in warnings} == {expected}
+
+
+def test_a_tls_proxy_without_http2_is_named_in_one_line(
+    temporal_proxy: TemporalProxy, tmp_path: Path
+) -> None:
+    """stunnel terminates TLS but offers no ALPN: gRPC's client gives up; the line says why."""
+    with Stunnel(tmp_path / "stunnel", temporal_proxy.plain, temporal_proxy.pki) as stunnel:
+        env = tls_env(temporal_proxy, stunnel.address, ca=temporal_proxy.pki.ca_crt)
+        done = preemptctl(env, "workflow", "list", "--server", stunnel.address)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"preemptctl workflow list: error: cannot reach the Temporal server at "
+        f"{stunnel.address}: {NO_ALPN}"
+    ]

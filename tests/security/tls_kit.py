@@ -155,3 +155,53 @@ def tls_server(port: str, pki: Pki, *, client_certs: bool = False) -> str:
     if client_certs:
         lines += [f"ssl_client_certificate {pki.ca_crt};", "ssl_verify_client on;"]
     return "\n    ".join(lines)
+
+
+class Stunnel:
+    """stunnel terminating TLS in front of `upstream` (host:port): TLS without ALPN, which a
+    gRPC client refuses; here to show the line an operator gets for such a proxy."""
+
+    def __init__(self, directory: Path, upstream: str, pki: Pki) -> None:
+        self.directory = directory
+        self.port = free_ports(1)[0]
+        self.upstream = upstream
+        self.pki = pki
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Stunnel:
+        binary = shutil.which("stunnel4") or shutil.which("stunnel")
+        assert binary, "stunnel4 is not installed: run scripts/setup"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "stunnel.conf"
+        conf.write_text(
+            "foreground = yes\npid =\n[temporal]\n"
+            f"accept = {self.address}\nconnect = {self.upstream}\n"
+            f"cert = {self.pki.server_crt}\nkey = {self.pki.server_key}\n"
+        )
+        self.proc = subprocess.Popen(
+            [binary, str(conf)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while True:
+            assert self.proc.poll() is None, "stunnel exited"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                assert time.monotonic() < deadline, "stunnel does not listen"
+                time.sleep(0.05)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)

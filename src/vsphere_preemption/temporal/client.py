@@ -282,6 +282,12 @@ _TLS_FAILURES = (
         "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
     ),
     (
+        # Plain HTTP/2 to a TLS port: the server's TLS alert read as an HTTP/2 frame.
+        "FRAME_SIZE_ERROR",
+        "the server did not answer in plain HTTP/2: if it wants TLS, set TEMPORAL_TLS=true "
+        "(or TEMPORAL_TLS_CA)",
+    ),
+    (
         "CorruptMessage",
         "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
     ),
