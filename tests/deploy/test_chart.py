@@ -55,6 +55,8 @@ VARIATIONS: dict[str, tuple[str, list[str]]] = {
             "temporal.apiKeySecret=temporal-api-key,function.tokenSecret=function-token",
             "--set",
             "temporal.tls.serverName=ns.tmprl.cloud",
+            "--set",
+            "worker.sinkCaBundle.secretName=sink-ca",
         ],
     ),
 }
@@ -498,7 +500,8 @@ def test_temporal_tls_files_and_the_token_are_mounted_where_the_programs_read_th
     for program, pod, more in (
         ("function", knative_service(objects)["spec"]["template"]["spec"],
          {"FUNCTION_TOKEN_FILE": ("function-token", "token")}),
-        ("worker", worker(objects)["spec"]["template"]["spec"], {}),
+        ("worker", worker(objects)["spec"]["template"]["spec"],
+         {"SINK_CA_BUNDLE": ("sink-ca", "ca.crt")}),
     ):  # fmt: skip
         (container,) = pod["containers"]
         env = env_of(container)
@@ -522,3 +525,5 @@ def test_temporal_tls_files_and_the_token_are_mounted_where_the_programs_read_th
         assert (security.tls, security.ca, security.api_key) == (True, pem, "k3y")
         if program == "function":
             assert settings.bearer_token == b"k3y"
+        else:
+            assert settings.sink_ca_bundle == Path(local["SINK_CA_BUNDLE"])
