@@ -202,12 +202,11 @@ class TemporalSecurity:
     api_key: str | None = field(default=None, repr=False)
 
 
-# What each TemporalSecurity file is, in messages.
-_TLS_FILES = {
+# What each TemporalSecurity PEM file is, in messages.
+_PEM_FILES = {
     "TEMPORAL_TLS_CA": "the CA bundle",
     "TEMPORAL_TLS_CERT": "the client certificate",
     "TEMPORAL_TLS_KEY": "the client key",
-    "TEMPORAL_API_KEY_FILE": "the API key",
 }
 
 
@@ -237,59 +236,67 @@ class TemporalAccess(_Settings):
 
 def _temporal_security(env: Mapping[str, str]) -> tuple[TemporalSecurity, list[str]]:
     problems: list[str] = []
-    read = {
-        name: _read_file(name, what, env.get(name, "").strip(), problems)
-        for name, what in _TLS_FILES.items()
-    }
-    cert, key = read["TEMPORAL_TLS_CERT"], read["TEMPORAL_TLS_KEY"]
+    pem = {name: _read_pem(name, what, env, problems) for name, what in _PEM_FILES.items()}
+    cert, key = pem["TEMPORAL_TLS_CERT"], pem["TEMPORAL_TLS_KEY"]
     if (cert is None) != (key is None) and not problems:
         problems.append("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together: set both or neither")
-    api_key = read["TEMPORAL_API_KEY_FILE"]
-    if api_key is not None:
-        # `echo key > file` and `kubectl create secret --from-file` may leave a newline.
-        api_key = api_key.strip()
-        if not api_key:
-            problems.append("TEMPORAL_API_KEY_FILE is empty")
+    api_key = _read_secret("TEMPORAL_API_KEY_FILE", "the API key", env, problems)
     server_name = env.get("TEMPORAL_TLS_SERVER_NAME", "").strip() or None
-    tls_files = any(read[n] is not None for n in _TLS_FILES if n != "TEMPORAL_API_KEY_FILE")
-    implied = tls_files or server_name is not None or api_key is not None
+    tls_set = any(v is not None for v in pem.values()) or server_name is not None
     explicit = env.get("TEMPORAL_TLS", "").strip()
-    tls = implied if not explicit else _bool(explicit) is True
-    if explicit and not tls and (tls_files or server_name):
+    # Unset or empty: on when anything else asks for it (an API key too: Temporal Cloud).
+    tls = _bool(explicit) is True if explicit else tls_set or api_key is not None
+    if explicit and not tls and tls_set:
         problems.append(
             "TEMPORAL_TLS is false, but TEMPORAL_TLS_CA, _CERT, _KEY or _SERVER_NAME is set"
         )
     security = TemporalSecurity(
         tls=tls,
-        ca=read["TEMPORAL_TLS_CA"],
+        ca=pem["TEMPORAL_TLS_CA"],
         cert=cert,
         key=key,
         server_name=server_name,
-        api_key=api_key.decode() if isinstance(api_key, bytes) else api_key,
+        api_key=api_key,
     )
     return security, problems
 
 
-def _read_file(name: str, what: str, path: str, problems: list[str]) -> Any:
-    """The bytes of the file the variable `name` names (None when unset), or a problem that
-    says why not, never the file's content."""
+def _read_bytes(name: str, what: str, env: Mapping[str, str], problems: list[str]) -> bytes | None:
+    """The bytes of the file variable `name` names (None when unset or empty), or None and a
+    problem saying why not; never the file's content."""
+    path = env.get(name, "").strip()
     if not path:
         return None
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         problems.append(f"{name}: cannot read {what} {path} ({exc.strerror or exc})")
         return None
-    if name in {"TEMPORAL_API_KEY_FILE", "FUNCTION_TOKEN_FILE"}:
-        try:
-            return data.decode()
-        except UnicodeDecodeError:
-            problems.append(f"{name}: {what} {path} is not UTF-8 text")
-            return None
-    if b"-----BEGIN " not in data:
-        problems.append(f"{name}: {what} {path} is not PEM (no -----BEGIN line)")
+
+
+def _read_pem(name: str, what: str, env: Mapping[str, str], problems: list[str]) -> bytes | None:
+    data = _read_bytes(name, what, env, problems)
+    if data is not None and b"-----BEGIN " not in data:
+        problems.append(f"{name}: {what} {env[name].strip()} is not PEM (no -----BEGIN line)")
         return None
     return data
+
+
+def _read_secret(name: str, what: str, env: Mapping[str, str], problems: list[str]) -> str | None:
+    """A secret's text, without the newline `echo secret > file` and `kubectl create secret
+    --from-file` leave; an empty one is a problem."""
+    data = _read_bytes(name, what, env, problems)
+    if data is None:
+        return None
+    try:
+        text = data.decode().strip()
+    except UnicodeDecodeError:
+        problems.append(f"{name}: {what} {env[name].strip()} is not UTF-8 text")
+        return None
+    if not text:
+        problems.append(f"{name} is empty")
+        return None
+    return text
 
 
 class TemporalSettings(TemporalAccess):
@@ -344,18 +351,12 @@ class FunctionSettings(TemporalSettings):
     def _derive(
         cls, env: Mapping[str, str], settings: _Settings | None
     ) -> tuple[dict[str, Any], list[str]]:
+        derived, problems = super()._derive(env, settings)
+        token = _read_secret("FUNCTION_TOKEN_FILE", "the bearer token", env, problems)
+        if token is not None:
+            derived = {**derived, "bearer_token": token.encode()}
         # An empty TEMPORAL_TASKQUEUE is refused by its own validator; a missing one only
         # when no VCENTER_TASKQUEUES names the queues.
-        derived, problems = super()._derive(env, settings)
-        path = env.get("FUNCTION_TOKEN_FILE", "").strip()
-        if path:
-            token = _read_file("FUNCTION_TOKEN_FILE", "the bearer token", path, problems)
-            if token is not None:
-                token = token.strip()
-                if token:
-                    derived = {**derived, "bearer_token": token.encode()}
-                else:
-                    problems = [*problems, "FUNCTION_TOKEN_FILE is empty"]
         if "TEMPORAL_TASKQUEUE" not in env and not env.get("VCENTER_TASKQUEUES", "").strip():
             problems = [*problems, "TEMPORAL_TASKQUEUE is required (or VCENTER_TASKQUEUES)"]
         return derived, problems
