@@ -1,4 +1,5 @@
-"""vCenter unreachable for longer than the activities' retry window, mid-run, then back.
+"""vCenter unreachable for longer than the activities' retry window, mid-run, then back;
+vCenter restarted.
 
 Real parts: Temporal's dev server, vcsim, `python -m vsphere_preemption worker` as its own
 process (its log is what an operator reads), an event sink. The outage is a network one: the
@@ -9,6 +10,9 @@ and the test reads the truth from vcsim directly, around the cut.
 The retry window: every vCenter activity has 3 attempts, 1 s then 2 s apart
 (workflow.RETRY_POLICY); a refused connection fails an attempt at once, so the outage outlasts
 the window within seconds and no setting has to be shortened for the test.
+
+Then vCenter restarted (vcsim on the same port, its inventory new, the tag re-created with a
+new id): the worker, its tag-name cache warm, finds the tagged VMs at the next run.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tests.temporal.rig import (
     powered_off,
     prepare,
     read_annotations,
+    running_worker,
     vcsim_args,
     worker_env,
     write_secret,
@@ -150,3 +155,45 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
 
 async def _async(read: Callable[[], Any]) -> Any:
     return read()
+
+
+async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_them(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    tmp_path: Path,
+) -> None:
+    # The worker's tag-name cache (5 min by default) is warm from the first run when vCenter
+    # restarts; the tag is re-created there with a new id (vcsim forgets everything; a vCenter
+    # restored or rebuilt does the same). The next run must find the VMs that carry it.
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = client_for(sim)
+    scene = prepare(Inventory(vcenter), on=2, off=0)
+    queue = unique("restart")
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
+                     queue, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0")  # fmt: skip
+    workflow_id = unique("alarm")
+    handle = temporal_client.get_workflow_handle(workflow_id)
+    async with running_worker(env):
+        first = signal_payload(criticality="HIGH", replyTo="")
+        first["event"]["id"] = "before-the-restart"
+        await signal_with_start(temporal_client, workflow_id, queue, first)
+        await eventually(lambda: history(handle), lambda r: len(r) == 1 and "outcome" in r[0],
+                         what="run 1", timeout=60)  # fmt: skip
+        vcenter.close()
+        sim.restart()  # the same port; every VM on again, no tag
+        vcenter = client_for(sim)
+        Inventory(vcenter).tag("preemptible", scene.on)
+        second = signal_payload(criticality="HIGH", replyTo="")
+        second["event"]["id"] = "after-the-restart"
+        await signal_with_start(temporal_client, workflow_id, queue, second)
+        runs = await eventually(
+            lambda: history(handle), lambda r: len(r) == 2 and "outcome" in r[1],
+            what="run 2", timeout=60,
+        )  # fmt: skip
+        await handle.terminate("test over")
+    assert runs[0]["outcome"] == "acted"
+    assert runs[1]["outcome"] == "acted", runs[1]
+    assert sorted(runs[1]["stopped"]) == sorted(r.value for r in scene.on)
+    assert powered_off(vcenter, scene.on) == set(scene.on)
+    vcenter.close()
