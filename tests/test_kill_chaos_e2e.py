@@ -1,8 +1,9 @@
 """The worker killed (SIGKILL) at random points of runs: every run still acts exactly once.
 
-Real parts only: one Temporal dev server, one vcsim (each power-off takes 1 s, one at a time,
-so a run lasts ~3.5 s and a random moment lands in any step: the workflow task, the policy,
-the plan, a power-off, the annotation, the event), `python -m vsphere_preemption worker`
+Real parts only: one Temporal dev server, one vcsim (each power-off takes 1 s and each
+annotation 0.4 s, one at a time, and the sink acknowledges after 0.5 s, so that a random
+moment can land in any step: the workflow task, the plan, a power-off, the annotation, the
+event), `python -m vsphere_preemption worker`
 processes, an event sink. Independent lanes run at once (each its own task queue, tag, three
 VMs, and chain of worker processes) so that 20 trials, each ~7 s of waiting for a dead
 worker's heartbeat to time out, take about a minute.
@@ -30,6 +31,7 @@ import asyncio
 import json
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudevents.core.bindings.http import HTTPMessage
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -77,13 +80,26 @@ POWER_OFF_MS = 1000  # vcsim's delay per power-off: the run's longest step
 # Where a kill lands: a step of the run (None: right after the signal, maybe before any worker
 # took the workflow task; else once the activity is scheduled), then a random delay up to
 # the step's length (each of the three power-offs takes POWER_OFF_MS).
+# The annotation (SetField, 0.4 s a VM in vcsim) and the event (the sink answers after
+# 0.5 s) are slowed too, so that a kill can land in them, not only after them.
 STEPS: dict[str | None, float] = {
-    None: 0.5,
-    "PlanPreemption": 0.2,
+    None: 0.2,
+    "PlanPreemption": 0.1,
     "PowerOffVMs": 3.0,
-    "AnnotateVms": 0.15,
-    "SendPreemptedEvent": 0.15,
+    "AnnotateVms": 1.2,
+    "SendPreemptedEvent": 0.5,
 }
+SET_FIELD_MS = 400
+SINK_ANSWERS_AFTER = 0.5
+
+
+class SlowSink(EventSink):
+    """Records each event at once, acknowledges it only after SINK_ANSWERS_AFTER seconds."""
+
+    def _record(self, raw: HTTPMessage) -> tuple[int, dict[str, str]]:
+        answer = super()._record(raw)
+        time.sleep(SINK_ANSWERS_AFTER)
+        return answer
 
 
 @dataclass(frozen=True)
@@ -240,12 +256,14 @@ async def one_trial(
     await step_began(handle, kill.step)
     await asyncio.sleep(kill.after)
     await asyncio.to_thread(worker.kill)
+    killed = time.monotonic()
     lane.start_worker()
 
     async def history() -> list[Any]:
         return list((await handle.fetch_history()).events)
 
     events = await eventually(history, send_completed, timeout=90, what=f"the event sent ({where})")
+    done_after = time.monotonic() - killed  # printed, never asserted: timing is for bench/
     runs = json.loads(await handle.query(HISTORY_QUERY, result_type=str))
     state = await query_state(handle)
     described = await handle.describe()
@@ -268,7 +286,7 @@ async def one_trial(
     assert sorted(v["Value"] for v in state["virtualMachines"]) == values, where
     lane.report.append(
         f"lane {lane.number} trial {trial}: kill at {kill}, retried {retried(events) or '-'}, "
-        f"deliveries {len(ours)}"
+        f"deliveries {len(ours)}, kill -> event sent seen {done_after:.1f}s"
     )
 
 
@@ -300,7 +318,8 @@ async def test_a_worker_killed_at_random_points_leaves_every_run_done_exactly_on
 ) -> None:
     plan = kill_plan(SEED, TRIALS, LANES)
     print(f"kill chaos: seed {SEED} (CHAOS_SEED), {TRIALS} trials in {LANES} lanes")
-    sim = vcsim_factory(*vcsim_args("-method-delay", f"PowerOffVM_Task:{POWER_OFF_MS}"))
+    delays = f"PowerOffVM_Task:{POWER_OFF_MS},SetField:{SET_FIELD_MS}"
+    sim = vcsim_factory(*vcsim_args("-method-delay", delays))
     vcenter = client_for(sim)
     inventory = Inventory(vcenter)
     vms = spread(inventory)
@@ -316,7 +335,7 @@ async def test_a_worker_killed_at_random_points_leaves_every_run_done_exactly_on
                          PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
         lanes.append(Lane(number, mine, queue, env, tmp_path))
     workflows: list[str] = []
-    with EventSink() as sink:
+    with SlowSink() as sink:
         try:
             await asyncio.gather(
                 *(
