@@ -3,10 +3,10 @@
 Real parts only: one Temporal dev server, one vcsim (each power-off takes 1 s and each
 annotation 0.4 s, one at a time, and the sink acknowledges after 0.5 s, so that a random
 moment can land in any step: the workflow task, the plan, a power-off, the annotation, the
-event), `python -m vsphere_preemption worker`
-processes, an event sink. Independent lanes run at once (each its own task queue, tag, three
-VMs, and chain of worker processes) so that 20 trials, each ~7 s of waiting for a dead
-worker's heartbeat to time out, take about a minute.
+event), `python -m vsphere_preemption worker` processes, an event sink. Independent lanes run
+at once (each its own task queue, tag, three VMs, and chain of worker processes) so that 20
+trials, each ~7 s (up to ~15 s) of waiting for a dead worker's tasks to time out, take about
+a minute.
 
 Per trial: the lane's worker polls; signal-with-start (HIGH: power off, events to the sink);
 at a random point (a random step of the run: right after the signal, or once the plan, the
