@@ -11,7 +11,8 @@ not exercised by the tests (vcsim has no `/api` tagging).
 Tags are found by name: the API has no name lookup, so resolving a name costs one
 list plus one read per tag. Names resolve once per `tag_cache_ttl`; a cached tag
 that has since been deleted (404) is resolved again at once. A session replaced because
-vCenter forgot it (a restart) drops every cached name: a vCenter restored or rebuilt
+vCenter forgot it (a restart; idle expiry too, at the cost of one lookup) drops every
+cached name: a vCenter restored or rebuilt
 (vcsim on every restart) gives re-created tags and categories new ids, and a reader of
 cached ids would find nobody tagged until the cache expired. Readers compare
 `renewals` before and after to know they must read again. Tag names are unique
