@@ -61,7 +61,12 @@ class TemporalLink:
         return self._client
 
     async def run(self) -> None:
-        """Connect, retrying until it works (cancel the task to give up)."""
+        """Connect, then follow Temporal's health, until cancelled (the app's lifespan task)."""
+        await self.connect()
+        await self.watch()
+
+    async def connect(self) -> None:
+        """Connect, retrying until it works (cancel the task to give up); then return."""
         # The SDK takes half a second to import: do it off the event loop so that liveness
         # and readiness probes are answered meanwhile.
         await asyncio.to_thread(importlib.import_module, "temporalio.client")
@@ -87,7 +92,6 @@ class TemporalLink:
             namespace=self.namespace,
             queue=self.task_queue,
         )
-        await self.watch()
 
     async def watch(self, every: float = WATCH_EVERY) -> None:
         """Follow Temporal's health while connected (cancel the task to stop)."""
