@@ -96,7 +96,7 @@ async def test_one_trace_from_the_alarm_event_to_the_annotation(
             log=get_logger("function"),
             tracing=True,
         )
-        await link.run()
+        await link.connect()
         app = create_app(settings, link=link, tracing=True)
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(load(WorkerSettings, env), stop, tracing=True))

@@ -139,3 +139,31 @@ def test_a_session_that_cannot_be_renewed_is_a_clear_error(
         client.read_vms(vms)  # never VMs with an empty power state
     with pytest.raises(LoginError, match="refused the REST login"):
         client.gather(TAG, None)  # the tag's lookup comes first
+
+
+@pytest.mark.parametrize("read", ["gather", "find_preemptible"])
+def test_tags_re_created_after_a_restart_are_found_despite_the_name_cache(
+    read: str, sim: Vcsim, make_client: MakeClient
+) -> None:
+    # The default name cache (5 min), warm before the restart. vcsim gives the re-created tag
+    # a new id, as a vCenter restored from backup or rebuilt would: ids cached from the
+    # forgotten session must not hide it (gather found no tagged VM until the cache expired).
+    inventory = Inventory(make_client(sim))
+    vms = [s.ref for s in inventory.vms()[:3]]
+    inventory.tag(TAG, vms)
+    inventory.tag("low", vms[:1], category="priority")
+    client = make_client(sim)
+    old_ids = client.tagging.find_tag_ids(TAG)
+    assert len(client.gather(TAG, None, ["priority"]).facts) == 3
+
+    restarted(sim, make_client, vms)
+    Inventory(make_client(sim)).tag("low", vms[:1], category="priority")
+    assert make_client(sim).tagging.find_tag_ids(TAG) != old_ids  # what the cache holds is stale
+
+    if read == "gather":
+        facts = client.gather(TAG, None, ["priority"]).facts
+        assert sorted(f.ref for f in facts) == sorted(vms)
+        assert {f.ref: sorted(t.name for t in f.tags) for f in facts}[vms[0]] == ["low", TAG]
+    else:
+        assert sorted(client.find_preemptible(TAG, max_vms=10).selected) == sorted(vms)
+    assert client.tagging.renewals == 1

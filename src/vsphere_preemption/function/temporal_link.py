@@ -3,14 +3,17 @@
 The process serves liveness at once; readiness turns true when the client has connected.
 Until then (Temporal down at start, wrong address) it retries with a capped backoff, and
 events that need Temporal are answered 503 with the last connection error, so the broker
-retries them. Readiness stays true once connected: the SDK reconnects by itself, and an event
-that meets Temporal down meanwhile gets a 503 too.
+retries them. Once connected, the link keeps asking Temporal's health endpoint (every
+`WATCH_EVERY`): readiness turns false while Temporal is unreachable (restarted, network
+gone), with the reason, and true again when it answers. The client is kept throughout (the
+SDK reconnects by itself); an event that meets Temporal down gets a 503, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.temporal.client import (
@@ -25,6 +28,10 @@ if TYPE_CHECKING:
 
 _FIRST_RETRY = 0.2
 _MAX_RETRY = 5.0
+# How often a connected link asks Temporal whether it serves, and how long it waits for the
+# answer: readiness follows an outage within about WATCH_EVERY + WATCH_TIMEOUT.
+WATCH_EVERY = 2.0
+WATCH_TIMEOUT = timedelta(seconds=2)
 
 
 class TemporalLink:
@@ -46,10 +53,11 @@ class TemporalLink:
         self._log = log
         self._client: PreemptionClient | None = None
         self._last_error = "connecting"
+        self._reachable = True  # the last health check's answer, once connected
 
     @property
     def ready(self) -> bool:
-        return self._client is not None
+        return self._client is not None and self._reachable
 
     @property
     def last_error(self) -> str:
@@ -64,7 +72,12 @@ class TemporalLink:
         return self._client
 
     async def run(self) -> None:
-        """Connect, retrying until it works (cancel the task to give up)."""
+        """Connect, then follow Temporal's health, until cancelled (the app's lifespan task)."""
+        await self.connect()
+        await self.watch()
+
+    async def connect(self) -> None:
+        """Connect, retrying until it works (cancel the task to give up); then return."""
         # The SDK takes half a second to import: do it off the event loop so that liveness
         # and readiness probes are answered meanwhile.
         await asyncio.to_thread(importlib.import_module, "temporalio.client")
@@ -91,6 +104,28 @@ class TemporalLink:
             namespace=self.namespace,
             queue=self.task_queue,
         )
+
+    async def watch(self, every: float = WATCH_EVERY) -> None:
+        """Follow Temporal's health while connected (cancel the task to stop)."""
+        while self._client is not None:
+            await asyncio.sleep(every)
+            reason = await self._health(self._client)
+            if reason and self._reachable:
+                self._log.warning("temporal unreachable: not ready", temporal=self.target,
+                                  error=reason)  # fmt: skip
+            elif not reason and not self._reachable:
+                self._log.info("temporal reachable again: ready", temporal=self.target)
+            self._reachable = not reason
+            if reason:
+                self._last_error = reason
+
+    async def _health(self, client: PreemptionClient) -> str:
+        """Empty when Temporal serves; else why not."""
+        try:
+            serving = await client.client.service_client.check_health(timeout=WATCH_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 (any failure to answer means: not reachable)
+            return f"Temporal at {self.target} does not answer: {type(exc).__name__}: {exc}"
+        return "" if serving else f"Temporal at {self.target} answers but does not serve"
 
     def use(self, client: PreemptionClient) -> None:
         """Adopt a client connected elsewhere (tests, embedding)."""

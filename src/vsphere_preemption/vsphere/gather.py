@@ -38,6 +38,7 @@ from typing import Any
 
 from vsphere_preemption.domain.model import EntityUsage, MoRef, Resources, TagName, VmFacts
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, moref_key
+from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.errors import CategoryNotFoundError
 from vsphere_preemption.vsphere.rest import NotFound, TaggingRest
 from vsphere_preemption.vsphere.scope import read_scope
@@ -52,6 +53,7 @@ from vsphere_preemption.vsphere.soap import (
 from vsphere_preemption.wire import ANNOTATION_KEY
 
 PC = vmodl.query.PropertyCollector
+log = get_logger(__name__)
 
 _VM_PATHS = [
     "name",
@@ -91,7 +93,22 @@ class _Tags:
 
 
 def read_tags(tagging: TaggingRest, tag: str, categories: Sequence[str]) -> _Tags:
-    """The objects carrying `tag` or a tag of one of `categories`; raises if one is unknown."""
+    """The objects carrying `tag` or a tag of one of `categories`; raises if one is unknown.
+
+    Read again, once, when the REST session was replaced during the read: the names were
+    then resolved (or cached) in a session vCenter forgot, maybe before a restart that gave
+    the tags new ids, and `list-attached-objects-on-tags` answers nothing, not 404, for an
+    id it does not know: every tagged VM would silently be missed.
+    """
+    renewals = tagging.renewals
+    tags = _read_tags(tagging, tag, categories)
+    if tagging.renewals == renewals:
+        return tags
+    log.info("vcenter.tags_reread_after_relogin", tag=tag)
+    return _read_tags(tagging, tag, categories)
+
+
+def _read_tags(tagging: TaggingRest, tag: str, categories: Sequence[str]) -> _Tags:
     preemptible_ids = tagging.find_tag_ids(tag)  # TagNotFoundError if none
     category_ids = tagging.categories()
     if any(name not in category_ids for name in categories):

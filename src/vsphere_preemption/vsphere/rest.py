@@ -10,7 +10,12 @@ not exercised by the tests (vcsim has no `/api` tagging).
 
 Tags are found by name: the API has no name lookup, so resolving a name costs one
 list plus one read per tag. Names resolve once per `tag_cache_ttl`; a cached tag
-that has since been deleted (404) is resolved again at once. Tag names are unique
+that has since been deleted (404) is resolved again at once. A session replaced because
+vCenter forgot it (a restart; idle expiry too, at the cost of one lookup) drops every
+cached name: a vCenter restored or rebuilt
+(vcsim on every restart) gives re-created tags and categories new ids, and a reader of
+cached ids would find nobody tagged until the cache expired. Readers compare
+`renewals` before and after to know they must read again. Tag names are unique
 only within a category: a name that several categories use means all those tags.
 """
 
@@ -114,6 +119,18 @@ class TaggingRest:
         self._tag_ids: dict[str, tuple[float, list[str]]] = {}
         self._categories: tuple[float, dict[str, str]] | None = None
         self._tag_info: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._renewals = 0
+
+    @property
+    def renewals(self) -> int:
+        """How many times a stale session was replaced (each one dropped the name caches)."""
+        return self._renewals
+
+    def forget_names(self) -> None:
+        """Drop every cached tag and category name: the next lookups ask vCenter."""
+        self._tag_ids = {}
+        self._categories = None
+        self._tag_info = {}
 
     # -- session --------------------------------------------------------------------
 
@@ -194,6 +211,10 @@ class TaggingRest:
             if self._session == stale or self._session is None:
                 log.info("vcenter.rest_session_expired", vcenter=self._config.address)
                 self._session, self._dialect = self._login()
+                # vCenter forgot our session: it may have been restarted, and its tags and
+                # categories re-created with new ids. Names are resolved again.
+                self.forget_names()
+                self._renewals += 1
             assert self._dialect is not None
             return self._session, self._dialect
 
@@ -281,9 +302,15 @@ class TaggingRest:
         """Every object attached to the tag(s) called `name`, any type, no duplicates."""
         for fresh in (False, True):
             try:
+                renewals = self._renewals
                 found: list[VmRef] = []
                 for tag_id in self.find_tag_ids(name, fresh=fresh):
                     found += self.objects_of_tag(tag_id)
+                if self._renewals != renewals and not fresh:
+                    # The session was replaced meanwhile: the ids read may be a forgotten
+                    # vCenter's (a restart). Read again, from names.
+                    log.info("vcenter.tag_ids_reread_after_relogin", tag=name)
+                    continue
                 return list(dict.fromkeys(found))
             except NotFound:
                 if fresh:
