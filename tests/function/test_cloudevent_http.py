@@ -127,7 +127,7 @@ def test_cloudevents_0_3_are_accepted() -> None:
             b"", "not a valid CloudEvent",
         ),
         ({"content-type": "application/cloudevents+json"}, b"{not json", "not a valid"),
-        ({"content-type": "application/cloudevents+json"}, b"[1, 2]", "not a valid"),
+        ({"content-type": "application/cloudevents+json"}, b"[1, 2]", "must be a JSON object"),
         ({"content-type": "application/cloudevents+json"}, b"\xff\xfe", "not a valid"),
         ({"content-type": "application/cloudevents+json"}, b'{"specversion": "1.0"}', "missing"),
         ({"content-type": "application/cloudevents-batch+json"}, b"[]", "batched"),
