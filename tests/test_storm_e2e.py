@@ -1,0 +1,208 @@
+"""A storm of raising events, as users scale out: two function replicas, two workers, one
+Temporal, one vCenter.
+
+1,000 raising events for one alarm on one cluster, sent in about a second, spread over two
+`preemptctl function` processes; two `preemptctl worker` processes on the same task queue;
+the real Temporal dev server and vcsim. Half are one CloudEvent redelivered (the same source
+and id), half are distinct events for the same alarm and entity. Each replica drops the
+redeliveries it has seen (function/recent.py, per process); across replicas the workflow
+coalesces raising signals, so the storm must come to one preemption run: every tagged VM
+powered off once, annotated once, and one VmPreemptedEvent at the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from tests.function.conftest import alarm_event, as_binary, on
+from tests.function.process import FunctionProcess
+from tests.temporal.helpers import eventually, unique, wait_for
+from tests.temporal.rig import (
+    Observer,
+    client_for,
+    powered_off,
+    prepare,
+    read_annotations,
+    vcsim_args,
+    worker_env,
+    write_secret,
+)
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
+from vsphere_preemption.devtools.worker_process import WorkerProcess
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.temporal.contracts import ANNOTATE_VMS, PLAN_PREEMPTION, POWER_OFF_VMS
+from vsphere_preemption.wire import DEFAULT_NAMESPACE, PREEMPTED_EVENT_TYPE, SIGNAL_NAME
+
+pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
+
+EVENTS = 1000
+CONCURRENCY = 64  # connections in flight, over both replicas
+
+
+async def storm(urls: list[str], requests: list[tuple[dict[str, str], bytes]]) -> list[Any]:
+    """Every request POSTed, round-robin over the replicas, CONCURRENCY at a time."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for number in range(len(requests)):
+        queue.put_nowait(number)
+    replies: list[Any] = [None] * len(requests)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def sender() -> None:
+            while not queue.empty():
+                number = queue.get_nowait()
+                headers, body = requests[number]
+                url = urls[number % len(urls)]
+                response = await client.post(url, headers=headers, content=body)
+                replies[number] = (response.status_code, response.json())
+
+        await asyncio.gather(*(sender() for _ in range(CONCURRENCY)))
+    return replies
+
+
+async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_run(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    tmp_path: Path,
+) -> None:
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = client_for(sim)
+    scene = prepare(Inventory(vcenter), on=5, off=1)
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    alarm, queue = unique("storm-alarm"), unique("storm")
+    workflow_id = on(alarm)
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
+    workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    with EventSink() as sink:
+        function_env = {
+            "TEMPORAL_URL": temporal_server.address,
+            "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
+            "TEMPORAL_TASKQUEUE": queue,
+            "VSPHERE_PREEMPTION_TAG": "preemptible",
+            "VSPHERE_ALARM_NAME": alarm,
+            "K_SINK": sink.url,
+        }
+        replicas = [FunctionProcess(function_env, tmp_path / f"function-{n}.log") for n in (1, 2)]
+        try:
+            for worker in workers:
+                worker.start()
+            for replica in replicas:
+                replica.start()
+            # Half one event redelivered, half distinct events: the alarm and cluster of all.
+            redelivered = as_binary(alarm_event(alarm, "green", "red", event_id="storm-once"))
+            requests = [
+                redelivered if n % 2 == 0 else as_binary(alarm_event(alarm, "yellow", "red"))
+                for n in range(EVENTS)
+            ]
+            started = time.monotonic()
+            replies = await storm([f"http://127.0.0.1:{r.port}/" for r in replicas], requests)
+            seconds = time.monotonic() - started
+            print(f"\n{EVENTS} raising events over 2 replicas in {seconds:.2f} s")
+
+            handle = temporal_client.get_workflow_handle(workflow_id)
+            await wait_for(
+                lambda: sink.wait_for(PREEMPTED_EVENT_TYPE, 0) is not None,
+                timeout=120,
+                what="the VmPreemptedEvent",
+            )
+
+            # Every signal the storm sent has been taken in (none left for a second run).
+            async def runs() -> list[dict[str, Any]]:
+                history: list[dict[str, Any]] = json.loads(await handle.query("history"))
+                return history
+
+            signalled = sum(1 for _, reply in replies if reply["decision"] == "preempt")
+            await eventually(
+                lambda: received(temporal_client, workflow_id),
+                lambda n: n == signalled,
+                timeout=60,
+                what="every signal in the history",
+            )
+            final = await eventually(
+                runs, lambda rs: all("outcome" in r for r in rs), timeout=60, what="runs ended"
+            )
+            history = (await handle.fetch_history()).events
+            description = await handle.describe()
+            await handle.terminate("test over")
+        finally:
+            for process in (*replicas, *workers):
+                process.stop()
+            for replica in replicas:
+                assert "Traceback" not in replica.log()
+
+    # Every request answered 200: signalled, or a redelivery dropped by the replica that
+    # had signalled it already.
+    assert Counter(status for status, _ in replies) == {200: EVENTS}
+    decisions = Counter(reply["decision"] for _, reply in replies)
+    assert set(decisions) <= {"preempt", "duplicate"}
+    once = [reply for n, (_, reply) in enumerate(replies) if n % 2 == 0]
+    # The redelivered event: signalled at most once by each replica, the rest duplicates.
+    assert 1 <= sum(reply["decision"] == "preempt" for reply in once) <= len(replicas)
+    assert sum(reply["decision"] == "duplicate" for reply in once) >= len(once) - len(replicas)
+    assert len({reply["workflowID"] for _, reply in replies}) == 1
+
+    # One run acted. The raising signals that came after it are each answered by a run
+    # record "skipped" (within the cooldown; it acts on nothing): no second plan, power-off
+    # or event. (The query keeps only the last runs: the acted one may have scrolled out.)
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    print(f"{final[-1]['run']} run records for {signalled} signals")
+    assert [r["outcome"] for r in final if r["outcome"] != "skipped"] in ([], ["acted"]), final
+    assert all(r["reason"] == "within the cooldown" for r in final if r["outcome"] == "skipped")
+    if final[0]["run"] == 1:
+        assert final[0]["outcome"] == "acted"
+    assert activities(history, PLAN_PREEMPTION) == 1
+    assert activities(history, POWER_OFF_VMS) == 1
+    assert activities(history, ANNOTATE_VMS) == 1
+    failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    assert not [e for e in history if e.event_type == failed]
+
+    # Every tagged, running VM off once, annotated once; one event naming them all.
+    assert powered_off(vcenter, scene.all_vms) == set(scene.on) | set(scene.off)
+    events = observer.events("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    observer.close()
+    assert events == {("VmPoweredOffEvent", vm.value): 1 for vm in scene.on}
+    assert set(read_annotations(vcenter, scene.all_vms)) == set(scene.on)
+    vcenter.close()
+    preempted = [e for e in sink.events if e.type == PREEMPTED_EVENT_TYPE]
+    assert len(preempted) == 1 and len(sink.received) == 1
+    data = preempted[0].data
+    assert isinstance(data, dict)
+    assert {VmRef(v["Value"], v["Type"]) for v in data["virtualMachines"]} == set(scene.on)
+
+
+async def received(client: Client, workflow_id: str) -> int:
+    """How many PreemptVMsChan signals the workflow's history holds."""
+    events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
+    wanted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    return sum(
+        1
+        for e in events
+        if e.event_type == wanted
+        and e.workflow_execution_signaled_event_attributes.signal_name == SIGNAL_NAME
+    )
+
+
+def activities(history: Any, name: str) -> int:
+    """How many times activity `name` was scheduled."""
+    wanted = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    return sum(
+        1
+        for e in history
+        if e.event_type == wanted
+        and e.activity_task_scheduled_event_attributes.activity_type.name == name
+    )
