@@ -140,8 +140,10 @@ async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_ru
             description = await handle.describe()
             await handle.terminate("test over")
         finally:
-            for process in (*replicas, *workers):
-                process.stop()
+            for replica in replicas:
+                replica.stop()
+            for worker in workers:
+                worker.stop()
             for replica in replicas:
                 assert "Traceback" not in replica.log()
 
