@@ -27,7 +27,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.function.conftest import alarm_event, as_binary, on
 from tests.function.process import FunctionProcess
-from tests.temporal.helpers import eventually, unique, wait_for
+from tests.temporal.helpers import eventually, unique, wait_for, workflow_task_failures
 from tests.temporal.rig import (
     Observer,
     client_for,
@@ -170,8 +170,7 @@ async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_ru
     assert activities(history, PLAN_PREEMPTION) == 1
     assert activities(history, POWER_OFF_VMS) == 1
     assert activities(history, ANNOTATE_VMS) == 1
-    failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
-    assert not [e for e in history if e.event_type == failed]
+    assert workflow_task_failures(history) == []
 
     # Every tagged, running VM off once, annotated once; one event naming them all.
     assert powered_off(vcenter, scene.all_vms) == set(scene.on) | set(scene.off)
