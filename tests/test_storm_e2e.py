@@ -171,6 +171,14 @@ async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_ru
     assert activities(history, POWER_OFF_VMS) == 1
     assert activities(history, ANNOTATE_VMS) == 1
     assert workflow_task_failures(history) == []
+    # The policy was read once, by the run that acted: the runs skipped after it went on the
+    # cooldown it gave (workflow.py, known-cooldown), not on a read each.
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert markers.count("core_local_activity") == 1, markers
 
     # Every tagged, running VM off once, annotated once; one event naming them all.
     assert powered_off(vcenter, scene.all_vms) == set(scene.on) | set(scene.off)
