@@ -12,7 +12,9 @@ in production look like), add one for each new branch of the workflow.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import operator
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -141,7 +143,7 @@ async def known_cooldown_skips_without_a_policy_read(
     for number in range(2, 5):
         event = {**signal_payload()["event"], "id": f"storm-{number}"}
         await handle.signal(SIGNAL_NAME, signal_payload(event=event, replyTo=""))
-        await eventually(runs, lambda n, want=number: n == want, what=f"run {number}")
+        await eventually(runs, functools.partial(operator.eq, number), what=f"run {number}")
     await handle.signal(SIGNAL_NAME, signal_payload(replyTo="not a URL"))
     await handle.cancel()
     await handle.result()
