@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from starlette.datastructures import Headers
 
 from tests.conftest import FIXTURES
 from tests.function.conftest import (
@@ -127,7 +128,7 @@ def test_cloudevents_0_3_are_accepted() -> None:
             b"", "not a valid CloudEvent",
         ),
         ({"content-type": "application/cloudevents+json"}, b"{not json", "not a valid"),
-        ({"content-type": "application/cloudevents+json"}, b"[1, 2]", "not a valid"),
+        ({"content-type": "application/cloudevents+json"}, b"[1, 2]", "must be a JSON object"),
         ({"content-type": "application/cloudevents+json"}, b"\xff\xfe", "not a valid"),
         ({"content-type": "application/cloudevents+json"}, b'{"specversion": "1.0"}', "missing"),
         ({"content-type": "application/cloudevents-batch+json"}, b"[]", "batched"),
@@ -140,6 +141,40 @@ def test_requests_that_are_not_cloudevents(
     with pytest.raises(NotACloudEvent, match=reason) as info:
         parse(headers, body)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["ce-id", "ce-source", "ce-specversion", "content-type"])
+def test_an_attribute_header_sent_twice_is_refused_not_picked(name: str) -> None:
+    headers, body = as_binary(alarm_event("a1", "green", "red"))
+    pairs = [(k.encode(), v.encode()) for k, v in headers.items()]
+    pairs.append((name.encode(), b"application/xml" if name == "content-type" else b"other"))
+    # The server's view of the request: every header line, as Starlette keeps them.
+    with pytest.raises(NotACloudEvent, match=f"header {name} is repeated"):
+        parse(Headers(raw=pairs), body)
+    # Once each: the same request is an event.
+    assert parse(Headers(raw=pairs[:-1]), body).id
+
+
+def test_a_member_repeated_in_a_structured_event_is_refused() -> None:
+    headers, body = as_structured(alarm_event("a1", "green", "red", event_id="first"))
+    with pytest.raises(NotACloudEvent, match="member 'id' is repeated"):
+        parse(headers, body[:-1] + b', "id": "second"}')
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "reason"),
+    [("id", 42, "id must be a string"), ("time", 1, "time must be a string"),
+     ("data_base64", 5, "data_base64 must be a string")],
+)  # fmt: skip
+def test_structured_attributes_of_the_wrong_json_type_say_which(
+    member: str, value: Any, reason: str
+) -> None:
+    event = alarm_event("a1", "green", "red")
+    if member == "data_base64":
+        del event["data"]
+    headers, _ = as_structured(event)
+    with pytest.raises(NotACloudEvent, match=reason):
+        parse(headers, json.dumps({**event, member: value}).encode())
 
 
 def test_structured_events_with_bad_attribute_types() -> None:

@@ -86,3 +86,23 @@ async def wait_for(
         return check()
 
     await eventually(probe, bool, timeout=timeout, what=what)
+
+
+def workflow_task_failures(events: Any) -> list[Any]:
+    """The history's failed workflow tasks: the workflow code's failures (a bad decode, a
+    non-determinism, a deadlock). Not the server's own flush: when signals pile up past its
+    buffer (100 events or 2 MB, say a storm or two 1.5 MB signals) while a workflow task is
+    in flight, the history service fails that task itself (FORCE_CLOSE_COMMAND) so that the
+    next one takes them all; no code of ours ran, and nothing is lost."""
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+
+    flush = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND
+    return [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        and not (
+            e.workflow_task_failed_event_attributes.cause == flush
+            and e.workflow_task_failed_event_attributes.identity == "history-service"
+        )
+    ]

@@ -12,7 +12,9 @@ in production look like), add one for each new branch of the workflow.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import operator
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -125,11 +127,35 @@ async def care_notice_suspend_cancel_then_resume(
     return handle
 
 
+async def known_cooldown_skips_without_a_policy_read(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """known-cooldown: a HIGH run, then three raises one by one within the cooldown, skipped
+    on the cooldown the run read (no policy read each), a malformed one dropped, cancel."""
+    handle = await signal_with_start(
+        client, "cluster-cpu-above-80-storm", task_queue, signal_payload(replyTo=sink.url)
+    )
+    await _ran(handle)
+
+    async def runs() -> int:
+        return len(json.loads(await handle.query("history")))
+
+    for number in range(2, 5):
+        event = {**signal_payload()["event"], "id": f"storm-{number}"}
+        await handle.signal(SIGNAL_NAME, signal_payload(event=event, replyTo=""))
+        await eventually(runs, functools.partial(operator.eq, number), what=f"run {number}")
+    await handle.signal(SIGNAL_NAME, signal_payload(replyTo="not a URL"))
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
     "plan_run_on_a_cluster_then_dry_run_cancel": plan_run_on_a_cluster_then_dry_run_cancel,
     "care_notice_suspend_cancel_then_resume": care_notice_suspend_cancel_then_resume,
+    "known_cooldown_skips_without_a_policy_read": known_cooldown_skips_without_a_policy_read,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {

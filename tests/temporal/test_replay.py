@@ -36,6 +36,7 @@ def test_there_are_histories_to_replay() -> None:
         "soft_run_after_a_missing_tag",
         "plan_run_on_a_cluster_then_dry_run_cancel",  # select-by-plan
         "care_notice_suspend_cancel_then_resume",  # act-with-care
+        "known_cooldown_skips_without_a_policy_read",  # known-cooldown
     }
 
 

@@ -431,6 +431,10 @@ async def test_a_signal_within_the_cooldown_is_skipped_and_keeps_the_last_state(
     await handle.signal(SIGNAL_NAME, signal_payload(replyTo=""))
     await wait_for(lambda: skipped(caplog) == 2, what="the second skip")
     assert await query_state(handle) == first
+    # Skipped on the cooldown the first run read: the policy is not read again for each.
+    assert len(rig.stand_ins.named(GET_POLICY)) == 1
+    outcomes = [r["outcome"] for r in json.loads(await handle.query("history"))]
+    assert outcomes == ["acted", "skipped", "skipped"]
 
 
 async def test_the_cooldown_starts_only_after_a_run_that_acted(rig: Rig) -> None:

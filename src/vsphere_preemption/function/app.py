@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -79,6 +79,11 @@ def create_app(
             return JSONResponse(reply.body, 401, headers=CHALLENGE)
         try:
             body = await read_body(request)
+        except ClientDisconnect:
+            # The client went away mid-body, or its framing broke (a bad chunk: the server
+            # has answered 400 already). Nobody is left to answer: not an error of ours.
+            log.info("request body not received: the client disconnected")
+            return Response(status_code=400)
         except BodyTooLarge:
             reply = handler.reject(413, "too_large", f"request body over {MAX_BODY} bytes")
             # The rest of the body is never read: the connection cannot be reused.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,6 +106,11 @@ class _KeepAttributes:
 
 def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     """An HTTP request (lower-case header names) as a CloudEvent, or NotACloudEvent."""
+    repeated = _repeated_headers(headers)
+    if repeated:
+        raise NotACloudEvent(
+            f"header {repeated} is repeated: a CloudEvents attribute takes one value"
+        )
     media = media_type(headers.get("content-type", ""))
     keep = _KeepAttributes()
     try:
@@ -115,10 +120,19 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
             if media != STRUCTURED:
                 raise NotACloudEvent(f"unsupported CloudEvents format {media!r}")
             message = HTTPMessage(headers={"content-type": STRUCTURED}, body=body)
-            from_structured(message, _FORMAT, keep)
+            try:
+                from_structured(message, _FORMAT, keep)
+            except NotACloudEvent:
+                raise
+            except Exception as exc:  # noqa: BLE001 (the SDK's words, unless ours are clearer)
+                raise NotACloudEvent(_structured_problem(body) or _invalid(exc)) from None
             raw = keep.data if isinstance(keep.data, bytes) else None
             embedded = None if raw is not None else keep.data
-            texts = _member_texts(body)
+            pairs = _members(body)
+            texts = dict(pairs)
+            if len(texts) != len(pairs):
+                name = _first_repeated(key for key, _ in pairs)
+                raise NotACloudEvent(f"member {name!r} is repeated in the structured CloudEvent")
             time_text = _json_string(texts.get("time"))
             return IncomingEvent(
                 "structured", keep.attributes, raw, embedded, texts.get("data"), time_text
@@ -135,18 +149,60 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     except NotACloudEvent:
         raise
     except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)
-        raise NotACloudEvent(f"not a valid CloudEvent: {one_line(exc)}") from None
+        raise NotACloudEvent(_invalid(exc)) from None
     raise NotACloudEvent(
         "not a CloudEvent: no ce-specversion header (binary mode) "
         f"and content type is not {STRUCTURED} (structured mode)"
     )
 
 
-def _member_texts(body: bytes) -> dict[str, str]:
+def _invalid(exc: BaseException) -> str:
+    return f"not a valid CloudEvent: {one_line(exc)}"
+
+
+# Headers that carry one CloudEvents attribute each (binary mode), or say which mode it is.
+def _repeated_headers(headers: Mapping[str, str]) -> str | None:
+    """The first CloudEvents header (ce-*, content-type) sent more than once, or None.
+
+    `headers` is the server's multi-valued view (Starlette's Headers lists every line in
+    `items()`); two values for one attribute are refused rather than one picked silently:
+    a proxy and the function could each read a different one (ce-id, say).
+    """
+    names = [name for name, _ in headers.items() if name.startswith("ce-")]
+    names += [name for name, _ in headers.items() if name == "content-type"]
+    return _first_repeated(names) if len(set(names)) != len(names) else None
+
+
+def _first_repeated(names: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _structured_problem(body: bytes) -> str | None:
+    """A clearer reason than the SDK's for a structured event it refused, when there is one."""
     try:
-        return dict(members(body))
+        pairs = members(body)
+    except ValueError:
+        try:
+            json.loads(body)
+        except ValueError:
+            return None  # not JSON: the SDK's decoding error says where
+        return "a structured CloudEvent must be a JSON object"
+    for name, text in pairs:
+        if name in ("time", "data_base64", *CE_REQUIRED_ATTRIBUTES) and not text.startswith('"'):
+            return f"not a valid CloudEvent: {name} must be a string"
+    return None
+
+
+def _members(body: bytes) -> list[tuple[str, str]]:
+    try:
+        return members(body)
     except ValueError:  # the SDK parsed it: only an odd encoding lands here, keep values
-        return {}
+        return []
 
 
 def _json_string(text: str | None) -> str | None:

@@ -122,6 +122,11 @@ CARE_PATCH = "act-with-care"
 # strict-signals: a signal must meet WorkflowRequest.check (docs/wire.md); runs started
 # before took looser ones, and replay them as they were.
 STRICT_SIGNALS_PATCH = "strict-signals"
+# known-cooldown: a run that would start within the cooldown of the last run that acted, as
+# the last policy read gave it, is skipped without reading the policy again. A storm of raising
+# signals that come one by one after a run (too far apart to wait together and coalesce) each
+# made a run that read the policy (a local activity, its marker in history) only to skip it.
+KNOWN_COOLDOWN_PATCH = "known-cooldown"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
@@ -135,6 +140,8 @@ class PreemptVMsWorkflow:
         self._mem = Memory()
         self._lowered = False  # the alarm lowered (the workflow was asked to cancel)
         self._care = False  # this workflow acts with care (memoized patch)
+        # The cooldown of the last policy read (none yet in this run of the workflow).
+        self._cooldown: timedelta | None = None
 
     @workflow.run
     async def run(self, carried: str | None = None) -> RawValue:
@@ -249,9 +256,13 @@ class PreemptVMsWorkflow:
         # patch keeps its old ways until it ends, so its replays agree.
         by_plan = workflow.patched(PLAN_PATCH)
         self._care = by_plan and workflow.patched(CARE_PATCH)
+        known_cooldown = workflow.patched(KNOWN_COOLDOWN_PATCH)
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
+        if known_cooldown and self._cooldown is not None and self._cooling_down(self._cooldown):
+            self._finish(record, "skipped", error="within the cooldown")
+            return
         try:
             policy = await workflow.execute_local_activity_method(
                 PreemptionActivities.get_policy,
@@ -263,13 +274,8 @@ class PreemptVMsWorkflow:
             workflow.logger.error("reading the worker's policy failed: %s", _cause(err))
             self._finish(record, "failed", error=f"reading the policy: {_cause(err)}")
             return
-        last = self._mem.last
-        if last is not None and workflow.now() - last.at < policy.cooldown:
-            workflow.logger.info(
-                "skipping run: the last preemption (%s) is within the cooldown of %ss",
-                last.at.isoformat(),
-                policy.cooldown_seconds,
-            )
+        self._cooldown = policy.cooldown
+        if self._cooling_down(policy.cooldown):
             self._finish(record, "skipped", error="within the cooldown")
             return
 
@@ -277,6 +283,18 @@ class PreemptVMsWorkflow:
             await self._preempt_by_plan(request, policy, record)
         else:
             await self._preempt_by_name(request, policy, record)
+
+    def _cooling_down(self, cooldown: timedelta) -> bool:
+        """Whether the last run that acted is within `cooldown` (logged when it is)."""
+        last = self._mem.last
+        if last is None or workflow.now() - last.at >= cooldown:
+            return False
+        workflow.logger.info(
+            "skipping run: the last preemption (%s) is within the cooldown of %ss",
+            last.at.isoformat(),
+            cooldown.total_seconds(),
+        )
+        return True
 
     async def _preempt_by_name(
         self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]

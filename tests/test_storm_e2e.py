@@ -1,0 +1,230 @@
+"""A storm of raising events, as users scale out: two function replicas, two workers, one
+Temporal, one vCenter.
+
+1,000 raising events for one alarm on one cluster, sent in about a second, spread over two
+`preemptctl function` processes; two `preemptctl worker` processes on the same task queue;
+the real Temporal dev server and vcsim. Half are one CloudEvent redelivered (the same source
+and id), half are distinct events for the same alarm and entity; 32 keep-alive connections
+send them (in 1.5 to 2 s here, bound by the signals Temporal writes to the one workflow).
+Each replica drops the redeliveries it has seen (function/recent.py, per process); across
+replicas the workflow coalesces raising signals, so the storm must come to one preemption
+run: every tagged VM powered off once, annotated once, one VmPreemptedEvent at the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from tests.function.conftest import alarm_event, as_binary, on
+from tests.function.process import FunctionProcess, http_request
+from tests.temporal.helpers import eventually, unique, wait_for, workflow_task_failures
+from tests.temporal.rig import (
+    Observer,
+    client_for,
+    powered_off,
+    prepare,
+    read_annotations,
+    vcsim_args,
+    worker_env,
+    write_secret,
+)
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
+from vsphere_preemption.devtools.worker_process import WorkerProcess
+from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.temporal.contracts import ANNOTATE_VMS, PLAN_PREEMPTION, POWER_OFF_VMS
+from vsphere_preemption.wire import DEFAULT_NAMESPACE, PREEMPTED_EVENT_TYPE, SIGNAL_NAME
+
+pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
+
+EVENTS = 1000
+CONCURRENCY = 32  # connections, half to each replica
+
+
+async def storm(ports: list[int], requests: list[tuple[dict[str, str], bytes]]) -> list[Any]:
+    """Every request POSTed over CONCURRENCY keep-alive connections spread over the replicas;
+    (status, JSON reply) of each, in order.
+
+    Plain asyncio streams, not httpx: on this machine httpx's own cost (about 6 ms a request
+    at this concurrency) held 1,000 requests to 6 s, where these connections send them in
+    well under one when the function answers at once (a redelivery).
+    """
+    pending = list(range(len(requests)))[::-1]
+    replies: list[Any] = [None] * len(requests)
+
+    async def connection(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while pending:
+                number = pending.pop()
+                headers, body = requests[number]
+                writer.write(http_request("POST", "/", list(headers.items()), body))
+                status = int((await reader.readline()).split()[1])
+                length = None
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                assert length is not None, "an answer without Content-Length"
+                replies[number] = (status, json.loads(await reader.readexactly(length)))
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    await asyncio.gather(*(connection(ports[n % len(ports)]) for n in range(CONCURRENCY)))
+    return replies
+
+
+async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_run(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    tmp_path: Path,
+) -> None:
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = client_for(sim)
+    scene = prepare(Inventory(vcenter), on=5, off=1)
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    alarm, queue = unique("storm-alarm"), unique("storm")
+    workflow_id = on(alarm)
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
+    workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    with EventSink() as sink:
+        function_env = {
+            "TEMPORAL_URL": temporal_server.address,
+            "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
+            "TEMPORAL_TASKQUEUE": queue,
+            "VSPHERE_PREEMPTION_TAG": "preemptible",
+            "VSPHERE_ALARM_NAME": alarm,
+            "K_SINK": sink.url,
+        }
+        replicas = [FunctionProcess(function_env, tmp_path / f"function-{n}.log") for n in (1, 2)]
+        try:
+            for worker in workers:
+                worker.start()
+            for replica in replicas:
+                replica.start()
+            # Half one event redelivered, half distinct events: the alarm and cluster of all.
+            redelivered = as_binary(alarm_event(alarm, "green", "red", event_id="storm-once"))
+            requests = [
+                redelivered if n % 2 == 0 else as_binary(alarm_event(alarm, "yellow", "red"))
+                for n in range(EVENTS)
+            ]
+            started = time.monotonic()
+            replies = await storm([replica.port for replica in replicas], requests)
+            seconds = time.monotonic() - started
+            print(f"\n{EVENTS} raising events over 2 replicas in {seconds:.2f} s")
+
+            handle = temporal_client.get_workflow_handle(workflow_id)
+            await wait_for(
+                lambda: sink.wait_for(PREEMPTED_EVENT_TYPE, 0) is not None,
+                timeout=120,
+                what="the VmPreemptedEvent",
+            )
+
+            # Every signal the storm sent has been taken in (none left for a second run).
+            async def runs() -> list[dict[str, Any]]:
+                history: list[dict[str, Any]] = json.loads(await handle.query("history"))
+                return history
+
+            signalled = sum(1 for _, reply in replies if reply["decision"] == "preempt")
+            await eventually(
+                lambda: received(temporal_client, workflow_id),
+                lambda n: n == signalled,
+                timeout=60,
+                what="every signal in the history",
+            )
+            final = await eventually(
+                runs, lambda rs: all("outcome" in r for r in rs), timeout=60, what="runs ended"
+            )
+            history = (await handle.fetch_history()).events
+            description = await handle.describe()
+            await handle.terminate("test over")
+        finally:
+            for replica in replicas:
+                replica.stop()
+            for worker in workers:
+                worker.stop()
+            for replica in replicas:
+                assert "Traceback" not in replica.log()
+
+    # Every request answered 200: signalled, or a redelivery dropped by the replica that
+    # had signalled it already.
+    assert Counter(status for status, _ in replies) == {200: EVENTS}
+    decisions = Counter(reply["decision"] for _, reply in replies)
+    assert set(decisions) <= {"preempt", "duplicate"}
+    once = [reply for n, (_, reply) in enumerate(replies) if n % 2 == 0]
+    # The redelivered event: signalled at most once by each replica, the rest duplicates.
+    assert 1 <= sum(reply["decision"] == "preempt" for reply in once) <= len(replicas)
+    assert sum(reply["decision"] == "duplicate" for reply in once) >= len(once) - len(replicas)
+    assert len({reply["workflowID"] for _, reply in replies}) == 1
+
+    # One run acted. The raising signals that came after it are each answered by a run
+    # record "skipped" (within the cooldown; it acts on nothing): no second plan, power-off
+    # or event. (The query keeps only the last runs: the acted one may have scrolled out.)
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    print(f"{final[-1]['run']} run records for {signalled} signals")
+    assert [r["outcome"] for r in final if r["outcome"] != "skipped"] in ([], ["acted"]), final
+    assert all(r["reason"] == "within the cooldown" for r in final if r["outcome"] == "skipped")
+    if final[0]["run"] == 1:
+        assert final[0]["outcome"] == "acted"
+    assert activities(history, PLAN_PREEMPTION) == 1
+    assert activities(history, POWER_OFF_VMS) == 1
+    assert activities(history, ANNOTATE_VMS) == 1
+    assert workflow_task_failures(history) == []
+    # The policy was read once, by the run that acted: the runs skipped after it went on the
+    # cooldown it gave (workflow.py, known-cooldown), not on a read each.
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert markers.count("core_local_activity") == 1, markers
+
+    # Every tagged, running VM off once, annotated once; one event naming them all.
+    assert powered_off(vcenter, scene.all_vms) == set(scene.on) | set(scene.off)
+    events = observer.events("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    observer.close()
+    assert events == {("VmPoweredOffEvent", vm.value): 1 for vm in scene.on}
+    assert set(read_annotations(vcenter, scene.all_vms)) == set(scene.on)
+    vcenter.close()
+    preempted = [e for e in sink.events if e.type == PREEMPTED_EVENT_TYPE]
+    assert len(preempted) == 1 and len(sink.received) == 1
+    data = preempted[0].data
+    assert isinstance(data, dict)
+    assert {VmRef(v["Value"], v["Type"]) for v in data["virtualMachines"]} == set(scene.on)
+
+
+async def received(client: Client, workflow_id: str) -> int:
+    """How many PreemptVMsChan signals the workflow's history holds."""
+    events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
+    wanted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    return sum(
+        1
+        for e in events
+        if e.event_type == wanted
+        and e.workflow_execution_signaled_event_attributes.signal_name == SIGNAL_NAME
+    )
+
+
+def activities(history: Any, name: str) -> int:
+    """How many times activity `name` was scheduled."""
+    wanted = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    return sum(
+        1
+        for e in history
+        if e.event_type == wanted
+        and e.activity_task_scheduled_event_attributes.activity_type.name == name
+    )
