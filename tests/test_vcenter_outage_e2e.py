@@ -103,6 +103,7 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
                 what="the run's end", timeout=90,
             )  # fmt: skip
             failed_run = runs[-1]
+            state_at_failure = await query_state(handle)
             off_at_failure = powered_off(vcenter, scene.on)
             notes_at_failure = read_annotations(vcenter, scene.on)
             events_at_failure = list(sink.events)
@@ -132,6 +133,9 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
     assert failed_run["reason"].startswith("VSphereError: cannot stop virtual machines (poweroff)")
     assert where in failed_run["reason"], failed_run["reason"]
     assert status == WorkflowExecutionStatus.RUNNING
+    # ... and in its state: the newest run, above the last one that acted (none here).
+    assert state_at_failure["lastRun"]["outcome"] == "failed"
+    assert state_at_failure["lastRun"]["reason"] == failed_run["reason"]
     # Nothing half-done that is not said: no annotation written, no event sent; the VMs
     # vCenter stopped before the link went are off, and the record names none as stopped.
     assert off_at_failure and notes_at_failure == {} and events_at_failure == []
@@ -150,6 +154,7 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
     )
     assert [e.type for e in sink.events] == [PREEMPTED_EVENT_TYPE]
     assert state["event"]["id"] == "after-the-outage"
+    assert state["lastRun"]["outcome"] == "acted"
     vcenter.close()
 
 

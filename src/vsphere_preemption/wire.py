@@ -501,7 +501,7 @@ class WorkflowResponse:
 
 
 # Fields our worker adds to the query answer and the emitted event; Go readers ignore them.
-RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved")
+RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved", "lastRun")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from vsphere_preemption.cli.workflow_render import (
 )
 from vsphere_preemption.domain.model import Criticality, VmRef
 from vsphere_preemption.temporal.client import WorkflowSummary
-from vsphere_preemption.wire import WorkflowRequest, WorkflowResponse
+from vsphere_preemption.wire import GO_ZERO_TIME, WorkflowRequest, WorkflowResponse
 
 NOW = datetime(2021, 11, 5, 13, 10, 0, tzinfo=UTC)
 SUMMARY = WorkflowSummary(
@@ -142,3 +142,20 @@ def test_event_line_keeps_an_unreadable_time_as_is() -> None:
 def test_format_when_in_the_past_and_future() -> None:
     assert format_when(NOW - timedelta(days=2, hours=3), NOW).endswith("(2d3h ago)")
     assert format_when(NOW + timedelta(seconds=42), NOW).endswith("(in 42s)")
+
+
+def test_a_newer_run_that_failed_is_shown_above_the_last_one_that_acted() -> None:
+    failed = {
+        "run": 3,
+        "kind": "preempt",
+        "outcome": "failed",
+        "endedAt": "2021-11-05T13:09:00Z",
+        "reason": "VSphereError: vCenter gone",
+    }
+    text = render_status(SUMMARY, _response(extra={"lastRun": failed}), NOW)
+    assert "Latest run   #3 failed at 2021-11-05T13:09:00Z: VSphereError: vCenter gone" in text
+    assert "Last run     2021-11-05 13:07:00 UTC (3m ago)" in text
+    never = _response(last_preemption=GO_ZERO_TIME, extra={"lastRun": failed})
+    assert "Last run     none yet (no run acted)" in render_status(SUMMARY, never, NOW)
+    acted = _response(extra={"lastRun": failed | {"outcome": "acted"}})
+    assert "Latest run" not in render_status(SUMMARY, acted, NOW)

@@ -277,7 +277,8 @@ async def test_go_signal_runs_find_power_off_annotate_send(rig: Rig) -> None:
 
     # The query answers in the Go worker's shape (VM references spelled as govmomi's), then ours.
     assert list(state)[: len(GO_RESPONSE_KEYS)] == GO_RESPONSE_ORDER
-    assert list(state)[len(GO_RESPONSE_KEYS) :] == list(OUR_KEYS)
+    assert list(state)[len(GO_RESPONSE_KEYS) :] == [*OUR_KEYS, "lastRun"]
+    assert (state["lastRun"]["run"], state["lastRun"]["outcome"]) == (1, "acted")
     assert state["plan"] == sent["plan"]
     assert state["virtualMachines"] == sent["virtualMachines"]
     assert (state["tag"], state["criticality"]) == ("preemptible", "HIGH")
@@ -424,13 +425,21 @@ async def test_a_signal_within_the_cooldown_is_skipped_and_keeps_the_last_state(
 
     await handle.signal(SIGNAL_NAME, signal_payload(criticality="LOW", replyTo="http://x"))
     await wait_for(lambda: skipped(caplog) == 1, what="the skip")
-    assert await query_state(handle) == first  # not blanked, not moved
+    state = await query_state(handle)
+    # Not blanked, not moved: only `lastRun` says that a newer run was skipped.
+    assert (first.pop("lastRun")["outcome"], state.pop("lastRun")["outcome"]) == (
+        "acted",
+        "skipped",
+    )
+    assert state == first
     assert len(rig.stand_ins.named(POWER_OFF_VMS)) == 1
 
     # A second skipped signal: the cooldown still counts from the first run.
     await handle.signal(SIGNAL_NAME, signal_payload(replyTo=""))
     await wait_for(lambda: skipped(caplog) == 2, what="the second skip")
-    assert await query_state(handle) == first
+    state = await query_state(handle)
+    assert state.pop("lastRun")["run"] == 3
+    assert state == first
     # Skipped on the cooldown the first run read: the policy is not read again for each.
     assert len(rig.stand_ins.named(GET_POLICY)) == 1
     outcomes = [r["outcome"] for r in json.loads(await handle.query("history"))]

@@ -140,9 +140,13 @@ def render_status(summary: WorkflowSummary, response: WorkflowResponse, now: dat
         ("Task queue", summary.task_queue),
         ("Status", _status_line(summary, now)),
     ]
+    latest = _latest_run_line(response)
+    if latest:
+        fields.append(("Latest run", latest))
     never_ran = response.last_preemption == GO_ZERO_TIME
     if never_ran:
-        fields.append(("Last run", "none yet (no PreemptVMsChan signal handled)"))
+        fields.append(("Last run", "none yet (no run acted)" if latest else
+                       "none yet (no PreemptVMsChan signal handled)"))  # fmt: skip
     else:
         fields += [
             ("Last run", format_when(response.last_preemption, now)),
@@ -164,6 +168,18 @@ def render_status(summary: WorkflowSummary, response: WorkflowResponse, now: dat
     lines += _table(("VM", "TYPE", "SHUTDOWN"), rows)
     lines.append(f"{len(vms)} VM(s) preempted in the last run.")
     return "\n".join(lines)
+
+
+def _latest_run_line(response: WorkflowResponse) -> str:
+    """The newest run when it did not act (failed, skipped, cancelled...): the fields below
+    describe the last run that acted, which may be older. Empty when there is nothing to add."""
+    latest = response.extra.get("lastRun")
+    if not isinstance(latest, dict) or latest.get("outcome") in (None, "acted"):
+        return ""
+    text = f"#{latest.get('run', '?')} {latest['outcome']}"
+    if latest.get("endedAt"):
+        text += f" at {latest['endedAt']}"
+    return text + (f": {latest['reason']}" if latest.get("reason") else "")
 
 
 def _criticality_line(response: WorkflowResponse) -> str:

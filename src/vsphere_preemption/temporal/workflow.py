@@ -130,6 +130,8 @@ KNOWN_COOLDOWN_PATCH = "known-cooldown"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
+# The newest run's record as the query answer's `lastRun` carries it.
+LATEST_RUN_FIELDS = ("run", "kind", "outcome", "startedAt", "endedAt", "reason")
 LOWERED = "the alarm lowered during the notice: nothing was acted on"
 
 
@@ -219,7 +221,7 @@ class PreemptVMsWorkflow:
     def _response(self) -> WorkflowResponse:
         info = workflow.info()
         last = self._mem.last
-        extra = self._planned_extras()
+        extra = self._planned_extras() | self._latest_run()
         if last is None:
             # Go's zero values: what the Go worker answers before its first run.
             return WorkflowResponse(
@@ -765,6 +767,15 @@ class PreemptVMsWorkflow:
 
     def _planned_extras(self) -> dict[str, Any]:
         return {} if self._mem.planned is None else self._mem.planned.to_wire()
+
+    def _latest_run(self) -> dict[str, Any]:
+        # Go's fields describe the last run that acted; a run that failed (vCenter gone) or
+        # was skipped after it would not show in the state at all. Queries and the result
+        # are not replayed: no patch is needed for what they say.
+        if not self._mem.runs:
+            return {}
+        newest = self._mem.runs[-1]
+        return {"lastRun": {k: newest[k] for k in LATEST_RUN_FIELDS if k in newest}}
 
     def _about(self, request: WorkflowRequest) -> dict[str, Any]:
         return {
