@@ -74,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     server.run()
     if failures:
-        exc = failures[0]
-        if isinstance(exc, _SettingsFailed):
-            print(f"preemptctl function: {exc}", file=sys.stderr)
+        failure = failures[0]
+        if isinstance(failure, _SettingsFailed):
+            print(f"preemptctl function: {failure}", file=sys.stderr)
             return 2
-        print(f"preemptctl function: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        why = f"{type(failure).__name__}: {failure}"
+        print(f"preemptctl function: cannot start: {why}", file=sys.stderr)
         return 1
     return 0
 

@@ -66,7 +66,7 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int = M
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
@@ -130,9 +130,11 @@ class FunctionApp:
             else:
                 try:
                     await route[1](scope, receive, send)
-                except Exception as exc:  # the event endpoint answers its own; this is the rest
+                except Exception as exc:  # noqa: BLE001 (logged; the event endpoint answers its own)
                     self._log.exception("request failed", path=path, error=type(exc).__name__)
-                    await respond_json(send, 500, {"error": f"internal error: {type(exc).__name__}"})
+                    await respond_json(
+                        send, 500, {"error": f"internal error: {type(exc).__name__}"}
+                    )
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -153,7 +155,7 @@ class FunctionApp:
             return
         try:
             reply = await self._handler.handle(headers, body)
-        except Exception as exc:  # a bug must not take the next request down
+        except Exception as exc:  # noqa: BLE001 (logged: a bug must not take the next request down)
             self._log.exception("event handling failed", error=type(exc).__name__)
             await respond_json(send, 500, {"error": f"internal error: {type(exc).__name__}"})
             return

@@ -88,7 +88,7 @@ class Booting:
         try:
             app = await asyncio.to_thread(self._build)
             await app.startup()
-        except Exception as exc:  # told to the command, which stops the server
+        except Exception as exc:  # noqa: BLE001 (told to the command, which stops the server)
             self._failure = exc
             self._on_failure(exc)
             return None
