@@ -1,7 +1,7 @@
 """The function against the Go original, side by side, on one machine in one run.
 
-    .venv/bin/python -m bench.side_by_side --go-function DIR [--python PY] [--rounds 3]
-        [--duration 10] [--rate-seconds 5] [--cold-starts 5]
+    .venv/bin/python -m bench.side_by_side --go-function DIR [--python PY] [--before PY]
+        [--rounds 3] [--duration 10] [--rate-seconds 5] [--cold-starts 5]
 
 DIR is the Go function's source (`examples/knative/go/kn-go-preemption` of
 vmware-samples/vcenter-event-broker-appliance); it is built here with `go build` (its modules
@@ -18,7 +18,12 @@ warmer or a busier machine), and the table gives the median over the rounds:
   request was due);
 - process start to the first 2xx: to the answer to an event of another alarm (POST /) for both,
   and to /health/liveness for ours (Go's receiver has no health paths);
-- resident memory (VmRSS) idle and connected, and after the load.
+- resident memory (VmRSS) idle and connected, and after the load (ours with
+  MALLOC_ARENA_MAX=2, as the image runs it).
+
+With `--before PY` (an interpreter whose environment has an earlier version of ours installed)
+that version runs in every round too, and the table gets a column for it: before and after
+measured on the same machine at the same time.
 
 The load average before and after each round is printed with it: the figures are only as
 fair as the machine was quiet. Needs `go`, `wrk` and `oha` (see bench/function_load.py).
@@ -51,7 +56,7 @@ TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
 
 @dataclass
 class Program:
-    name: str  # "ours" | "Go"
+    name: str  # "ours" | "Go" | "before"
     command: list[str]
 
     def start(self, temporal: str, alarm: str, port: int) -> subprocess.Popen[bytes]:
@@ -66,6 +71,8 @@ class Program:
             "PORT": str(port),
             "DEBUG": "false",
         }
+        if self.name != "Go":
+            env["MALLOC_ARENA_MAX"] = "2"  # as the image runs ours (Dockerfile)
         return subprocess.Popen(
             self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -114,7 +121,7 @@ def cold_start(program: Program, temporal: str, other: tuple[Path, Path]) -> dic
     proc = program.start(temporal, "bench-cold", port)
     try:
         times = {}
-        if program.name == "ours":
+        if program.name != "Go":
             until(lambda: request(port, "GET", "/health/liveness", {}, b"") == 200, proc, "start")
             times["liveness"] = time.perf_counter() - started
         ok = lambda: 200 <= request(port, "POST", "/", headers, body) < 300  # noqa: E731
@@ -182,10 +189,12 @@ ROWS = [
 
 
 def table(rounds: list[dict[str, dict[str, Any]]]) -> str:
-    lines = ["| | ours | Go | ours ÷ Go |", "| --- | --- | --- | --- |"]
+    before = "before" in rounds[0]
+    lines = ["| | ours | Go | ours ÷ Go |" + (" ours before | before ÷ Go |" if before else "")]
+    lines.append("| --- | --- | --- | --- |" + (" --- | --- |" if before else ""))
     for label, key, fmt, _higher_is_better in ROWS:
         values = {}
-        for name in ("ours", "Go"):
+        for name in ("ours", "Go", "before"):
             got = [r[name][key] for r in rounds if key in r[name]]
             if got:
                 scale = 1000 if key in ("event", "liveness") else 1
@@ -195,7 +204,16 @@ def table(rounds: list[dict[str, dict[str, Any]]]) -> str:
         ours = fmt.format(values["ours"])
         go = fmt.format(values["Go"]) if "Go" in values else "—"
         ratio = f"{values['ours'] / values['Go']:.2f}" if "Go" in values else "—"
-        lines.append(f"| {label} | {ours} | {go} | {ratio} |")
+        row = f"| {label} | {ours} | {go} | {ratio} |"
+        if before:
+            earlier = fmt.format(values["before"]) if "before" in values else "—"
+            both = "before" in values and "Go" in values
+            row += (
+                f" {earlier} | {values['before'] / values['Go']:.2f} |"
+                if both
+                else f" {earlier} | — |"
+            )
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -203,6 +221,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--go-function", type=Path, required=True, help="the Go function's source")
     parser.add_argument("--python", default=sys.executable, help="interpreter for ours")
+    parser.add_argument("--before", help="interpreter with an earlier version of ours")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
@@ -219,10 +238,13 @@ def main() -> int:
                                      "--host", "127.0.0.1"]),
             "Go": Program("Go", [str(go_binary)]),
         }  # fmt: skip
+        if args.before:
+            programs["before"] = Program("before", [args.before, "-m", "vsphere_preemption",
+                                                    "function", "--host", "127.0.0.1"])  # fmt: skip
         rounds: list[dict[str, dict[str, Any]]] = []
         with TemporalDevServer(log_file=tmp / "temporal.log") as temporal:
             for number in range(args.rounds):
-                order = ["ours", "Go"] if number % 2 == 0 else ["Go", "ours"]
+                order = list(programs) if number % 2 == 0 else list(reversed(programs))
                 results: dict[str, dict[str, Any]] = {}
                 for name in order:
                     before = loadavg()
@@ -231,7 +253,7 @@ def main() -> int:
                     print(f"round {number + 1} {name}: {json.dumps(results[name])}",
                           file=sys.stderr, flush=True)  # fmt: skip
                 rounds.append(results)
-    print(f"ours: {args.python}; Go: go build of {args.go_function}")
+    print(f"ours: {args.python}; Go: go build of {args.go_function}; before: {args.before}")
     print(f"{args.rounds} rounds, alternating; medians. wrk -t1 -c{args.connections} "
           f"-d{args.duration}s; oha -q 1000 -z {args.rate_seconds}s -c 64; "
           f"{args.cold_starts} cold starts per round. {os.cpu_count()} CPUs.")  # fmt: skip
