@@ -269,11 +269,14 @@ def corpus(alarm: str) -> list[Bad]:
         ),
         # Header injection: bare CR/LF and NUL in values, folding, bad names, smuggling.
         Bad("CR inside a header value", _post([*head, ("ce-x", "a\rb")], body), 400, may_drop=True),
+        # httptools refuses a bare LF in a head outright (its own 400, then it closes); were
+        # it read as a line end, the second ce-id would be refused as repeated (unit-tested
+        # in test_cloudevent_http.py).
         Bad(
             "a second ce-id smuggled after a bare LF",
             _post([*no_ce_id, ("ce-id", "corpus-3\nce-id: corpus-4")], body),
             400,
-            "header ce-id is repeated",
+            may_drop=True,
         ),
         Bad("NUL in a header value", _post([*head, ("ce-x", "a\x00b")], body), 400, may_drop=True),
         Bad("a space before the colon", _post([*head, ("ce-x ", "a")], body), 400, may_drop=True),

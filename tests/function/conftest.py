@@ -16,13 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from starlette.applications import Starlette
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from tests.conftest import fixture_json, fixture_text
 from vsphere_preemption.domain.events import OLD_ROUTER_TYPE, TANZU_SOURCES_TYPE
-from vsphere_preemption.function.app import create_app
+from vsphere_preemption.function.app import FunctionApp, create_app
 from vsphere_preemption.settings import FunctionSettings, load
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
@@ -158,7 +157,7 @@ class _QuietServer(uvicorn.Server):
 @dataclass
 class RunningFunction:
     url: str
-    app: Starlette
+    app: FunctionApp
     server: uvicorn.Server
     task: asyncio.Task[None]
 

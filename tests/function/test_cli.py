@@ -43,6 +43,20 @@ def test_bad_settings_exit_non_zero_naming_every_variable() -> None:
     assert "VSPHERE_PREEMPTION_TAG" not in line and "eighty" not in line
 
 
+def test_bad_settings_read_after_listening_exit_2_all_the_same() -> None:
+    # A plain PORT: the process listens (liveness) before it reads the other settings.
+    env = clean_env(PORT=str(free_port()), TEMPORAL_URL="127.0.0.1:1")
+    done = subprocess.run(
+        [sys.executable, "-m", "vsphere_preemption", "function", "--host", "127.0.0.1"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("preemptctl function: invalid function settings:")
+    assert "TEMPORAL_NAMESPACE" in line and "TEMPORAL_URL" not in line
+
+
 async def test_the_process_serves_events_and_stops_on_sigterm(
     temporal_server: TemporalDevServer, temporal_client: Client
 ) -> None:

@@ -4,15 +4,24 @@ Configured from the environment (README.md's table: TEMPORAL_URL, TEMPORAL_NAMES
 TEMPORAL_TASKQUEUE, VSPHERE_PREEMPTION_TAG, VSPHERE_ALARM_NAME, optional VSPHERE_ALARM_NAMES,
 WORKFLOW_ID_MODE, K_SINK, PORT, DEBUG, the TEMPORAL_TLS* variables and TEMPORAL_API_KEY_FILE,
 FUNCTION_TOKEN_FILE).
-Everything heavy is imported inside `run`, and the Temporal SDK only once serving (see
-function/temporal_link.py): cold start is process start to /health/readiness.
+The server listens before anything heavy is imported: liveness answers at once while the
+settings are read and the app is built in a thread (function/boot.py), and the Temporal SDK
+is imported and connected after that (function/temporal_link.py); readiness follows it.
+Settings errors end the process with status 2 and one line on stderr, as before it listened
+when PORT itself is wrong, else as soon as they are read.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vsphere_preemption.function.app import FunctionApp
+    from vsphere_preemption.settings import FunctionSettings
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,31 +40,92 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsphere_preemption import logs
+    import uvicorn
+
+    from vsphere_preemption.function.boot import Booting
+    from vsphere_preemption.function.http_protocol import CoalescingHttpToolsProtocol
+
+    port = args.port if args.port is not None else _port(os.environ)
+    if port is None:  # PORT is not a plain port number: the settings say what is wrong
+        try:
+            port = _load_settings().port
+        except _SettingsFailed as exc:
+            print(f"preemptctl function: {exc}", file=sys.stderr)
+            return 2
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def failed(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    config = uvicorn.Config(
+        Booting(lambda: _build(args.host, port), on_failure=failed),
+        host=args.host,
+        port=port,
+        # The compiled HTTP parser and event loop (httptools, uvloop): about twice the
+        # events/s of the pure-Python ones; each reply written in one call (BENCHMARKS.md).
+        http=CoalescingHttpToolsProtocol,
+        loop="uvloop",
+        lifespan="on",
+        ws="none",  # no websocket library probing at start
+        access_log=False,  # our JSON logs carry each event; per-request lines would not be JSON
+        proxy_headers=False,  # client addresses are not used: skip X-Forwarded-* handling
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        failure = failures[0]
+        if isinstance(failure, _SettingsFailed):
+            print(f"preemptctl function: {failure}", file=sys.stderr)
+            return 2
+        why = f"{type(failure).__name__}: {failure}"
+        print(f"preemptctl function: cannot start: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _SettingsFailed(Exception):
+    """The settings' error, its message naming every bad variable."""
+
+
+def _port(environ: Mapping[str, str]) -> int | None:
+    """PORT when it is a plain port number (as the settings would read it), else None."""
+    text = environ.get("PORT")
+    if text is None:
+        return 8080
+    return int(text) if text.isdigit() and 1 <= int(text) <= 65535 else None
+
+
+def _load_settings() -> FunctionSettings:
     from vsphere_preemption.settings import FunctionSettings, SettingsError, load
 
     try:
-        settings = load(FunctionSettings)
+        return load(FunctionSettings)
     except SettingsError as exc:
-        print(f"preemptctl function: {exc}", file=sys.stderr)
-        return 2
+        raise _SettingsFailed(str(exc)) from None
+
+
+def _build(host: str, port: int) -> FunctionApp:
+    """The function's app: settings, logs, tracing and the app (in Booting's thread)."""
+    settings = _load_settings()
+    from vsphere_preemption import logs, tracing
+
     logs.configure(debug=settings.debug, json=settings.log_format == "json", program="function")
-
-    import uvicorn
-
-    from vsphere_preemption import tracing
     from vsphere_preemption.function.app import create_app
 
     # OpenTelemetry is imported only when the OTEL_* variables turn tracing on.
     tracing_on = tracing.enabled()
     if tracing_on:
         tracing.install("vsphere-preemption-function")
-
-    port = args.port if args.port is not None else settings.port
     log = logs.get_logger("function")
     log.info(
         "function starting",
-        host=args.host,
+        host=host,
         port=port,
         alarmNames=list(settings.alarm_names),
         workflowIdMode=settings.workflow_id_mode.value,
@@ -66,17 +136,4 @@ def run(args: argparse.Namespace) -> int:
         tag=settings.preemption_tag,
         sink=settings.k_sink,
     )
-    config = uvicorn.Config(
-        create_app(settings, log=log, tracing=tracing_on),
-        host=args.host,
-        port=port,
-        lifespan="on",
-        ws="none",  # no websocket library probing at start
-        access_log=False,  # our JSON logs carry each event; per-request lines would not be JSON
-        proxy_headers=False,  # client addresses are not used: skip X-Forwarded-* handling
-        log_config=None,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
-    return 0
+    return create_app(settings, log=log, tracing=tracing_on)

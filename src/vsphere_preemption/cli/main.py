@@ -24,7 +24,9 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of `command` alone (its module only is imported:
+    the function's cold start does not pay for the other commands' imports)."""
     parser = argparse.ArgumentParser(
         prog="preemptctl",
         description="Event-driven VM preemption for VMware vSphere.",
@@ -38,14 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in SUBCOMMANDS.values():
+    names = [SUBCOMMANDS[command]] if command in SUBCOMMANDS else SUBCOMMANDS.values()
+    for module_name in names:
         module = importlib.import_module(f"vsphere_preemption.cli.{module_name}")
         module.add_parser(subparsers)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    # The global flags take no value: the first word that is not a flag is the command.
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command(argv)).parse_args(argv)
     module = importlib.import_module(f"vsphere_preemption.cli.{SUBCOMMANDS[args.command]}")
     try:
         code: int = module.run(args)

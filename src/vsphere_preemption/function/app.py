@@ -1,49 +1,219 @@
-"""The function's ASGI app (Starlette): the event endpoint, Knative's health paths, /metrics.
+"""The function's ASGI app: the event endpoint, Knative's health paths, /metrics.
 
 `POST /` takes one CloudEvent (binary or structured mode). The body is read as a stream and
 refused with 413 as soon as it passes 1 MiB, before it is all in memory. Errors are one-line
 JSON (`{"error": "..."}`), including 404 and 405; an unexpected exception is logged with its
 traceback and answered 500 with a reason, and the next request is served as usual.
+
+A plain ASGI callable rather than a framework: four fixed paths need no router, and the event
+endpoint is the hot path (an ignored event costs a few tens of microseconds of our own work;
+a framework's request, routing and response objects cost as much again, see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from types import SimpleNamespace
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from vsphere_preemption.function.auth import CHALLENGE, UNAUTHORIZED, authorized
+from vsphere_preemption.function.cloudevent_http import RequestHeaders
 from vsphere_preemption.function.handler import EventHandler
 from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.settings import FunctionSettings
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 MAX_BODY = 1024 * 1024  # 1 MiB: a vCenter event is a few KiB
+JSON = b"application/json"
+# Compact and UTF-8, as web frameworks write JSON; one encoder, not one per reply.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+class ClientGone(Exception):
+    """The client went away before its whole body was read: there is no one to answer."""
+
+
+def request_headers(scope: Scope) -> RequestHeaders:
+    """The request's headers by name, in lower case as ASGI servers give them; a header sent
+    twice keeps its first value (as Go's Header.Get reads it), and a CloudEvents header sent
+    twice is noted, for the event to be refused (cloudevent_http.RequestHeaders)."""
+    return RequestHeaders(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+    )
+
+
+async def read_body(headers: Mapping[str, str], receive: Receive, limit: int = MAX_BODY) -> bytes:
     """The body, or BodyTooLarge as soon as more than `limit` bytes are announced or read."""
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+    body = b""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
             raise BodyTooLarge
-    return bytes(body)
+        if not message.get("more_body", False):
+            if not parts:
+                return chunk  # the usual case: the whole body in one message, no copy
+            parts.append(chunk)
+            return body.join(parts)
+        parts.append(chunk)
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    raw = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(
+    send: Send, status: int, content: Any, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    await respond(send, status, _encode(content).encode(), headers=headers)
+
+
+class FunctionApp:
+    """The ASGI app. Its `state` holds the Temporal `link` and the `metrics`."""
+
+    def __init__(
+        self,
+        handler: EventHandler,
+        link: TemporalLink,
+        metrics: Metrics,
+        log: Any,
+        *,
+        token: bytes | None = None,
+    ) -> None:
+        self.state = SimpleNamespace(link=link, metrics=metrics)
+        self._handler = handler
+        self._token = token  # FUNCTION_TOKEN_FILE's token: POST / needs it (function/auth.py)
+        self._link = link
+        self._metrics = metrics
+        self._log = log
+        self._connecting: asyncio.Task[None] | None = None
+        # path -> (the methods it answers, its endpoint); GET paths answer HEAD too.
+        self._routes: dict[str, tuple[tuple[str, ...], Endpoint]] = {
+            "/": (("POST",), self.event),
+            "/health/liveness": (("GET", "HEAD"), self.liveness),
+            "/health/readiness": (("GET", "HEAD"), self.readiness),
+            "/metrics": (("GET", "HEAD"), self.prometheus),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            route = self._routes.get(path)
+            if route is None:
+                await respond_json(send, 404, {"error": f"{method} {path}: Not Found"})
+            elif method not in route[0]:
+                message = f"{method} {path}: Method Not Allowed"
+                if path == "/":
+                    message += " (POST CloudEvents here)"
+                allow = [("Allow", ", ".join(route[0]))]
+                await respond_json(send, 405, {"error": message}, allow)
+            else:
+                try:
+                    await route[1](scope, receive, send)
+                except Exception as exc:  # noqa: BLE001 (logged; the event endpoint answers its own)
+                    self._log.exception("request failed", path=path, error=type(exc).__name__)
+                    await respond_json(
+                        send, 500, {"error": f"internal error: {type(exc).__name__}"}
+                    )
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def event(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /: one CloudEvent in, the decision out."""
+        self._metrics.received.inc()
+        headers = request_headers(scope)
+        # Before the body is read: a refused request costs no more than its headers.
+        if not authorized(headers, self._token):
+            reply = self._handler.reject(401, "unauthorized", UNAUTHORIZED)
+            await respond_json(send, 401, reply.body, CHALLENGE.items())
+            return
+        try:
+            body = await read_body(headers, receive)
+        except BodyTooLarge:
+            reply = self._handler.reject(413, "too_large", f"request body over {MAX_BODY} bytes")
+            # The rest of the body is never read: the connection cannot be reused.
+            await respond_json(send, 413, reply.body, [("Connection", "close")])
+            return
+        except ClientGone:
+            # The client went away mid-body, or its framing broke (a bad chunk: the server
+            # has answered 400 already). Nobody is left to answer: not an error of ours.
+            self._log.info("request body not received: the client disconnected")
+            return
+        try:
+            reply = await self._handler.handle(headers, body)
+        except Exception as exc:  # noqa: BLE001 (logged: a bug must not take the next request down)
+            self._log.exception("event handling failed", error=type(exc).__name__)
+            await respond_json(send, 500, {"error": f"internal error: {type(exc).__name__}"})
+            return
+        await respond_json(send, reply.status, reply.body, reply.headers.items())
+
+    async def liveness(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await respond(send, 200, b'{"status":"alive"}')
+
+    async def readiness(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._link.ready:
+            await respond(send, 200, b'{"status":"ready"}')
+        else:
+            reason = {"status": "not ready", "reason": self._link.last_error}
+            await respond_json(send, 503, reason)
+
+    async def prometheus(self, scope: Scope, receive: Receive, send: Send) -> None:
+        data, content_type = self._metrics.render()
+        await respond(send, 200, data, content_type.encode("latin-1"))
+
+    async def startup(self) -> None:
+        """Connect to Temporal in the background, unless the link is connected already."""
+        if not self._link.ready and self._connecting is None:
+            self._connecting = asyncio.create_task(self._link.run(), name="temporal-connect")
+
+    async def shutdown(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+            self._connecting = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def create_app(
@@ -53,7 +223,7 @@ def create_app(
     metrics: Metrics | None = None,
     log: Any = None,
     tracing: bool = False,
-) -> Starlette:
+) -> FunctionApp:
     """The app; unless given a connected `link`, it connects to Temporal when it starts.
     With `tracing` (the tracer provider installed: tracing.install), each event's handling
     is a span, and the trace goes on into the workflow."""
@@ -69,72 +239,4 @@ def create_app(
             security=settings.temporal_security,
         )
     handler = EventHandler(settings, link, metrics, log, tracing=tracing)
-
-    token = settings.bearer_token
-
-    async def receive_event(request: Request) -> Response:
-        metrics.received.inc()
-        if not authorized(request.headers, token):
-            reply = handler.reject(401, "unauthorized", UNAUTHORIZED)
-            return JSONResponse(reply.body, 401, headers=CHALLENGE)
-        try:
-            body = await read_body(request)
-        except ClientDisconnect:
-            # The client went away mid-body, or its framing broke (a bad chunk: the server
-            # has answered 400 already). Nobody is left to answer: not an error of ours.
-            log.info("request body not received: the client disconnected")
-            return Response(status_code=400)
-        except BodyTooLarge:
-            reply = handler.reject(413, "too_large", f"request body over {MAX_BODY} bytes")
-            # The rest of the body is never read: the connection cannot be reused.
-            return JSONResponse(reply.body, 413, headers={"Connection": "close"})
-        try:
-            reply = await handler.handle(request.headers, body)
-        except Exception as exc:  # a bug must not take the next request down
-            log.exception("event handling failed", error=type(exc).__name__)
-            return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, 500)
-        return JSONResponse(reply.body, reply.status, headers=dict(reply.headers))
-
-    async def liveness(request: Request) -> Response:
-        return JSONResponse({"status": "alive"})
-
-    async def readiness(request: Request) -> Response:
-        if link.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready", "reason": link.last_error}, 503)
-
-    async def prometheus(request: Request) -> Response:
-        data, content_type = metrics.render()
-        return Response(data, headers={"Content-Type": content_type})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        message = f"{request.method} {request.url.path}: {exc.detail}"
-        if exc.status_code == 405 and request.url.path == "/":
-            message += " (POST CloudEvents here)"
-        return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = None if link.ready else asyncio.create_task(link.run(), name="temporal-connect")
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    app = Starlette(
-        routes=[
-            Route("/", receive_event, methods=["POST"]),
-            Route("/health/liveness", liveness, methods=["GET"]),
-            Route("/health/readiness", readiness, methods=["GET"]),
-            Route("/metrics", prometheus, methods=["GET"]),
-        ],
-        exception_handlers={HTTPException: http_error},
-        lifespan=lifespan,
-    )
-    app.state.link = link
-    app.state.metrics = metrics
-    return app
+    return FunctionApp(handler, link, metrics, log, token=settings.bearer_token)

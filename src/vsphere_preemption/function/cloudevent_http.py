@@ -160,17 +160,29 @@ def _invalid(exc: BaseException) -> str:
     return f"not a valid CloudEvent: {one_line(exc)}"
 
 
-# Headers that carry one CloudEvents attribute each (binary mode), or say which mode it is.
-def _repeated_headers(headers: Mapping[str, str]) -> str | None:
-    """The first CloudEvents header (ce-*, content-type) sent more than once, or None.
+class RequestHeaders(dict[str, str]):
+    """A request's header lines by lower-case name, the first value of each kept, and
+    `repeated`: the first CloudEvents header (ce-*, content-type: one attribute each, or the
+    mode) that came more than once, or None.
 
-    `headers` is the server's multi-valued view (Starlette's Headers lists every line in
-    `items()`); two values for one attribute are refused rather than one picked silently:
-    a proxy and the function could each read a different one (ce-id, say).
-    """
-    names = [name for name, _ in headers.items() if name.startswith("ce-")]
-    names += [name for name, _ in headers.items() if name == "content-type"]
-    return _first_repeated(names) if len(set(names)) != len(names) else None
+    Two values for one attribute are refused rather than one picked silently: a proxy and
+    the function could each read a different one (ce-id, say)."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, lines: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__()
+        self.repeated: str | None = None
+        for name, value in lines:
+            if name not in self:
+                self[name] = value
+            elif self.repeated is None and (name.startswith("ce-") or name == "content-type"):
+                self.repeated = name
+
+
+def _repeated_headers(headers: Mapping[str, str]) -> str | None:
+    """The first CloudEvents header sent more than once (a plain mapping holds none)."""
+    return headers.repeated if isinstance(headers, RequestHeaders) else None
 
 
 def _first_repeated(names: Iterable[str]) -> str | None:

@@ -1,0 +1,271 @@
+"""The function against the Go original, side by side, on one machine in one run.
+
+    .venv/bin/python -m bench.side_by_side --go-function DIR [--python PY] [--before PY]
+        [--rounds 3] [--duration 10] [--rate-seconds 5] [--cold-starts 5]
+
+DIR is the Go function's source (`examples/knative/go/kn-go-preemption` of
+vmware-samples/vcenter-event-broker-appliance); it is built here with `go build` (its modules
+from the Go module proxy) into a temporary directory, never into this repository. Both
+functions run against one real Temporal dev server, on loopback, one at a time: each round
+measures ours and then Go's (the order swaps every round, so that neither always runs on a
+warmer or a busier machine), and the table gives the median over the rounds:
+
+- sustained events/s with `wrk -c32` (bench/cloudevent.lua): (a) events of another alarm
+  (decided and ignored) and (b) raising events of the configured alarm (each a
+  signal-with-start; both functions address one workflow per alarm, WORKFLOW_ID_MODE=alarm
+  for ours, as Go does);
+- p99 latency of (a) at 1,000 events/s offered (`oha -q 1000`, latency counted from when each
+  request was due);
+- process start to the first 2xx: to the answer to an event of another alarm (POST /) for both,
+  and to /health/liveness for ours (Go's receiver has no health paths);
+- resident memory (VmRSS) idle and connected, and after the load (ours with
+  MALLOC_ARENA_MAX=2, as the image runs it).
+
+With `--before PY` (an interpreter whose environment has an earlier version of ours installed)
+that version runs in every round too, and the table gets a column for it: before and after
+measured on the same machine at the same time.
+
+The load average before and after each round is printed with it: the figures are only as
+fair as the machine was quiet. Needs `go`, `wrk` and `oha` (see bench/function_load.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.function_load import event_files, memory, oha, stop, tool, wrk
+from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
+from vsphere_preemption.wire import DEFAULT_NAMESPACE
+
+TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
+
+
+@dataclass
+class Program:
+    name: str  # "ours" | "Go" | "before"
+    command: list[str]
+
+    def start(self, temporal: str, alarm: str, port: int) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "TEMPORAL_URL": temporal,
+            "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
+            "TEMPORAL_TASKQUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+            "VSPHERE_PREEMPTION_TAG": "preemptible",
+            "VSPHERE_ALARM_NAME": alarm,
+            "WORKFLOW_ID_MODE": "alarm",  # Go's one workflow per alarm (ours only reads it)
+            "PORT": str(port),
+            "DEBUG": "false",
+        }
+        if self.name != "Go":
+            env["MALLOC_ARENA_MAX"] = "2"  # as the image runs ours (Dockerfile)
+        return subprocess.Popen(
+            self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+
+def build_go(source: Path, out: Path) -> Path:
+    binary = out / "kn-go-preemption"
+    print(f"$ (cd {source} && go build -o {binary} .)", file=sys.stderr)
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
+    subprocess.run([tool("go"), "build", "-o", str(binary), "."], cwd=source, env=env, check=True)
+    return binary
+
+
+def request(port: int, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+def event_request(files: tuple[Path, Path]) -> tuple[dict[str, str], bytes]:
+    header_file, body_file = files
+    headers = dict(
+        line.split(": ", 1) for line in header_file.read_text().splitlines() if line.strip()
+    )
+    return headers, body_file.read_bytes()
+
+
+def until(ok: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
+    while not ok():
+        if proc.poll() is not None:
+            sys.exit(f"{what}: the process exited with {proc.returncode}")
+        time.sleep(0.001)
+
+
+def cold_start(program: Program, temporal: str, other: tuple[Path, Path]) -> dict[str, float]:
+    """Seconds from process start to the first 2xx to an ignored event (and, for ours, to
+    /health/liveness, asked first)."""
+    headers, body = event_request(other)
+    port = free_port()
+    started = time.perf_counter()
+    proc = program.start(temporal, "bench-cold", port)
+    try:
+        times = {}
+        if program.name != "Go":
+            until(lambda: request(port, "GET", "/health/liveness", {}, b"") == 200, proc, "start")
+            times["liveness"] = time.perf_counter() - started
+        ok = lambda: 200 <= request(port, "POST", "/", headers, body) < 300  # noqa: E731
+        until(ok, proc, "start")
+        times["event"] = time.perf_counter() - started
+        return times
+    finally:
+        stop(proc)
+
+
+def terminate(temporal: str, workflow_id: str) -> None:
+    subprocess.run(
+        [str(TEMPORAL_CLI), "workflow", "terminate", "--address", temporal,
+         "--namespace", DEFAULT_NAMESPACE, "-w", workflow_id, "--reason", "bench"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+
+
+def measure(program: Program, temporal: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    alarm = f"bench-{program.name.lower()}-{uuid.uuid4().hex[:6]}"
+    other = event_files(tmp, "some-other-alarm", f"other-{alarm}")
+    mine = event_files(tmp, alarm, f"mine-{alarm}")
+    starts = [cold_start(program, temporal, other) for _ in range(args.cold_starts)]
+    result: dict[str, Any] = {
+        name: statistics.median(s[name] for s in starts) for name in starts[0]
+    }
+    port = free_port()
+    proc = program.start(temporal, alarm, port)
+    headers, body = event_request(other)
+    try:
+        until(lambda: request(port, "POST", "/", headers, body) == 200, proc, "serve")
+        time.sleep(2)  # connected (ours connects in the background) and settled
+        result["rss_idle"] = memory(proc.pid)["VmRSS"]
+        url = f"http://127.0.0.1:{port}/"
+        wrk(url, *other, 2, args.connections)  # warm-up
+        ignored = wrk(url, *other, args.duration, args.connections)
+        raising = wrk(url, *mine, args.duration, args.connections)
+        terminate(temporal, alarm)
+        rate = oha(url, *other, 1000, args.rate_seconds)
+        result["rss_after"] = memory(proc.pid)["VmRSS"]
+    finally:
+        stop(proc)
+    for name, run in (("ignored", ignored), ("raising", raising)):
+        result[f"{name}_rps"] = run["rps"]
+        result[f"{name}_failed"] = run["non2xx"] + run["errors"]
+    result["p99_ms_at_1000"] = rate["p99_ms"]
+    result["served_at_1000"] = rate["rps"]
+    result["statuses_at_1000"] = rate["statuses"]
+    return result
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+ROWS = [
+    ("events of another alarm, sustained (`wrk -c32`)", "ignored_rps", "{:,.0f} events/s", True),
+    ("raising events, sustained (signal-with-start)", "raising_rps", "{:,.0f} events/s", True),
+    ("p99 at 1,000 ignored events/s offered (`oha -q 1000`)", "p99_ms_at_1000", "{:.2f} ms", False),
+    ("process start to first 2xx (an ignored event)", "event", "{:.0f} ms", False),
+    ("process start to first 2xx (ours: /health/liveness)", "liveness", "{:.0f} ms", False),
+    ("resident memory idle (connected)", "rss_idle", "{:.0f} MiB", False),
+    ("resident memory after the load", "rss_after", "{:.0f} MiB", False),
+]
+
+
+def table(rounds: list[dict[str, dict[str, Any]]]) -> str:
+    before = "before" in rounds[0]
+    lines = ["| | ours | Go | ours ÷ Go |" + (" ours before | before ÷ Go |" if before else "")]
+    lines.append("| --- | --- | --- | --- |" + (" --- | --- |" if before else ""))
+    for label, key, fmt, _higher_is_better in ROWS:
+        values = {}
+        for name in ("ours", "Go", "before"):
+            got = [r[name][key] for r in rounds if key in r[name]]
+            if got:
+                scale = 1000 if key in ("event", "liveness") else 1
+                values[name] = statistics.median(got) * scale
+        if "ours" not in values:
+            continue
+        ours = fmt.format(values["ours"])
+        go = fmt.format(values["Go"]) if "Go" in values else "—"
+        ratio = f"{values['ours'] / values['Go']:.2f}" if "Go" in values else "—"
+        row = f"| {label} | {ours} | {go} | {ratio} |"
+        if before:
+            earlier = fmt.format(values["before"]) if "before" in values else "—"
+            both = "before" in values and "Go" in values
+            row += (
+                f" {earlier} | {values['before'] / values['Go']:.2f} |"
+                if both
+                else f" {earlier} | — |"
+            )
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--go-function", type=Path, required=True, help="the Go function's source")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for ours")
+    parser.add_argument("--before", help="interpreter with an earlier version of ours")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate-seconds", type=int, default=5, help="seconds per oha run")
+    parser.add_argument("--cold-starts", type=int, default=5, help="starts per round, median")
+    args = parser.parse_args()
+    tool("wrk"), tool("oha")
+
+    with tempfile.TemporaryDirectory(prefix="side-by-side-") as tmp_name:
+        tmp = Path(tmp_name)
+        go_binary = build_go(args.go_function.resolve(), tmp)
+        programs = {
+            "ours": Program("ours", [args.python, "-m", "vsphere_preemption", "function",
+                                     "--host", "127.0.0.1"]),
+            "Go": Program("Go", [str(go_binary)]),
+        }  # fmt: skip
+        if args.before:
+            programs["before"] = Program("before", [args.before, "-m", "vsphere_preemption",
+                                                    "function", "--host", "127.0.0.1"])  # fmt: skip
+        rounds: list[dict[str, dict[str, Any]]] = []
+        with TemporalDevServer(log_file=tmp / "temporal.log") as temporal:
+            for number in range(args.rounds):
+                order = list(programs) if number % 2 == 0 else list(reversed(programs))
+                results: dict[str, dict[str, Any]] = {}
+                for name in order:
+                    before = loadavg()
+                    results[name] = measure(programs[name], temporal.address, args, tmp)
+                    results[name]["loadavg"] = f"{before} -> {loadavg()}"
+                    print(f"round {number + 1} {name}: {json.dumps(results[name])}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                rounds.append(results)
+    print(f"ours: {args.python}; Go: go build of {args.go_function}; before: {args.before}")
+    print(f"{args.rounds} rounds, alternating; medians. wrk -t1 -c{args.connections} "
+          f"-d{args.duration}s; oha -q 1000 -z {args.rate_seconds}s -c 64; "
+          f"{args.cold_starts} cold starts per round. {os.cpu_count()} CPUs.")  # fmt: skip
+    for number, results in enumerate(rounds, 1):
+        print(f"round {number}: load average " + "; ".join(
+            f"{name} {r['loadavg']}" for name, r in results.items()))  # fmt: skip
+    print(table(rounds))
+    if shutil.which("go"):
+        version = subprocess.run(["go", "version"], capture_output=True, text=True).stdout
+        print(version.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
