@@ -176,7 +176,7 @@ async def test_the_temporal_cli_with_the_go_functions_exact_bytes_and_sigterm(
         # Go's field names first, then ours (which a Go reader ignores).
         fields = list(json.loads(answer))
         assert set(fields[: len(GO_RESPONSE_KEYS)]) == GO_RESPONSE_KEYS
-        assert fields[len(GO_RESPONSE_KEYS) :] == ["entity", "scope", "dryRun", "plan"]
+        assert fields[len(GO_RESPONSE_KEYS) :] == ["entity", "scope", "dryRun", "plan", "lastRun"]
         response = WorkflowResponse.from_wire(answer)
         assert response.workflow_id == workflow_id
         assert response.workflow_name == WORKFLOW_TYPE
