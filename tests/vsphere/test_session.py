@@ -151,3 +151,17 @@ def test_close_logs_both_sessions_out(
 def test_find_result_shape(client: VSphereClient, inventory: Inventory) -> None:
     inventory.tag(TAG, [inventory.vms()[0].ref])
     assert isinstance(client.find_preemptible(TAG, max_vms=1), Selection)
+
+
+def test_a_connection_handed_back_after_close_is_closed_not_pooled(
+    sim: Vcsim, make_client: MakeClient
+) -> None:
+    # A pool thread whose call was abandoned may return its connection after the client is
+    # closed: pooled then, it would be left open for the garbage collector (a ResourceWarning).
+    client = make_client(sim)
+    stub = client.session.connection().stub
+    in_flight = stub.GetConnection()  # the login's, kept alive in the pool
+    assert in_flight.sock is not None
+    client.close()
+    stub.ReturnConnection(in_flight)
+    assert in_flight.sock is None and stub.pool == []

@@ -165,7 +165,7 @@ class SoapSession:
                 try:
                     self._login(content)
                 except VSphereError:
-                    stub.DropConnections()
+                    _drop(stub)
                     raise
                 self._conn = Connection(stub, content, 1)
             return self._conn
@@ -202,6 +202,7 @@ class SoapSession:
         try:
             content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
         except Exception as exc:  # noqa: BLE001 (turned into our safe error)
+            _drop(stub)
             raise self.error(exc, "read the vCenter service content") from None
         return stub, content
 
@@ -287,7 +288,7 @@ class SoapSession:
         except Exception as exc:  # noqa: BLE001 (best effort: the session may be gone already)
             log.warning("vcenter.logout_failed", vcenter=self._config.address, error=self.text(exc))
         finally:
-            conn.stub.DropConnections()
+            _drop(conn.stub)
 
     # -- errors -------------------------------------------------------------------
 
@@ -413,3 +414,12 @@ def props(content: Any) -> dict[str, Any]:
 def ref_of(obj: Any) -> VmRef:
     """A pyVmomi managed object as our reference type."""
     return VmRef(value=obj._moId, type=obj._wsdlName)
+
+
+def _drop(stub: Any) -> None:
+    """Close the stub's pooled connections, and any returned to it later.
+
+    A pool thread whose call was abandoned (`shutdown(wait=False)`) can hand its connection
+    back after the pool was dropped; with no room left it is closed, not pooled and leaked."""
+    stub.poolSize = 0
+    stub.DropConnections()
