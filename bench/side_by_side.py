@@ -78,11 +78,14 @@ class Program:
         )
 
 
-def build_go(source: Path, out: Path) -> Path:
-    binary = out / "kn-go-preemption"
-    print(f"$ (cd {source} && go build -o {binary} .)", file=sys.stderr)
+def build_go(source: Path, out: Path, package: str = ".", name: str = "kn-go-preemption") -> Path:
+    """`go build` the main package `package` of the module at `source` into `out`/`name`."""
+    binary = out / name
+    print(f"$ (cd {source} && go build -o {binary} {package})", file=sys.stderr)
     env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
-    subprocess.run([tool("go"), "build", "-o", str(binary), "."], cwd=source, env=env, check=True)
+    subprocess.run(
+        [tool("go"), "build", "-o", str(binary), package], cwd=source, env=env, check=True
+    )
     return binary
 
 
