@@ -230,8 +230,7 @@ async def turn(
 def median_steps(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
     labels = {label for run in runs for label in run}
     return {
-        label: statistics.median(run[label] for run in runs if label in run)
-        for label in labels
+        label: statistics.median(run[label] for run in runs if label in run) for label in labels
     }
 
 
@@ -315,8 +314,12 @@ def report(results: Mapping[str, list[dict[str, Any]]], args: argparse.Namespace
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--go-worker", type=Path, required=True,
-                        help="the Go worker's source (a snapshot of embano1/vsphere-preemption)")
+    parser.add_argument(
+        "--go-worker",
+        type=Path,
+        required=True,
+        help="the Go worker's source (a snapshot of embano1/vsphere-preemption)",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter for ours")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5, help="measured runs per turn")
