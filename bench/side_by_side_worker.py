@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -197,7 +198,7 @@ async def one_run(
 
 async def turn(
     worker: Worker,
-    server: TemporalDevServer,
+    temporal: str,
     client: Client,
     sim: Vcsim,
     secret: Path,
@@ -209,7 +210,7 @@ async def turn(
 ) -> dict[str, Any]:
     task_queue = f"bench-{worker.name.lower()}-{uuid.uuid4().hex[:8]}"
     common = {
-        "TEMPORAL_URL": server.address, "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
+        "TEMPORAL_URL": temporal, "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
         "TEMPORAL_TASKQUEUE": task_queue, "VCENTER_URL": sim.url, "VCENTER_INSECURE": "true",
         "VCENTER_SECRET_PATH": str(secret), "DEBUG": "false",
     }  # fmt: skip
@@ -238,7 +239,12 @@ async def bench(args: argparse.Namespace, workers: Sequence[Worker], tmp: Path) 
     flags = ["-cluster", "2", "-host", "2", "-standalone-host", "0",
              "-vm", str(args.vcsim_vms_per_pool)]  # fmt: skip
     results: dict[str, list[dict[str, Any]]] = {w.name: [] for w in workers}
-    with TemporalDevServer(log_file=tmp / "temporal.log") as server, Vcsim(args=flags) as sim:
+    with contextlib.ExitStack() as stack:
+        if args.temporal:  # a server started by hand, e.g. with other dynamic config
+            temporal = args.temporal
+        else:
+            temporal = stack.enter_context(TemporalDevServer(log_file=tmp / "temporal.log")).address
+        sim = stack.enter_context(Vcsim(args=flags))
         secret = tmp / "vsphere"
         secret.mkdir()
         (secret / "username").write_text(sim.username)
@@ -252,13 +258,13 @@ async def bench(args: argparse.Namespace, workers: Sequence[Worker], tmp: Path) 
         inventory.tag(TAG, vms)
         print(f"vcsim {' '.join(flags)}: {len(everything)} VMs; {VMS} tagged {TAG!r}: "
               f"{', '.join(v.value for v in vms)}", file=sys.stderr, flush=True)  # fmt: skip
-        client = await Client.connect(server.address, namespace=DEFAULT_NAMESPACE)
+        client = await Client.connect(temporal, namespace=DEFAULT_NAMESPACE)
         try:
             for number in range(args.rounds):
                 order = list(workers) if number % 2 == 0 else list(reversed(workers))
                 for worker in order:
-                    result = await turn(worker, server, client, sim, secret, admin, inventory,
-                                        vms, args, tmp)  # fmt: skip
+                    result = await turn(worker, temporal, client, sim, secret, admin, inventory,
+                                        vms, args, args.logs or tmp)  # fmt: skip
                     results[worker.name].append(result)
                     offs = [round(r[OFF]) for r in result["runs"]]
                     print(f"round {number + 1} {worker.name}: first {result['first'][OFF]:.0f} ms,"
@@ -325,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured runs per turn")
     parser.add_argument("--poll-ms", type=float, default=5.0, help="power-state read interval")
     parser.add_argument("--vcsim-vms-per-pool", type=int, default=30)
+    parser.add_argument("--temporal", help="a running Temporal server (host:port) to use")
+    parser.add_argument("--logs", type=Path, help="keep the workers' logs in this directory")
     args = parser.parse_args(argv)  # fmt: skip
     quiet_logs()
     with tempfile.TemporaryDirectory(prefix="side-by-side-worker-") as name:
