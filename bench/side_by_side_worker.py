@@ -1,7 +1,8 @@
 """The worker against the Go worker, side by side: signal -> 10 VMs read back powered off.
 
     .venv/bin/python -m bench.side_by_side_worker --go-worker DIR [--python PY]
-        [--rounds 5] [--runs 5] [--poll-ms 5] [--vcsim-vms-per-pool 30]
+        [--rounds 5] [--runs 5] [--pause 3] [--poll-ms 5] [--vcsim-vms-per-pool 30]
+        [--temporal HOST:PORT] [--logs DIR]
 
 DIR is the Go worker's source (a snapshot of embano1/vsphere-preemption: the Go module proxy
 refuses that module, so `git archive` of a snapshot); its `cmd/worker` is built here with
@@ -30,7 +31,10 @@ runs. Per run, timed from just before the signal-with-start call:
   workflow task, each activity scheduled / started / completed, local activity markers;
   medians per program, to see where the time goes.
 Between runs: the run's end is awaited, its workflow terminated, the VMs powered on again
-(not timed). The load average before and after each turn is printed with it.
+and `--pause` seconds left idle (not timed): alarms come minutes apart, and the Go worker
+(Temporal Go SDK v1.10) hands its tasks over ~45 ms late each when runs follow each other
+back to back (`--pause 0` shows it; BENCHMARKS.md). The load average before and after each
+turn is printed with it.
 """
 
 from __future__ import annotations
@@ -167,11 +171,13 @@ async def one_run(
     inventory: Inventory,
     vms: Sequence[VmRef],
     poll: float,
+    pause: float,
 ) -> dict[str, float]:
     inventory.power_on(vms)  # not timed
     states = admin.read_vms(vms)
     if sum(s.power_state == PowerState.POWERED_ON for s in states.values()) != len(vms):
         raise RuntimeError("the VMs are not all on before the run")
+    await asyncio.sleep(pause)  # idle between runs, as alarms come minutes apart
     started = time.time()
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
         WORKFLOW_TYPE,
@@ -218,9 +224,13 @@ async def turn(
     proc = worker.start(common, logs / f"{worker.name}-{task_queue}.log")
     try:
         await polled(client, task_queue, proc)
-        first = await one_run(client, task_queue, admin, inventory, vms, args.poll_ms / 1000)
+        first = await one_run(
+            client, task_queue, admin, inventory, vms, args.poll_ms / 1000, args.pause
+        )
         runs = [
-            await one_run(client, task_queue, admin, inventory, vms, args.poll_ms / 1000)
+            await one_run(
+                client, task_queue, admin, inventory, vms, args.poll_ms / 1000, args.pause
+            )
             for _ in range(args.runs)
         ]
     finally:
@@ -332,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--poll-ms", type=float, default=5.0, help="power-state read interval")
     parser.add_argument("--vcsim-vms-per-pool", type=int, default=30)
     parser.add_argument("--temporal", help="a running Temporal server (host:port) to use")
+    parser.add_argument("--pause", type=float, default=3.0, help="idle seconds before each run")
     parser.add_argument("--logs", type=Path, help="keep the workers' logs in this directory")
     args = parser.parse_args(argv)  # fmt: skip
     quiet_logs()
