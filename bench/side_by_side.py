@@ -1,7 +1,7 @@
 """The function against the Go original, side by side, on one machine in one run.
 
     .venv/bin/python -m bench.side_by_side --go-function DIR [--python PY] [--before PY]
-        [--rounds 3] [--duration 10] [--rate-seconds 5] [--cold-starts 5]
+        [--rounds 3] [--duration 10] [--rate-seconds 5] [--cold-starts 5] [--go-worker DIR]
 
 DIR is the Go function's source (`examples/knative/go/kn-go-preemption` of
 vmware-samples/vcenter-event-broker-appliance); it is built here with `go build` (its modules
@@ -24,6 +24,9 @@ warmer or a busier machine), and the table gives the median over the rounds:
 With `--before PY` (an interpreter whose environment has an earlier version of ours installed)
 that version runs in every round too, and the table gets a column for it: before and after
 measured on the same machine at the same time.
+
+With `--go-worker DIR` (the Go worker's source) the worker side by side follows in the same
+command: bench/side_by_side_worker.py with the same `--rounds` and `--python`.
 
 The load average before and after each round is printed with it: the figures are only as
 fair as the machine was quiet. Needs `go`, `wrk` and `oha` (see bench/function_load.py).
@@ -78,11 +81,14 @@ class Program:
         )
 
 
-def build_go(source: Path, out: Path) -> Path:
-    binary = out / "kn-go-preemption"
-    print(f"$ (cd {source} && go build -o {binary} .)", file=sys.stderr)
+def build_go(source: Path, out: Path, package: str = ".", name: str = "kn-go-preemption") -> Path:
+    """`go build` the main package `package` of the module at `source` into `out`/`name`."""
+    binary = out / name
+    print(f"$ (cd {source} && go build -o {binary} {package})", file=sys.stderr)
     env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
-    subprocess.run([tool("go"), "build", "-o", str(binary), "."], cwd=source, env=env, check=True)
+    subprocess.run(
+        [tool("go"), "build", "-o", str(binary), package], cwd=source, env=env, check=True
+    )
     return binary
 
 
@@ -195,7 +201,7 @@ def table(rounds: list[dict[str, dict[str, Any]]]) -> str:
     for label, key, fmt, _higher_is_better in ROWS:
         values = {}
         for name in ("ours", "Go", "before"):
-            got = [r[name][key] for r in rounds if key in r[name]]
+            got = [r[name][key] for r in rounds if name in r and key in r[name]]
             if got:
                 scale = 1000 if key in ("event", "liveness") else 1
                 values[name] = statistics.median(got) * scale
@@ -227,7 +233,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate-seconds", type=int, default=5, help="seconds per oha run")
     parser.add_argument("--cold-starts", type=int, default=5, help="starts per round, median")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--go-worker",
+        type=Path,
+        help="also the worker against the Go worker (its source; "
+        "bench/side_by_side_worker.py, with --rounds and --python)",
+    )
+    args = parser.parse_args()  # fmt: skip
     tool("wrk"), tool("oha")
 
     with tempfile.TemporaryDirectory(prefix="side-by-side-") as tmp_name:
@@ -264,6 +276,13 @@ def main() -> int:
     if shutil.which("go"):
         version = subprocess.run(["go", "version"], capture_output=True, text=True).stdout
         print(version.strip())
+    if args.go_worker:
+        sys.stdout.flush()
+        from bench import side_by_side_worker  # imports this module: here, not at the top
+
+        worker_args = ["--go-worker", str(args.go_worker), "--python", args.python,
+                       "--rounds", str(args.rounds)]  # fmt: skip
+        return side_by_side_worker.main(worker_args)
     return 0
 
 
