@@ -14,6 +14,7 @@ import contextlib
 import copy
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from tests.function.bad_requests import corpus, wrong_types
 from tests.function.conftest import CLUSTER, alarm_event, as_binary, as_structured, on, unique
 from tests.function.process import Answer, Dropped, FunctionProcess, RawClient, http_request
 from vsphere_preemption.devtools.devservers import TemporalDevServer
+from vsphere_preemption.function.http_protocol import MAX_HEAD
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME
 
 # How many requests the fuzzer sends. The suite's run is the same every time; for a soak by
@@ -412,6 +414,26 @@ async def test_10000_fuzzed_requests_get_2xx_or_4xx_and_valid_events_between_are
             assert attrs.signal_name == SIGNAL_NAME
             signalled.add(json.loads(attrs.input.payloads[0].data)["event"]["id"])
     assert set(good) <= signalled, sorted(set(good) - signalled)[:10]
+
+
+def test_a_request_head_that_never_ends_is_refused_at_its_limit(fuzzed: Fuzzed) -> None:
+    # httptools sets no limit of its own: a header line is held until it ends. Without ours
+    # the server would read all of this and wait for more (the recv below would time out).
+    answer = b""
+    with (
+        socket.create_connection(("127.0.0.1", fuzzed.function.port), timeout=10) as sock,
+        contextlib.suppress(ConnectionResetError, BrokenPipeError),  # refused mid-way
+    ):
+        sock.sendall(b"POST / HTTP/1.1\r\nhost: function\r\nce-x: ")
+        for _ in range(4 * MAX_HEAD // 4096):
+            sock.sendall(b"v" * 4096)
+        answer = sock.recv(4096)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    with RawClient(fuzzed.function.port) as client:  # and the function serves on
+        assert (
+            client.send(http_request("GET", "/health/liveness", [], b""), method="GET").status
+            == 200
+        )
 
 
 def test_log_has_no_traceback_after_the_fuzz(fuzzed: Fuzzed) -> None:
