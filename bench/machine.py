@@ -26,3 +26,7 @@ def machine() -> dict[str, Any]:
         "loadavg_at_end": os.getloadavg(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -50,7 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import side_by_side_worker
 from bench.function_load import event_files, memory, oha, stop, tool, wrk
+from bench.go_originals import build_go
+from bench.machine import loadavg
 from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
@@ -79,17 +82,6 @@ class Program:
         return subprocess.Popen(
             self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-
-
-def build_go(source: Path, out: Path, package: str = ".", name: str = "kn-go-preemption") -> Path:
-    """`go build` the main package `package` of the module at `source` into `out`/`name`."""
-    binary = out / name
-    print(f"$ (cd {source} && go build -o {binary} {package})", file=sys.stderr)
-    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
-    subprocess.run(
-        [tool("go"), "build", "-o", str(binary), package], cwd=source, env=env, check=True
-    )
-    return binary
 
 
 def request(port: int, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -177,10 +169,6 @@ def measure(program: Program, temporal: str, args: argparse.Namespace, tmp: Path
     result["served_at_1000"] = rate["rps"]
     result["statuses_at_1000"] = rate["statuses"]
     return result
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 ROWS = [
@@ -278,7 +266,6 @@ def main() -> int:
         print(version.strip())
     if args.go_worker:
         sys.stdout.flush()
-        from bench import side_by_side_worker  # imports this module: here, not at the top
 
         worker_args = ["--go-worker", str(args.go_worker), "--python", args.python,
                        "--rounds", str(args.rounds)]  # fmt: skip

@@ -60,8 +60,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
-from bench.machine import quiet_logs
-from bench.side_by_side import build_go, loadavg
+from bench.go_originals import build_go
+from bench.machine import loadavg, quiet_logs
 from bench.worker_preempt import config_for, signal
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
