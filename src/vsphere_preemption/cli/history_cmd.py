@@ -24,6 +24,7 @@ from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_fr
 from vsphere_preemption.cli.workflow_cmd import (
     DEFAULT_SERVER,
     CommandFailed,
+    add_connection_flags,
     add_workflow_id_flags,
     error_handler,
     workflow_id_from_args,
@@ -79,17 +80,7 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     group = parser.add_argument_group("connection and output")
     sup = argparse.SUPPRESS
-    group.add_argument(
-        "-s", "--server", default=sup,
-        help=f"Temporal frontend host:port (default {DEFAULT_SERVER})",
-    )  # fmt: skip
-    group.add_argument(
-        "-n", "--namespace", default=sup,
-        help=f"Temporal namespace (default {DEFAULT_NAMESPACE})",
-    )  # fmt: skip
-    group.add_argument(
-        "--verbose", action="store_true", default=sup, help="explain each step on stderr"
-    )
+    add_connection_flags(group, queue=False)
     group.add_argument(
         "--json", action="store_true", default=sup,
         help="print the runs as a JSON list: each record as the workflow wrote it, with "

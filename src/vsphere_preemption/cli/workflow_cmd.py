@@ -58,8 +58,9 @@ _SHARED_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("connection and output (also accepted after `workflow`)")
+def add_connection_flags(group: Any, *, queue: bool = True) -> None:
+    """--server, --namespace, (--queue,) --verbose: every command that talks to Temporal.
+    Suppressed defaults: a flag given before the subcommand is not overwritten after it."""
     sup = argparse.SUPPRESS
     group.add_argument(
         "-s", "--server", default=sup,
@@ -69,14 +70,20 @@ def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
         "-n", "--namespace", default=sup,
         help=f"Temporal namespace (default {DEFAULT_NAMESPACE})",
     )  # fmt: skip
+    if queue:
+        group.add_argument(
+            "-q", "--queue", default=sup,
+            help=f"task queue the worker polls (default {DEFAULT_TASK_QUEUE})",
+        )  # fmt: skip
     group.add_argument(
-        "-q", "--queue", default=sup,
-        help=f"task queue the worker polls (default {DEFAULT_TASK_QUEUE})",
-    )  # fmt: skip
-    group.add_argument(
-        "--verbose", action="store_true", default=sup,
-        help="explain each step on stderr",
-    )  # fmt: skip
+        "--verbose", action="store_true", default=sup, help="explain each step on stderr"
+    )
+
+
+def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection and output (also accepted after `workflow`)")
+    sup = argparse.SUPPRESS
+    add_connection_flags(group)
     group.add_argument(
         "--json", action="store_true", default=sup,
         help="print machine-readable JSON on stdout (status: the current_state answer as is)",
