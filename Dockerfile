@@ -13,11 +13,17 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY requirements/runtime.txt requirements/build.txt requirements/
+# The base's bundled pip installs only the pinned pip (requirements/bootstrap.txt); that pip
+# installs the locks with --no-deps, so no resolver looks past them whatever the index holds
+# (scripts/install-lock does the same for .venv).
+COPY requirements/bootstrap.txt requirements/runtime.txt requirements/build.txt requirements/
 RUN python -m venv /opt/venv \
  && python -m venv /opt/build \
- && /opt/build/bin/pip install --require-hashes -r requirements/build.txt \
- && /opt/venv/bin/pip install --require-hashes -r requirements/runtime.txt
+ && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
+ && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+ && /opt/venv/bin/pip check
 COPY pyproject.toml README.md ./
 COPY src ./src
 # pip writes the .pyc files here, so the read-only runtime never compiles at start.

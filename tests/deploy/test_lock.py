@@ -50,7 +50,7 @@ def test_every_declared_dependency_is_bounded_both_ways() -> None:
         assert ops == {"=="} or ops == {">=", "<"}, f"{req}: want >=low,<next-major or =="
 
 
-@pytest.mark.parametrize("name", ["dev", "runtime", "build"])
+@pytest.mark.parametrize("name", ["dev", "runtime", "build", "bootstrap"])
 def test_each_lock_pins_with_hashes(name: str) -> None:
     for package, (_, _, hashes) in lock(name).items():
         assert hashes >= 1, package
@@ -94,6 +94,8 @@ def test_the_venv_is_the_dev_lock_exactly() -> None:
         )
     extra = set(installed) - set(locked) - {"pip", "setuptools", "wheel", "vsphere-preemption"}
     assert not extra
+    # The pip that installed the lock is the pinned one, not the interpreter's bundled pip.
+    assert installed["pip"] == lock("bootstrap")["pip"][0]
 
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -122,11 +124,32 @@ def test_hadolint_does_fail_a_bad_dockerfile(tmp_path: Path) -> None:
 
 def test_the_dockerfile_installs_from_the_locks() -> None:
     installs = re.findall(r"pip install ([^\n\\&]+)", DOCKERFILE)
-    assert "--require-hashes -r requirements/runtime.txt" in [i.strip() for i in installs]
-    assert "--require-hashes -r requirements/build.txt" in [i.strip() for i in installs]
+    # A pinned pip first, then the locks without resolving anything (scripts/install-lock).
+    for name in ("bootstrap", "runtime", "build"):
+        want = f"--require-hashes --no-deps -r requirements/{name}.txt"
+        assert want in [i.strip() for i in installs], name
+    assert installs.index(
+        "--require-hashes --no-deps -r requirements/bootstrap.txt "
+    ) < installs.index("--require-hashes --no-deps -r requirements/runtime.txt ")
     # The package itself: from the wheel, without resolving anything more.
     assert "--no-deps /wheels/*.whl" in [i.strip() for i in installs]
     assert "--no-build-isolation" in DOCKERFILE
     for line in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.MULTILINE):
         for source in line.split():
             assert (ROOT / source).exists(), source
+
+
+def test_the_classifiers_name_exactly_the_pythons_the_test_command_runs() -> None:
+    test_command = (ROOT / "scripts" / "test").read_text()
+    others = re.search(r"^  for version in ([\d. ]+); do$", test_command, re.MULTILINE)
+    assert others, "scripts/test names no other Pythons"
+    floor = re.fullmatch(r">=(3\.\d+)", PYPROJECT["project"]["requires-python"])
+    assert floor
+    tested = [floor[1], *others[1].split()]
+    assert PYPROJECT["tool"]["mypy"]["python_version"] == floor[1]
+    classified = [
+        c.rsplit(" :: ", 1)[1]
+        for c in PYPROJECT["project"]["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    assert classified == tested
