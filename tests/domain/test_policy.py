@@ -131,9 +131,11 @@ def test_shapes_that_are_refused(value: Any, problem: str) -> None:
         policy_from_mapping(value)
 
 
-def test_max_unavailable_rounds_a_percentage_down() -> None:
+def test_max_unavailable_rounds_a_percentage_up_as_a_pod_disruption_budget_does() -> None:
     quarter = MaxUnavailable(25, percent=True)
-    assert [quarter.allowed(n) for n in (0, 3, 4, 7, 8, 100)] == [0, 0, 1, 1, 2, 25]
+    assert [quarter.allowed(n) for n in (0, 1, 3, 4, 5, 7, 8, 100)] == [0, 1, 1, 1, 2, 2, 2, 25]
+    assert [MaxUnavailable(0, percent=True).allowed(n) for n in (0, 3, 100)] == [0, 0, 0]
+    assert [MaxUnavailable(100, percent=True).allowed(n) for n in (0, 3)] == [0, 3]
     assert MaxUnavailable(2).allowed(1) == 2
     assert str(quarter) == "25%"
 

@@ -69,9 +69,10 @@ class MaxUnavailable:
     percent: bool = False
 
     def allowed(self, group_size: int) -> int:
-        # Rounded down, as Kubernetes rounds a Deployment's maxUnavailable: the budget is a
-        # promise to the group's owner, so a fraction of a VM is never spent. 25 % of 3 is 0.
-        return group_size * self.value // 100 if self.percent else self.value
+        # A percentage rounds up, as a Kubernetes PodDisruptionBudget rounds its maxUnavailable:
+        # people who know PDBs read budgets that way, and a group with a non-zero budget can
+        # always lose one VM (25 % of 3 is 1). `maxUnavailable: 0` is how a group says never.
+        return -(-group_size * self.value // 100) if self.percent else self.value
 
     def to_wire(self) -> int | str:
         return f"{self.value}%" if self.percent else self.value
