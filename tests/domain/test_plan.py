@@ -483,8 +483,7 @@ def _reaches(victims: Sequence[VmFacts], judged: dict[str, tuple[float, float]])
 
 
 def _protected(f: VmFacts, policy: Policy) -> bool:
-    p = policy.protection
-    return p is not None and TagName(p.category, p.tag) in f.tags
+    return any(TagName(p.category, p.tag) in f.tags for p in policy.protection)
 
 
 @settings(max_examples=400, deadline=None)

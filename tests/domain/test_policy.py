@@ -44,7 +44,7 @@ def test_defaults_keep_todays_behaviour_but_scope() -> None:
     assert policy.scope is Scope.ENTITY
     assert policy.max_vms == 10
     assert policy.priority.category is None and policy.priority.default == 0
-    assert policy.protection is None and policy.groups is None
+    assert policy.protection == () and policy.groups is None
     assert not policy.targets.any
     assert policy.dry_run is False
     assert policy.tag_categories() == ()
@@ -55,7 +55,7 @@ def test_every_field_is_read() -> None:
     assert policy.scope is Scope.VCENTER
     assert policy.max_vms == 4
     assert policy.priority == PriorityPolicy("preemption-priority", {"low": 1, "high": 9}, 5)
-    assert policy.protection == Protection("preemption", "never")
+    assert policy.protection == (Protection("preemption", "never"),)
     assert policy.groups == GroupPolicy(
         "app",
         {"web": MaxUnavailable(25, percent=True), "db": MaxUnavailable(0)},
