@@ -468,7 +468,8 @@ async def test_a_raising_alarm_during_the_resume_stops_it_and_the_next_run_serve
     world.tags.tag("mid", [second], category=PRIORITY)
     world.tags.tag("low", [third], category=PRIORITY)
     # A long interval between batches: the raise comes while the resume waits for the next.
-    env = world.with_policy(resume_policy(1, "10m"))
+    # The administrator lets a request speed the resume up (a request alone may only slow it).
+    env = world.with_policy({**resume_policy(1, "10m"), "allowOverrides": ["resume"]})
     observer = Observer(world.sim)
     observer.mark("VmPoweredOnEvent", "VmPoweredOffEvent")
     workflow_id = f"cpu/{cluster.value}"

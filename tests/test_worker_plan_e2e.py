@@ -10,6 +10,7 @@ afterwards (power states, annotations) and what the workflow answers (its plan).
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import MoRef
-from vsphere_preemption.wire import Annotation
+from vsphere_preemption.wire import HISTORY_QUERY, Annotation
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
@@ -222,3 +223,105 @@ async def test_a_group_budget_is_never_exceeded_counting_vms_already_preempted(
     assert (budget["group"], budget["unavailableBefore"], budget["planned"]) == ("web", 1, 0)
     assert len(powered_off(world.client, web)) == 1
     assert second["dryRun"] is False
+
+
+# What a request sent by anyone who can signal (or run `preemptctl workflow run
+# --policy-override`) tries: the protection off, the budgets off, every tagged VM in vCenter.
+UNSAFE = {"protection": None, "groups": None, "scope": "vcenter", "maxVMs": 20}
+
+
+async def runs_of(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = json.loads(await handle.query(HISTORY_QUERY, result_type=str))
+    return runs
+
+
+def guarded_world(world: World) -> tuple[list[MoRef], MoRef, MoRef]:
+    """Three VMs of group web, one protected VM on the same cluster, one on the other."""
+    web = [world.vm(f"DC0_C0_APP0_VM{i}") for i in range(3)]
+    guarded, elsewhere = world.vm("DC0_C0_RP1_VM0"), world.vm("DC0_C1_APP0_VM0")
+    world.tags.tag(TAG, [*web, guarded, elsewhere])
+    world.tags.tag("web", web, category=GROUP)
+    world.tags.tag("protected", [guarded], category=PROTECTION)
+    return web, guarded, elsewhere
+
+
+GUARDED = {
+    "protection": {"category": PROTECTION, "tag": "protected"},
+    "groups": {"category": GROUP, "budgets": {"web": {"maxUnavailable": "25%"}}},
+}
+
+
+async def test_a_request_cannot_drop_protection_budgets_or_scope(
+    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    web, guarded, elsewhere = guarded_world(world)
+    env = world.policy(tmp_path, GUARDED)
+    cluster = world.cluster("DC0_C0")
+    async with running_worker(env):
+        handle = await signal_with_start(
+            world.temporal, f"cpu/{cluster.value}", world.queue, alarm_on(cluster, policy=UNSAFE)
+        )
+        handles.append(handle)
+        state = await state_when(handle, has_acted, "a run")
+        (run,) = await runs_of(handle)
+
+    # The administrator's policy held: 25 % of the 3 web VMs is 1 (rounded up, as a PDB does),
+    # the protected VM and the other cluster's VM stayed on; the run went on and said why.
+    off = powered_off(world.client, [*web, guarded, elsewhere])
+    assert len(off) == 1 and off <= set(web)
+    assert victims(state) == [ref.value for ref in off] and state["scope"] == "entity"
+    assert left_out(state)[guarded.value] == "protected"
+    assert sorted(f["field"] for f in run["refusedOverrides"]) == [
+        "groups",
+        "maxVMs",
+        "protection",
+        "scope",
+    ]
+    assert run["outcome"] == "acted"
+    assert any("override of protection refused" in n for n in state["plan"]["notes"])
+
+
+async def test_a_request_cannot_drop_the_target(
+    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    web, guarded, elsewhere = guarded_world(world)
+    # The cluster's CPU is under 100 % of its capacity: this target needs no victim.
+    env = world.policy(tmp_path, {**GUARDED, "targets": {"cpu": 100}})
+    cluster = world.cluster("DC0_C0")
+    async with running_worker(env):
+        handle = await signal_with_start(
+            world.temporal,
+            f"cpu/{cluster.value}",
+            world.queue,
+            alarm_on(cluster, policy={"targets": {"cpu": None}}),
+        )
+        handles.append(handle)
+        runs = await eventually(lambda: runs_of(handle), lambda r: bool(r and "outcome" in r[0]))
+    assert runs[0]["outcome"] == "nothing to do"
+    assert [f["field"] for f in runs[0]["refusedOverrides"]] == ["targets.cpu"]
+    assert powered_off(world.client, [*web, guarded, elsewhere]) == set()
+
+
+async def test_what_the_administrator_allows_a_request_takes(
+    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    web, guarded, elsewhere = guarded_world(world)
+    allowing = ["protection", "groups", "scope", "targets"]
+    env = world.policy(tmp_path, {**GUARDED, "targets": {"cpu": 100}, "allowOverrides": allowing})
+    cluster = world.cluster("DC0_C0")
+    async with running_worker(env):
+        handle = await signal_with_start(
+            world.temporal,
+            f"cpu/{cluster.value}",
+            world.queue,
+            alarm_on(cluster, policy={**UNSAFE, "targets": None}),
+        )
+        handles.append(handle)
+        state = await state_when(handle, has_acted, "a run")
+        (run,) = await runs_of(handle)
+
+    # Every tagged VM went, the protected one and the other cluster's included; only the
+    # raised cap, not listed, was refused (and 10 was enough).
+    assert powered_off(world.client, [*web, guarded, elsewhere]) == {*web, guarded, elsewhere}
+    assert state["scope"] == "vcenter"
+    assert [f["field"] for f in run["refusedOverrides"]] == ["maxVMs"]

@@ -262,6 +262,19 @@ def test_budgets_count_what_we_already_powered_off() -> None:
     assert "group web: maxUnavailable 1" in next(o.detail for o in q.left_out if o.name == "web-1")
 
 
+def test_a_group_of_three_with_a_quarter_budget_loses_exactly_one() -> None:
+    # As a PodDisruptionBudget counts: 25 % of 3 VMs rounds up to 1 (it rounded down to 0).
+    policy = policy_from_mapping(
+        {"groups": {"category": "app", "budgets": {"web": {"maxUnavailable": "25%"}}}}
+    )
+    web = ("app", "web")
+    p = plan([vm(i, f"web-{i}", web) for i in (1, 2, 3)], None, policy, HIGH)
+    assert len(p.victims) == 1
+    assert list(reasons(p).values()) == [LeaveReason.OVER_BUDGET] * 2
+    (use,) = p.budgets
+    assert (use.size, use.allowed, use.planned) == (3, 1, 1)
+
+
 def test_a_default_budget_covers_unlisted_groups_and_every_group_of_a_vm_counts() -> None:
     policy = policy_from_mapping(
         {
@@ -470,8 +483,7 @@ def _reaches(victims: Sequence[VmFacts], judged: dict[str, tuple[float, float]])
 
 
 def _protected(f: VmFacts, policy: Policy) -> bool:
-    p = policy.protection
-    return p is not None and TagName(p.category, p.tag) in f.tags
+    return any(TagName(p.category, p.tag) in f.tags for p in policy.protection)
 
 
 @settings(max_examples=400, deadline=None)

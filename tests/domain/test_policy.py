@@ -44,7 +44,7 @@ def test_defaults_keep_todays_behaviour_but_scope() -> None:
     assert policy.scope is Scope.ENTITY
     assert policy.max_vms == 10
     assert policy.priority.category is None and policy.priority.default == 0
-    assert policy.protection is None and policy.groups is None
+    assert policy.protection == () and policy.groups is None
     assert not policy.targets.any
     assert policy.dry_run is False
     assert policy.tag_categories() == ()
@@ -55,7 +55,7 @@ def test_every_field_is_read() -> None:
     assert policy.scope is Scope.VCENTER
     assert policy.max_vms == 4
     assert policy.priority == PriorityPolicy("preemption-priority", {"low": 1, "high": 9}, 5)
-    assert policy.protection == Protection("preemption", "never")
+    assert policy.protection == (Protection("preemption", "never"),)
     assert policy.groups == GroupPolicy(
         "app",
         {"web": MaxUnavailable(25, percent=True), "db": MaxUnavailable(0)},
@@ -131,9 +131,11 @@ def test_shapes_that_are_refused(value: Any, problem: str) -> None:
         policy_from_mapping(value)
 
 
-def test_max_unavailable_rounds_a_percentage_down() -> None:
+def test_max_unavailable_rounds_a_percentage_up_as_a_pod_disruption_budget_does() -> None:
     quarter = MaxUnavailable(25, percent=True)
-    assert [quarter.allowed(n) for n in (0, 3, 4, 7, 8, 100)] == [0, 0, 1, 1, 2, 25]
+    assert [quarter.allowed(n) for n in (0, 1, 3, 4, 5, 7, 8, 100)] == [0, 1, 1, 1, 2, 2, 2, 25]
+    assert [MaxUnavailable(0, percent=True).allowed(n) for n in (0, 3, 100)] == [0, 0, 0]
+    assert [MaxUnavailable(100, percent=True).allowed(n) for n in (0, 3)] == [0, 3]
     assert MaxUnavailable(2).allowed(1) == 2
     assert str(quarter) == "25%"
 

@@ -130,11 +130,12 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--policy-override", default="", metavar="JSON",
-        help='policy fields to override for this request, e.g. \'{"maxVMs": 3}\'',
+        help='policy fields to override for this request, e.g. \'{"maxVMs": 3}\'; the '
+        "worker takes only those that make the run safer or its allowOverrides lists",
     )  # fmt: skip
     parser.add_argument(
         "--set", dest="policy_sets", action="append", default=[], metavar="KEY=VALUE",
-        help="one policy field to override, by its path (targets.cpu=70, scope=vcenter); "
+        help="one policy field to override, by its path (maxVMs=2, scope=entity); "
         "repeatable, over --policy-override",
     )  # fmt: skip
 

@@ -279,14 +279,12 @@ def _left(vm: VmFacts, reason: LeaveReason, detail: str) -> LeftOut:
 
 def _never(vm: VmFacts, policy: Policy) -> tuple[LeaveReason, str] | None:
     """Why this VM can never be a victim in this plan, the first reason that holds."""
-    protection = policy.protection
-    if protection is not None and any(
-        t.category == protection.category and t.name == protection.tag for t in vm.tags
-    ):
-        return (
-            LeaveReason.PROTECTED,
-            f"carries the protection tag {protection.category}/{protection.tag}",
-        )
+    for protection in policy.protection:
+        if any(t.category == protection.category and t.name == protection.tag for t in vm.tags):
+            return (
+                LeaveReason.PROTECTED,
+                f"carries the protection tag {protection.category}/{protection.tag}",
+            )
     if policy.scope is Scope.ENTITY and not vm.in_scope:
         return LeaveReason.OUT_OF_SCOPE, "not under the alarmed entity (scope: entity)"
     state = _VmState(vm.ref, vm.name, vm.power_state)

@@ -69,9 +69,10 @@ class MaxUnavailable:
     percent: bool = False
 
     def allowed(self, group_size: int) -> int:
-        # Rounded down, as Kubernetes rounds a Deployment's maxUnavailable: the budget is a
-        # promise to the group's owner, so a fraction of a VM is never spent. 25 % of 3 is 0.
-        return group_size * self.value // 100 if self.percent else self.value
+        # A percentage rounds up, as a Kubernetes PodDisruptionBudget rounds its maxUnavailable:
+        # people who know PDBs read budgets that way, and a group with a non-zero budget can
+        # always lose one VM (25 % of 3 is 1). `maxUnavailable: 0` is how a group says never.
+        return -(-group_size * self.value // 100) if self.percent else self.value
 
     def to_wire(self) -> int | str:
         return f"{self.value}%" if self.percent else self.value
@@ -160,7 +161,9 @@ class Policy:
     scope: Scope = Scope.ENTITY
     max_vms: int = 10
     priority: PriorityPolicy = PriorityPolicy()
-    protection: Protection | None = None
+    # A VM carrying any of these tags is never a victim. Several, so that a request can add
+    # protection to the administrator's without replacing it (domain.overrides).
+    protection: tuple[Protection, ...] = ()
     groups: GroupPolicy | None = None
     targets: Targets = Targets()
     dry_run: bool = False
@@ -171,6 +174,9 @@ class Policy:
     stop: Mapping[Criticality, StopPolicy] = field(default_factory=lambda: dict(DEFAULT_STOP))
     resume: ResumePolicy = ResumePolicy()
     history: int = 20
+    # Field paths a request may change in any direction (domain.overrides); without one a
+    # request can only make a run safer. The administrator's alone: a request never sets it.
+    allow_overrides: tuple[str, ...] = ()
 
     def notice_for(self, criticality: Criticality) -> float:
         return self.notice.get(criticality, DEFAULT_NOTICE[criticality])
@@ -183,7 +189,7 @@ class Policy:
         names = [
             self.priority.category,
             self.groups.category if self.groups else None,
-            self.protection.category if self.protection else None,
+            *(p.category for p in self.protection),
         ]
         return tuple(dict.fromkeys(n for n in names if n is not None))
 
@@ -201,8 +207,10 @@ class Policy:
             priority["levels"] = dict(self.priority.levels)
             priority["default"] = self.priority.default
             wire["priority"] = priority
-        if self.protection is not None:
-            wire["protection"] = {"category": self.protection.category, "tag": self.protection.tag}
+        if self.protection:
+            # One protection is written as an object, as before several existed.
+            tags = [{"category": p.category, "tag": p.tag} for p in self.protection]
+            wire["protection"] = tags[0] if len(tags) == 1 else tags
         if self.groups is not None:
             groups: dict[str, Any] = {
                 "category": self.groups.category,
@@ -222,6 +230,8 @@ class Policy:
         wire["actions"] = {c.value: self.stop_for(c).to_wire() for c in Criticality}
         wire["resume"] = self.resume.to_wire()
         wire["history"] = self.history
+        if self.allow_overrides:
+            wire["allowOverrides"] = list(self.allow_overrides)
         return wire
 
     @classmethod
@@ -229,7 +239,8 @@ class Policy:
         return policy_from_mapping(obj)
 
     def with_overrides(self, overrides: Any) -> Policy:
-        """This policy with a request's fields merged over it; any field may be overridden.
+        """This policy with fields merged over it; any field may be overridden. The worker's own
+        tuning (its environment over its file); a request's go through domain.overrides.
 
         Objects merge key by key (`{"targets": {"cpu": 60}}` keeps the memory target,
         `{"priority": {"levels": {"batch": -1}}}` adds one level); `null` removes a field,
@@ -350,8 +361,21 @@ def _join(path: str, key: str) -> str:
 
 _TOP = {
     "scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun",
-    "notice", "actions", "resume", "history",
+    "notice", "actions", "resume", "history", "allowOverrides",
 }  # fmt: skip
+
+# The field paths `allowOverrides` may name: each one a request's change is judged by
+# (domain.overrides), or a parent of several; `groups.budgets.<tag>` for any tag besides.
+OVERRIDE_PATHS = frozenset(
+    {
+        "scope", "maxVMs", "dryRun", "priority", "protection", "history",
+        "groups", "groups.category", "groups.budgets", "groups.default",
+        "targets", "targets.cpu", "targets.memory",
+        "notice", "notice.guest", "actions", "resume",
+        "resume.enabled", "resume.batchSize", "resume.interval",
+    }
+    | {f"{part}.{c.value}" for part in ("notice", "actions") for c in Criticality}
+)  # fmt: skip
 
 
 def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
@@ -388,6 +412,7 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
         stop=_actions(r, top.get("actions")),
         resume=_resume(r, top.get("resume")),
         history=history,
+        allow_overrides=_allow_overrides(r, top.get("allowOverrides")),
     )
     if r.problems:
         raise PolicyError(r.problems, what)
@@ -410,13 +435,39 @@ def _priority(r: _Reader, value: Any) -> PriorityPolicy:
     return PriorityPolicy(category, levels, default or 0)
 
 
-def _protection(r: _Reader, value: Any) -> Protection | None:
-    obj = r.obj(value, "protection", {"category", "tag"})
-    if not obj:
-        return None
-    category = r.text(obj.get("category"), "protection.category")
-    tag = r.text(obj.get("tag"), "protection.tag")
-    return Protection(category, tag) if category and tag else None
+def _protection(r: _Reader, value: Any) -> tuple[Protection, ...]:
+    """One `{category, tag}`, or a list of them: a VM with any of the tags is protected."""
+    several = isinstance(value, list)
+    found: list[Protection] = []
+    for i, item in enumerate(value if several else [value]):
+        path = f"protection.{i}" if several else "protection"
+        obj = r.obj(item, path, {"category", "tag"})
+        if not obj:
+            continue
+        category = r.text(obj.get("category"), f"{path}.category")
+        tag = r.text(obj.get("tag"), f"{path}.tag")
+        if category and tag:
+            found.append(Protection(category, tag))
+    return tuple(dict.fromkeys(found))
+
+
+def _allow_overrides(r: _Reader, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        r.bad("allowOverrides", "must be a list of field paths (like maxVMs, groups)")
+        return ()
+    paths: list[str] = []
+    for i, item in enumerate(value):
+        known = isinstance(item, str) and (
+            item in OVERRIDE_PATHS
+            or (item.startswith("groups.budgets.") and bool(item[len("groups.budgets.") :]))
+        )
+        if not known:
+            r.bad(f"allowOverrides.{i}", f"{item!r} is not a field path a request may override")
+            continue
+        paths.append(item)
+    return tuple(dict.fromkeys(paths))
 
 
 def _groups(r: _Reader, value: Any) -> GroupPolicy | None:

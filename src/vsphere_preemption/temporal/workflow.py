@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         StopAction,
         VmRef,
     )
+    from vsphere_preemption.domain.overrides import Refusal, apply_request
     from vsphere_preemption.domain.plan import Plan
     from vsphere_preemption.domain.policy import Policy, Scope
 
@@ -127,6 +128,9 @@ STRICT_SIGNALS_PATCH = "strict-signals"
 # signals that come one by one after a run (too far apart to wait together and coalesce) each
 # made a run that read the policy (a local activity, its marker in history) only to skip it.
 KNOWN_COOLDOWN_PATCH = "known-cooldown"
+# safe-overrides: a request's policy overrides are taken only where they make the run safer
+# (domain.overrides); runs before merged them over the worker's policy whatever they did.
+SAFE_OVERRIDES_PATCH = "safe-overrides"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
@@ -142,6 +146,7 @@ class PreemptVMsWorkflow:
         self._mem = Memory()
         self._lowered = False  # the alarm lowered (the workflow was asked to cancel)
         self._care = False  # this workflow acts with care (memoized patch)
+        self._safe_overrides = False  # memoized patch, as _care
         # The cooldown of the last policy read (none yet in this run of the workflow).
         self._cooldown: timedelta | None = None
 
@@ -259,6 +264,7 @@ class PreemptVMsWorkflow:
         by_plan = workflow.patched(PLAN_PATCH)
         self._care = by_plan and workflow.patched(CARE_PATCH)
         known_cooldown = workflow.patched(KNOWN_COOLDOWN_PATCH)
+        self._safe_overrides = by_plan and workflow.patched(SAFE_OVERRIDES_PATCH)
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
@@ -335,9 +341,13 @@ class PreemptVMsWorkflow:
         self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
     ) -> None:
         """Victims by place, priority and need: all choice is domain.plan's, in PlanPreemption."""
+        refused: tuple[Refusal, ...] = ()
         try:
             effective = Policy.from_wire(policy.selection or {})
-            if request.policy is not None:
+            if request.policy is not None and self._safe_overrides:
+                overridden = apply_request(effective, request.policy)
+                effective, refused = overridden.policy, overridden.refused
+            elif request.policy is not None:
                 effective = effective.with_overrides(request.policy)
         except ValueError as exc:
             workflow.logger.error("dropping the run: its policy is refused: %s", exc)
@@ -348,6 +358,12 @@ class PreemptVMsWorkflow:
         scope = Scope.ENTITY if entity is not None else Scope.VCENTER
         record["entity"] = None if entity is None else vm_ref_to_wire(entity)
         notes: list[str] = []
+        if refused:
+            # The run goes on under the administrator's value of each refused field.
+            record["refusedOverrides"] = [r.to_wire() for r in refused]
+            for r in refused:
+                notes.append(f"override of {r.field} refused: {r.reason}")
+                workflow.logger.warning("%s", notes[-1])
         if effective.scope is Scope.ENTITY and entity is None:
             notes.append("the request names no alarmed entity: acting on the whole vCenter")
             workflow.logger.warning("%s", notes[-1])

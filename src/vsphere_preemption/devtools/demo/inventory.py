@@ -78,7 +78,7 @@ DEMO_POLICY = Policy(
     scope=Scope.ENTITY,
     max_vms=MAX_VMS,
     priority=PriorityPolicy(PRIORITY_CATEGORY, dict(LEVELS), DEFAULT_LEVEL),
-    protection=Protection(PROTECTION_CATEGORY, PROTECTION_TAG),
+    protection=(Protection(PROTECTION_CATEGORY, PROTECTION_TAG),),
     notice={**DEFAULT_NOTICE, Criticality.HIGH: NOTICE_SECONDS},
     guest_notice=True,
 )

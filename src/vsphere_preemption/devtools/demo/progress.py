@@ -104,8 +104,9 @@ def _selection(policy: Mapping[str, Any]) -> str:
             f"default {priority.get('default')})"
         )
     protection = policy.get("protection")
-    if isinstance(protection, Mapping):
-        parts.append(f"protection tag {protection.get('category')}/{protection.get('tag')}")
+    for tag in protection if isinstance(protection, list) else [protection]:
+        if isinstance(tag, Mapping):
+            parts.append(f"protection tag {tag.get('category')}/{tag.get('tag')}")
     return "choice: " + ", ".join(parts)
 
 
