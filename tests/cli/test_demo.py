@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,8 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+import vsphere_preemption
 from tests.cli.ports import listening
 from vsphere_preemption.devtools.demo.inventory import ELSEWHERE, MAX_VMS, NOTICE_SECONDS, RESUME
+from vsphere_preemption.devtools.devservers import VCSIM_VERSION
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, SCHEDULED_EVENT_TYPE, parse_time
 
 FREE_PORTS = ("--temporal-port", "0", "--ui-port", "0", "--function-port", "0")
@@ -279,7 +282,28 @@ def test_without_vcsim_the_demo_says_how_to_install_it(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "preemptctl demo: vcsim is not installed" in done.stderr
-    assert "scripts/setup" in done.stderr
+    assert "scripts/setup" in done.stderr  # a clone has it: it builds vcsim
+
+
+def test_without_vcsim_an_installed_demo_gives_the_go_install_command(tmp_path: Path) -> None:
+    # The package as installed from a wheel: outside any clone, so no scripts/setup to run.
+    site = tmp_path / "site"
+    package = Path(vsphere_preemption.__file__).parent
+    shutil.copytree(package, site / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    tools = tmp_path / "tools"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "VSPHERE_PREEMPTION_TOOLS": str(tools),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = demo(*FREE_PORTS, env=env)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "preemptctl demo: vcsim is not installed" in done.stderr
+    assert "scripts/setup" not in done.stderr
+    command = f"GOBIN={tools}/bin go install github.com/vmware/govmomi/vcsim@{VCSIM_VERSION}"
+    assert command in done.stderr
 
 
 @pytest.mark.vcsim

@@ -4,10 +4,9 @@ stop actions, the guest notice, resume, and heartbeats that stop when progress d
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
+import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,25 +53,79 @@ def vcenter(sim: Vcsim) -> Iterator[VSphereClient]:
         yield client
 
 
-class Beats:
-    """The heartbeats an activity sends, with when each was sent."""
+class Timeline:
+    """What happened, in order, from any thread (heartbeats, the ticker's stall, the
+    test's own steps); and a wait for what has not happened yet."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[float, tuple[Any, ...]]] = []
+        self.events: list[tuple[str, Any]] = []
+        self._changed = threading.Condition()
+
+    def add(self, kind: str, detail: Any = None) -> None:
+        with self._changed:
+            self.events.append((kind, detail))
+            self._changed.notify_all()
+
+    def beat(self, *details: Any) -> None:  # ActivityEnvironment.on_heartbeat
+        self.add("beat", details)
+
+    def kinds(self) -> list[str]:
+        with self._changed:
+            return [kind for kind, _ in self.events]
+
+    def since(self, kind: str, detail: Any = None) -> list[tuple[str, Any]]:
+        """The events after the last (kind, detail); all of them if there is none."""
+        with self._changed:
+            for index in range(len(self.events) - 1, -1, -1):
+                if self.events[index] == (kind, detail):
+                    return self.events[index + 1 :]
+            return list(self.events)
+
+    def wait_for(self, happened: Callable[[], bool], what: str) -> None:
+        # The bound only ends a test that would otherwise hang: nothing is timed.
+        with self._changed:
+            assert self._changed.wait_for(happened, timeout=60), f"never happened: {what}"
+
+
+class Clock:
+    """The stall bound's clock: it stands still, but for the test moving it."""
+
+    def __init__(self) -> None:
+        self._now = 0.0
         self._lock = threading.Lock()
 
-    def __call__(self, *details: Any) -> None:
+    def __call__(self) -> float:
         with self._lock:
-            self.sent.append((time.monotonic(), details))
+            return self._now
 
-    def last(self) -> tuple[Any, ...]:
-        return self.sent[-1][1]
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
 
 
-def environment(beats: Beats | None = None, heartbeat_details: list[Any] | None = None) -> Any:
+@pytest.fixture
+def timeline() -> Iterator[Timeline]:
+    """A timeline that also hears the heartbeat ticker say it stopped (its warning)."""
+    events = Timeline()
+
+    class StallHeard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("no progress for"):
+                events.add("stalled")
+
+    handler = StallHeard(logging.WARNING)
+    logger = logging.getLogger("temporalio.activity")
+    logger.addHandler(handler)
+    yield events
+    logger.removeHandler(handler)
+
+
+def environment(
+    timeline: Timeline | None = None, heartbeat_details: list[Any] | None = None
+) -> Any:
     env = ActivityEnvironment()
-    if beats is not None:
-        env.on_heartbeat = beats
+    if timeline is not None:
+        env.on_heartbeat = timeline.beat
     if heartbeat_details is not None:
         env.info = dataclasses.replace(env.info, heartbeat_details=heartbeat_details, attempt=2)
     return env
@@ -162,61 +215,106 @@ def test_a_retry_takes_the_vms_its_last_attempt_powered_on_for_its_own(
 
 
 def test_a_hung_call_stops_the_heartbeats_and_the_retry_finishes_the_work(
-    vcsim_factory: Callable[..., Vcsim], http: httpx.Client
+    vcenter: VSphereClient,
+    http: httpx.Client,
+    timeline: Timeline,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # vcsim answers PowerOnVM_Task after 4 s: well past the stall bound (1.5 s), which is
-    # loose enough for the calls before it (the claim's annotation) on a loaded machine.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOnVM_Task:4000"))
-    with client_for(sim) as vcenter:
-        vms = [s.ref for s in Inventory(vcenter).vms()[:2]]
-        marks = preempted(vcenter, http, vms)
-        beats = Beats()
-        attempt = acts(vcenter, http, heartbeat_every=0.05, stall_after=1.5)
+    # The first power-on hangs past the stall bound of a clock that only the test moves:
+    # what the attempt does is told by the order of events, whatever the machine's speed.
+    stall_after = 30.0
+    vms = [s.ref for s in Inventory(vcenter).vms()[:2]]
+    marks = preempted(vcenter, http, vms)
+    clock = Clock()
+    resume = vcenter.resume
 
-        started = time.monotonic()
-        with pytest.raises(VSphereError, match="no progress for"):
-            environment(beats).run(
-                attempt.resume_vms, ResumeInput(marks, WF, RESUMED, max_concurrency=1)
+    def hanging_resume(*args: Any, on_powering_on: Callable[[VmRef], None], **kw: Any) -> Any:
+        def before_power_on(ref: VmRef) -> None:
+            on_powering_on(ref)  # said before acting: the heartbeats carry it
+            if ref != vms[0]:
+                return
+            timeline.add("hang")
+            # Still within the bound: the ticker goes on heartbeating ...
+            timeline.wait_for(
+                lambda: any(k == "beat" for k, _ in timeline.since("hang")), "a beat in the hang"
             )
-        ended = time.monotonic()
+            clock.advance(stall_after + 1)  # ... and past it: it stops, and says so
+            timeline.wait_for(lambda: "stalled" in timeline.kinds(), "the ticker's stall")
+            timeline.add("call returns")  # then the power-on call is made after all
 
-        # Heartbeats while the work moved, none after the stall bound: the server's
-        # heartbeat timeout ends the attempt.
-        assert ended - started >= 4.0
-        last_sent = beats.sent[-1][0]
-        assert last_sent - started < 3.0, "no heartbeat during the hung call"
-        # The last heartbeat told which VM it set out to power on.
-        details = beats.last()
-        assert details[1] == [vms[0].value]
-        # The hung call powered the first VM on after all; the attempt, abandoned, never
-        # asked for the second.
-        states = {r: s.power_state for r, s in vcenter.read_vms(vms).items()}
-        assert states == {vms[0]: "poweredOn", vms[1]: "poweredOff"}
+        return resume(*args, on_powering_on=before_power_on, **kw)
 
-        retry = environment(heartbeat_details=list(details)).run(
-            acts(vcenter, http).resume_vms, ResumeInput(marks, WF, RESUMED, max_concurrency=1)
+    monkeypatch.setattr(vcenter, "resume", hanging_resume)
+    attempt = acts(vcenter, http, heartbeat_every=0.05, stall_after=stall_after, clock=clock)
+    with pytest.raises(VSphereError, match="no progress for 31s"):
+        environment(timeline).run(
+            attempt.resume_vms, ResumeInput(marks, WF, RESUMED, max_concurrency=1)
         )
+    monkeypatch.undo()
 
-        assert retry.resumed == vms and retry.skipped == [] and retry.failed == []
-        assert {s.power_state for s in vcenter.read_vms(vms).values()} == {"poweredOn"}
-        assert vcenter.read_custom_field(vms, ANNOTATION_KEY) == dict.fromkeys(vms, RESUMED)
+    # Heartbeats while the hung call was within the bound, none once it was past: the
+    # server's heartbeat timeout ends the attempt. The hang's end finds it abandoned.
+    kinds = timeline.kinds()
+    hang, stalled = kinds.index("hang"), kinds.index("stalled")
+    assert "beat" in kinds[hang:stalled]
+    assert kinds[stalled:] == ["stalled", "call returns"]
+    # The last heartbeat told which VM it set out to power on.
+    details = next(d for k, d in reversed(timeline.events) if k == "beat")
+    assert details[1] == [vms[0].value]
+    # The hung call powered the first VM on after all; the attempt, abandoned, never
+    # asked for the second.
+    states = {r: s.power_state for r, s in vcenter.read_vms(vms).items()}
+    assert states == {vms[0]: "poweredOn", vms[1]: "poweredOff"}
+
+    retry = environment(heartbeat_details=list(details)).run(
+        acts(vcenter, http).resume_vms, ResumeInput(marks, WF, RESUMED, max_concurrency=1)
+    )
+
+    assert retry.resumed == vms and retry.skipped == [] and retry.failed == []
+    assert {s.power_state for s in vcenter.read_vms(vms).values()} == {"poweredOn"}
+    assert vcenter.read_custom_field(vms, ANNOTATION_KEY) == dict.fromkeys(vms, RESUMED)
 
 
 def test_a_slow_but_moving_activity_keeps_heartbeating(
-    vcsim_factory: Callable[..., Vcsim], http: httpx.Client
+    vcenter: VSphereClient,
+    http: httpx.Client,
+    timeline: Timeline,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Each power-off call takes 0.3 s, under the stall bound (1 s): every call that
-    # completes is progress, so heartbeats never stop.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:300"))
-    with client_for(sim) as vcenter:
-        vms = [s.ref for s in Inventory(vcenter).vms()[:8]]
-        beats = Beats()
-        outcome = environment(beats).run(
-            acts(vcenter, http, heartbeat_every=0.05, stall_after=1.0).power_off_vms,
-            PowerOffInput(vms, True, 30.0, 1, action="poweroff"),
-        )
+    # Each report comes 0.9 s after the one before on the stall bound's clock (1 s): the
+    # bound is passed in all, never between two reports, so the heartbeats never stop.
+    stall_after, step = 1.0, 0.9
+    vms = [s.ref for s in Inventory(vcenter).vms()[:8]]
+    clock = Clock()
+    stop = vcenter.stop
+    one_at_a_time = threading.Lock()
+
+    def said(detail: str) -> bool:
+        return any(k == "beat" and d[0] == detail for k, d in timeline.since("report", detail))
+
+    def slow_stop(*args: Any, heartbeat: Callable[[str], None], **kw: Any) -> Any:
+        def report(detail: str) -> None:
+            with one_at_a_time:
+                clock.advance(step)
+                heartbeat(detail)
+                timeline.add("report", detail)
+                # Each report goes out in a heartbeat before the next: what the
+                # heartbeats send moves with each call done.
+                timeline.wait_for(lambda: said(detail) or "stalled" in timeline.kinds(), detail)
+                assert said(detail), f"the heartbeats stopped before saying {detail!r}"
+
+        return stop(*args, heartbeat=report, **kw)
+
+    monkeypatch.setattr(vcenter, "stop", slow_stop)
+    activities = acts(vcenter, http, heartbeat_every=0.05, stall_after=stall_after, clock=clock)
+    outcome = environment(timeline).run(
+        activities.power_off_vms, PowerOffInput(vms, True, 30.0, 1, action="poweroff")
+    )
+
     assert outcome.powered_off == vms
-    times = [t for t, _ in beats.sent]
-    assert times and max(b - a for a, b in itertools.pairwise(times)) < 0.5
-    # ... and what it sends moves with each call done, not once a second.
-    assert len({d[0] for _, d in beats.sent if str(d[0]).endswith("calls done")}) >= 4
+    reports = [d for k, d in timeline.events if k == "report"]
+    assert step * len(reports) > 2 * stall_after  # the bound passed in all, twice over
+    # The calls were reported as they completed (several at once when they came together).
+    calls = [int(d.split(": ")[1].split(" of ")[0]) for d in reports if d.endswith("calls done")]
+    assert calls == sorted(set(calls)) and calls[-1] == len(vms)
+    assert "stalled" not in timeline.kinds()

@@ -1,8 +1,8 @@
 """A vcsim inventory with usage figures, boot times and a nested pool, for tests that need them.
 
-vcsim's own inventories have VMs with no CPU or memory use and hosts with fixed figures
-(see /work/shared/vcsim-inventories.md). This builds one that has them, once per test
-session, the way a person would: start vcsim with a shape, add a pool nested in a pool
+vcsim's own inventories (govmomi's `simulator` model) have VMs with no CPU or memory use
+and hosts with fixed figures. This builds one that has them, once per test session, the
+way a person would: start vcsim with a shape, add a pool nested in a pool
 with two VMs in it (`govc pool.create`, `govc vm.create`), save every managed object
 (`govc object.save -d DIR`), stop vcsim, and write figures into the saved XML. Each test
 then serves DIR with its own `vcsim -load DIR` (`usage_vcsim`), so tests that tag, power

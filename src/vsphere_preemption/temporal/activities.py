@@ -156,6 +156,7 @@ class PreemptionActivities:
         *,
         heartbeat_every: float = HEARTBEAT_EVERY,
         stall_after: float = STALL_AFTER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._vcenter = client
         self._policy = policy
@@ -163,9 +164,12 @@ class PreemptionActivities:
         self._http = http
         self._heartbeat_every = heartbeat_every
         self._stall_after = stall_after
+        # What the stall bound is measured on: a test's own clock can make a call hang past
+        # the bound, or a slow one stay within it, by the order of events, not by waiting.
+        self._clock = clock
 
     def _heartbeating(self, done_before: Sequence[str] = ()) -> _Heartbeating:
-        return _heartbeating(self._heartbeat_every, self._stall_after, done_before)
+        return _heartbeating(self._heartbeat_every, self._stall_after, done_before, self._clock)
 
     def all(self) -> list[Callable[..., object]]:
         """Every activity, for `Worker(activities=...)`."""
@@ -419,11 +423,14 @@ class AttemptAbandoned(VSphereError):
 class Progress:
     """What the adapter reported last, from any thread: a line, and the VMs done."""
 
-    def __init__(self, done_before: Sequence[str] = ()) -> None:
+    def __init__(
+        self, done_before: Sequence[str] = (), clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._detail = ""
         self._done = list(done_before)  # moref values; carried into further retries
-        self.moved_at = time.monotonic()
+        self.moved_at = clock()
         self.stalled_for: float | None = None  # set by the ticker when it stopped heartbeating
 
     def _moved(self) -> None:
@@ -432,7 +439,7 @@ class Progress:
                 f"no progress for {self.stalled_for:.0f}s (a hung vCenter call?): this attempt "
                 "stopped heartbeating and gives way to its retry"
             )
-        self.moved_at = time.monotonic()
+        self.moved_at = self._clock()
 
     def __call__(self, detail: str) -> None:
         with self._lock:
@@ -466,6 +473,7 @@ def _heartbeating(
     every: float = HEARTBEAT_EVERY,
     stall_after: float = STALL_AFTER,
     done_before: Sequence[str] = (),
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Progress]:
     """Heartbeat the latest progress from a ticker thread while it moves; yield `Progress`.
 
@@ -476,12 +484,12 @@ def _heartbeating(
     in a heartbeat timeout and Temporal retries it, instead of waiting on a hung call;
     if the call returns after all, the attempt's next report raises `AttemptAbandoned`.
     """
-    progress = Progress(done_before)
+    progress = Progress(done_before, clock)
     stop = threading.Event()
 
     def tick() -> None:
         while not stop.wait(every):
-            quiet = time.monotonic() - progress.moved_at
+            quiet = clock() - progress.moved_at
             if quiet > stall_after:
                 # Heartbeat no more: the attempt times out and Temporal retries it. Should
                 # the hung call ever return, the attempt stops at its next report.
