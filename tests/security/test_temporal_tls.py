@@ -18,6 +18,9 @@ import pytest
 from tests.security.conftest import API_KEY, TemporalProxy, tls_env
 from tests.security.tls_kit import Stunnel
 from vsphere_preemption.devtools.devservers import free_port
+from vsphere_preemption.settings import TemporalSecurity
+from vsphere_preemption.temporal.client import _wants_tls, connect_failure_reason
+from vsphere_preemption.temporal.tls_probe import speaks_tls
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 pytestmark = pytest.mark.temporal
@@ -199,3 +202,24 @@ def test_a_tls_proxy_without_http2_is_named_in_one_line(
         f"preemptctl workflow list: error: cannot reach the Temporal server at "
         f"{stunnel.address}: {NO_ALPN}"
     ]
+
+
+def test_the_tls_probe_tells_a_tls_port_from_a_plain_one(temporal_proxy: TemporalProxy) -> None:
+    assert speaks_tls(temporal_proxy.tls)
+    assert speaks_tls(temporal_proxy.mtls)  # the handshake ends without a client certificate
+    assert not speaks_tls(temporal_proxy.plain)  # nginx in plain HTTP/2 (grpc_pass)
+    assert not speaks_tls(f"127.0.0.1:{free_port()}")  # nothing listening
+
+
+async def test_a_plain_connect_that_fails_unnamed_to_a_tls_port_says_it_wants_tls(
+    temporal_proxy: TemporalProxy,
+) -> None:
+    """On a loaded machine the core may say only "operation was canceled" for plain HTTP/2 to
+    a TLS port (the reset outran the TLS alert): the probe names the fix all the same."""
+    canceled = RuntimeError("Failed client connect: operation was canceled")
+    reason = connect_failure_reason(canceled)
+    assert reason != WANTS_TLS
+    assert await _wants_tls(temporal_proxy.tls, None, canceled, reason)
+    assert not await _wants_tls(temporal_proxy.plain, None, canceled, reason)
+    tls_on = TemporalSecurity(tls=True)
+    assert not await _wants_tls(temporal_proxy.tls, tls_on, canceled, reason)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.domain.workflow_ids import parse_workflow_id
+from vsphere_preemption.temporal.tls_probe import speaks_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
     QUERY_NAME,
@@ -234,6 +235,11 @@ def signal_payload_bytes(request: WorkflowRequest) -> bytes:
 
 # TLS failures as the Rust core words them (rustls, tonic), and what to check: the line a
 # person reads when the CA, the client certificate or its key is wrong.
+# Plain HTTP/2 to a port that wants TLS (from the error, or from tls_probe after a failure).
+WANTS_TLS = (
+    "the server did not answer in plain HTTP/2: if it wants TLS, set TEMPORAL_TLS=true "
+    "(or TEMPORAL_TLS_CA)"
+)
 _TLS_FAILURES = (
     (
         "InvalidCertificate(UnknownIssuer)",
@@ -284,8 +290,7 @@ _TLS_FAILURES = (
     (
         # Plain HTTP/2 to a TLS port: the server's TLS alert read as an HTTP/2 frame.
         "FRAME_SIZE_ERROR",
-        "the server did not answer in plain HTTP/2: if it wants TLS, set TEMPORAL_TLS=true "
-        "(or TEMPORAL_TLS_CA)",
+        WANTS_TLS,
     ),
     (
         "CorruptMessage",
@@ -308,6 +313,17 @@ def connect_failure_reason(error: BaseException) -> str:
         if found:
             return str(found[-1])
     return text.removeprefix("Failed client connect: ")[:200]
+
+
+async def _wants_tls(
+    target: str, security: TemporalSecurity | None, error: BaseException, reason: str
+) -> bool:
+    """A plain connection failed in a way its error does not name: does the port want TLS?"""
+    if (security is not None and security.tls) or reason == WANTS_TLS:
+        return False
+    if isinstance(error, TimeoutError):
+        return False  # no answer at all: a probe would wait as long again
+    return await asyncio.to_thread(speaks_tls, target)
 
 
 _RETRYABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "UNKNOWN"}
@@ -439,8 +455,11 @@ class PreemptionClient:
                 timeout=CONNECT_TIMEOUT.total_seconds(),
             )
         except Exception as exc:  # any failure to connect means: not connected
+            reason = connect_failure_reason(exc)
+            if await _wants_tls(target, security, exc, reason):
+                reason = WANTS_TLS
             raise TemporalUnavailable(
-                f"cannot reach the Temporal server at {target}: {connect_failure_reason(exc)}"
+                f"cannot reach the Temporal server at {target}: {reason}"
             ) from exc
         return cls(client, task_queue=task_queue)
 
