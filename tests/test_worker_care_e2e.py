@@ -55,17 +55,21 @@ from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.domain.model import MoRef, VmRef
+from vsphere_preemption.domain.workflow_ids import IdMode
+from vsphere_preemption.temporal.client import PreemptionClient, execution_timeout_for
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.temporal.workflow import MAX_HISTORY_EVENTS
 from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import (
     ANNOTATION_KEY,
     CANCELLED_EVENT_TYPE,
+    EXPIRED_EVENT_TYPE,
     HISTORY_QUERY,
     PREEMPTED_EVENT_TYPE,
     RESUMED_EVENT_TYPE,
     SCHEDULED_EVENT_TYPE,
     SIGNAL_NAME,
+    WorkflowRequest,
     parse_time,
 )
 
@@ -611,6 +615,56 @@ async def test_thousands_of_signals_keep_every_run_short_and_the_run_history_acr
     assert numbers[0] > 4 and outcomes(runs) == ["skipped"] * 3
     assert result["history"] == runs
     assert world.power([victim]) == {victim: POWERED_OFF}
+
+
+async def test_a_workflow_past_its_max_lifetime_ends_naming_the_vms_it_leaves_off(
+    world: World, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    cluster = world.cluster("DC0_C0")
+    victims = [world.vm(f"DC0_C0_RP1_VM{i}") for i in range(2)]
+    world.tags.tag(TAG, victims)
+    resume = {"enabled": True, "batchSize": 5, "interval": "1s"}
+    env = world.with_policy({"resume": resume, "maxLifetime": "6s"})
+    async with running_worker(env):
+        # Started as the function starts it in its per-entity form: no execution timeout.
+        client = PreemptionClient(world.temporal, task_queue=world.queue)
+        signal = alarm_on(cluster, criticality="HIGH", replyTo=world.sink.url)
+        started = await client.signal_with_start(
+            f"cpu/{cluster.value}",
+            WorkflowRequest.from_wire(signal),
+            execution_timeout=execution_timeout_for(IdMode.ENTITY),
+        )
+        handle = world.temporal.get_workflow_handle(started.workflow_id)
+        handles.append(handle)
+        await history_when(handle, lambda r: outcomes(r) == ["acted"], "the run")
+        # The alarm stays raised and never lowers: the workflow ends on its own, when its
+        # lifetime is over, not on a timeout of Temporal's (it has none).
+        description = await handle.describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+        assert not description.raw_description.execution_config.HasField(
+            "workflow_execution_timeout"
+        )
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+        state = json.loads(await handle.query("current_state", result_type=str))
+
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    born = parse_time(result["ended"]["startedAt"])
+    ended = parse_time(result["ended"]["at"])
+    assert timedelta(seconds=6) <= ended - born < timedelta(seconds=30)
+    left_off = sorted(v.value for v in victims)
+    assert result["ended"]["reason"] == "maxLifetime"
+    assert result["ended"]["maxLifetime"] == "6s"
+    assert sorted(v["Value"] for v in result["ended"]["notResumed"]) == left_off
+    assert result["lastRun"]["kind"] == "expire" and result["lastRun"]["outcome"] == "expired"
+    assert "maxLifetime 6s reached" in result["lastRun"]["reason"]
+    assert state["ended"] == result["ended"]  # the query answers the same final state
+    # Its last word, to the sink: what it will no longer resume. They stay off.
+    (expired,) = world.events(EXPIRED_EVENT_TYPE)
+    assert expired.id == f"{handle.id}-expired-{description.run_id}"
+    assert sorted(v["Value"] for v in expired.data["virtualMachines"]) == left_off
+    assert expired.data["workflowID"] == handle.id and expired.data["maxLifetime"] == "6s"
+    assert set(world.power(victims).values()) == {POWERED_OFF}
+    assert world.events(RESUMED_EVENT_TYPE) == []
 
 
 # -- a worker killed and restarted ----------------------------------------------------------

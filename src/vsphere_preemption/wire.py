@@ -39,6 +39,8 @@ PLANNED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionPlannedEvent.v0"
 SCHEDULED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionScheduledEvent.v0"
 CANCELLED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionCancelledEvent.v0"
 RESUMED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmResumedEvent.v0"
+# Ours: the workflow reached the policy's maxLifetime and ended; the VMs it names stay off.
+EXPIRED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionExpiredEvent.v0"
 CLI_WORKFLOW_ID = "preempctl-run"  # sic: the Go CLI's spelling, kept for compatibility
 CLI_EVENT_TYPE = "PreempctlRunEvent"
 DEFAULT_NAMESPACE = "vsphere-preemption"
@@ -501,7 +503,7 @@ class WorkflowResponse:
 
 
 # Fields our worker adds to the query answer and the emitted event; Go readers ignore them.
-RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved", "lastRun")
+RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved", "lastRun", "ended")
 
 
 @dataclass(frozen=True)

@@ -292,3 +292,15 @@ def test_the_policy_wire_form_keeps_one_protection_as_an_object() -> None:
     assert two.tag_categories() == ("prio", "app", "preemption", "team")
     assert allowing("maxVMs").to_wire()["allowOverrides"] == ["maxVMs"]
     assert "allowOverrides" not in ADMIN.to_wire()
+
+
+def test_max_lifetime_is_the_administrators_alone() -> None:
+    # The bound spans every request the workflow takes: no single request sets it, in either
+    # direction, and allowOverrides cannot name it.
+    admin = policy_from_mapping({**ADMIN_WIRE, "maxLifetime": "2h"})
+    for wanted in ("1h", "3h", None):
+        result = request({"maxLifetime": wanted}, admin)
+        assert result.policy.max_lifetime_seconds == 7200
+        assert set(refused(result)) == {"maxLifetime"}
+    with pytest.raises(PolicyError):
+        policy_from_mapping({**ADMIN_WIRE, "allowOverrides": ["maxLifetime"]})

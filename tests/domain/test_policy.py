@@ -227,3 +227,21 @@ def test_bad_care_fields_are_named() -> None:
         "resume.enabled", "resume.batchSize", "resume.interval", "history",
     ):  # fmt: skip
         assert path in problems, path
+
+
+def test_max_lifetime_is_unset_by_default_and_read_as_a_duration() -> None:
+    assert Policy().max_lifetime_seconds is None
+    assert "maxLifetime" not in Policy().to_wire()
+    policy = policy_from_mapping({"maxLifetime": "36h"})
+    assert policy.max_lifetime_seconds == 36 * 3600
+    assert policy.to_wire()["maxLifetime"] == "36h"
+    assert policy_from_mapping(json.loads(json.dumps(policy.to_wire()))) == policy
+    assert policy_from_mapping({"maxLifetime": 90}).max_lifetime_seconds == 90.0
+    assert policy_from_mapping({"maxLifetime": None}).max_lifetime_seconds is None
+
+
+@pytest.mark.parametrize("value", ["forever", -1, 0, "0s", True])
+def test_a_bad_max_lifetime_is_named(value: Any) -> None:
+    with pytest.raises(PolicyError) as err:
+        policy_from_mapping({"maxLifetime": value})
+    assert "maxLifetime" in str(err.value)

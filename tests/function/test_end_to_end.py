@@ -236,6 +236,35 @@ async def test_the_go_id_mode_shares_one_workflow_between_clusters(
     assert a.json()["runID"] == b.json()["runID"]
 
 
+@pytest.mark.parametrize(("mode", "timeout"), [("entity", None), ("alarm", timedelta(hours=24))])
+async def test_only_the_go_id_mode_gives_the_workflow_an_execution_timeout(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    serve: Serve,
+    cleanup: list[str],
+    mode: str,
+    timeout: timedelta | None,
+) -> None:
+    # Temporal counts an execution timeout across continue-as-new: an alarm raised longer
+    # than it would lose its workflow, and what it stopped, silently. The per-entity form
+    # sets none (the workflow ends itself); the Go form keeps the Go function's 24 h.
+    alarm = unique("alarm")
+    function = await ready(serve, alarm, temporal_server.address, WORKFLOW_ID_MODE=mode)
+    async with function.client() as client:
+        reply = await post(
+            client, as_binary(alarm_event(alarm, "green", "red", entity="domain-c7"))
+        )
+    workflow_id = reply.json()["workflowID"]
+    cleanup.append(workflow_id)
+    assert workflow_id == (on(alarm, "domain-c7") if mode == "entity" else alarm)
+    description = await temporal_client.get_workflow_handle(workflow_id).describe()
+    configured = description.raw_description.execution_config.workflow_execution_timeout
+    assert (configured.ToTimedelta() if configured.ToNanoseconds() else None) == timeout
+    started = (await history(temporal_client, workflow_id))[0]
+    attrs = started.workflow_execution_started_event_attributes
+    assert attrs.HasField("workflow_execution_timeout") == (timeout is not None)
+
+
 async def test_one_function_serves_several_alarms(
     temporal_server: TemporalDevServer,
     temporal_client: Client,

@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from tests.temporal.helpers import (
     eventually,
@@ -150,12 +151,34 @@ async def known_cooldown_skips_without_a_policy_read(
     return handle
 
 
+async def resume_interrupted_continues_as_new_then_expires(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """alarm-lifetime across continue-as-new: a HIGH run stops 3 VMs; the cancel resumes one
+    batch, a raise during the pause stops the resume and the run continues as new; the next
+    run takes the raise (skipped: the cooldown) and ends at the maxLifetime its first run
+    started, naming the 2 VMs it leaves off (written as <name>.json and <name>.2.json)."""
+    handle = await signal_with_start(
+        client, "cluster-cpu-above-80-life", task_queue, signal_payload(replyTo=sink.url)
+    )
+    await _ran(handle)
+    await handle.cancel()
+    await wait_for(lambda: len(sink.received) == 2, what="the first resumed batch")
+    await handle.signal(SIGNAL_NAME, signal_payload(replyTo=sink.url))
+    latest = client.get_workflow_handle(handle.id)
+    await latest.result()  # follows the runs: the one that expired
+    return client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
     "plan_run_on_a_cluster_then_dry_run_cancel": plan_run_on_a_cluster_then_dry_run_cancel,
     "care_notice_suspend_cancel_then_resume": care_notice_suspend_cancel_then_resume,
     "known_cooldown_skips_without_a_policy_read": known_cooldown_skips_without_a_policy_read,
+    "resume_interrupted_continues_as_new_then_expires": (
+        resume_interrupted_continues_as_new_then_expires
+    ),
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -167,6 +190,10 @@ SETTINGS: dict[str, dict[str, str]] = {
 }
 # The policy file each scenario's worker reads (PREEMPTION_POLICY_FILE), if any.
 POLICIES: dict[str, dict[str, Any]] = {
+    "resume_interrupted_continues_as_new_then_expires": {
+        "resume": {"enabled": True, "batchSize": 1, "interval": "5s"},
+        "maxLifetime": "25s",
+    },
     "care_notice_suspend_cancel_then_resume": {
         "notice": {"guest": True},
         "actions": {"MEDIUM": "suspend"},
@@ -199,10 +226,24 @@ async def record(names: list[str]) -> None:
                 with EventSink() as sink:
                     async with running_worker(env):
                         handle = await scenario(client, f"record-{name}", sink, cluster_id)
-                history = await handle.fetch_history()
-            target = HISTORIES / f"{name}.json"
-            target.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-            print(f"wrote {target} ({len(history.events)} events)")
+                histories = await _runs(client, handle)
+            for number, history in enumerate(histories, 1):
+                # A workflow that continued as new: each run its own history, in order.
+                target = HISTORIES / (f"{name}.json" if number == 1 else f"{name}.{number}.json")
+                target.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+                print(f"wrote {target} ({len(history.events)} events)")
+
+
+async def _runs(client: Client, handle: WorkflowHandle[Any, Any]) -> list[WorkflowHistory]:
+    """The history of `handle`'s run and of each run it continued as new into."""
+    found = [await handle.fetch_history()]
+    while True:
+        last = found[-1].events[-1]
+        if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            return found
+        attrs = last.workflow_execution_continued_as_new_event_attributes
+        nxt = client.get_workflow_handle(handle.id, run_id=attrs.new_execution_run_id)
+        found.append(await nxt.fetch_history())
 
 
 if __name__ == "__main__":

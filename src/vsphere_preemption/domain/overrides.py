@@ -30,6 +30,8 @@ The rule per field, the safer direction first:
 - `resume.enabled`: no change (powering VMs on is as much an act as powering them off);
   `resume.batchSize` lower and `resume.interval` longer (gentler on the recovering cluster);
 - `history`: no change (the run record is the audit trail, and its size the workflow's memory);
+- `maxLifetime`: never from a request (the workflow's life spans every request it takes, so
+  its bound is the administrator's; the workflow reads only theirs);
 - `allowOverrides`: never from a request.
 
 Standard library only: the workflow calls it (deterministic), as does `preemptctl plan`.
@@ -143,6 +145,13 @@ def apply_request(admin: Policy, overrides: Any) -> Overridden:
             wanted.history,
             False,
             "would change how many runs are remembered (the audit trail)",
+        ),
+        max_lifetime_seconds=judge.pick(
+            "maxLifetime",
+            admin.max_lifetime_seconds,
+            wanted.max_lifetime_seconds,
+            False,
+            "is the administrator's: it bounds the workflow's whole life, not one run",
         ),
         allow_overrides=admin.allow_overrides,
     )

@@ -174,6 +174,10 @@ class Policy:
     stop: Mapping[Criticality, StopPolicy] = field(default_factory=lambda: dict(DEFAULT_STOP))
     resume: ResumePolicy = ResumePolicy()
     history: int = 20
+    # How long a workflow may live, counted from its first start across continue-as-new; None:
+    # as long as its alarm needs it. When it ends this way, the VMs it stopped and has not
+    # resumed stay off, named in its final state and a VmPreemptionExpiredEvent.
+    max_lifetime_seconds: float | None = None
     # Field paths a request may change in any direction (domain.overrides); without one a
     # request can only make a run safer. The administrator's alone: a request never sets it.
     allow_overrides: tuple[str, ...] = ()
@@ -230,6 +234,8 @@ class Policy:
         wire["actions"] = {c.value: self.stop_for(c).to_wire() for c in Criticality}
         wire["resume"] = self.resume.to_wire()
         wire["history"] = self.history
+        if self.max_lifetime_seconds is not None:
+            wire["maxLifetime"] = format_seconds(self.max_lifetime_seconds)
         if self.allow_overrides:
             wire["allowOverrides"] = list(self.allow_overrides)
         return wire
@@ -361,7 +367,7 @@ def _join(path: str, key: str) -> str:
 
 _TOP = {
     "scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun",
-    "notice", "actions", "resume", "history", "allowOverrides",
+    "notice", "actions", "resume", "history", "maxLifetime", "allowOverrides",
 }  # fmt: skip
 
 # The field paths `allowOverrides` may name: each one a request's change is judged by
@@ -399,6 +405,11 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
     history = policy.history
     if "history" in top:
         history = r.integer(top["history"], "history", minimum=1) or history
+    max_lifetime = None
+    if top.get("maxLifetime") is not None:
+        max_lifetime = r.seconds(top["maxLifetime"], "maxLifetime")
+        if max_lifetime == 0:
+            r.bad("maxLifetime", "must be longer than 0s (leave it out for no limit)")
     result = Policy(
         scope=scope,
         max_vms=max_vms,
@@ -412,6 +423,7 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
         stop=_actions(r, top.get("actions")),
         resume=_resume(r, top.get("resume")),
         history=history,
+        max_lifetime_seconds=max_lifetime or None,
         allow_overrides=_allow_overrides(r, top.get("allowOverrides")),
     )
     if r.problems:

@@ -43,7 +43,11 @@ from vsphere_preemption.function.recent import RecentEvents, event_key
 from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
-from vsphere_preemption.temporal.client import TemporalError, TemporalUnavailable
+from vsphere_preemption.temporal.client import (
+    TemporalError,
+    TemporalUnavailable,
+    execution_timeout_for,
+)
 from vsphere_preemption.tracing import event_span
 from vsphere_preemption.wire import WireError, WorkflowRequest
 
@@ -249,7 +253,11 @@ class EventHandler:
         }
         try:
             run = await self._link.require().signal_with_start(
-                workflow_id, request, task_queue=route.task_queue
+                workflow_id,
+                request,
+                task_queue=route.task_queue,
+                # None in the per-entity form: the workflow lives as long as its alarm.
+                execution_timeout=execution_timeout_for(self._settings.workflow_id_mode),
             )
         except TemporalError as exc:
             self._metrics.acted.labels("preempt", "failed").inc()
@@ -278,7 +286,8 @@ class EventHandler:
             outcome = (await self._link.require().cancel(workflow_id)).outcome.value
         except TemporalError as exc:
             # Logged only, and success returned so the broker does not redeliver (as the Go
-            # function does); the workflow's own 24 h timeout bounds what is left running.
+            # function does); a workflow left running ends with the next lowering, its
+            # maxLifetime if the policy sets one, or (WORKFLOW_ID_MODE=alarm) its 24 h timeout.
             self._metrics.acted.labels("cancel", "failed").inc()
             self._log.error("cancel failed", **context, error=str(exc))
             body = {**_summary(event, decision), "outcome": "cancel_failed", "error": str(exc)}

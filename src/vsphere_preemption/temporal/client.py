@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vsphere_preemption.domain.text import one_line
-from vsphere_preemption.domain.workflow_ids import parse_workflow_id
+from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
 from vsphere_preemption.temporal.tls_probe import speaks_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
@@ -58,8 +58,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# The Go function's workflow execution timeout (docs/wire.md, Names).
-EXECUTION_TIMEOUT = timedelta(hours=24)
+# The Go function's workflow execution timeout (docs/wire.md, Names), kept in its form only
+# (WORKFLOW_ID_MODE=alarm), where a Go worker may run the workflow and expects it. Temporal
+# counts it across continue-as-new, so it ends a workflow whose alarm stays raised longer,
+# silently, with what it stopped forgotten: the per-entity form sets none, and the workflow
+# ends itself (a lowering, or the policy's maxLifetime, announced).
+ALARM_MODE_EXECUTION_TIMEOUT = timedelta(hours=24)
 # The Go CLI's, so the workflows `preemptctl workflow run` starts end alike.
 CLI_EXECUTION_TIMEOUT = timedelta(minutes=5)
 # Bounds on one call, retries included (the Go CLI gives each command 5 s): the broker's
@@ -226,6 +230,11 @@ def _without_tracebacks(exc: BaseException) -> BaseException:
         seen.__traceback__ = None
         seen = seen.__cause__ or seen.__context__
     return exc
+
+
+def execution_timeout_for(mode: IdMode) -> timedelta | None:
+    """The function's execution timeout for its workflow-ID form; None: no timeout."""
+    return ALARM_MODE_EXECUTION_TIMEOUT if mode is IdMode.ALARM else None
 
 
 def signal_payload_bytes(request: WorkflowRequest) -> bytes:
@@ -468,11 +477,12 @@ class PreemptionClient:
         workflow_id: str,
         request: WorkflowRequest,
         *,
-        execution_timeout: timedelta = EXECUTION_TIMEOUT,
+        execution_timeout: timedelta | None = None,
         task_queue: str | None = None,
     ) -> StartedRun:
         """Signal `PreemptVMsChan` to the workflow, starting it first if none is running, on
-        `task_queue` (by default the client's)."""
+        `task_queue` (by default the client's), with `execution_timeout` if given (it
+        applies only when this call starts the workflow)."""
         from temporalio.api.common.v1 import Payload
         from temporalio.common import RawValue
 

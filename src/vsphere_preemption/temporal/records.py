@@ -132,6 +132,35 @@ class Stopped:
         )
 
 
+@dataclass
+class Life:
+    """How long the workflow may live (alarm-lifetime): carried across continue-as-new, since
+    the bound counts from the first run's start and Temporal's own timeouts are not used."""
+
+    born: datetime | None = None  # the first run's start
+    max_seconds: float | None = None  # the administrator's maxLifetime, as last read
+    reply_to: str = ""  # where the expiry is announced: the latest request's replyTo
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "born": None if self.born is None else format_time(self.born),
+            "maxSeconds": self.max_seconds,
+            "replyTo": self.reply_to,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Life:
+        if not isinstance(obj, dict):
+            return cls()  # carried by a run from before alarm-lifetime
+        born = obj.get("born")
+        limit = obj.get("maxSeconds")
+        return cls(
+            born=None if born is None else parse_time(born),
+            max_seconds=None if limit is None else float(limit),
+            reply_to=str(obj.get("replyTo", "")),
+        )
+
+
 def resume_order(stopped: list[Stopped]) -> list[Stopped]:
     """Highest priority first (the most important work back first), then by name."""
     return sorted(stopped, key=lambda s: (-s.priority, s.name.casefold(), s.mark.ref.value))
@@ -150,6 +179,7 @@ class Memory:
     history_keep: int = 20
     pending: list[WorkflowRequest] = field(default_factory=list)
     max_concurrency: int = 5  # the worker's PREEMPTION_MAX_CONCURRENCY, for notice and resume
+    life: Life = field(default_factory=Life)
 
     def remember(self, record: dict[str, Any], keep: int) -> None:
         self.history_keep = keep
@@ -176,6 +206,7 @@ class Memory:
             "historyKeep": self.history_keep,
             "maxConcurrency": self.max_concurrency,
             "pending": [go_json(r.to_wire()).decode() for r in self.pending],
+            "life": self.life.to_wire(),
         }
         return go_json(obj).decode()
 
@@ -190,6 +221,7 @@ class Memory:
             stopped={s["ref"]["Value"]: Stopped.from_carried(s) for s in obj.get("stopped", [])},
             history_keep=int(obj.get("historyKeep", 20)),
             max_concurrency=int(obj.get("maxConcurrency", 5)),
+            life=Life.from_wire(obj.get("life")),
         )
         if obj.get("resume") is not None:
             memory.resume = policy_from_mapping({"resume": obj["resume"]}).resume

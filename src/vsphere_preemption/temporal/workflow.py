@@ -13,7 +13,10 @@ Where this differs from the Go worker, on purpose:
 - a signal that cannot be decoded is logged and dropped (it never fails the workflow);
 - signals that arrive during a run wait in a queue: one run at a time;
 - a cancel that arrives mid-run lets that run finish (VMs being powered off still get
-  annotated and reported), then the workflow completes with its state.
+  annotated and reported), then the workflow completes with its state;
+- it lives as long as its alarm (no execution timeout in the per-entity form, see
+  `_wait_for_request`), or until the policy's `maxLifetime`, after which it ends with an
+  `ended` state and a VmPreemptionExpiredEvent naming the VMs it leaves off.
 
 Changing what this workflow does: the sequence of activities and timers is part of
 every open workflow's history. Guard a change with `workflow.patched("<id>")` and
@@ -39,6 +42,7 @@ from temporalio.exceptions import FailureError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     # Pure modules (standard library only): no need to re-import them per run.
     from vsphere_preemption.domain.achieved import planned_vs_achieved
+    from vsphere_preemption.domain.durations import format_seconds
     from vsphere_preemption.domain.model import (
         Criticality,
         EntityUsage,
@@ -77,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
     from vsphere_preemption.temporal.run_metrics import record_run
     from vsphere_preemption.wire import (
         CANCELLED_EVENT_TYPE,
+        EXPIRED_EVENT_TYPE,
         HISTORY_QUERY,
         PLANNED_EVENT_TYPE,
         QUERY_NAME,
@@ -131,6 +136,11 @@ KNOWN_COOLDOWN_PATCH = "known-cooldown"
 # safe-overrides: a request's policy overrides are taken only where they make the run safer
 # (domain.overrides); runs before merged them over the worker's policy whatever they did.
 SAFE_OVERRIDES_PATCH = "safe-overrides"
+# alarm-lifetime: the workflow ends itself once the policy's maxLifetime has passed since its
+# first run started (counted across continue-as-new, which Temporal's execution timeout also
+# is, but silently: the function no longer sets one in the per-entity form). Runs before waited
+# for signals with no bound of their own.
+LIFETIME_PATCH = "alarm-lifetime"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
@@ -147,6 +157,8 @@ class PreemptVMsWorkflow:
         self._lowered = False  # the alarm lowered (the workflow was asked to cancel)
         self._care = False  # this workflow acts with care (memoized patch)
         self._safe_overrides = False  # memoized patch, as _care
+        self._life: bool | None = None  # memoized alarm-lifetime patch (None: not asked yet)
+        self._ended: dict[str, Any] | None = None  # how it ended by itself, for the state
         # The cooldown of the last policy read (none yet in this run of the workflow).
         self._cooldown: timedelta | None = None
 
@@ -162,7 +174,8 @@ class PreemptVMsWorkflow:
             self._care = True
         try:
             while True:
-                await workflow.wait_condition(lambda: bool(self._pending))
+                if not await self._wait_for_request():
+                    break  # its life is over: it completes with its state
                 request = self._pending.popleft()
                 run = asyncio.ensure_future(self._preempt(request))
                 try:
@@ -226,7 +239,7 @@ class PreemptVMsWorkflow:
     def _response(self) -> WorkflowResponse:
         info = workflow.info()
         last = self._mem.last
-        extra = self._planned_extras() | self._latest_run()
+        extra = self._planned_extras() | self._latest_run() | self._ended_extras()
         if last is None:
             # Go's zero values: what the Go worker answers before its first run.
             return WorkflowResponse(
@@ -283,6 +296,7 @@ class PreemptVMsWorkflow:
             self._finish(record, "failed", error=f"reading the policy: {_cause(err)}")
             return
         self._cooldown = policy.cooldown
+        self._note_lifetime(request, policy)
         if self._cooling_down(policy.cooldown):
             self._finish(record, "skipped", error="within the cooldown")
             return
@@ -778,6 +792,97 @@ class PreemptVMsWorkflow:
             event_type=RESUMED_EVENT_TYPE,
             reply_to=reply_to,
         )
+
+    # -- a life as long as the alarm ----------------------------------------------------
+
+    async def _wait_for_request(self) -> bool:
+        """Wait for the next request; False once the workflow's maxLifetime has passed.
+
+        Without a maxLifetime the workflow waits as it always did: it lives while its alarm
+        is raised and ends when the alarm lowers (the function cancels it), after resuming
+        what it stopped. It cannot tell an alarm raised for days from a lowering that never
+        reached it, so it does not guess: `maxLifetime` is the administrator's bound, and it
+        is announced. A run in progress and requests already waiting are handled first.
+        """
+        if self._life is None:
+            # Asked at the first wait, before any run's local activity (see _preempt).
+            self._life = workflow.patched(LIFETIME_PATCH)
+            if self._life and self._mem.life.born is None:
+                self._mem.life.born = workflow.info().start_time
+        life = self._mem.life
+        while not self._pending:
+            if not self._life or life.max_seconds is None or life.born is None:
+                await workflow.wait_condition(lambda: bool(self._pending))
+                break
+            left = life.born + timedelta(seconds=life.max_seconds) - workflow.now()
+            if left <= timedelta(0):
+                await self._expire()
+                return False
+            try:
+                # A durable timer only when a bound is set: without one, no timer is written.
+                await workflow.wait_condition(lambda: bool(self._pending), timeout=left)
+            except TimeoutError:
+                continue
+        return True
+
+    def _note_lifetime(self, request: WorkflowRequest, policy: PreemptionPolicy) -> None:
+        """The administrator's maxLifetime as this run read it (a request's is never taken:
+        the bound spans every request), and where to announce the end."""
+        if not self._life:
+            return
+        self._mem.life.reply_to = request.reply_to or self._mem.life.reply_to
+        try:
+            admin = Policy.from_wire(policy.selection or {})
+        except ValueError:
+            return  # the run says why; the last good bound stands
+        self._mem.life.max_seconds = admin.max_lifetime_seconds
+
+    async def _expire(self) -> None:
+        """End for good: say what stays off, in the state, the run record and an event."""
+        life = self._mem.life
+        assert life.born is not None and life.max_seconds is not None
+        left_off = [s.mark.ref for s in resume_order(list(self._mem.stopped.values()))]
+        limit = format_seconds(life.max_seconds)
+        reason = (
+            f"maxLifetime {limit} reached: {len(left_off)} VM(s) this workflow stopped stay off"
+            " and will not be resumed by it"
+        )
+        workflow.logger.warning("%s", reason)
+        self._mem.run_number += 1
+        now = format_time(workflow.now())
+        record = {
+            "run": self._mem.run_number,
+            "kind": "expire",
+            "startedAt": now,
+            "notResumed": [r.value for r in left_off],
+        }
+        self._ended = {
+            "reason": "maxLifetime",
+            "at": now,
+            "startedAt": format_time(life.born),
+            "maxLifetime": limit,
+            "notResumed": [vm_ref_to_wire(r) for r in left_off],
+        }
+        info = workflow.info()
+        await self._send(
+            None,
+            # One per workflow, whichever of its runs expires: a sink can drop a redelivery.
+            f"{info.workflow_id}-expired-{info.first_execution_run_id}",
+            {
+                "workflowID": info.workflow_id,
+                "startedAt": self._ended["startedAt"],
+                "maxLifetime": limit,
+                "expiredAt": now,
+                "virtualMachines": self._ended["notResumed"],
+                "reason": reason,
+            },
+            event_type=EXPIRED_EVENT_TYPE,
+            reply_to=life.reply_to,
+        )
+        self._finish(record, "expired", error=reason)
+
+    def _ended_extras(self) -> dict[str, Any]:
+        return {} if self._ended is None else {"ended": self._ended}
 
     # -- memory -------------------------------------------------------------------------
 
