@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,6 @@ from vmware.vapi.security.session import create_session_security_context
 from vmware.vapi.security.user_password import create_user_password_security_context
 from vmware.vapi.stdlib.client.factories import StubConfigurationFactory
 
-from tests.security.tls_kit import Pki, make_pki
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.rest import TaggingRest
@@ -67,6 +67,13 @@ SESSION_ID = "b00c1e7a5e5510n1d"
 TAG_ID = "urn:vmomi:InventoryServiceTag:5b6c1d2e-0f3a-4b5c-8d7e-9f0a1b2c3d4e:GLOBAL"
 TAG_ID_2 = "urn:vmomi:InventoryServiceTag:6c7d2e3f-1a4b-5c6d-9e8f-0a1b2c3d4e5f:GLOBAL"
 CATEGORY_ID = "urn:vmomi:InventoryServiceCategory:7d8e3f4a-2b5c-6d7e-0f9a-1b2c3d4e5f6a:GLOBAL"
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_crt: Path
+    server_crt: Path
+    server_key: Path
 
 
 @dataclass(frozen=True)
@@ -167,9 +174,31 @@ class StandIn:
         self.thread.join(10)
 
 
+def _openssl(directory: Path, *args: str) -> None:
+    done = subprocess.run(
+        ["openssl", *args], cwd=directory, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
+    """A test CA and the stand-in's certificate for 127.0.0.1, with the key usages that
+    Python 3.13's strict certificate checks (VERIFY_X509_STRICT) want."""
+    d = tmp_path_factory.mktemp("pki")
+    new_key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2")
+    _openssl(d, "req", "-x509", *new_key, "-subj", "/CN=stand-in test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    _openssl(d, "req", "-x509", *new_key, "-subj", "/CN=127.0.0.1",
+             "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-addext", "subjectAltName=IP:127.0.0.1",
+             "-addext", "basicConstraints=critical,CA:FALSE",
+             "-addext", "keyUsage=critical,digitalSignature",
+             "-addext", "extendedKeyUsage=serverAuth",
+             "-keyout", "server.key", "-out", "server.crt")  # fmt: skip
+    return Pki(ca_crt=d / "ca.crt", server_crt=d / "server.crt", server_key=d / "server.key")
 
 
 @pytest.fixture
@@ -184,7 +213,7 @@ def stand_in(pki: Pki) -> Iterator[StandIn]:
 @pytest.fixture
 def ours(stand_in: StandIn, pki: Pki) -> Iterator[TaggingRest]:
     config = VCenterConfig(
-        url=f"{stand_in.url}/sdk", username=USER, password=PASSWORD, ca_bundle=Path(pki.ca_crt)
+        url=f"{stand_in.url}/sdk", username=USER, password=PASSWORD, ca_bundle=pki.ca_crt
     )
     tagging = TaggingRest(config, RoundTrips())
     yield tagging
