@@ -5,8 +5,9 @@ in `{"value": ...}`, `id:` path prefixes, `~action=`) since 6.5, and additionall
 `/api/cis/tagging/...` (bare JSON, `action=`) since 7.0U2; vcsim serves only `/rest`.
 We log in at `/rest` first, because every vCenter we target and vcsim answer it, and
 fall back to `/api` only when `/rest` answers 404 (a vCenter that dropped the
-deprecated API). The `/api` dialect is written from VMware's API reference and is
-not exercised by the tests (vcsim has no `/api` tagging).
+deprecated API). vcsim has no `/api` tagging: tests/vsphere/test_api_dialect.py checks
+that dialect against VMware's own Python SDK instead (the requests it sends for each call,
+and the responses its models make).
 
 Tags are found by name: the API has no name lookup, so resolving a name costs one
 list plus one read per tag. Names resolve once per `tag_cache_ttl`; a cached tag
@@ -319,9 +320,14 @@ class TaggingRest:
         raise TagNotFoundError(name)  # unreachable: the loop returns or raises
 
     def objects_of_tag(self, tag_id: str) -> list[VmRef]:
-        # An empty JSON object, not an empty body: vcsim answers 400 to the latter.
+        # The tag is in the path; there is nothing to send. `/rest` gets an empty JSON object,
+        # because vcsim answers 400 to an empty body there; `/api` gets no body, as VMware's
+        # SDK sends it (tests/vsphere/test_api_dialect.py).
         objects = self.request(
-            "POST", lambda d: d.item(d.association, tag_id), action="list-attached-objects", body={}
+            "POST",
+            lambda d: d.item(d.association, tag_id),
+            action="list-attached-objects",
+            body_of=lambda d: {} if d.wrapped else None,
         )
         return [VmRef(value=o["id"], type=o["type"]) for o in objects or []]
 
