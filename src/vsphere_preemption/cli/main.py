@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "worker": "worker_cmd",
     "workflow": "workflow_cmd",
     "plan": "plan_cmd",
+    "check": "check_cmd",
     "history": "history_cmd",
     "dev": "dev_cmd",
     "demo": "demo_cmd",
