@@ -156,7 +156,8 @@ def test_notes_with_two_vcenters_name_each_and_the_routing(tmp_path: Path) -> No
     text = notes(tmp_path, "--values", str(TWO_VCENTERS))
     assert "vsphere-preemption-worker-vcsa-1: vCenter https://vcsa-1.example.com/sdk" in text
     assert "task queue preempt-vcsa-2" in text
-    assert "VCENTER_TASKQUEUES=" in text and "--vcenter vcsa-1" in text
+    assert "VCENTER_TASKQUEUES=" in text
+    assert "-q vsphere-preemption-vcsa-1 ...   # vCenter vcsa-1" in text
     assert "ServiceMonitors vsphere-preemption-worker and vsphere-preemption-function" in text
     assert "<no value>" not in text
 

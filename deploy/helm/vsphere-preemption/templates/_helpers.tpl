@@ -127,7 +127,7 @@ seccompProfile:
 {{- end -}}
 
 {{/* The task queue of one entry of `vcenters`: its own, or <temporal.taskQueue>-<name>
-     (what `preemptctl --vcenter NAME` addresses). Called with (dict "root" $ "vc" $entry). */}}
+     (a default each vCenter can name in `preemptctl -q`). Called with (dict "root" $ "vc" $entry). */}}
 {{- define "vp.vcenterTaskQueue" -}}
 {{- .vc.taskQueue | default (printf "%s-%s" .root.Values.temporal.taskQueue .vc.name) -}}
 {{- end -}}
