@@ -159,7 +159,7 @@ class _Settings(BaseModel):
 
 
 def _address(value: str) -> str:
-    # METRICS_ADDRESS: empty (off) or host:port.
+    # METRICS_ADDRESS, HEALTH_ADDRESS: empty (off) or host:port.
     text = value.strip()
     if text:
         _, sep, port = text.rpartition(":")
@@ -438,6 +438,11 @@ class WorkerSettings(TemporalSettings, VCenterSettings):
     # none, as a port of its own could clash with a neighbour's.
     metrics_address: Annotated[str, AfterValidator(_address)] = Field(
         default="", alias="METRICS_ADDRESS"
+    )
+    # Where the worker answers Kubernetes' probes (/health/liveness, /health/readiness);
+    # empty: nowhere, as for METRICS_ADDRESS. The chart sets it.
+    health_address: Annotated[str, AfterValidator(_address)] = Field(
+        default="", alias="HEALTH_ADDRESS"
     )
 
 

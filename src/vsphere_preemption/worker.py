@@ -37,6 +37,7 @@ from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.activities import PreemptionActivities
 from vsphere_preemption.temporal.client import connect_failure_reason, security_options
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
+from vsphere_preemption.temporal.health import HealthServer
 from vsphere_preemption.temporal.log_context import LogContextInterceptor
 from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
 from vsphere_preemption.temporal.run_metrics import VCenterRequests
@@ -62,6 +63,10 @@ STICKY_SCHEDULE_TO_START = timedelta(seconds=3)
 # timeout, 2.4 s of its 3 s): every beat of the activities' 1 s ticker is sent, so one late
 # beat does not time the activity out.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
+# A vCenter that refused a login is asked again by the readiness check no sooner than this:
+# probes every few seconds must not turn into a stream of failed logins (and a lockout).
+VCENTER_RETRY = 30.0
 
 log = logs.get_logger(__name__)
 
@@ -144,6 +149,18 @@ async def run(
     """
     owned = vcenter is None
     vsphere = VSphereClient(vcenter_config(settings)) if vcenter is None else vcenter
+    health = _Health(vsphere)
+    server: HealthServer | None = None
+    if settings.health_address:
+        # First: liveness answers while the worker connects, readiness says what it waits for.
+        server = HealthServer(
+            settings.health_address, {"temporal": health.temporal, "vcenter": health.vcenter}
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartError(f"cannot serve health on {settings.health_address}: {exc}") from None
+        log.info("health served", address=settings.health_address, port=server.port)
     runtime: Runtime | None = None
     observers: list[RequestObserver] = []
     metrics: MetricsServer | None = None
@@ -164,7 +181,8 @@ async def run(
     vsphere.observe_requests(_each(observers) if observers else None)
     try:
         client = await _connect(settings, runtime, tracing)
-        await _warm_up(vsphere)
+        health.client = client
+        health.vcenter_ok = await _warm_up(vsphere)
         with (
             ThreadPoolExecutor(ACTIVITY_SLOTS, thread_name_prefix="activity") as executor,
             sink_http_client(settings) as http,
@@ -183,6 +201,7 @@ async def run(
                 graceful_shutdown=graceful_shutdown,
                 tracing=tracing,
             )
+            health.worker = worker
             await _run_until(worker, stop, settings, graceful_shutdown)
         log.info("worker stopped")
     finally:
@@ -196,6 +215,48 @@ async def run(
                 await draining
         if metrics is not None:
             metrics.close()
+        if server is not None:
+            await server.close()
+
+
+class _Health:
+    """The readiness checks, over what `run` has built so far (None: not yet)."""
+
+    def __init__(self, vsphere: VSphereClient) -> None:
+        self.vsphere = vsphere
+        self.client: Client | None = None
+        self.worker: Worker | None = None
+        self.vcenter_ok = False
+        self._vcenter_failed_at: float | None = None
+        self._vcenter_error = ""
+
+    async def temporal(self) -> str | None:
+        if self.client is None or self.worker is None:
+            return "starting: not yet polling"
+        if not self.worker.is_running or self.worker.is_shutdown:
+            return "not polling (stopping)"
+        if not await self.client.service_client.check_health(timeout=timedelta(seconds=2)):
+            return "Temporal's frontend reports its workflow service not serving"
+        return None
+
+    async def vcenter(self) -> str | None:
+        """A session logged in (at start, by an activity, or here). Its later expiry is not
+        seen here: the activities log in again themselves when vCenter drops a session."""
+        if self.vcenter_ok:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._vcenter_failed_at is not None and (
+            loop.time() - self._vcenter_failed_at < VCENTER_RETRY
+        ):
+            return self._vcenter_error
+        try:
+            await asyncio.to_thread(self.vsphere.connect)
+        except VSphereError as exc:
+            self._vcenter_failed_at = loop.time()
+            self._vcenter_error = f"no session: {exc}"
+            return self._vcenter_error
+        self.vcenter_ok = True
+        return None
 
 
 def sink_http_client(settings: WorkerSettings) -> httpx.Client:
@@ -227,7 +288,7 @@ async def _drain(metrics: MetricsServer) -> None:
         metrics.collector.drain()
 
 
-async def _warm_up(vsphere: VSphereClient) -> None:
+async def _warm_up(vsphere: VSphereClient) -> bool:
     """Log in to vCenter at start: the first alarm should not wait for the logins, and a
     wrong password or certificate shows in the log at once. Not fatal: vCenter may be
     back by the first run, and the activities log in again (and retry) themselves."""
@@ -235,8 +296,9 @@ async def _warm_up(vsphere: VSphereClient) -> None:
         await asyncio.to_thread(vsphere.connect)
     except VSphereError as exc:
         log.warning("vcenter not reachable at start; will log in on the first run", error=str(exc))
-    else:
-        log.info("vcenter session open", vcenter=vsphere.config.address)
+        return False
+    log.info("vcenter session open", vcenter=vsphere.config.address)
+    return True
 
 
 async def _connect(settings: WorkerSettings, runtime: Runtime | None, tracing: bool) -> Client:

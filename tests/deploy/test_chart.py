@@ -23,7 +23,9 @@ from vsphere_preemption.settings import FunctionSettings, WorkerSettings, load
 
 VALUES = Path(__file__).parent / "values"
 EVERYTHING = VALUES / "everything.yaml"
+TWO_VCENTERS = VALUES / "two-vcenters.yaml"
 DASHBOARD = VALUES / "dashboard.json"
+CHART_DASHBOARD = CHART / "dashboards" / "vsphere-preemption.json"
 
 VARIATIONS: dict[str, tuple[str, list[str]]] = {
     "defaults": ("vsphere-preemption", []),
@@ -59,11 +61,22 @@ VARIATIONS: dict[str, tuple[str, list[str]]] = {
             "worker.sinkCaBundle.secretName=sink-ca",
         ],
     ),
+    "two vCenters": ("vsphere-preemption", ["--values", str(TWO_VCENTERS)]),
 }
+SAFETY = {"ServiceAccount", "PodDisruptionBudget"}
 KINDS = {
-    "defaults": {"ConfigMap", "Deployment", "Service", "Trigger", "SinkBinding"},
-    "plain manifests": {"ConfigMap", "Deployment", "Service", "Trigger", "SinkBinding"},
+    "defaults": {"ConfigMap", "Deployment", "Service", "Trigger", "SinkBinding", *SAFETY},
+    # The plain manifests use the namespaces' default ServiceAccount.
+    "plain manifests": {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Trigger",
+        "SinkBinding",
+        "PodDisruptionBudget",
+    },
     "everything": {
+        *SAFETY,
         "ConfigMap",
         "Deployment",
         "Service",
@@ -72,9 +85,19 @@ KINDS = {
         "Secret",
         "ServiceMonitor",
     },
-    "worker only": {"ConfigMap", "Deployment", "Service"},
-    "another release, no SinkBinding": {"ConfigMap", "Deployment", "Service", "Trigger"},
+    "worker only": {"ConfigMap", "Deployment", "Service", *SAFETY},
+    "another release, no SinkBinding": {"ConfigMap", "Deployment", "Service", "Trigger", *SAFETY},
+    "two vCenters": {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Trigger",
+        "SinkBinding",
+        "ServiceMonitor",
+        *SAFETY,
+    },
     "temporal over mTLS, api key, token": {
+        *SAFETY,
         "ConfigMap",
         "Deployment",
         "Service",
@@ -129,6 +152,7 @@ def test_every_object_is_valid_against_its_official_schema(name: str, kube: str)
 CONTAINER = "spec.template.spec.containers.0"
 NO_SECRET = ["--set", "vcenter.existingSecret="]
 DASHBOARD_ON = ["--set", "dashboard.enabled=true"]
+QUEUE_1 = "vsphere-preemption-vcsa-1"  # the first vCenter's queue in two-vcenters.yaml
 
 
 def _mutated(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -164,7 +188,8 @@ def test_the_validators_reject_what_the_api_server_would(
         o
         for o in everything
         if (o["apiVersion"], o["kind"]) == (api_version, kind)
-        and not o["metadata"]["name"].endswith("-dashboard")
+        and not o["metadata"]["name"].endswith(("-dashboard", "-function-metrics"))
+        and not (kind == "ServiceMonitor" and o["metadata"]["name"].endswith("-function"))
     ]
     validate(obj, KUBE_VERSIONS[-1])  # the object as rendered passes...
     if "\\." in path:  # a key with a dot (data's file name)
@@ -305,8 +330,13 @@ def test_given_credentials_the_chart_creates_the_secret(everything: list[dict[st
     [
         (NO_SECRET, "set existingSecret, or username and password"),
         ([*NO_SECRET, "--set", "vcenter.username=u"], "username and password"),
-        (["--set", "dashboard.enabled=true"], "--set-file dashboard.json="),
         ([*DASHBOARD_ON, "--set-string", "dashboard.json=not json"], "not valid JSON"),
+        (["--values", str(TWO_VCENTERS), "--set", "function.vcenterTaskQueues.a=b"],
+         "leave function.vcenterTaskQueues empty"),
+        (["--values", str(TWO_VCENTERS), "--set", "vcenters[1].name=vcsa-1"],
+         'the name "vcsa-1" is given twice'),
+        (["--values", str(TWO_VCENTERS), "--set", f"vcenters[1].taskQueue={QUEUE_1}"],
+         "is given twice (each vCenter needs its own)"),
     ],
 )  # fmt: skip
 def test_the_chart_refuses_to_render_what_cannot_work(args: list[str], message: str) -> None:
@@ -330,7 +360,7 @@ def _containers(objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dic
 def test_every_container_runs_with_the_secure_defaults(name: str) -> None:
     objects = rendered(name)
     containers = _containers(objects)
-    assert len(containers) == (1 if name == "worker only" else 2)
+    assert len(containers) == {"worker only": 1, "two vCenters": 3}.get(name, 2)
     for pod, container in containers:
         sc = container["securityContext"]
         assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65532
@@ -342,10 +372,11 @@ def test_every_container_runs_with_the_secure_defaults(name: str) -> None:
         assert seccomp == {"type": "RuntimeDefault"}
         for bound in ("requests", "limits"):
             assert set(container["resources"][bound]) >= {"cpu", "memory"}
-    pod = worker(objects)["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    for deployment in [o for o in objects if o["kind"] == "Deployment"]:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
 
 
 @pytest.mark.parametrize("name", ["defaults", "everything", "another release, no SinkBinding"])
@@ -413,7 +444,8 @@ def test_the_function_scales_as_told(
 
 def test_metrics_are_off_by_default(defaults: list[dict[str, Any]]) -> None:
     container = worker(defaults)["spec"]["template"]["spec"]["containers"][0]
-    assert "METRICS_ADDRESS" not in env_of(container) and "ports" not in container
+    assert "METRICS_ADDRESS" not in env_of(container)
+    assert container["ports"] == [{"name": "health", "containerPort": 8081}]
     assert [o["apiVersion"] for o in defaults if o["kind"] == "Service"] == [
         "serving.knative.dev/v1"
     ]
@@ -426,8 +458,13 @@ def test_metrics_when_enabled_are_served_and_scraped(name: str) -> None:
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert env_of(container)["METRICS_ADDRESS"] == ":9090"
-    assert container["ports"] == [{"name": "metrics", "containerPort": 9090}]
-    service = one(objects, "Service", "v1")
+    assert {"name": "metrics", "containerPort": 9090} in container["ports"]
+    (service,) = [
+        o
+        for o in objects
+        if o["apiVersion"] == "v1" and o["kind"] == "Service"
+        and o["metadata"]["name"].endswith("-worker-metrics")
+    ]  # fmt: skip
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"] == [
@@ -437,15 +474,16 @@ def test_metrics_when_enabled_are_served_and_scraped(name: str) -> None:
     if name == "worker only":  # metrics.serviceMonitor.enabled=false
         assert not monitors
         return
-    (monitor,) = monitors
+    (monitor,) = [m for m in monitors if m["metadata"]["name"].endswith("-worker")]
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s"}
-    ]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert {k: endpoint[k] for k in ("port", "path", "interval")} == {
+        "port": "metrics", "path": "/metrics", "interval": "15s",
+    }  # fmt: skip
 
 
 def test_the_dashboard_is_a_configmap_for_grafana(everything: list[dict[str, Any]]) -> None:
@@ -473,7 +511,10 @@ def test_the_plain_manifests_are_the_charts_rendering(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["function.yaml", "sinkbinding.yaml", "worker.yaml"]
+    assert names == ["dashboard.json", "function.yaml", "sinkbinding.yaml", "worker.yaml"]
+    # The dashboard for a manual import: the chart's own, byte for byte.
+    assert (tmp_path / "dashboard.json").read_bytes() == CHART_DASHBOARD.read_bytes()
+    names.remove("dashboard.json")
     for file in names:
         committed = (ROOT / "deploy" / file).read_text()
         assert committed == (tmp_path / file).read_text(), (

@@ -18,7 +18,8 @@ targets, dryRun; see the README), PREEMPTION_MAX_VMS (default 10) and
 PREEMPTION_SCOPE (entity or vcenter, default entity), both over the file,
 PREEMPTION_SOFT_SHUTDOWN_GRACE (default 2m), PREEMPTION_MAX_CONCURRENCY
 (default 5), METRICS_ADDRESS (host:port of the Prometheus endpoint; default
-none), LOG_FORMAT (json or console; default json), DEBUG, SINK_CA_BUNDLE (CAs to
+none), HEALTH_ADDRESS (host:port of /health/liveness and /health/readiness;
+default none), LOG_FORMAT (json or console; default json), DEBUG, SINK_CA_BUNDLE (CAs to
 trust for https:// replyTo sinks); Temporal over TLS: TEMPORAL_TLS, TEMPORAL_TLS_CA,
 TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY_FILE
 (see the README, Security); tracing by the standard OTEL_* variables (off unless an
