@@ -119,3 +119,18 @@ def test_the_wheel_carries_the_license_and_the_metadata(tmp_path: Path) -> None:
     classifiers = meta.get_all("Classifier") or []
     assert "License :: OSI Approved :: Apache Software License" not in classifiers  # PEP 639
     assert any(c.startswith("Development Status ::") for c in classifiers)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_readme_section_finds_it() -> None:
+    """The table of contents (and every other `(#anchor)` link) survives a renamed heading."""
+    text = (ROOT / "README.md").read_text()
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", prose, re.MULTILINE)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", prose))
+    assert links and not links - anchors, sorted(links - anchors)
+    assert "[`docs/operating.md`](docs/operating.md)" in text
