@@ -31,13 +31,20 @@ WORKDIR /src
 # installs the locks with --no-deps, so no resolver looks past them whatever the index holds
 # (scripts/install-lock does the same for .venv).
 COPY requirements/bootstrap.txt requirements/runtime.txt requirements/build.txt requirements/
+# binutils' strip, in this stage only: the compiled extensions (the Temporal core, uvloop,
+# pydantic-core, ...) ship their symbols and debug information, tens of MB the runtime never reads.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv \
  && python -m venv /opt/build \
  && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
  && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
  && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt \
  && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
- && /opt/venv/bin/pip check
+ && /opt/venv/bin/pip check \
+ && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} +
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 # pip writes the .pyc files here, so the read-only runtime never compiles at start. Then pip
