@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # subcommand -> module under vsphere_preemption.cli
 SUBCOMMANDS = {
@@ -23,6 +24,20 @@ SUBCOMMANDS = {
     "dev": "dev_cmd",
     "demo": "demo_cmd",
 }
+
+
+class _Version(argparse.Action):
+    """`--version`: the installed package's version, looked up only when asked for (argparse's
+    own version action wants the string when the parser is built, on every command's start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        import vsphere_preemption
+
+        print(f"{parser.prog} {vsphere_preemption.__version__}")  # on stdout, as argparse's
+        parser.exit()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -40,6 +55,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     names = [SUBCOMMANDS[command]] if command in SUBCOMMANDS else SUBCOMMANDS.values()
     for module_name in names:
