@@ -26,11 +26,13 @@ def add_common_arguments(
     )  # fmt: skip
     parser.add_argument("--temporal-port", type=int, default=7233, help="dev server port (7233)")
     parser.add_argument("--ui-port", type=int, default=8233, help="Temporal web UI port (8233)")
+    # No default path here: building the parser must not need a home directory (the image
+    # runs as a uid without one, and `preemptctl --version` builds every parser).
     parser.add_argument(
-        "--db-file", type=Path,
-        default=None if db_file_help else _state_dir() / "temporal.db",
+        "--db-file", type=Path, default=None,
         help=db_file_help
-        or "SQLite file of the dev server, so workflows survive a restart (%(default)s)",
+        or "SQLite file of the dev server, so workflows survive a restart "
+        "($XDG_STATE_HOME or ~/.local/state, then vsphere-preemption/temporal.db)",
     )  # fmt: skip
     parser.add_argument("--function-port", type=int, default=8080, help="function port (8080)")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"preemptctl dev: {exc}", file=sys.stderr)
         return 2
+    if args.db_file is None:
+        args.db_file = _state_dir() / "temporal.db"
     args.db_file.parent.mkdir(parents=True, exist_ok=True)
     stack = DevStack(
         vcenter=VCenterTarget(url=url, secret_path=secret_path, insecure=insecure),
