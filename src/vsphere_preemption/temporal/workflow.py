@@ -127,9 +127,19 @@ STRICT_SIGNALS_PATCH = "strict-signals"
 # signals that come one by one after a run (too far apart to wait together and coalesce) each
 # made a run that read the policy (a local activity, its marker in history) only to skip it.
 KNOWN_COOLDOWN_PATCH = "known-cooldown"
+# storm-proof: a signal costs the workflow little (its entity read once, not per comparison;
+# no info line per signal), and the workflow continues as new when its history is long also
+# before a run and while it waits, not only after a run: a storm that keeps a run from ending
+# (or signals that come one by one, each skipped) no longer grows a run's history without end.
+# Continuing before a run hands the waiting requests to the next run (Memory.pending).
+STORM_PATCH = "storm-proof"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
+# ... and a storm-proof one past this many: a storm's run is mostly signals of about 2 KB each,
+# and the SDK's own cost per signal on replay (the sandbox entered per payload) is what bounds
+# a replay's time: 1,000 events replay in under 0.5 s (bench/signal_storm.py, BENCHMARKS.md).
+STORM_MAX_HISTORY_EVENTS = 1_000
 # The newest run's record as the query answer's `lastRun` carries it.
 LATEST_RUN_FIELDS = ("run", "kind", "outcome", "startedAt", "endedAt", "reason")
 LOWERED = "the alarm lowered during the notice: nothing was acted on"
@@ -144,6 +154,7 @@ class PreemptVMsWorkflow:
         self._care = False  # this workflow acts with care (memoized patch)
         # The cooldown of the last policy read (none yet in this run of the workflow).
         self._cooldown: timedelta | None = None
+        self._storm: bool | None = None  # this workflow is storm-proof (memoized patch)
 
     @workflow.run
     async def run(self, carried: str | None = None) -> RawValue:
@@ -155,9 +166,14 @@ class PreemptVMsWorkflow:
             self._mem = Memory.from_json(carried)
             self._pending.extend(self._mem.pending)
             self._care = True
+            self._storm_proof()
         try:
             while True:
-                await workflow.wait_condition(lambda: bool(self._pending))
+                await workflow.wait_condition(lambda: bool(self._pending) or self._due())
+                if self._due():
+                    # Idle, or about to run with a long history: the next run of the workflow
+                    # takes the waiting requests. Between runs only, never mid-run.
+                    self._continue_as_new("the history is long")
                 request = self._pending.popleft()
                 run = asyncio.ensure_future(self._preempt(request))
                 try:
@@ -194,7 +210,9 @@ class PreemptVMsWorkflow:
         except Exception as exc:  # noqa: BLE001 (any bad payload is dropped, never fatal)
             workflow.logger.warning("dropping undecodable %s: %s", SIGNAL_NAME, exc)
             return
-        workflow.logger.info(
+        # A storm brings thousands: one line each only when debugging (a log line is no
+        # command: no patch needed to change it).
+        workflow.logger.debug(
             "received preemption request: tag=%s criticality=%s eventID=%s",
             request.tag,
             request.criticality.value,
@@ -259,6 +277,8 @@ class PreemptVMsWorkflow:
         by_plan = workflow.patched(PLAN_PATCH)
         self._care = by_plan and workflow.patched(CARE_PATCH)
         known_cooldown = workflow.patched(KNOWN_COOLDOWN_PATCH)
+        if self._care:
+            self._storm_proof()
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
@@ -806,11 +826,23 @@ class PreemptVMsWorkflow:
         self._mem.remember(record, self._mem.history_keep)
         record_run(workflow.metric_meter(), record, record["endedAt"])  # nothing on replay
 
+    def _storm_proof(self) -> bool:
+        """Whether this workflow is storm-proof. Asked where the other patches are (before a
+        run's local activity; at the start of a continued run), never from a wait condition,
+        and kept for the workflow's life, as they are, so that its replays agree."""
+        if self._storm is None:
+            self._storm = workflow.patched(STORM_PATCH)
+        return self._storm
+
+    def _due(self) -> bool:
+        """Continue as new now (between runs): a storm-proof workflow that acts with care and
+        whose history is long. Not before its first run has asked (`_storm` still None)."""
+        return self._care and bool(self._storm) and self._history_is_long()
+
     def _history_is_long(self) -> bool:
         info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > (
+            STORM_MAX_HISTORY_EVENTS if self._storm else MAX_HISTORY_EVENTS
         )
 
     def _continue_as_new(self, why: str) -> NoReturn:
@@ -837,7 +869,8 @@ def coalesce(waiting: WorkflowRequest, arriving: WorkflowRequest) -> WorkflowReq
         return None
     severity = list(Criticality)
     worst = max(waiting.criticality, arriving.criticality, key=severity.index)
-    return replace(arriving, criticality=worst)
+    # The same request either way; the arriving one itself keeps the entity it has read.
+    return arriving if worst is arriving.criticality else replace(arriving, criticality=worst)
 
 
 def json_payload(data: bytes) -> RawValue:
