@@ -37,6 +37,8 @@ def test_there_are_histories_to_replay() -> None:
         "plan_run_on_a_cluster_then_dry_run_cancel",  # select-by-plan
         "care_notice_suspend_cancel_then_resume",  # act-with-care
         "known_cooldown_skips_without_a_policy_read",  # known-cooldown
+        "storm_proof_continues_as_new_while_idle",  # storm-proof
+        "storm_of_raises_taken_together",  # storm-proof
     }
 
 
@@ -51,9 +53,12 @@ def test_stored_history_carries_no_secret_and_completes(path: Path) -> None:
     text = path.read_text()
     assert SECRET not in text
     events = json.loads(text)["events"]
+    # Completed, or continued as new (a run of a long-lived workflow ends so).
     assert events[-1]["eventType"] in {
         "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
         "EventTypeWorkflowExecutionCompleted",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+        "EventTypeWorkflowExecutionContinuedAsNew",
     }
 
 
