@@ -136,9 +136,12 @@ STORM_PATCH = "storm-proof"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
-# ... and a storm-proof one past this many: a storm's run is mostly signals of about 2 KB each,
-# and the SDK's own cost per signal on replay (the sandbox entered per payload) is what bounds
-# a replay's time: 1,000 events replay in under 0.5 s (bench/signal_storm.py, BENCHMARKS.md).
+# ... and a storm-proof one past this many. A storm's run is mostly signals, each taken in a
+# workflow task of its own when paced; replaying it costs the SDK a round trip per task more
+# than it costs our code: 1,000 such events replayed in 0.39 s on a quiet machine, 0.62-0.68 s
+# on a loaded one (bench/signal_storm.py, BENCHMARKS.md). 600 replayed faster but doubled the
+# continue-as-new attempts a storm makes, and with them the ones a signal refuses (a failed
+# workflow task) and the queries that wait over a second while the run is rebuilt.
 STORM_MAX_HISTORY_EVENTS = 1_000
 # The newest run's record as the query answer's `lastRun` carries it.
 LATEST_RUN_FIELDS = ("run", "kind", "outcome", "startedAt", "endedAt", "reason")
