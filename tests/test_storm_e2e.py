@@ -14,16 +14,19 @@ run: every tagged VM powered off once, annotated once, one VmPreemptedEvent at t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from tests.function.conftest import alarm_event, as_binary, on
 from tests.function.process import FunctionProcess, http_request
@@ -139,7 +142,7 @@ async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_ru
                 history: list[dict[str, Any]] = json.loads(await handle.query("history"))
                 return history
 
-            signalled = sum(1 for _, reply in replies if reply["decision"] == "preempt")
+            signalled = signals_sent(replies)
             await eventually(
                 lambda: received(temporal_client, workflow_id),
                 lambda n: n == signalled,
@@ -207,6 +210,17 @@ async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_ru
     assert {VmRef(v["Value"], v["Type"]) for v in data["virtualMachines"]} == set(scene.on)
 
 
+def signals_sent(replies: list[Any]) -> int:
+    """How many signals the replicas sent for these answers: a raise that rode a signal with
+    others (function/signal_lines.py) names that signal's event; one signal per carrier."""
+    return sum(
+        1
+        for _, reply in replies
+        if reply["decision"] == "preempt"
+        and reply.get("signalEventID", reply["eventID"]) == reply["eventID"]
+    )
+
+
 async def received(client: Client, workflow_id: str) -> int:
     """How many PreemptVMsChan signals the workflow's history holds."""
     events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
@@ -228,3 +242,125 @@ def activities(history: Any, name: str) -> int:
         if e.event_type == wanted
         and e.activity_task_scheduled_event_attributes.activity_type.name == name
     )
+
+
+STORM_EVENTS = 10_000
+MAX_RUN_EVENTS = 2_500
+
+
+async def test_10000_distinct_raising_events_keep_every_run_short_and_a_lowering_still_ends_it(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    vcsim_factory: Callable[..., Vcsim],
+    tmp_path: Path,
+) -> None:
+    """Issue 16's storm: 10,000 distinct raises for one alarm and cluster, 32 connections, two
+    replicas, two workers. Each replica signals one at a time per alarm and entity, the raises
+    meanwhile merged into its next signal; the workflow continues as new while they come."""
+    sim = vcsim_factory(*vcsim_args())
+    vcenter = client_for(sim)
+    scene = prepare(Inventory(vcenter), on=5, off=1)
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
+    alarm, queue = unique("storm-alarm"), unique("storm")
+    workflow_id = on(alarm)
+    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
+    workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    handle = temporal_client.get_workflow_handle(workflow_id)
+    query_seconds: list[float] = []
+    storming = True
+
+    async def ask() -> None:
+        started = time.monotonic()
+        await handle.query("current_state", rpc_timeout=timedelta(seconds=10))
+        query_seconds.append(time.monotonic() - started)
+
+    async def keep_asking() -> None:
+        while storming:
+            with contextlib.suppress(RPCError):  # not started yet
+                await ask()
+            await asyncio.sleep(0.25)
+
+    with EventSink() as sink:
+        function_env = {
+            "TEMPORAL_URL": temporal_server.address,
+            "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
+            "TEMPORAL_TASKQUEUE": queue,
+            "VSPHERE_PREEMPTION_TAG": "preemptible",
+            "VSPHERE_ALARM_NAME": alarm,
+            "K_SINK": sink.url,
+        }
+        replicas = [FunctionProcess(function_env, tmp_path / f"function-{n}.log") for n in (1, 2)]
+        try:
+            for worker in workers:
+                worker.start()
+            for replica in replicas:
+                replica.start()
+            requests = [as_binary(alarm_event(alarm, "yellow", "red")) for _ in range(STORM_EVENTS)]
+            asking = asyncio.create_task(keep_asking())
+            started = time.monotonic()
+            replies = await storm([replica.port for replica in replicas], requests)
+            seconds = time.monotonic() - started
+            await wait_for(
+                lambda: sink.wait_for(PREEMPTED_EVENT_TYPE, 0) is not None,
+                timeout=60,
+                what="the VmPreemptedEvent",
+            )
+            storming = False
+            await asking
+            for _ in range(4):  # and after
+                await ask()
+                await asyncio.sleep(0.25)
+            # The alarm lowers: the workflow completes.
+            lowering = as_binary(alarm_event(alarm, "red", "green"))
+            ((status, reply),) = await storm([replicas[0].port], [lowering])
+            assert (status, reply["decision"]) == (200, "cancel"), reply
+            await asyncio.wait_for(handle.result(), timeout=60)
+            runs = [
+                execution.run_id
+                async for execution in temporal_client.list_workflows(
+                    f"WorkflowId = '{workflow_id}'"
+                )
+            ]
+            histories = [
+                (await temporal_client.get_workflow_handle(workflow_id, run_id=r).fetch_history())
+                for r in runs
+            ]
+        finally:
+            storming = False
+            for replica in replicas:
+                replica.stop()
+            for worker in workers:
+                worker.stop()
+    print(
+        f"\n{STORM_EVENTS} raising events over 2 replicas in {seconds:.1f} s: "
+        f"{signals_sent(replies)} signals, {len(runs)} runs of "
+        f"{sorted(len(h.events) for h in histories)} events, "
+        f"queries up to {max(query_seconds):.3f} s"
+    )
+
+    # Every event answered 2xx once its signal was accepted; merged ones say so.
+    assert Counter(status for status, _ in replies) == {200: STORM_EVENTS}
+    assert {reply["decision"] for _, reply in replies} == {"preempt"}
+    assert signals_sent(replies) < STORM_EVENTS / 4
+    for replica in replicas:
+        assert "Traceback" not in replica.log()
+        assert '"signalCarried"' in replica.log()
+    # No run's history too long to replay quickly; the workflow answered throughout.
+    assert max(len(h.events) for h in histories) <= MAX_RUN_EVENTS
+    assert len(query_seconds) >= 10 and max(query_seconds) < 1.0, query_seconds
+    events = [e for h in histories for e in h.events]
+    assert workflow_task_failures(events) == []
+    for worker in workers:
+        text = worker.log()
+        assert "TMPRL1101" not in text and "Traceback" not in text, text[-3000:]
+    # One run acted, across every run of the workflow.
+    assert activities(events, PLAN_PREEMPTION) == 1
+    assert activities(events, POWER_OFF_VMS) == 1
+    assert powered_off(vcenter, scene.all_vms) == set(scene.on) | set(scene.off)
+    assert observer.events("VmPoweredOffEvent", "VmGuestShutdownEvent") == {
+        ("VmPoweredOffEvent", vm.value): 1 for vm in scene.on
+    }
+    observer.close()
+    vcenter.close()
+    assert len([e for e in sink.events if e.type == PREEMPTED_EVENT_TYPE]) == 1

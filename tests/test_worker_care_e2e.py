@@ -58,7 +58,7 @@ from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.temporal.client import PreemptionClient, execution_timeout_for
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
-from vsphere_preemption.temporal.workflow import MAX_HISTORY_EVENTS
+from vsphere_preemption.temporal.workflow import STORM_MAX_HISTORY_EVENTS
 from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import (
     ANNOTATION_KEY,
@@ -589,7 +589,7 @@ async def test_thousands_of_signals_keep_every_run_short_and_the_run_history_acr
             (4, "skipped", "alarm-4"),
         ]
         # A flood, in bursts as fast as Temporal takes them: the raises that wait together make
-        # one run; the workflow continues as new once its history passes MAX_HISTORY_EVENTS.
+        # one run; the workflow continues as new once its history passes STORM_MAX_HISTORY_EVENTS.
         # (Bursts, each one served before the next: while signals never stop arriving, the
         # server refuses every continue-as-new, temporalio/temporal#1289.)
         for burst in range(6):
@@ -605,7 +605,7 @@ async def test_thousands_of_signals_keep_every_run_short_and_the_run_history_acr
 
     assert len(lengths) >= 2, f"never continued as new: {lengths}"
     assert max(lengths) < 2_500, lengths
-    assert all(n > MAX_HISTORY_EVENTS for n in lengths[:-1]), lengths  # none continued early
+    assert all(n > STORM_MAX_HISTORY_EVENTS for n in lengths[:-1]), lengths  # none continued early
     # The query answers in the latest run, with what the first run did.
     assert [v["Value"] for v in state["virtualMachines"]] == [victim.value]
     assert state["event"]["id"] == signal["event"]["id"]

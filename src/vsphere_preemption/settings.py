@@ -337,6 +337,10 @@ class FunctionSettings(TemporalSettings):
     # last this many, is answered as a duplicate and not signalled again; 0 turns it off.
     dedup_window: Duration = Field(default=timedelta(hours=1), alias="DEDUP_WINDOW")
     dedup_max_events: int = Field(default=10_000, ge=0, le=1_000_000, alias="DEDUP_MAX_EVENTS")
+    # A replica's least time between two signals to one workflow and entity; the raises that
+    # come meanwhile ride the next signal, merged (function/signal_lines.py). 0: one signal in
+    # flight, the next at once.
+    signal_spacing: Duration = Field(default=timedelta(milliseconds=100), alias="SIGNAL_SPACING")
     # A file holding the token `POST /` then requires as `Authorization: Bearer <token>`.
     function_token_file: Path | None = Field(default=None, alias="FUNCTION_TOKEN_FILE")
     # Its content, read by `_derive` (no alias); never in a repr.

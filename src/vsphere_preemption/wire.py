@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from vsphere_preemption.domain.events import GO_JSON_MEDIA_TYPES, alarm_entity, media_type
@@ -64,6 +64,9 @@ CE_ATTRIBUTE_ORDER = (*CE_REQUIRED_ATTRIBUTES, "subject", "datacontenttype", "da
 SIGNAL_SPECVERSIONS = ("1.0", "0.3")
 MAX_TAG_LENGTH = 256
 MAX_SIGNAL_BYTES = 1024 * 1024
+# The most bytes Go's JSON writer makes of one byte of JSON text read: `<`, `>`, `&` become
+# `\u003c` and so on (a number grows less: `1e20` is written in 21 digits).
+GO_JSON_GROWTH = 6
 
 
 class WireError(ValueError):
@@ -326,6 +329,9 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+_NOT_READ = object()
+
+
 @dataclass(frozen=True)
 class WorkflowRequest:
     """The `PreemptVMsChan` signal: which tag, how hard, why, and where to report.
@@ -360,16 +366,23 @@ class WorkflowRequest:
             wire["policy"] = dict(self.policy)
         return wire
 
-    def check(self) -> None:
+    def check(self, *, sent_bytes: int | None = None) -> None:
         """WireError naming the first thing that keeps this request from being a signal.
 
         The rule every signal meets, whoever sends it (docs/wire.md, "Which signals the
         workflow takes"): the workflow drops the rest, and the function and `preemptctl
         workflow run` check what they are about to send with it.
+
+        `sent_bytes`: the size of the JSON text the request was read from, when it was. Writing
+        the request as Go would is most of what a check costs (a workflow checks every signal
+        of a storm), and it cannot exceed the limit when the text is small enough: Go's writer
+        makes at most GO_JSON_GROWTH bytes of one byte of text (`<` becomes `\u003c`), and the
+        event's JSON data is kept as it was sent. The same answer, without the writing.
         """
         problem = tag_problem(self.tag) or signal_event_problem(self.event)
         problem = problem or reply_to_problem(self.reply_to)
-        if problem is None:
+        small = sent_bytes is not None and sent_bytes * GO_JSON_GROWTH <= MAX_SIGNAL_BYTES
+        if problem is None and not small:
             try:
                 size = len(go_json(self.to_wire()))
             except (TypeError, ValueError) as exc:  # NaN from a lenient decoder, say
@@ -380,7 +393,9 @@ class WorkflowRequest:
             raise WireError(problem)
 
     @classmethod
-    def from_wire(cls, obj: Any, *, strict: bool = True) -> WorkflowRequest:
+    def from_wire(
+        cls, obj: Any, *, strict: bool = True, sent_bytes: int | None = None
+    ) -> WorkflowRequest:
         """A request from its decoded JSON, checked (`check`) unless `strict` is False.
 
         Not strict: only for requests that were accepted once already (a workflow's memory
@@ -410,7 +425,7 @@ class WorkflowRequest:
             policy=None if policy is None else dict(policy),
         )
         if strict:
-            request.check()
+            request.check(sent_bytes=sent_bytes)
         return request
 
     def alarmed_entity(self) -> MoRef | None:
@@ -422,10 +437,18 @@ class WorkflowRequest:
         """
         if self.entity is not None:
             return self.entity
+        # Read once per request: a workflow compares the entity of every signal of a storm
+        # with the one waiting, and reading it decodes the whole alarm event. (Not a field:
+        # equality, `replace` and the wire know nothing of it.)
+        known = self.__dict__.get("_alarmed_entity", _NOT_READ)
+        if known is not _NOT_READ:
+            return cast("MoRef | None", known)
         event = self.event
         if isinstance(event.get("data"), RawJSON):
             event = {**event, "data": event["data"].value()}
-        return alarm_entity(event)
+        entity = alarm_entity(event)
+        object.__setattr__(self, "_alarmed_entity", entity)
+        return entity
 
     @classmethod
     def from_json(cls, text: str | bytes, *, strict: bool = True) -> WorkflowRequest:
@@ -438,7 +461,9 @@ class WorkflowRequest:
         size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
         if strict and size > MAX_SIGNAL_BYTES:
             raise WireError(f"the signal is {size} bytes, over {MAX_SIGNAL_BYTES}")
-        request = cls.from_wire(_json_object(text, "a WorkflowRequest"), strict=strict)
+        request = cls.from_wire(
+            _json_object(text, "a WorkflowRequest"), strict=strict, sent_bytes=size
+        )
         try:
             # The same lookup as from_wire's, over raw texts instead of values.
             event_text = go_field(dict(members(text)), "event")

@@ -65,6 +65,10 @@ def fuzzed(
         "TEMPORAL_TASKQUEUE": unique("fuzz"),  # no worker: the workflows only gather signals
         "VSPHERE_PREEMPTION_TAG": "preemptible",
         "VSPHERE_ALARM_NAME": alarm,
+        # Its valid raises come one after the other for one alarm and entity, as fast as they
+        # are answered: paced, each would wait SIGNAL_SPACING. Pacing has tests of its own
+        # (test_signal_lines.py, tests/test_storm_e2e.py); this one is about the answers.
+        "SIGNAL_SPACING": "0",
     }
     log = tmp_path_factory.mktemp("fuzz") / "function.log"
     with FunctionProcess(settings_env, log) as function:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
 from tests.temporal.helpers import (
     eventually,
@@ -170,6 +170,63 @@ async def resume_interrupted_continues_as_new_then_expires(
     return client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
 
 
+def _small_raise(event_id: str) -> dict[str, Any]:
+    """A raise whose event is as small as a signal's may be: a storm's history stays small."""
+    event = {"specversion": "1.0", "id": event_id, "source": "record", "type": "raise"}
+    return signal_payload(event=event, replyTo="")
+
+
+async def storm_proof_continues_as_new_while_idle(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """storm-proof: a run, then raises a few at a time, each skipped within the cooldown, until
+    the history passes STORM_MAX_HISTORY_EVENTS and the workflow continues as new (the first
+    run's history, which ends so); the next run is cancelled."""
+    handle = await signal_with_start(
+        client, "cluster-cpu-above-80-long", task_queue, signal_payload(replyTo="")
+    )
+    await _ran(handle)
+    first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    number = 0
+    while (await first.describe()).status != WorkflowExecutionStatus.CONTINUED_AS_NEW:
+        for _ in range(5):
+            number += 1
+            await handle.signal(SIGNAL_NAME, _small_raise(f"raise-{number}"))
+        await asyncio.sleep(0.1)
+    latest = client.get_workflow_handle(handle.id)
+    await latest.cancel()
+    await latest.result()
+    return first
+
+
+async def storm_of_raises_taken_together(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """storm-proof: a run, then 300 raises at once (32 in flight), taken in few workflow tasks,
+    coalesced and skipped within the cooldown, then cancel."""
+    handle = await signal_with_start(
+        client, "cluster-cpu-above-80-burst", task_queue, signal_payload(replyTo="")
+    )
+    await _ran(handle)
+    limit = asyncio.Semaphore(32)
+
+    async def one(number: int) -> None:
+        async with limit:
+            await handle.signal(SIGNAL_NAME, _small_raise(f"burst-{number}"))
+
+    await asyncio.gather(*(one(n) for n in range(300)))
+    await handle.signal(SIGNAL_NAME, _small_raise("last"))
+
+    async def newest() -> str:
+        runs = json.loads(await handle.query("history"))
+        return str(runs[-1]["eventID"])
+
+    await eventually(newest, functools.partial(operator.eq, "last"), what="the storm taken")
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
@@ -179,6 +236,8 @@ SCENARIOS: dict[str, Scenario] = {
     "resume_interrupted_continues_as_new_then_expires": (
         resume_interrupted_continues_as_new_then_expires
     ),
+    "storm_proof_continues_as_new_while_idle": storm_proof_continues_as_new_while_idle,
+    "storm_of_raises_taken_together": storm_of_raises_taken_together,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {

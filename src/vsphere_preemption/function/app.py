@@ -238,5 +238,12 @@ def create_app(
             tracing=tracing,
             security=settings.temporal_security,
         )
-    handler = EventHandler(settings, link, metrics, log, tracing=tracing)
+    handler = EventHandler(
+        settings,
+        link,
+        metrics,
+        log,
+        tracing=tracing,
+        signal_spacing=settings.signal_spacing.total_seconds(),
+    )
     return FunctionApp(handler, link, metrics, log, token=settings.bearer_token)

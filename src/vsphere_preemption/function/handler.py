@@ -11,6 +11,10 @@ a server. The statuses, as docs/wire.md's decision rules give them:
   configured alarm, carries no status change, or whose signal the workflow would drop
   (WorkflowRequest.check: over 1 MiB, say);
 - 503 (Temporal unreachable or timing out) / 502 (Temporal refused the call): the broker retries.
+
+Raising events are signalled one at a time per workflow and entity (signal_lines.py): an event
+that arrives while a signal is in flight rides the next one, merged with the others that
+waited, and is answered with that signal's outcome (2xx once Temporal took it, else 503/502).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from vsphere_preemption.function.cloudevent_http import (
 )
 from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.recent import RecentEvents, event_key
+from vsphere_preemption.function.signal_lines import SPACING, Delivered, SignalLines
 from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
@@ -84,6 +89,7 @@ class EventHandler:
         log: Any,
         *,
         tracing: bool = False,
+        signal_spacing: float = SPACING,
     ) -> None:
         self._settings = settings
         self._tracing = tracing
@@ -91,6 +97,8 @@ class EventHandler:
         self._metrics = metrics
         self._log = log
         self._recent = RecentEvents(settings.dedup_max_events, settings.dedup_window)
+        # One signal in flight per workflow and entity; raises meanwhile ride the next one.
+        self._signals = SignalLines(signal_spacing)
 
     async def handle(self, headers: Mapping[str, str], body: bytes) -> Reply:
         started = time.perf_counter()
@@ -251,24 +259,33 @@ class EventHandler:
             "tag": settings.preemption_tag,
             "sink": settings.k_sink,
         }
-        try:
-            run = await self._link.require().signal_with_start(
+
+        async def send(merged: WorkflowRequest) -> Any:
+            return await self._link.require().signal_with_start(
                 workflow_id,
-                request,
+                merged,
                 task_queue=route.task_queue,
                 # None in the per-entity form: the workflow lives as long as its alarm.
                 execution_timeout=execution_timeout_for(self._settings.workflow_id_mode),
             )
+
+        try:
+            delivered = await self._signals.raise_(_line(workflow_id, change), request, send)
         except TemporalError as exc:
             self._metrics.acted.labels("preempt", "failed").inc()
             message = f"{PREEMPTION_FAILED}: {exc}"
             self._log.error("preemption failed", **context, error=message)
             status = 503 if isinstance(exc, TemporalUnavailable) else 502
             return Reply(status, {"error": message}, RETRY_AFTER), False
+        run = delivered.result
         self._metrics.acted.labels("preempt", "signalled").inc()
-        self._log.info("preemption triggered", **context, runID=run.run_id)
+        merged = _merged(delivered)
+        if merged and delivered.signal_event_id != event.id:
+            # Carried by the signal of a later event of the same alarm and entity.
+            self._metrics.merged.inc()
+        self._log.info("preemption triggered", **context, runID=run.run_id, **merged)
         return Reply(200, {**_summary(event, decision), "workflowID": run.workflow_id,
-                           "runID": run.run_id}), True  # fmt: skip
+                           "runID": run.run_id, **merged}), True  # fmt: skip
 
     async def _cancel(
         self, event: IncomingEvent, change: AlarmChange, decision: Decision, workflow_id: str
@@ -282,8 +299,13 @@ class EventHandler:
             "to": change.to_status,
             "workflowID": workflow_id,
         }
+
+        async def cancel() -> Any:
+            return await self._link.require().cancel(workflow_id)
+
         try:
-            outcome = (await self._link.require().cancel(workflow_id)).outcome.value
+            # After the raises of this alarm and entity that came before it, never merged.
+            outcome = (await self._signals.lower(_line(workflow_id, change), cancel)).outcome.value
         except TemporalError as exc:
             # Logged only, and success returned so the broker does not redeliver (as the Go
             # function does); a workflow left running ends with the next lowering, its
@@ -296,6 +318,19 @@ class EventHandler:
         self._log.info("preemption cancelled", **context, outcome=outcome)
         return Reply(200, {**_summary(event, decision), "workflowID": workflow_id,
                            "outcome": outcome}), True  # fmt: skip
+
+
+def _line(workflow_id: str, change: AlarmChange) -> tuple[str, str]:
+    """The signal line of an event: its workflow and entity (the workflow ID names the entity
+    unless WORKFLOW_ID_MODE=alarm, where one workflow serves every entity of the alarm)."""
+    return workflow_id, str(change.entity) if change.entity else ""
+
+
+def _merged(delivered: Delivered) -> dict[str, Any]:
+    """The reply's and log line's fields of an event carried by a signal with others."""
+    if delivered.carried <= 1:
+        return {}
+    return {"signalEventID": delivered.signal_event_id, "signalCarried": delivered.carried}
 
 
 def _summary(event: IncomingEvent, decision: Decision) -> dict[str, Any]:

@@ -33,6 +33,13 @@ class Metrics:
             ["action", "outcome"],
             registry=self.registry,
         )
+        self.merged = Counter(
+            f"{PREFIX}_events_merged",
+            "Raising events signalled together with others: they arrived while a signal for "
+            "the same alarm and entity was in flight, and rode the next one (whose event is the "
+            "latest, at the most severe criticality).",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             f"{PREFIX}_events_rejected",
             "Requests refused with a 4xx, by reason.",
