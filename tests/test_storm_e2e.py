@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -56,6 +56,22 @@ pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
 EVENTS = 1000
 CONCURRENCY = 32  # connections, half to each replica
+
+
+def two_replicas(
+    temporal: TemporalDevServer, queue: str, alarm: str, sink: EventSink, logs: Path
+) -> list[FunctionProcess]:
+    """Two `preemptctl function` processes for one alarm, signalling `queue`, replying to
+    `sink` (not started)."""
+    env = {
+        "TEMPORAL_URL": temporal.address,
+        "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
+        "TEMPORAL_TASKQUEUE": queue,
+        "VSPHERE_PREEMPTION_TAG": "preemptible",
+        "VSPHERE_ALARM_NAME": alarm,
+        "K_SINK": sink.url,
+    }
+    return [FunctionProcess(env, logs / f"function-{n}.log") for n in (1, 2)]
 
 
 async def storm(ports: list[int], requests: list[tuple[dict[str, str], bytes]]) -> list[Any]:
@@ -108,15 +124,7 @@ async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_ru
     env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     with EventSink() as sink:
-        function_env = {
-            "TEMPORAL_URL": temporal_server.address,
-            "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
-            "TEMPORAL_TASKQUEUE": queue,
-            "VSPHERE_PREEMPTION_TAG": "preemptible",
-            "VSPHERE_ALARM_NAME": alarm,
-            "K_SINK": sink.url,
-        }
-        replicas = [FunctionProcess(function_env, tmp_path / f"function-{n}.log") for n in (1, 2)]
+        replicas = two_replicas(temporal_server, queue, alarm, sink, tmp_path)
         try:
             for worker in workers:
                 worker.start()
@@ -315,15 +323,7 @@ async def test_10000_distinct_raising_events_keep_every_run_short_and_a_lowering
 
     spinning = busy_loop_on_first_cpu() if pinned else contextlib.nullcontext()
     with EventSink() as sink, spinning:
-        function_env = {
-            "TEMPORAL_URL": temporal_server.address,
-            "TEMPORAL_NAMESPACE": DEFAULT_NAMESPACE,
-            "TEMPORAL_TASKQUEUE": queue,
-            "VSPHERE_PREEMPTION_TAG": "preemptible",
-            "VSPHERE_ALARM_NAME": alarm,
-            "K_SINK": sink.url,
-        }
-        replicas = [FunctionProcess(function_env, tmp_path / f"function-{n}.log") for n in (1, 2)]
+        replicas = two_replicas(temporal_server, queue, alarm, sink, tmp_path)
         try:
             for worker in workers:
                 worker.start()
@@ -393,7 +393,21 @@ async def test_10000_distinct_raising_events_keep_every_run_short_and_a_lowering
     # question, not this test's: the printed figure went to BENCHMARKS.md.
     assert unanswered == [] and len(query_seconds) >= 10, (unanswered, query_seconds)
     events = [e for h in histories for e in h.events]
-    assert workflow_task_failures(events) == []
+    # No failure of our code. The one failure a storm may bring is the server's: a
+    # continue-as-new turned back because a signal arrived while its task ran (cause
+    # UNHANDLED_COMMAND, temporalio/temporal#1289); the next task takes the signal and
+    # continues as new. With the workers on one busy CPU their tasks are slow enough for that
+    # to happen now and then: what proves it harmless is that each run but the last did end
+    # continued as new, within MAX_RUN_EVENTS (above), and the last completed.
+    refused = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+    failures = workflow_task_failures(events)
+    assert [e for e in failures if e.workflow_task_failed_event_attributes.cause != refused] == []
+    ends = [h.events[-1].event_type for h in histories]
+    continued = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert sorted(ends) == sorted(
+        [continued] * (len(histories) - 1) + [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED]
+    ), ends
+    print(f"continue-as-new turned back by an arriving signal: {len(failures)} times")
     for worker in workers:
         text = worker.log()
         assert "TMPRL1101" not in text and "Traceback" not in text, text[-3000:]

@@ -46,14 +46,23 @@ def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
 
+    # The extensions a strict verifier asks for (Python 3.13's default VERIFY_X509_STRICT
+    # refuses a CA without key usage: "CA cert does not include key usage extension").
     def ca(name: str) -> None:
         _openssl("req", "-x509", *key, "-days", "2", "-subj", f"/CN={name} test CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                  "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=directory)  # fmt: skip
 
     def leaf(name: str, issuer: str, san: str) -> None:
         _openssl("req", *key, "-subj", f"/CN={name}", "-keyout", f"{name}.key",
                  "-out", f"{name}.csr", cwd=directory)  # fmt: skip
-        (directory / f"{name}.ext").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
+        (directory / f"{name}.ext").write_text(
+            f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth,clientAuth\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+        )
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.crt",
                  "-CAkey", f"{issuer}.key", "-CAcreateserial", "-days", "2",
                  "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=directory)  # fmt: skip
