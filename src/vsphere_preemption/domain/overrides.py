@@ -29,7 +29,6 @@ The rule per field, the safer direction first:
   its grace while the alarm is raised; the trade-off is the administrator's;
 - `resume.enabled`: no change (powering VMs on is as much an act as powering them off);
   `resume.batchSize` lower and `resume.interval` longer (gentler on the recovering cluster);
-  `resume.headroom` higher; `resume.maxWait`: no change (longer keeps VMs off, shorter gives up);
 - `targets.basis`: no change (neither basis takes fewer VMs whatever the load);
 - `loop.maxRounds` lower, `loop.settle` longer (fewer VMs go, later);
 - `history`: no change (the run record is the audit trail, and its size the workflow's memory);
@@ -335,20 +334,5 @@ def _resume(judge: _Judge, admin: Policy, wanted: Policy) -> ResumePolicy:
             w.interval_seconds >= a.interval_seconds,
             f"would shorten the pause between batches of {format_seconds(a.interval_seconds)} "
             f"to {format_seconds(w.interval_seconds)}",
-        ),
-        headroom=judge.pick(
-            "resume.headroom",
-            a.headroom,
-            w.headroom,
-            w.headroom >= a.headroom,
-            f"would lower the resume headroom of {a.headroom:g} points to {w.headroom:g}",
-        ),
-        # Waiting longer keeps VMs off longer, waiting less gives up sooner: neither is safer.
-        max_wait_seconds=judge.pick(
-            "resume.maxWait",
-            a.max_wait_seconds,
-            w.max_wait_seconds,
-            False,
-            "would change how long a resume waits for room, which is the administrator's",
         ),
     )

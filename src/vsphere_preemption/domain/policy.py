@@ -141,19 +141,12 @@ class ResumePolicy:
     enabled: bool = False
     batch_size: int = 5
     interval_seconds: float = 30.0
-    # With a target: a batch powers on only the VMs whose projected use keeps the entity at or
-    # under the target minus this many percentage points (room for the load they bring back),
-    # the rest wait for the next interval, up to `max_wait_seconds`, then stay off, said so.
-    headroom: float = 10.0
-    max_wait_seconds: float = 600.0
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "enabled": self.enabled,
             "batchSize": self.batch_size,
             "interval": format_seconds(self.interval_seconds),
-            "headroom": self.headroom,
-            "maxWait": format_seconds(self.max_wait_seconds),
         }
 
 
@@ -420,7 +413,7 @@ OVERRIDE_PATHS = frozenset(
         "targets", "targets.cpu", "targets.memory", "targets.basis",
         "notice", "notice.guest", "actions", "resume",
         "resume.enabled", "resume.batchSize", "resume.interval",
-        "resume.headroom", "resume.maxWait", "loop", "loop.settle", "loop.maxRounds",
+        "loop", "loop.settle", "loop.maxRounds",
     }
     | {f"{part}.{c.value}" for part in ("notice", "actions") for c in Criticality}
 )  # fmt: skip
@@ -604,7 +597,7 @@ def _actions(r: _Reader, value: Any) -> dict[Criticality, StopPolicy]:
 
 
 def _resume(r: _Reader, value: Any) -> ResumePolicy:
-    obj = r.obj(value, "resume", {"enabled", "batchSize", "interval", "headroom", "maxWait"})
+    obj = r.obj(value, "resume", {"enabled", "batchSize", "interval"})
     if not obj:
         return ResumePolicy()
     default = ResumePolicy()
@@ -616,16 +609,7 @@ def _resume(r: _Reader, value: Any) -> ResumePolicy:
     if "interval" in obj:
         seconds = r.seconds(obj["interval"], "resume.interval")
         interval = interval if seconds is None else seconds
-    headroom = default.headroom
-    if "headroom" in obj:
-        # 0 is allowed: power on up to the target itself.
-        found = r.percent(obj["headroom"], "resume.headroom", 0)
-        headroom = headroom if found is None else found
-    max_wait = default.max_wait_seconds
-    if "maxWait" in obj:
-        seconds = r.seconds(obj["maxWait"], "resume.maxWait")
-        max_wait = max_wait if seconds is None else seconds
-    return ResumePolicy(enabled, batch, interval, headroom, max_wait)
+    return ResumePolicy(enabled, batch, interval)
 
 
 def _loop(r: _Reader, value: Any) -> LoopPolicy:
