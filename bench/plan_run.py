@@ -69,7 +69,7 @@ from vsphere_preemption.domain.model import (
     VmRef,
 )
 from vsphere_preemption.domain.plan import plan
-from vsphere_preemption.domain.policy import policy_from_mapping
+from vsphere_preemption.domain.policy import UseBasis, policy_from_mapping
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.settings import WorkerSettings, load
 from vsphere_preemption.vsphere.client import VSphereClient
@@ -110,8 +110,17 @@ class Counted(VSphereClient):
             elapsed = time.perf_counter() - started
             self.calls.append(Call(name, self.round_trips - before, round(elapsed, 3)))
 
-    def gather(self, tag: str, entity: MoRef | None, categories: Sequence[str] = ()) -> Gathered:
-        return self._count("gather", lambda: super(Counted, self).gather(tag, entity, categories))
+    def gather(
+        self,
+        tag: str,
+        entity: MoRef | None,
+        categories: Sequence[str] = (),
+        *,
+        basis: UseBasis = UseBasis.USAGE,
+    ) -> Gathered:
+        return self._count(
+            "gather", lambda: super(Counted, self).gather(tag, entity, categories, basis=basis)
+        )
 
     def stop(
         self,

@@ -170,6 +170,30 @@ async def resume_interrupted_continues_as_new_then_expires(
     return client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
 
 
+async def loop_rounds_until_no_candidate_then_cancel(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """until-relieved: a HIGH run on a cluster, one VM a round, a settle between rounds, the
+    use read on the allocation basis after each; the loop ends (target met, no candidate left
+    or maxRounds, whichever the inventory gives), then cancel."""
+    cluster = {"Type": "ClusterComputeResource", "Value": cluster_id}
+    handle = await signal_with_start(
+        client,
+        f"cluster-mem-above-80/{cluster_id}",
+        task_queue,
+        signal_payload(entity=cluster, replyTo=sink.url),
+    )
+
+    async def last_run() -> dict[str, Any]:
+        runs: list[dict[str, Any]] = json.loads(await handle.query("history"))
+        return runs[-1] if runs else {}
+
+    await eventually(last_run, lambda run: "loop" in run, what="the loop's end")
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 def _small_raise(event_id: str) -> dict[str, Any]:
     """A raise whose event is as small as a signal's may be: a storm's history stays small."""
     event = {"specversion": "1.0", "id": event_id, "source": "record", "type": "raise"}
@@ -238,6 +262,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "storm_proof_continues_as_new_while_idle": storm_proof_continues_as_new_while_idle,
     "storm_of_raises_taken_together": storm_of_raises_taken_together,
+    "loop_rounds_until_no_candidate_then_cancel": loop_rounds_until_no_candidate_then_cancel,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -246,9 +271,15 @@ SETTINGS: dict[str, dict[str, str]] = {
         "PREEMPTION_COOLDOWN": "0",
     },
     "care_notice_suspend_cancel_then_resume": {"PREEMPTION_NOTICE_MEDIUM": "1s"},
+    "loop_rounds_until_no_candidate_then_cancel": {"PREEMPTION_SCOPE": "entity"},
 }
 # The policy file each scenario's worker reads (PREEMPTION_POLICY_FILE), if any.
 POLICIES: dict[str, dict[str, Any]] = {
+    "loop_rounds_until_no_candidate_then_cancel": {
+        "maxVMs": 1,
+        "targets": {"memory": 1, "basis": "allocation"},
+        "loop": {"settle": "1s", "maxRounds": 4},
+    },
     "resume_interrupted_continues_as_new_then_expires": {
         "resume": {"enabled": True, "batchSize": 1, "interval": "5s"},
         "maxLifetime": "25s",

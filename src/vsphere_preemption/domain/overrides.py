@@ -29,6 +29,8 @@ The rule per field, the safer direction first:
   its grace while the alarm is raised; the trade-off is the administrator's;
 - `resume.enabled`: no change (powering VMs on is as much an act as powering them off);
   `resume.batchSize` lower and `resume.interval` longer (gentler on the recovering cluster);
+- `targets.basis`: no change (neither basis takes fewer VMs whatever the load);
+- `loop.maxRounds` lower, `loop.settle` longer (fewer VMs go, later);
 - `history`: no change (the run record is the audit trail, and its size the workflow's memory);
 - `maxLifetime`: never from a request (the workflow's life spans every request it takes, so
   its bound is the administrator's; the workflow reads only theirs);
@@ -46,6 +48,7 @@ from vsphere_preemption.domain.durations import format_seconds
 from vsphere_preemption.domain.model import Criticality
 from vsphere_preemption.domain.policy import (
     GroupPolicy,
+    LoopPolicy,
     MaxUnavailable,
     Policy,
     Protection,
@@ -139,6 +142,7 @@ def apply_request(admin: Policy, overrides: Any) -> Overridden:
             for c in Criticality
         },
         resume=_resume(judge, admin, wanted),
+        loop=_loop(judge, admin.loop, wanted.loop),
         history=judge.pick(
             "history",
             admin.history,
@@ -263,7 +267,35 @@ def _targets(judge: _Judge, admin: Targets, wanted: Targets) -> Targets:
             safer = after >= before
             why = f"would lower the {r} target of {before:g}% to {after:g}% (more VMs go)"
         chosen[r] = judge.pick(path, before, after, safer, why)
-    return Targets(cpu=chosen[Resource.CPU], memory=chosen[Resource.MEMORY])
+    basis = judge.pick(
+        "targets.basis",
+        admin.basis,
+        wanted.basis,
+        False,
+        f"would judge the targets by {wanted.basis.value} instead of {admin.basis.value}: "
+        "neither counts fewer VMs whatever the load",
+    )
+    return Targets(cpu=chosen[Resource.CPU], memory=chosen[Resource.MEMORY], basis=basis)
+
+
+def _loop(judge: _Judge, admin: LoopPolicy, wanted: LoopPolicy) -> LoopPolicy:
+    return LoopPolicy(
+        settle_seconds=judge.pick(
+            "loop.settle",
+            admin.settle_seconds,
+            wanted.settle_seconds,
+            wanted.settle_seconds >= admin.settle_seconds,
+            f"would shorten the settle of {format_seconds(admin.settle_seconds)} "
+            f"to {format_seconds(wanted.settle_seconds)}",
+        ),
+        max_rounds=judge.pick(
+            "loop.maxRounds",
+            admin.max_rounds,
+            wanted.max_rounds,
+            wanted.max_rounds <= admin.max_rounds,
+            f"would allow {wanted.max_rounds} rounds, more than {admin.max_rounds}",
+        ),
+    )
 
 
 def _notice(judge: _Judge, level: Criticality, admin: Policy, wanted: Policy) -> float:

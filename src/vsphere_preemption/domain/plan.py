@@ -21,7 +21,9 @@ With no target (or no figures to judge one), the cap alone bounds the walk, as b
 eligible VM together cannot reach the target, all of them go and the outcome says so.
 
 A VM's share is what powering it off frees: its measured use where vCenter reports one, else its
-allocation (configured vCPUs x core MHz, memory size); the victim says which (`basis`).
+allocation (configured vCPUs x core MHz, memory size); the victim says which (`basis`). With
+`targets.basis: allocation` the entity's use is its powered-on VMs' allocations, and a victim's
+share its allocation first.
 
 Criticality is an input so that a policy may tie choice to it later; today it changes nothing
 here (it decides soft or hard power-off, which is the worker's) and is recorded on the plan.
@@ -43,7 +45,7 @@ from vsphere_preemption.domain.model import (
     VmFacts,
     VmRef,
 )
-from vsphere_preemption.domain.policy import MaxUnavailable, Policy, Resource, Scope
+from vsphere_preemption.domain.policy import MaxUnavailable, Policy, Resource, Scope, UseBasis
 from vsphere_preemption.domain.selection import (
     VIRTUAL_MACHINE,
     PowerState,
@@ -250,7 +252,7 @@ def plan(
         elif (over := groups.over_budget(vm)) is not None:
             left.append((key, _left(vm, LeaveReason.OVER_BUDGET, over)))
         else:
-            share, basis, share_text = _share(vm)
+            share, basis, share_text = _share(vm, policy.targets.basis)
             groups.take(vm)
             progress = judge.take(share)
             reason = f"priority {level} ({level_source}), {_booted(vm)}; frees {share_text}"
@@ -340,9 +342,23 @@ def _pick(measured: float | None, allocated: float | None) -> tuple[float | None
     return None, None
 
 
-def _share(vm: VmFacts) -> tuple[Resources, Basis, str]:
-    cpu, cpu_basis = _pick(vm.usage.cpu_mhz, vm.allocation.cpu_mhz)
-    memory, memory_basis = _pick(vm.usage.memory_mb, vm.allocation.memory_mb)
+def _pick_allocated(
+    allocated: float | None, measured: float | None
+) -> tuple[float | None, Basis | None]:
+    if allocated is not None:
+        return allocated, Basis.ALLOCATION
+    return _pick(measured, None)
+
+
+def _share(vm: VmFacts, use: UseBasis = UseBasis.USAGE) -> tuple[Resources, Basis, str]:
+    if use is UseBasis.ALLOCATION:
+        # The entity's use is then its VMs' allocations: a victim frees its own, measured
+        # only where vCenter gives no allocation.
+        cpu, cpu_basis = _pick_allocated(vm.allocation.cpu_mhz, vm.usage.cpu_mhz)
+        memory, memory_basis = _pick_allocated(vm.allocation.memory_mb, vm.usage.memory_mb)
+    else:
+        cpu, cpu_basis = _pick(vm.usage.cpu_mhz, vm.allocation.cpu_mhz)
+        memory, memory_basis = _pick(vm.usage.memory_mb, vm.allocation.memory_mb)
     bases = {b for b in (cpu_basis, memory_basis) if b is not None}
     basis = Basis.NONE if not bases else bases.pop() if len(bases) == 1 else Basis.MIXED
 

@@ -44,6 +44,17 @@ class Resource(StrEnum):
     MEMORY = "memory"
 
 
+class UseBasis(StrEnum):
+    """What "the entity's use" means when a target is judged."""
+
+    # vCenter's measured figures (hosts' quick stats): what the alarm itself watches, but
+    # they lag a power-off by a statistics interval or more (and never move on vcsim).
+    USAGE = "usage"
+    # The configured vCPUs x core MHz and memory of the powered-on VMs under the entity, as a
+    # Kubernetes scheduler counts requests: it falls the moment a VM stops, whatever its load.
+    ALLOCATION = "allocation"
+
+
 @dataclass(frozen=True)
 class PriorityPolicy:
     """A VM's priority is the level of its tag in `category`; lowest goes first."""
@@ -99,6 +110,7 @@ class Targets:
 
     cpu: float | None = None
     memory: float | None = None
+    basis: UseBasis = UseBasis.USAGE
 
     def percent(self, resource: Resource) -> float | None:
         return self.cpu if resource is Resource.CPU else self.memory
@@ -138,6 +150,23 @@ class ResumePolicy:
         }
 
 
+@dataclass(frozen=True)
+class LoopPolicy:
+    """Preempt until relieved: after a round acted, wait `settle`, then plan and act again
+    while the alarm stays raised and a target is not met, `max_rounds` rounds in all. One
+    round (the default) is one plan acted on, as before the loop existed."""
+
+    settle_seconds: float = 60.0
+    max_rounds: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_rounds > 1
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"settle": format_seconds(self.settle_seconds), "maxRounds": self.max_rounds}
+
+
 # Cloud spot capacity gives two minutes (AWS) or 30 s (Azure, GCP) of notice; a red alarm
 # (HIGH) is acted on at once, as the Go worker does.
 DEFAULT_NOTICE: Mapping[Criticality, float] = {
@@ -173,6 +202,7 @@ class Policy:
     guest_notice: bool = False  # also tell the guest (a guestinfo variable)
     stop: Mapping[Criticality, StopPolicy] = field(default_factory=lambda: dict(DEFAULT_STOP))
     resume: ResumePolicy = ResumePolicy()
+    loop: LoopPolicy = LoopPolicy()
     history: int = 20
     # How long a workflow may live, counted from its first start across continue-as-new; None:
     # as long as its alarm needs it. When it ends this way, the VMs it stopped and has not
@@ -225,14 +255,18 @@ class Policy:
             if self.groups.default is not None:
                 groups["default"] = {"maxUnavailable": self.groups.default.to_wire()}
             wire["groups"] = groups
-        targets = {r.value: self.targets.percent(r) for r in Resource}
+        targets: dict[str, Any] = {r.value: self.targets.percent(r) for r in Resource}
         wire["targets"] = {k: v for k, v in targets.items() if v is not None}
+        if self.targets.basis is not UseBasis.USAGE:
+            wire["targets"]["basis"] = self.targets.basis.value  # written only when not default
         wire["notice"] = {
             **{c.value: format_seconds(self.notice_for(c)) for c in Criticality},
             "guest": self.guest_notice,
         }
         wire["actions"] = {c.value: self.stop_for(c).to_wire() for c in Criticality}
         wire["resume"] = self.resume.to_wire()
+        if self.loop != LoopPolicy():
+            wire["loop"] = self.loop.to_wire()
         wire["history"] = self.history
         if self.max_lifetime_seconds is not None:
             wire["maxLifetime"] = format_seconds(self.max_lifetime_seconds)
@@ -367,7 +401,7 @@ def _join(path: str, key: str) -> str:
 
 _TOP = {
     "scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun",
-    "notice", "actions", "resume", "history", "maxLifetime", "allowOverrides",
+    "notice", "actions", "resume", "history", "maxLifetime", "allowOverrides", "loop",
 }  # fmt: skip
 
 # The field paths `allowOverrides` may name: each one a request's change is judged by
@@ -376,9 +410,10 @@ OVERRIDE_PATHS = frozenset(
     {
         "scope", "maxVMs", "dryRun", "priority", "protection", "history",
         "groups", "groups.category", "groups.budgets", "groups.default",
-        "targets", "targets.cpu", "targets.memory",
+        "targets", "targets.cpu", "targets.memory", "targets.basis",
         "notice", "notice.guest", "actions", "resume",
         "resume.enabled", "resume.batchSize", "resume.interval",
+        "loop", "loop.settle", "loop.maxRounds",
     }
     | {f"{part}.{c.value}" for part in ("notice", "actions") for c in Criticality}
 )  # fmt: skip
@@ -422,6 +457,7 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
         guest_notice=guest_notice,
         stop=_actions(r, top.get("actions")),
         resume=_resume(r, top.get("resume")),
+        loop=_loop(r, top.get("loop")),
         history=history,
         max_lifetime_seconds=max_lifetime or None,
         allow_overrides=_allow_overrides(r, top.get("allowOverrides")),
@@ -509,12 +545,18 @@ def _budget(r: _Reader, value: Any, path: str) -> MaxUnavailable | None:
 
 
 def _targets(r: _Reader, value: Any) -> Targets:
-    obj = r.obj(value, "targets", {res.value for res in Resource})
+    obj = r.obj(value, "targets", {res.value for res in Resource} | {"basis"})
     if not obj:
         return Targets()
     cpu = r.percent(obj["cpu"], "targets.cpu", 1) if "cpu" in obj else None
     memory = r.percent(obj["memory"], "targets.memory", 1) if "memory" in obj else None
-    return Targets(cpu=cpu, memory=memory)
+    basis = UseBasis.USAGE
+    if "basis" in obj:
+        if obj["basis"] in {b.value for b in UseBasis}:
+            basis = UseBasis(obj["basis"])
+        else:
+            r.bad("targets.basis", "must be one of: usage, allocation")
+    return Targets(cpu=cpu, memory=memory, basis=basis)
 
 
 _LEVELS = {c.value for c in Criticality}
@@ -568,3 +610,18 @@ def _resume(r: _Reader, value: Any) -> ResumePolicy:
         seconds = r.seconds(obj["interval"], "resume.interval")
         interval = interval if seconds is None else seconds
     return ResumePolicy(enabled, batch, interval)
+
+
+def _loop(r: _Reader, value: Any) -> LoopPolicy:
+    obj = r.obj(value, "loop", {"settle", "maxRounds"})
+    if not obj:
+        return LoopPolicy()
+    default = LoopPolicy()
+    settle = default.settle_seconds
+    if "settle" in obj:
+        seconds = r.seconds(obj["settle"], "loop.settle")
+        settle = settle if seconds is None else seconds
+    rounds = default.max_rounds
+    if "maxRounds" in obj:
+        rounds = r.integer(obj["maxRounds"], "loop.maxRounds", minimum=1) or rounds
+    return LoopPolicy(settle, rounds)

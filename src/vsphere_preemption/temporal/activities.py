@@ -52,7 +52,7 @@ from vsphere_preemption.domain.model import (
     VmRef,
 )
 from vsphere_preemption.domain.plan import plan
-from vsphere_preemption.domain.policy import Policy
+from vsphere_preemption.domain.policy import Policy, UseBasis
 from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.contracts import (
     ANNOTATE_VMS,
@@ -62,6 +62,7 @@ from vsphere_preemption.temporal.contracts import (
     PLAN_PREEMPTION,
     POWER_OFF_VMS,
     READ_ENTITY_USAGE,
+    READ_ENTITY_USE,
     RESUME_VMS,
     SEND_PREEMPTED_EVENT,
     SET_GUEST_NOTICE,
@@ -74,6 +75,7 @@ from vsphere_preemption.temporal.contracts import (
     PreemptionPolicy,
     ResumeInput,
     SendEventInput,
+    UseInput,
 )
 from vsphere_preemption.vsphere.errors import (
     CategoryNotFoundError,
@@ -97,10 +99,17 @@ class VCenter(Protocol):
     def find_preemptible(self, tag: str, max_vms: int) -> Selection: ...
 
     def gather(
-        self, tag: str, entity: MoRef | None, categories: Sequence[str] = ()
+        self,
+        tag: str,
+        entity: MoRef | None,
+        categories: Sequence[str] = (),
+        *,
+        basis: UseBasis = UseBasis.USAGE,
     ) -> Gathered: ...
 
-    def entity_usage(self, entity: MoRef) -> EntityUsage | None: ...
+    def entity_usage(
+        self, entity: MoRef, *, basis: UseBasis = UseBasis.USAGE
+    ) -> EntityUsage | None: ...
 
     def stop(
         self,
@@ -178,6 +187,7 @@ class PreemptionActivities:
             self.get_preemptible_vms,
             self.plan_preemption,
             self.read_entity_usage,
+            self.read_entity_use,
             self.power_off_vms,
             self.annotate_vms,
             self.set_guest_notice,
@@ -216,7 +226,9 @@ class PreemptionActivities:
             raise ApplicationError(str(exc), type="InvalidPolicy", non_retryable=True) from None
         try:
             with self._heartbeating():
-                gathered = self._vcenter.gather(arg.tag, arg.entity, policy.tag_categories())
+                gathered = self._vcenter.gather(
+                    arg.tag, arg.entity, policy.tag_categories(), basis=policy.targets.basis
+                )
         except (TagNotFoundError, CategoryNotFoundError, EntityNotFoundError) as exc:
             # Retrying cannot create the tag, the category or the entity: say so once.
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
@@ -247,6 +259,19 @@ class PreemptionActivities:
         """The entity's use now, to set what a run achieved against what it planned."""
         with self._heartbeating():
             return self._vcenter.entity_usage(entity)
+
+    @activity.defn(name=READ_ENTITY_USE)
+    def read_entity_use(self, arg: UseInput) -> EntityUsage | None:
+        """The entity's use now on the policy's basis: a round of preempt-until-relieved
+        judges its target as the plan did."""
+        try:
+            basis = UseBasis(arg.basis)
+        except ValueError:
+            raise ApplicationError(
+                f"unknown use basis {arg.basis!r}", type="InvalidPolicy", non_retryable=True
+            ) from None
+        with self._heartbeating():
+            return self._vcenter.entity_usage(arg.entity, basis=basis)
 
     @activity.defn(name=POWER_OFF_VMS)
     def power_off_vms(self, arg: PowerOffInput) -> PowerOffOutcome:

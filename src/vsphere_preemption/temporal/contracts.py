@@ -30,6 +30,9 @@ GET_POLICY = "GetPreemptionPolicy"
 # Ours (the Go worker has no such steps): choose victims by place, priority and need.
 PLAN_PREEMPTION = "PlanPreemption"
 READ_ENTITY_USAGE = "ReadEntityUsage"
+# The same read on a basis (preempt-until-relieved): its own name, so that a worker from before
+# the basis existed never takes a UseInput for the MoRef its ReadEntityUsage expects.
+READ_ENTITY_USE = "ReadEntityUse"
 # Acting with care: notice inside the guest, and resuming what a workflow stopped.
 SET_GUEST_NOTICE = "SetGuestNotice"
 RESUME_VMS = "ResumeVMs"
@@ -109,6 +112,12 @@ class PlanOutput:
     usage: EntityUsage | None  # the entity's capacity and use when planned
     scope_vms: int | None = None  # VMs under the entity, tagged or not
     notes: list[str] = field(default_factory=list)  # what vCenter could not tell, and such
+
+
+@dataclass(frozen=True)
+class UseInput:
+    entity: VmRef
+    basis: str = "usage"  # domain.policy.UseBasis: `usage` (quick stats) or `allocation`
 
 
 @dataclass(frozen=True)

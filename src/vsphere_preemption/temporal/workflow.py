@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from vsphere_preemption.domain.overrides import Refusal, apply_request
     from vsphere_preemption.domain.plan import Plan
-    from vsphere_preemption.domain.policy import Policy, Scope
+    from vsphere_preemption.domain.policy import Policy, Scope, UseBasis
 
     # The activities' class, for typed references (mypy checks what goes in and out); the
     # activity names on the wire are theirs (contracts.py), so histories read the same.
@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         PreemptionPolicy,
         ResumeInput,
         SendEventInput,
+        UseInput,
     )
     from vsphere_preemption.temporal.log_context import bind_event
     from vsphere_preemption.temporal.records import (
@@ -147,6 +148,11 @@ LIFETIME_PATCH = "alarm-lifetime"
 # (or signals that come one by one, each skipped) no longer grows a run's history without end.
 # Continuing before a run hands the waiting requests to the next run (Memory.pending).
 STORM_PATCH = "storm-proof"
+# preempt-until-relieved: after a round that acted, the policy's `loop` waits its settle, plans
+# again with what was stopped counted and acts, until the target is met, the alarm lowers, no
+# candidate is left or maxRounds (one round: as before). With it, a run on the allocation basis
+# reads the entity's use through ReadEntityUse. Runs before acted on one plan only.
+LOOP_PATCH = "until-relieved"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
@@ -158,7 +164,12 @@ MAX_HISTORY_EVENTS = 2_000
 # workflow task) and the queries that wait over a second while the run is rebuilt.
 STORM_MAX_HISTORY_EVENTS = 1_000
 # The newest run's record as the query answer's `lastRun` carries it.
-LATEST_RUN_FIELDS = ("run", "kind", "outcome", "startedAt", "endedAt", "reason")
+LATEST_RUN_FIELDS = ("run", "kind", "outcome", "startedAt", "endedAt", "reason", "loop")
+# Why a preempt-until-relieved loop stopped (the run record's `loop.stopped`).
+TARGET_MET = "target met"
+ALARM_LOWERED = "alarm lowered"
+NO_CANDIDATES = "no candidates"
+MAX_ROUNDS = "maxRounds"
 LOWERED = "the alarm lowered during the notice: nothing was acted on"
 
 
@@ -175,6 +186,7 @@ class PreemptVMsWorkflow:
         # The cooldown of the last policy read (none yet in this run of the workflow).
         self._cooldown: timedelta | None = None
         self._storm: bool | None = None  # this workflow is storm-proof (memoized patch)
+        self._relieve = False  # this workflow may preempt until relieved (memoized patch)
 
     @workflow.run
     async def run(self, carried: str | None = None) -> RawValue:
@@ -301,6 +313,7 @@ class PreemptVMsWorkflow:
         self._safe_overrides = by_plan and workflow.patched(SAFE_OVERRIDES_PATCH)
         if self._care:
             self._storm_proof()
+            self._relieve = workflow.patched(LOOP_PATCH)
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
@@ -479,7 +492,7 @@ class PreemptVMsWorkflow:
             noticed = effective.guest_notice and effective.notice_for(request.criticality) > 0
             self._remember_stopped(outcome, chosen, written, noticed)
         if entity is not None and chosen.target is not None:
-            after = await self._entity_usage(entity)
+            after = await self._use_now(entity, effective)
             self._mem.planned = replace(
                 self._mem.planned, achieved=planned_vs_achieved(chosen.target, after)
             )
@@ -489,8 +502,12 @@ class PreemptVMsWorkflow:
             {
                 **preempted_event_data(annotation, outcome.powered_off),
                 **self._mem.planned.to_wire(),
+                **self._round_extras(effective, 1),
             },
         )
+        if self._looping(effective):
+            announced = set(chosen.refs) if record.get("notice") else set()
+            await self._more_rounds(request, policy, effective, entity, record, announced)
 
     async def _notice(
         self,
@@ -499,6 +516,7 @@ class PreemptVMsWorkflow:
         effective: Policy,
         action: StopAction,
         record: dict[str, Any],
+        round_number: int = 1,
     ) -> bool:
         """Announce, then wait the notice on a durable timer; False if the alarm lowered."""
         seconds = effective.notice_for(request.criticality)
@@ -513,6 +531,8 @@ class PreemptVMsWorkflow:
         }
         record["notice"] = {"seconds": seconds, "notBefore": notice["notBefore"]}
         event_id = preempted_event_id(workflow.info().workflow_id, request.event)
+        if round_number > 1:
+            event_id += f"-round-{round_number}"  # each round's notice its own CloudEvent
         if effective.guest_notice:
             guest = {
                 "action": action.value,
@@ -717,6 +737,235 @@ class PreemptVMsWorkflow:
                 )
             written.update((vm, text) for vm in result.annotated)
         return written
+
+    # -- preempt until relieved ---------------------------------------------------------
+
+    def _looping(self, effective: Policy) -> bool:
+        return self._relieve and effective.loop.enabled
+
+    def _round_extras(self, effective: Policy, number: int) -> dict[str, Any]:
+        """A VmPreemptedEvent's round, and why the loop stops if it stops with this round."""
+        if not self._looping(effective):
+            return {}
+        extras: dict[str, Any] = {"round": number, "maxRounds": effective.loop.max_rounds}
+        stopped = self._stops_after_round(effective, number)
+        if stopped is not None:
+            extras["loopStopped"] = stopped
+        return extras
+
+    def _stops_after_round(self, effective: Policy, number: int) -> str | None:
+        """Why the loop ends right after round `number` acted, or None to settle and re-plan.
+
+        The target counts as met on the use read right after the round (`achieved`): a use that
+        lags (quick stats) is read again by the next round's plan, after the settle.
+        """
+        achieved = None if self._mem.planned is None else self._mem.planned.achieved
+        if achieved is not None and achieved.get("reached") is True:
+            return TARGET_MET
+        if number >= effective.loop.max_rounds:
+            return MAX_ROUNDS
+        return None
+
+    async def _use_now(self, entity: MoRef, effective: Policy) -> EntityUsage | None:
+        """The entity's use after a round, on the basis its target is judged by."""
+        if not self._relieve or effective.targets.basis is UseBasis.USAGE:
+            return await self._entity_usage(entity)  # the activity runs before the loop used
+        try:
+            return await workflow.execute_activity_method(
+                PreemptionActivities.read_entity_use,
+                UseInput(entity=entity, basis=effective.targets.basis.value),
+                **_options(),
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            workflow.logger.warning(
+                "reading %s's use after a round failed: %s", entity, _cause(err)
+            )
+            return None
+
+    async def _more_rounds(
+        self,
+        request: WorkflowRequest,
+        policy: PreemptionPolicy,
+        effective: Policy,
+        entity: MoRef | None,
+        record: dict[str, Any],
+        announced: set[VmRef],
+    ) -> None:
+        """Rounds 2 to maxRounds of one run: settle, plan again, act on what is still needed.
+
+        Every round is in `record["rounds"]`; the run's `stopped` is every round's. Why the
+        loop ended is `record["loop"]`: target met, alarm lowered, no candidates, maxRounds.
+        """
+        loop = effective.loop
+        targeted = effective.targets.any
+        rounds: list[dict[str, Any]] = [self._round_entry(1, record)]
+        record["rounds"] = rounds
+        number, why, detail = 1, None, ""
+        while why is None:
+            why = self._stops_after_round(effective, number)
+            if why is not None:
+                break
+            if self._lowered:
+                why = ALARM_LOWERED
+                break
+            workflow.logger.info(
+                "round %d acted: settling %ss before reading the use again",
+                number,
+                loop.settle_seconds,
+            )
+            try:
+                await workflow.wait_condition(
+                    lambda: self._lowered, timeout=timedelta(seconds=loop.settle_seconds)
+                )
+            except TimeoutError:
+                pass
+            else:
+                why, detail = ALARM_LOWERED, f"during the settle after round {number}"
+                break
+            number += 1
+            why, detail = await self._one_round(
+                request, policy, effective, entity, record, announced, number
+            )
+        if why == MAX_ROUNDS and not targeted:
+            detail = "no target: the loop ran while the alarm stayed raised"
+        elif why == MAX_ROUNDS:
+            detail = "the target is still not met"
+        record["loop"] = {"rounds": number, "maxRounds": loop.max_rounds, "stopped": why}
+        if detail:
+            record["loop"]["detail"] = detail
+        workflow.logger.info(
+            "preempt until relieved: stopped after %d round(s): %s%s",
+            number,
+            why,
+            f" ({detail})" if detail else "",
+        )
+
+    def _round_entry(self, number: int, record: dict[str, Any]) -> dict[str, Any]:
+        planned = self._mem.planned
+        entry: dict[str, Any] = {
+            "round": number,
+            "victims": list(record.get("victims", [])),
+            "stopped": list(record.get("stopped", [])),
+        }
+        if planned is not None and planned.achieved is not None:
+            entry["achieved"] = planned.achieved
+        return entry
+
+    @staticmethod
+    def _keep_run_fields(
+        record: dict[str, Any], before: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        """_notice and _power_off write the run's own fields; a later round's go to its entry
+        instead, and the run keeps its first round's notice and action, and every round's VMs."""
+        for key, was in before.items():
+            now = record.get(key)
+            written = now is not was
+            if written:
+                entry[key] = now
+            if key in ("notice", "action"):
+                if was is None:
+                    record.pop(key, None)
+                else:
+                    record[key] = was
+            else:
+                record[key] = list(was or []) + (list(now or []) if written else [])
+
+    async def _one_round(
+        self,
+        request: WorkflowRequest,
+        policy: PreemptionPolicy,
+        effective: Policy,
+        entity: MoRef | None,
+        record: dict[str, Any],
+        announced: set[VmRef],
+        number: int,
+    ) -> tuple[str | None, str]:
+        """Plan again and act; (why the loop stops, detail), or (None, "") to go on."""
+        entry: dict[str, Any] = {"round": number, "startedAt": format_time(workflow.now())}
+        record["rounds"].append(entry)
+        try:
+            planned = await workflow.execute_activity_method(
+                PreemptionActivities.plan_preemption,
+                PlanInput(
+                    tag=request.tag,
+                    entity=entity,
+                    policy=effective.to_wire(),
+                    criticality=request.criticality,
+                ),
+                **_options(),
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            entry["error"] = _cause(err)
+            workflow.logger.error("planning round %d failed: %s", number, entry["error"])
+            return NO_CANDIDATES, f"round {number} could not plan: {entry['error']}"
+        chosen = Plan.from_wire(planned.plan)
+        scope = Scope.ENTITY if entity is not None else Scope.VCENTER
+        self._mem.planned = Planned(entity, scope, False, planned.plan, tuple(planned.notes))
+        entry["victims"] = [v.ref.value for v in chosen.victims]
+        if chosen.target is not None and chosen.target.reached and not chosen.victims:
+            # The use read again after the settle: what the lag hid is seen now.
+            entry["outcome"] = "nothing to do"
+            return TARGET_MET, f"read again before round {number}: {chosen.target.note}"
+        if not chosen.victims:
+            entry["outcome"] = "nothing to do"
+            return NO_CANDIDATES, f"round {number}'s plan has no victim"
+        for position, victim in enumerate(chosen.victims, 1):
+            workflow.logger.info(
+                "round %d victim %d: %s (%s)",
+                number,
+                position,
+                victim.ref,
+                victim.reason,
+                extra=_vm(victim.ref),
+            )
+        stop = effective.stop_for(request.criticality)
+        # Only the VMs not announced yet get a notice: one still running after an earlier
+        # round (it failed to stop) has had its warning.
+        new = replace(chosen, victims=tuple(v for v in chosen.victims if v.ref not in announced))
+        before = {k: record.get(k) for k in ("notice", "action", "stopped", "failed", "forced")}
+        try:
+            if new.victims:
+                if not await self._notice(request, new, effective, stop.action, record, number):
+                    return ALARM_LOWERED, f"during round {number}'s notice"
+                if record.get("notice") is not before["notice"]:
+                    announced.update(new.refs)
+            outcome = await self._power_off(
+                request, chosen.refs, policy, stop.action, stop.grace_seconds, record
+            )
+        finally:
+            self._keep_run_fields(record, before, entry)
+        if outcome is None:
+            entry["outcome"] = "failed"
+            return NO_CANDIDATES, f"round {number} stopped no VM"
+        entry["outcome"] = "acted"
+        previous = self._mem.last.vms if self._mem.last is not None else ()
+        annotation = self._record_run(
+            request, outcome, stop.action, extra={"action": stop.action.value}
+        )
+        # The state's VMs are the whole run's, every round's.
+        assert self._mem.last is not None
+        self._mem.last = replace(self._mem.last, vms=tuple(previous) + self._mem.last.vms)
+        written = await self._annotate(outcome, annotation)
+        noticed = effective.guest_notice and effective.notice_for(request.criticality) > 0
+        self._remember_stopped(outcome, chosen, written, noticed)
+        if entity is not None and chosen.target is not None:
+            after = await self._use_now(entity, effective)
+            achieved = planned_vs_achieved(chosen.target, after)
+            self._mem.planned = replace(self._mem.planned, achieved=achieved)
+            entry["achieved"] = achieved
+        entry["endedAt"] = format_time(workflow.now())
+        await self._send(
+            request,
+            f"{preempted_event_id(workflow.info().workflow_id, request.event)}-round-{number}",
+            {
+                **preempted_event_data(annotation, outcome.powered_off),
+                **self._mem.planned.to_wire(),
+                **self._round_extras(effective, number),
+            },
+        )
+        return None, ""
 
     # -- resume on clear ----------------------------------------------------------------
 

@@ -25,11 +25,12 @@ from vsphere_preemption.domain.model import (
     VmMark,
     VmRef,
 )
+from vsphere_preemption.domain.policy import UseBasis
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, VmState, select_preemptible
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.fields import CustomFields
-from vsphere_preemption.vsphere.gather import Gathered, gather
+from vsphere_preemption.vsphere.gather import Gathered, allocated_use, gather
 from vsphere_preemption.vsphere.guest import read_extra_config, set_extra_config
 from vsphere_preemption.vsphere.power import PowerOff
 from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
@@ -112,7 +113,14 @@ class VSphereClient:
             states, _ = read_vm_states(self.session, refs, page_size=self._page_size)
         return states
 
-    def gather(self, tag: str, entity: MoRef | None, categories: Sequence[str] = ()) -> Gathered:
+    def gather(
+        self,
+        tag: str,
+        entity: MoRef | None,
+        categories: Sequence[str] = (),
+        *,
+        basis: UseBasis = UseBasis.USAGE,
+    ) -> Gathered:
         """The facts a plan chooses victims from, for an alarm on `entity` (None: everywhere).
 
         Every VM carrying `tag` (preemptible) or any tag of `categories` (budget groups;
@@ -129,7 +137,13 @@ class VSphereClient:
         """
         with self.session.translating("gather preemption facts"):
             gathered = gather(
-                self.session, self.tagging, tag, entity, categories, page_size=self._page_size
+                self.session,
+                self.tagging,
+                tag,
+                entity,
+                categories,
+                page_size=self._page_size,
+                basis=basis,
             )
         log.info(
             "vcenter.gathered",
@@ -144,13 +158,19 @@ class VSphereClient:
         )
         return gathered
 
-    def entity_usage(self, entity: MoRef) -> EntityUsage | None:
+    def entity_usage(
+        self, entity: MoRef, *, basis: UseBasis = UseBasis.USAGE
+    ) -> EntityUsage | None:
         """The entity's capacity and use now (None for entities without compute capacity).
 
-        The same read as gather's scope (1 to 3 requests), for what a run achieved.
+        The same read as gather's scope (1 to 3 requests; 2 more by allocation), for what a
+        run achieved.
         """
         with self.session.translating(f"read the use of {entity}"):
-            return read_scope(self.session, entity).usage
+            scope = read_scope(self.session, entity)
+            if basis is UseBasis.ALLOCATION:
+                scope = allocated_use(self.session, scope, page_size=self._page_size)
+            return scope.usage
 
     def find_preemptible(self, tag: str, max_vms: int) -> Selection:
         """The powered-on VMs carrying `tag`, at most `max_vms`, and why the others are not.

@@ -24,6 +24,9 @@ would report (vcsim does just that):
   case: it serializes a 0 as unset (Go `omitempty`), so there a 0 reads as None.
 Allocation: `config.hardware.numCPU` x the host's `summary.hardware.cpuMhz`, and
 `config.hardware.memoryMB`; None where either is unknown (no config, no host).
+With the allocation basis (`targets.basis: allocation`), the entity's use is the sum of the
+allocations of the powered-on VMs under it (`allocated_use`: one batched read of them all, one
+of their hosts), its capacity vCenter's as before.
 Boot time: `runtime.bootTime`, else `summary.runtime.bootTime` (vcsim fills only the
 latter), as an aware UTC datetime.
 """
@@ -37,11 +40,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vsphere_preemption.domain.model import EntityUsage, MoRef, Resources, TagName, VmFacts
+from vsphere_preemption.domain.policy import UseBasis
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, moref_key
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.errors import CategoryNotFoundError
 from vsphere_preemption.vsphere.rest import NotFound, TaggingRest
-from vsphere_preemption.vsphere.scope import read_scope
+from vsphere_preemption.vsphere.scope import Scope, read_scope
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import (
     Connection,
@@ -157,9 +161,12 @@ def gather(
     categories: Sequence[str],
     *,
     page_size: int | None = None,
+    basis: UseBasis = UseBasis.USAGE,
 ) -> Gathered:
     tags = read_tags(tagging, tag, categories)
     scope = read_scope(session, entity) if entity is not None else None
+    if scope is not None and basis is UseBasis.ALLOCATION:
+        scope = allocated_use(session, scope, page_size=page_size)
     vms = sorted(tags.members, key=lambda r: moref_key(r.value))
     facts, vanished = _read_facts(session, vms, page_size=page_size)
     result: list[VmFacts] = []
@@ -193,6 +200,54 @@ def gather(
         vanished=sorted(vanished, key=lambda r: moref_key(r.value)),
         notes=notes,
     )
+
+
+_ALLOCATION_PATHS = [
+    "runtime.powerState",
+    "runtime.host",
+    "config.hardware.numCPU",
+    "config.hardware.memoryMB",
+]
+
+
+def allocated_use(session: SoapSession, scope: Scope, *, page_size: int | None = None) -> Scope:
+    """`scope` with its use replaced by the allocations of its powered-on VMs.
+
+    Capacity stays vCenter's. A powered-on VM without a figure makes that resource's use
+    unknown (None), not smaller than it is, as a host without quick stats does.
+    """
+    if scope.usage is None:
+        return scope  # no capacity to judge a target against: nothing to count
+    vms = sorted(scope.vms, key=lambda r: moref_key(r.value))
+    read: dict[MoRef, dict[str, Any]] = {}
+    if vms:
+        contents, _ = session.retrieve(
+            vms,
+            [PC.PropertySpec(type=vim.VirtualMachine, pathSet=_ALLOCATION_PATHS)],
+            page_size=page_size,
+        )
+        read = {ref_of(c.obj): props(c) for c in contents}  # a VM gone meanwhile: not counted
+    on = PowerState.POWERED_ON
+    running = [v for v in read.values() if str(v.get("runtime.powerState")) == on]
+    host_mhz = _host_mhz(session, {v.get("runtime.host") for v in running} - {None})
+    cpu: list[float | None] = []
+    memory: list[float | None] = []
+    for v in running:
+        host = v.get("runtime.host")
+        mhz = host_mhz.get(host._moId) if host is not None else None
+        cpus, mb = v.get("config.hardware.numCPU"), v.get("config.hardware.memoryMB")
+        cpu.append(float(cpus) * mhz if cpus is not None and mhz is not None else None)
+        memory.append(float(mb) if mb is not None else None)
+    used = Resources(cpu_mhz=_total(cpu), memory_mb=_total(memory))
+    note = f"{scope.entity}'s use by allocation: {len(running)} powered-on VM(s) of {len(read)}"
+    usage = EntityUsage(entity=scope.usage.entity, capacity=scope.usage.capacity, used=used)
+    return Scope(scope.entity, scope.vms, usage, [*scope.notes, note])
+
+
+def _total(values: Sequence[float | None]) -> float | None:
+    if any(v is None for v in values):
+        return None
+    return float(sum(v for v in values if v is not None))
 
 
 def _read_facts(
