@@ -42,6 +42,7 @@ def test_there_are_histories_to_replay() -> None:
         "resume_interrupted_continues_as_new_then_expires.2",
         "storm_proof_continues_as_new_while_idle",  # storm-proof
         "storm_of_raises_taken_together",  # storm-proof
+        "pause_held_then_released",  # pause-switch
     }
 
 
