@@ -499,9 +499,15 @@ class PreemptVMsWorkflow:
         )
         if self._care and not await self._notice(request, chosen, effective, action, record):
             return
-        # A pause that began during the notice holds the run before it acts.
-        if self._pausable and not await self._clear_to_act(
-            request, policy, effective, record, noticed=chosen.refs
+        # A pause that began during the notice holds the run before it acts (without a notice
+        # the read just made stands: no second one).
+        noticed = effective.notice_for(request.criticality) > 0
+        if (
+            self._pausable
+            and noticed
+            and not await self._clear_to_act(
+                request, policy, effective, record, noticed=chosen.refs
+            )
         ):
             return
         grace = None if stop is None else stop.grace_seconds
