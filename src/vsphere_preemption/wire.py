@@ -41,6 +41,21 @@ CANCELLED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionCancelledEvent.
 RESUMED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmResumedEvent.v0"
 # Ours: the workflow reached the policy's maxLifetime and ended; the VMs it names stay off.
 EXPIRED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionExpiredEvent.v0"
+# Ours, the pause switch: a run held by a pause or a quiet window, and released (the pause
+# ended: it goes on; or the alarm lowered meanwhile: nothing is acted on).
+HELD_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionHeldEvent.v0"
+RELEASED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionReleasedEvent.v0"
+# ... and the pause registry's: a pause taken, and lifted (by an operator, or expired).
+PAUSED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionPausedEvent.v0"
+UNPAUSED_EVENT_TYPE = "com.vmware.workflows.vsphere.VmPreemptionUnpausedEvent.v0"
+# The pause registry: one long-lived workflow per task queue holds the pauses in its state.
+PAUSES_WORKFLOW_TYPE = "PreemptionPausesWorkflow"
+PAUSES_WORKFLOW_ID_PREFIX = "vsphere-preemption-pauses/"  # then the task queue
+PAUSE_SIGNAL = "Pause"
+UNPAUSE_SIGNAL = "Unpause"
+WATCH_SIGNAL = "WatchPauses"  # a held workflow asks to be told of the next change
+PAUSES_QUERY = "pauses"
+PAUSES_CHANGED_SIGNAL = "PausesChanged"  # to a held PreemptVMsWorkflow: read the pauses again
 CLI_WORKFLOW_ID = "preempctl-run"  # sic: the Go CLI's spelling, kept for compatibility
 CLI_EVENT_TYPE = "PreempctlRunEvent"
 DEFAULT_NAMESPACE = "vsphere-preemption"
@@ -611,6 +626,11 @@ def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> dict[s
 def preempted_event_id(workflow_id: str, trigger_event: Mapping[str, Any]) -> str:
     """`<workflowID>-<id of the triggering event>`, as the Go worker names it."""
     return f"{workflow_id}-{trigger_event.get('id', '')}"
+
+
+def pauses_workflow_id(task_queue: str) -> str:
+    """The pause registry of the workers that poll `task_queue`."""
+    return PAUSES_WORKFLOW_ID_PREFIX + task_queue
 
 
 def preempted_event_source(temporal_url: str, namespace: str) -> str:

@@ -35,10 +35,15 @@ from vsphere_preemption import logs
 from vsphere_preemption.settings import WorkerSettings
 from vsphere_preemption.temporal import run_metrics
 from vsphere_preemption.temporal.activities import PreemptionActivities
-from vsphere_preemption.temporal.client import connect_failure_reason, security_options
+from vsphere_preemption.temporal.client import (
+    PreemptionClient,
+    connect_failure_reason,
+    security_options,
+)
 from vsphere_preemption.temporal.contracts import PreemptionPolicy
 from vsphere_preemption.temporal.health import HealthServer
 from vsphere_preemption.temporal.log_context import LogContextInterceptor
+from vsphere_preemption.temporal.pause_registry import PauseRegistryWorkflow
 from vsphere_preemption.temporal.prometheus import DRAIN_EVERY, MetricsServer, new_buffer
 from vsphere_preemption.temporal.run_metrics import VCenterRequests
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
@@ -118,7 +123,9 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[PreemptVMsWorkflow],
+        # The pause registry runs where the preemption workflows run: a worker polling the
+        # task queue serves both, and the registry's announcements use its activities.
+        workflows=[PreemptVMsWorkflow, PauseRegistryWorkflow],
         activities=activities.all(),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_SLOTS,
@@ -192,6 +199,7 @@ async def run(
                 policy_from(settings),
                 preempted_event_source(settings.temporal_url, settings.temporal_namespace),
                 http,
+                pauses=PreemptionClient(client, task_queue=settings.temporal_taskqueue).read_pauses,
             )
             worker = build_worker(
                 client,

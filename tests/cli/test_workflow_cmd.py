@@ -40,11 +40,14 @@ from vsphere_preemption.temporal.contracts import (
     GET_POLICY,
     PLAN_PREEMPTION,
     POWER_OFF_VMS,
+    READ_PAUSES,
     AnnotateInput,
+    PauseBook,
     PlanInput,
     PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
+    ReadPausesInput,
 )
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
 from vsphere_preemption.wire import (
@@ -575,7 +578,11 @@ def vcenter_stand_ins(calls: list[Any]) -> list[Any]:
     async def annotate(arg: AnnotateInput) -> AnnotateOutcome:
         return AnnotateOutcome(annotated=list(arg.vms))
 
-    return [policy, find, power_off, annotate]
+    @activity.defn(name=READ_PAUSES)
+    async def no_pauses(arg: ReadPausesInput) -> PauseBook:
+        return PauseBook()  # nothing paused: the run acts at once
+
+    return [policy, find, power_off, annotate, no_pauses]
 
 
 @pytest.mark.usefixtures("fresh_cli_workflow")

@@ -42,6 +42,7 @@ from tests.temporal.rig import (
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
+from vsphere_preemption.temporal.client import PreemptionClient
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME
 
 HISTORIES = Path(__file__).parent.parent / "fixtures" / "histories"
@@ -251,6 +252,28 @@ async def storm_of_raises_taken_together(
     return handle
 
 
+async def pause_held_then_released(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """pause-switch: a pause taken before the alarm holds the run (its plan made, nothing
+    acted on), the registry wakes it at the unpause, the run goes on; then cancel."""
+    registry = PreemptionClient(client, task_queue=task_queue)
+    await registry.pause({"reason": "upgrade", "by": "recorder", "replyTo": sink.url})
+    handle = await signal_with_start(
+        client, "cluster-cpu-above-80-pause", task_queue, signal_payload(replyTo=sink.url)
+    )
+
+    async def state() -> dict[str, Any]:
+        return await query_state(handle)
+
+    await eventually(state, lambda s: "paused" in s, what="the hold")
+    await registry.unpause({"by": "recorder"})
+    await _ran(handle)
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
@@ -263,6 +286,7 @@ SCENARIOS: dict[str, Scenario] = {
     "storm_proof_continues_as_new_while_idle": storm_proof_continues_as_new_while_idle,
     "storm_of_raises_taken_together": storm_of_raises_taken_together,
     "loop_rounds_until_no_candidate_then_cancel": loop_rounds_until_no_candidate_then_cancel,
+    "pause_held_then_released": pause_held_then_released,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {

@@ -43,6 +43,7 @@ def test_there_are_histories_to_replay() -> None:
         "storm_proof_continues_as_new_while_idle",  # storm-proof
         "storm_of_raises_taken_together",  # storm-proof
         "loop_rounds_until_no_candidate_then_cancel",  # until-relieved
+        "pause_held_then_released",  # pause-switch
     }
 
 

@@ -54,13 +54,16 @@ from vsphere_preemption.temporal.contracts import (
     PLAN_PREEMPTION,
     POWER_OFF_VMS,
     READ_ENTITY_USAGE,
+    READ_PAUSES,
     SEND_PREEMPTED_EVENT,
     AnnotateInput,
     FindVmsInput,
+    PauseBook,
     PlanInput,
     PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
+    ReadPausesInput,
     SendEventInput,
 )
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
@@ -165,7 +168,13 @@ class StandIns:
         async def send(arg: SendEventInput) -> None:
             self.calls.append((SEND_PREEMPTED_EVENT, arg))
 
-        return [get_policy, find, plan_preemption, read_usage, power_off, annotate, send]
+        @activity.defn(name=READ_PAUSES)
+        async def read_pauses(arg: ReadPausesInput) -> PauseBook:
+            return PauseBook()  # nothing paused (tests/test_pause_e2e.py pauses for real)
+
+        return [
+            get_policy, find, plan_preemption, read_usage, power_off, annotate, send, read_pauses
+        ]  # fmt: skip
 
 
 @dataclass
@@ -534,6 +543,7 @@ async def test_a_retried_power_off_gets_the_same_selection(rig: Rig) -> None:
     ]
     assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in started] == [
         PLAN_PREEMPTION,
+        READ_PAUSES,  # pause-switch: nothing paused, so the run acts
         POWER_OFF_VMS,
         ANNOTATE_VMS,
     ]  # fmt: skip (one scheduled power-off; the server retried it)

@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "plan": "plan_cmd",
     "check": "check_cmd",
     "history": "history_cmd",
+    "pause": "pause_cmd",
+    "unpause": "pause_cmd",
     "dev": "dev_cmd",
     "demo": "demo_cmd",
 }
@@ -57,7 +59,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    names = [SUBCOMMANDS[command]] if command in SUBCOMMANDS else SUBCOMMANDS.values()
+    # One module may serve two commands (pause, unpause): each module's parsers added once.
+    names = (
+        [SUBCOMMANDS[command]] if command in SUBCOMMANDS else dict.fromkeys(SUBCOMMANDS.values())
+    )
     for module_name in names:
         module = importlib.import_module(f"vsphere_preemption.cli.{module_name}")
         module.add_parser(subparsers)

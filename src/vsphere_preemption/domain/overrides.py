@@ -34,7 +34,8 @@ The rule per field, the safer direction first:
 - `history`: no change (the run record is the audit trail, and its size the workflow's memory);
 - `maxLifetime`: never from a request (the workflow's life spans every request it takes, so
   its bound is the administrator's; the workflow reads only theirs);
-- `allowOverrides`: never from a request.
+- `allowOverrides`: never from a request;
+- `quiet`: windows added (more quiet is safer); dropping one of the administrator's is refused.
 
 Standard library only: the workflow calls it (deterministic), as does `preemptctl plan`.
 """
@@ -158,6 +159,14 @@ def apply_request(admin: Policy, overrides: Any) -> Overridden:
             "is the administrator's: it bounds the workflow's whole life, not one run",
         ),
         allow_overrides=admin.allow_overrides,
+        # More quiet is safer: a request may add windows, never drop the administrator's.
+        quiet=judge.pick(
+            "quiet",
+            admin.quiet,
+            wanted.quiet,
+            set(admin.quiet) <= set(wanted.quiet),
+            "would drop a quiet window of the administrator's; a request may add windows",
+        ),
     )
     return Overridden(policy, tuple(judge.refused))
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
 from vsphere_preemption.domain.model import Criticality, StopAction
+from vsphere_preemption.domain.pauses import QuietWindow, quiet_windows
 
 
 class PolicyError(ValueError):
@@ -211,6 +212,9 @@ class Policy:
     # Field paths a request may change in any direction (domain.overrides); without one a
     # request can only make a run safer. The administrator's alone: a request never sets it.
     allow_overrides: tuple[str, ...] = ()
+    # Quiet windows (domain.pauses): a run whose alarm raises within one is held, planned
+    # but not acted on, until the window ends, as if paused.
+    quiet: tuple[QuietWindow, ...] = ()
 
     def notice_for(self, criticality: Criticality) -> float:
         return self.notice.get(criticality, DEFAULT_NOTICE[criticality])
@@ -272,6 +276,8 @@ class Policy:
             wire["maxLifetime"] = format_seconds(self.max_lifetime_seconds)
         if self.allow_overrides:
             wire["allowOverrides"] = list(self.allow_overrides)
+        if self.quiet:
+            wire["quiet"] = [w.to_wire() for w in self.quiet]
         return wire
 
     @classmethod
@@ -402,6 +408,7 @@ def _join(path: str, key: str) -> str:
 _TOP = {
     "scope", "maxVMs", "priority", "protection", "groups", "targets", "dryRun",
     "notice", "actions", "resume", "history", "maxLifetime", "allowOverrides", "loop",
+    "quiet",
 }  # fmt: skip
 
 # The field paths `allowOverrides` may name: each one a request's change is judged by
@@ -413,7 +420,7 @@ OVERRIDE_PATHS = frozenset(
         "targets", "targets.cpu", "targets.memory", "targets.basis",
         "notice", "notice.guest", "actions", "resume",
         "resume.enabled", "resume.batchSize", "resume.interval",
-        "loop", "loop.settle", "loop.maxRounds",
+        "loop", "loop.settle", "loop.maxRounds", "quiet",
     }
     | {f"{part}.{c.value}" for part in ("notice", "actions") for c in Criticality}
 )  # fmt: skip
@@ -461,10 +468,17 @@ def policy_from_mapping(obj: Any, *, what: str = "policy") -> Policy:
         history=history,
         max_lifetime_seconds=max_lifetime or None,
         allow_overrides=_allow_overrides(r, top.get("allowOverrides")),
+        quiet=_quiet(r, top.get("quiet")),
     )
     if r.problems:
         raise PolicyError(r.problems, what)
     return result
+
+
+def _quiet(r: _Reader, value: Any) -> tuple[QuietWindow, ...]:
+    windows, problems = quiet_windows(value)
+    r.problems.extend(problems)
+    return windows
 
 
 def _priority(r: _Reader, value: Any) -> PriorityPolicy:

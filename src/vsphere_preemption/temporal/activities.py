@@ -25,7 +25,7 @@ import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -63,16 +63,19 @@ from vsphere_preemption.temporal.contracts import (
     POWER_OFF_VMS,
     READ_ENTITY_USAGE,
     READ_ENTITY_USE,
+    READ_PAUSES,
     RESUME_VMS,
     SEND_PREEMPTED_EVENT,
     SET_GUEST_NOTICE,
     AnnotateInput,
     FindVmsInput,
     GuestNoticeInput,
+    PauseBook,
     PlanInput,
     PlanOutput,
     PowerOffInput,
     PreemptionPolicy,
+    ReadPausesInput,
     ResumeInput,
     SendEventInput,
     UseInput,
@@ -91,6 +94,9 @@ HEARTBEAT_EVERY = 1.0  # seconds; three beats in the 3 s heartbeat timeout
 # heartbeating, so the attempt times out and is retried. Longer than any one call takes
 # when vCenter is well, a batched read over thousands of VMs included.
 STALL_AFTER = 30.0
+
+# Reads the pause registry's pauses (temporal.client.PreemptionClient.read_pauses).
+PauseReader = Callable[[str], Awaitable[PauseBook]]
 
 
 class VCenter(Protocol):
@@ -166,8 +172,10 @@ class PreemptionActivities:
         heartbeat_every: float = HEARTBEAT_EVERY,
         stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.monotonic,
+        pauses: PauseReader | None = None,
     ) -> None:
         self._vcenter = client
+        self._pauses = pauses
         self._policy = policy
         self._event_source = event_source
         self._http = http
@@ -193,7 +201,16 @@ class PreemptionActivities:
             self.set_guest_notice,
             self.resume_vms,
             self.send_preempted_event,
+            self.read_pauses,
         ]
+
+    @activity.defn(name=READ_PAUSES)
+    async def read_pauses(self, arg: ReadPausesInput) -> PauseBook:
+        # An activity, not a query from the workflow (workflows cannot query): its answer is
+        # in the history, so a replay decides to hold or not exactly as the run did.
+        if self._pauses is None:
+            return PauseBook()  # a worker built without the registry (tests): nothing paused
+        return await self._pauses(arg.registry_id)
 
     @activity.defn(name=GET_POLICY)
     async def get_policy(self) -> PreemptionPolicy:

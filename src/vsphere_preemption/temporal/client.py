@@ -34,14 +34,19 @@ from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
 from vsphere_preemption.temporal.tls_probe import speaks_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
+    PAUSE_SIGNAL,
+    PAUSES_QUERY,
+    PAUSES_WORKFLOW_TYPE,
     QUERY_NAME,
     SIGNAL_NAME,
+    UNPAUSE_SIGNAL,
     WORKFLOW_TYPE,
     WireError,
     WorkflowRequest,
     WorkflowResponse,
     format_time,
     go_json,
+    pauses_workflow_id,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
     from temporalio.runtime import Runtime
 
     from vsphere_preemption.settings import TemporalSecurity
+    from vsphere_preemption.temporal.contracts import PauseBook
 
 T = TypeVar("T")
 
@@ -543,6 +549,50 @@ class PreemptionClient:
                 f"something that is not a WorkflowResponse: {exc}"
             ) from None
         return State(summary=summary, response=response, raw_json=raw)
+
+    # -- the pause registry (temporal/pause_registry.py) -----------------------------------
+
+    async def pause(self, pause: dict[str, Any], *, task_queue: str | None = None) -> str:
+        """Ask the registry of `task_queue` to hold `pause` (its `alarm`, `entity`, `reason`,
+        `forSeconds`, `by`, `replyTo`), starting the registry if none runs; its workflow ID."""
+        return await self._to_registry(PAUSE_SIGNAL, pause, task_queue or self.task_queue)
+
+    async def unpause(self, scope: dict[str, Any], *, task_queue: str | None = None) -> str:
+        """Ask the registry to lift the pause of `scope` (`alarm`, `entity`), or every pause
+        (`all`); the registry is started if none runs (it then has nothing to lift)."""
+        return await self._to_registry(UNPAUSE_SIGNAL, scope, task_queue or self.task_queue)
+
+    async def _to_registry(self, signal: str, body: dict[str, Any], task_queue: str) -> str:
+        registry = pauses_workflow_id(task_queue)
+        try:
+            await self._client.start_workflow(
+                PAUSES_WORKFLOW_TYPE,
+                id=registry,
+                task_queue=task_queue,
+                start_signal=signal,
+                start_signal_args=[body],
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        except Exception as exc:  # every failure is reported, classified
+            raise _classify(exc, f"{signal} to {registry}") from exc
+        return registry
+
+    async def read_pauses(self, registry_id: str) -> PauseBook:
+        """The registry's pauses as its `pauses` query answers them; none when no registry
+        was ever started (nobody paused anything)."""
+        from vsphere_preemption.temporal.contracts import PauseBook
+
+        handle = self._client.get_workflow_handle(registry_id)
+        try:
+            answer = await handle.query(PAUSES_QUERY, rpc_timeout=RPC_TIMEOUT)
+        except Exception as exc:  # not found is an answer; anything else is reported
+            if _is_not_found(exc):
+                return PauseBook()
+            raise TemporalRejected(
+                f"the pause registry {registry_id} did not answer: {_query_failure_reason(exc)}"
+            ) from exc
+        book = json.loads(_as_json_text(answer))
+        return PauseBook(version=int(book.get("version", 0)), pauses=list(book.get("pauses", [])))
 
     async def list_workflows(self, alarm: str | None = None) -> list[ListedWorkflow]:
         """The open PreemptVMsWorkflows of the namespace (of `alarm` only, when given), by

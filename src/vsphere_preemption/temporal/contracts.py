@@ -36,6 +36,8 @@ READ_ENTITY_USE = "ReadEntityUse"
 # Acting with care: notice inside the guest, and resuming what a workflow stopped.
 SET_GUEST_NOTICE = "SetGuestNotice"
 RESUME_VMS = "ResumeVMs"
+# The pause switch: the pauses as the registry workflow of the task queue holds them.
+READ_PAUSES = "ReadPauses"
 # The guestinfo variable a VM's software reads (`vmware-rpctool "info-get guestinfo.…"`, or
 # `vmtoolsd --cmd`) to learn that it is about to be stopped; empty when no notice stands.
 GUEST_NOTICE_KEY = "guestinfo.vsphere-preemption.notice"
@@ -136,3 +138,18 @@ class ResumeInput:
     # the annotation to write on each resumed VM: the Go shape with `resumed`/`resumedAt` after it
     annotation_json: str
     max_concurrency: int = 5
+
+
+@dataclass(frozen=True)
+class ReadPausesInput:
+    registry_id: str  # wire.pauses_workflow_id(task queue)
+
+
+@dataclass(frozen=True)
+class PauseBook:
+    """The registry's pauses (domain.pauses.Pause.to_wire() each) and its change counter: a
+    held workflow that asks to be told of the next change names the version it read, so a
+    change between its read and its asking is not missed."""
+
+    version: int = 0
+    pauses: list[dict[str, Any]] = field(default_factory=list)

@@ -28,6 +28,7 @@ breaks an existing history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -54,8 +55,10 @@ with workflow.unsafe.imports_passed_through():
         VmRef,
     )
     from vsphere_preemption.domain.overrides import Refusal, apply_request
+    from vsphere_preemption.domain.pauses import Hold, Pause, hold_for
     from vsphere_preemption.domain.plan import Plan
     from vsphere_preemption.domain.policy import Policy, Scope, UseBasis
+    from vsphere_preemption.domain.workflow_ids import parse_workflow_id
 
     # The activities' class, for typed references (mypy checks what goes in and out); the
     # activity names on the wire are theirs (contracts.py), so histories read the same.
@@ -64,9 +67,11 @@ with workflow.unsafe.imports_passed_through():
         AnnotateInput,
         FindVmsInput,
         GuestNoticeInput,
+        PauseBook,
         PlanInput,
         PowerOffInput,
         PreemptionPolicy,
+        ReadPausesInput,
         ResumeInput,
         SendEventInput,
         UseInput,
@@ -83,12 +88,16 @@ with workflow.unsafe.imports_passed_through():
     from vsphere_preemption.wire import (
         CANCELLED_EVENT_TYPE,
         EXPIRED_EVENT_TYPE,
+        HELD_EVENT_TYPE,
         HISTORY_QUERY,
+        PAUSES_CHANGED_SIGNAL,
         PLANNED_EVENT_TYPE,
         QUERY_NAME,
+        RELEASED_EVENT_TYPE,
         RESUMED_EVENT_TYPE,
         SCHEDULED_EVENT_TYPE,
         SIGNAL_NAME,
+        WATCH_SIGNAL,
         WORKFLOW_TYPE,
         Annotation,
         WorkflowRequest,
@@ -96,6 +105,7 @@ with workflow.unsafe.imports_passed_through():
         append_fields,
         format_time,
         go_json,
+        pauses_workflow_id,
         preempted_event_data,
         preempted_event_id,
         vm_ref_to_wire,
@@ -153,6 +163,19 @@ STORM_PATCH = "storm-proof"
 # candidate is left or maxRounds (one round: as before). With it, a run on the allocation basis
 # reads the entity's use through ReadEntityUse. Runs before acted on one plan only.
 LOOP_PATCH = "until-relieved"
+# pause-switch: before acting (before the notice, and again after it), a run reads the pauses
+# of its task queue's registry (ReadPauses) and the policy's quiet windows; while they cover its
+# alarm and entity the run is held: planned and shown, nothing acted on, until they end (then
+# it plans again and goes on) or the alarm lowers (then nothing happens). Runs before the patch
+# never read pauses, and replay so.
+PAUSE_PATCH = "pause-switch"
+# A held run re-reads the pauses at least this often, in case the registry's word that they
+# changed never came (a registry replaced by hand, a watcher lost): long, so that a pause of
+# days costs its workflow's history a few events an hour.
+HOLD_RECHECK = timedelta(hours=1)
+# ... and this soon after a read of the pauses failed (the registry unreachable: still held).
+HOLD_RETRY = timedelta(seconds=30)
+HELD_LOWERED = "the alarm lowered while the run was held: nothing was acted on"
 # Continue as new past this many history events even if the server does not suggest it yet:
 # a replay of a long-lived alarm's workflow stays quick, far below Temporal's limits.
 MAX_HISTORY_EVENTS = 2_000
@@ -187,6 +210,9 @@ class PreemptVMsWorkflow:
         self._cooldown: timedelta | None = None
         self._storm: bool | None = None  # this workflow is storm-proof (memoized patch)
         self._relieve = False  # this workflow may preempt until relieved (memoized patch)
+        self._pausable = False  # this run reads pauses (pause-switch patch)
+        self._held: dict[str, Any] | None = None  # the hold in progress, for the state
+        self._pauses_changed = False  # the registry said the pauses changed
 
     @workflow.run
     async def run(self, carried: str | None = None) -> RawValue:
@@ -230,6 +256,9 @@ class PreemptVMsWorkflow:
     # task on every replay, and the workflow would be stuck for good.
     @workflow.signal(dynamic=True)
     def _on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        if name == PAUSES_CHANGED_SIGNAL:
+            self._pauses_changed = True  # no command: a workflow before pause-switch ignores it
+            return
         if name != SIGNAL_NAME:
             workflow.logger.warning("dropping unknown signal %r", name)
             return
@@ -272,7 +301,7 @@ class PreemptVMsWorkflow:
     def _response(self) -> WorkflowResponse:
         info = workflow.info()
         last = self._mem.last
-        extra = self._planned_extras() | self._latest_run() | self._ended_extras()
+        extra = self._planned_extras() | self._latest_run() | self._ended_extras() | self._paused()
         if last is None:
             # Go's zero values: what the Go worker answers before its first run.
             return WorkflowResponse(
@@ -314,6 +343,7 @@ class PreemptVMsWorkflow:
         if self._care:
             self._storm_proof()
             self._relieve = workflow.patched(LOOP_PATCH)
+            self._pausable = workflow.patched(PAUSE_PATCH)
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
@@ -467,6 +497,8 @@ class PreemptVMsWorkflow:
             workflow.logger.info("the plan has no victim: nothing to preempt")
             self._finish(record, "nothing to do")
             return
+        if self._pausable and not await self._clear_to_act(request, policy, effective, record):
+            return
 
         stop = effective.stop_for(request.criticality) if self._care else None
         action = (
@@ -479,6 +511,17 @@ class PreemptVMsWorkflow:
             )
         )
         if self._care and not await self._notice(request, chosen, effective, action, record):
+            return
+        # A pause that began during the notice holds the run before it acts (without a notice
+        # the read just made stands: no second one).
+        noticed = effective.notice_for(request.criticality) > 0
+        if (
+            self._pausable
+            and noticed
+            and not await self._clear_to_act(
+                request, policy, effective, record, noticed=chosen.refs
+            )
+        ):
             return
         grace = None if stop is None else stop.grace_seconds
         outcome = await self._power_off(request, chosen.refs, policy, action, grace, record)
@@ -966,6 +1009,138 @@ class PreemptVMsWorkflow:
             },
         )
         return None, ""
+
+    # -- the pause switch ---------------------------------------------------------------
+
+    async def _clear_to_act(
+        self,
+        request: WorkflowRequest,
+        policy: PreemptionPolicy,
+        effective: Policy,
+        record: dict[str, Any],
+        noticed: list[VmRef] | None = None,
+    ) -> bool:
+        """True if no pause or quiet window holds this run now. Otherwise hold it; once
+        released with the alarm still raised, plan again (the facts may have changed over a
+        long pause) and go on in that run; False either way: this run's course is over."""
+        hold, version = await self._read_hold(request, effective)
+        if hold is None:
+            return True
+        if noticed and effective.guest_notice:
+            await self._guest_notice(noticed, "")  # the notice's time no longer stands
+        if await self._hold(request, effective, record, hold, version):
+            await self._preempt_by_plan(request, policy, record)
+        return False
+
+    def _where(self, request: WorkflowRequest) -> tuple[str, str | None]:
+        """The alarm and entity a pause names: the alarm as the workflow ID has it (the
+        function builds IDs from alarm names), the entity the run plans for."""
+        address = parse_workflow_id(workflow.info().workflow_id)
+        entity = request.alarmed_entity()
+        return address.alarm, entity.value if entity is not None else address.entity
+
+    async def _read_hold(
+        self, request: WorkflowRequest, effective: Policy
+    ) -> tuple[Hold | None, int | None]:
+        """What holds this run now, and the registry's version read (None: unread)."""
+        registry = pauses_workflow_id(workflow.info().task_queue)
+        try:
+            book: PauseBook = await workflow.execute_activity_method(
+                PreemptionActivities.read_pauses, ReadPausesInput(registry), **_options()
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            # Unknown is not "not paused": an operator's pause must not be missed because the
+            # registry could not be read. Held, and read again soon.
+            why = f"the pauses could not be read ({_cause(err)})"
+            workflow.logger.error("%s", why)
+            return Hold(workflow.now() + HOLD_RETRY, why, "unread"), None
+        pauses = [Pause.from_wire(p) for p in book.pauses]
+        alarm, entity = self._where(request)
+        return hold_for(workflow.now(), pauses, effective.quiet, alarm, entity), book.version
+
+    async def _hold(
+        self,
+        request: WorkflowRequest,
+        effective: Policy,
+        record: dict[str, Any],
+        hold: Hold,
+        version: int | None,
+    ) -> bool:
+        """Wait while held; True when released with the alarm still raised."""
+        info = workflow.info()
+        holds: list[dict[str, Any]] = record.setdefault("holds", [])
+        entry: dict[str, Any] = {"heldAt": format_time(workflow.now()), **hold.to_wire()}
+        holds.append(entry)
+        self._held = entry
+        if self._mem.planned is not None:
+            # The plan stands in the state with why it waits: `paused until ...`.
+            notes = (*self._mem.planned.notes, hold.status())
+            self._mem.planned = replace(self._mem.planned, notes=notes)
+        event_id = f"{preempted_event_id(info.workflow_id, request.event)}-held-{len(holds)}"
+        planned = self._mem.planned.to_wire() if self._mem.planned else {}
+        await self._send(
+            request,
+            event_id,
+            {**self._about(request), **hold.to_wire(), **planned},
+            event_type=HELD_EVENT_TYPE,
+        )
+        workflow.logger.warning("run held: %s", hold.status())
+        current: Hold | None = hold
+        while current is not None:
+            if version is not None and "pause" in current.source:
+                await self._watch_pauses(version)
+            wait = HOLD_RECHECK if version is not None else HOLD_RETRY
+            if current.until is not None:
+                wait = min(wait, current.until - workflow.now())
+            if wait > timedelta(0):
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._lowered or self._pauses_changed, timeout=wait
+                    )
+            if self._lowered:
+                break
+            self._pauses_changed = False
+            current, version = await self._read_hold(request, effective)
+            if current is not None and current.to_wire() != hold.to_wire():
+                hold = current
+                entry.update(hold.to_wire())  # the state says what holds it now
+        self._held = None
+        entry["releasedAt"] = format_time(workflow.now())
+        entry["released"] = "alarm lowered" if self._lowered else "pause ended"
+        if self._mem.planned is not None:
+            notes = tuple(n for n in self._mem.planned.notes if not n.startswith("paused until"))
+            self._mem.planned = replace(self._mem.planned, notes=notes)
+        data = {
+            **self._about(request),
+            "heldAt": entry["heldAt"],
+            "releasedAt": entry["releasedAt"],
+            "proceeds": not self._lowered,
+            "reason": HELD_LOWERED if self._lowered else "the pause ended: the run goes on",
+        }
+        await self._send(
+            request, event_id.replace("-held-", "-released-"), data, event_type=RELEASED_EVENT_TYPE
+        )
+        if self._lowered:
+            workflow.logger.info("%s", HELD_LOWERED)
+            self._finish(record, "cancelled", error=HELD_LOWERED)
+            return False
+        workflow.logger.info("run released: the pause ended")
+        return True
+
+    async def _watch_pauses(self, version: int) -> None:
+        """Ask the registry to signal this workflow at its next change (an unpause releases
+        the run at once); without an answer, the hold's timers still end it."""
+        registry = pauses_workflow_id(workflow.info().task_queue)
+        try:
+            await workflow.get_external_workflow_handle(registry).signal(
+                WATCH_SIGNAL, {"workflowID": workflow.info().workflow_id, "version": version}
+            )
+        except Exception as exc:  # noqa: BLE001 (no registry: only quiet windows or a timer)
+            workflow.logger.info("could not ask the pause registry to tell of changes: %s", exc)
+
+    def _paused(self) -> dict[str, Any]:
+        return {} if self._held is None else {"paused": self._held}
 
     # -- resume on clear ----------------------------------------------------------------
 

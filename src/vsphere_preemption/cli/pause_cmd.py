@@ -1,0 +1,222 @@
+"""`preemptctl pause` and `preemptctl unpause`: the pause switch.
+
+    preemptctl pause --reason TEXT [--for DURATION] [--alarm NAME [--entity MOREF]]
+    preemptctl pause --list
+    preemptctl unpause [--alarm NAME [--entity MOREF] | --all]
+
+A pause is held by the task queue's pause registry workflow (temporal/pause_registry.py),
+started by the first pause: it outlives this command, the worker, the function and (on its
+database) Temporal. While a pause covers an alarm's run, the run is planned and shown but not
+acted on; when it ends, the run goes on if its alarm is still raised. `--list` reads the
+registry's answer. Exit codes as `preemptctl workflow`: 0 done, 1 Temporal said no, 2 invalid
+input (refused before anything is sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
+from vsphere_preemption.cli.workflow_cmd import (
+    DEFAULT_SERVER,
+    add_connection_flags,
+    error_handler,
+)
+from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
+from vsphere_preemption.domain.durations import format_seconds, parse_seconds
+from vsphere_preemption.domain.pauses import Pause, pause_problem, scope_text
+from vsphere_preemption.wire import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_TASK_QUEUE,
+    go_json,
+    pauses_workflow_id,
+    reply_to_problem,
+)
+
+_DEFAULTS: dict[str, Any] = {
+    "server": DEFAULT_SERVER,
+    "namespace": DEFAULT_NAMESPACE,
+    "queue": DEFAULT_TASK_QUEUE,
+    "verbose": False,
+    "json": False,
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    pause = subparsers.add_parser(
+        "pause",
+        help="hold preemptions: everything, one alarm, or one alarm on one entity",
+        description=(
+            "Pause preemption: a raising alarm's run is planned and shown ('paused until ...') "
+            "but nothing is acted on until the pause ends (unpause, or --for runs out); then "
+            "the run goes on if its alarm is still raised. --list shows the pauses."
+        ),
+        epilog=ENVIRONMENT_HELP,
+    )
+    pause.add_argument("--reason", help="why (shown wherever the pause is): required")
+    pause.add_argument(
+        "--for", dest="duration", metavar="DURATION",
+        help="end by itself after this long (90m, 4h, 2d); default: until unpaused",
+    )  # fmt: skip
+    pause.add_argument(
+        "--reply-to", default=None, metavar="URL",
+        help="where to announce the pause and its end as CloudEvents (default $K_SINK)",
+    )  # fmt: skip
+    pause.add_argument("--list", action="store_true", help="show the pauses, change nothing")
+    _scope_flags(pause)
+    _output_flags(pause)
+    pause.set_defaults(verb="pause")
+
+    unpause = subparsers.add_parser(
+        "unpause",
+        help="lift a pause (the same --alarm/--entity as it was set with), or --all",
+        description="Lift the pause of exactly this scope, or every pause with --all.",
+        epilog=ENVIRONMENT_HELP,
+    )
+    _scope_flags(unpause)
+    unpause.add_argument("--all", action="store_true", help="lift every pause")
+    _output_flags(unpause)
+    unpause.set_defaults(verb="unpause")
+
+
+def _scope_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alarm", default=None, help="only this alarm (default: every alarm)")
+    parser.add_argument(
+        "--entity", default=None, metavar="MOREF",
+        help="only this alarmed entity of --alarm (a moref value: domain-c7)",
+    )  # fmt: skip
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection and output")
+    add_connection_flags(group)
+    group.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS,
+        help="print the registry's answer (or the signal sent) as JSON",
+    )  # fmt: skip
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name, default) for name, default in _DEFAULTS.items()}
+
+
+def _body(args: argparse.Namespace) -> dict[str, Any]:
+    """The signal to the registry, checked: InvalidInput before anything is sent."""
+    alarm = args.alarm.strip() if args.alarm else None
+    entity = args.entity.strip() if args.entity else None
+    by = os.environ.get("USER") or _user()
+    if args.verb == "unpause":
+        if args.all and (alarm or entity):
+            raise InvalidInput("--all lifts every pause: not with --alarm or --entity")
+        if entity and not alarm:
+            raise InvalidInput("--entity names an entity of one alarm: give --alarm too")
+        return {"alarm": alarm, "entity": entity, "all": bool(args.all), "by": by}
+    if args.list:
+        return {}
+    reason = args.reason or ""
+    problem = pause_problem(alarm, entity, reason)
+    if problem is not None:
+        raise InvalidInput(problem.replace("a pause needs a reason", "--reason is required"))
+    seconds = None
+    if args.duration is not None:
+        try:
+            seconds = parse_seconds(args.duration)
+        except ValueError as exc:
+            raise InvalidInput(f"--for: {exc}") from None
+        if seconds <= 0:
+            raise InvalidInput("--for must be longer than zero (90m, 4h, 2d)")
+    reply_to = args.reply_to if args.reply_to is not None else os.environ.get("K_SINK", "")
+    if reply_to and (why := reply_to_problem(reply_to)) is not None:
+        raise InvalidInput(f"--reply-to: {why}")
+    return {
+        "alarm": alarm,
+        "entity": entity,
+        "reason": reason.strip(),
+        "forSeconds": seconds,
+        "by": by,
+        "replyTo": reply_to,
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name, as in the image
+        return ""
+
+
+def run(args: argparse.Namespace) -> int:
+    options = _options(args)
+    prog = f"preemptctl {args.verb}"
+    try:
+        require_not_empty(server=options["server"], namespace=options["namespace"])
+        require_not_empty(queue=options["queue"])
+        body = _body(args)
+        args.security = security_from_environment()
+    except InvalidInput as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+    from vsphere_preemption.temporal.client import run_collected
+
+    on_error = error_handler(prog, verbose=options["verbose"])
+    return run_collected(lambda runtime: _dispatch(args, options, body, runtime), on_error)
+
+
+async def _dispatch(
+    args: argparse.Namespace, options: dict[str, Any], body: dict[str, Any], runtime: Any
+) -> int:
+    from vsphere_preemption.temporal.client import PreemptionClient
+
+    client = await PreemptionClient.connect(
+        options["server"],
+        namespace=options["namespace"],
+        task_queue=options["queue"],
+        runtime=runtime,
+        security=args.security,
+    )
+    if args.verb == "pause" and args.list:
+        book = await client.read_pauses(pauses_workflow_id(options["queue"]))
+        now = datetime.now(UTC)
+        pauses = [Pause.from_wire(p) for p in book.pauses]
+        active = [p for p in pauses if p.active(now)]
+        if options["json"]:
+            print(go_json([p.to_wire() for p in active]).decode())
+            return 0
+        if not active:
+            print("nothing paused")
+        for pause in active:
+            print(_line(pause, now))
+        return 0
+    if args.verb == "pause":
+        registry = await client.pause(body)
+        until = (
+            "until unpaused"
+            if body["forSeconds"] is None
+            else f"for {format_seconds(body['forSeconds'])}"
+        )
+        what = f"paused {scope_text(body['alarm'], body['entity'])} {until}: {body['reason']}"
+    else:
+        registry = await client.unpause(body)
+        scope = "every pause" if body["all"] else scope_text(body["alarm"], body["entity"])
+        what = f"unpause of {scope} sent"
+    if options["json"]:
+        print(go_json({"registry": registry, **body}).decode())
+    else:
+        print(f"{what} (registry {registry})")
+    return 0
+
+
+def _line(pause: Pause, now: datetime) -> str:
+    if pause.until is None:
+        until = "until unpaused"
+    else:
+        left = format_seconds(max(round((pause.until - now).total_seconds()), 0))
+        until = f"until {pause.until.isoformat().replace('+00:00', 'Z')} ({left} left)"
+    by = f" by {pause.by}" if pause.by else ""
+    return f"{pause.scope()} {until}{by}: {pause.reason}"

@@ -1,0 +1,190 @@
+"""The pause switch and quiet windows, end to end: Temporal, the worker, vcsim, an event sink.
+
+A pause is taken the way `preemptctl pause` takes it (PreemptionClient.pause, the registry
+workflow signalled-with-start); the alarm comes as the Go function's signal. What is checked:
+vCenter's power states, the workflow's state (`paused`), its run record (`holds`), and the
+CloudEvents at the sink. Durations are seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+
+from tests.temporal.helpers import eventually, query_state, unique
+from tests.temporal.rig import client_for, running_worker, write_secret
+from tests.temporal.world import world_env
+from tests.test_worker_care_e2e import TAG, World, alarm_on, history_when, outcomes, start, until
+from tests.vsphere.usage_inventory import UsageInventory
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.sink import EventSink
+from vsphere_preemption.temporal.client import PreemptionClient
+from vsphere_preemption.wire import (
+    HELD_EVENT_TYPE,
+    PAUSED_EVENT_TYPE,
+    PREEMPTED_EVENT_TYPE,
+    RELEASED_EVENT_TYPE,
+    UNPAUSED_EVENT_TYPE,
+    pauses_workflow_id,
+)
+
+pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
+ON, OFF = "poweredOn", "poweredOff"
+
+
+@pytest.fixture
+def world(
+    usage_vcsim: Vcsim,
+    usage_inventory: UsageInventory,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    tmp_path: Path,
+) -> Iterator[World]:
+    secret = write_secret(tmp_path / "secret", usage_vcsim)
+    queue = unique("pause-e2e")
+    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
+    env["PREEMPTION_NOTICE_HIGH"] = "0"
+    with client_for(usage_vcsim) as client, EventSink() as sink:
+        yield World(
+            sim=usage_vcsim,
+            inventory=usage_inventory,
+            client=client,
+            tags=Inventory(client),
+            temporal=temporal_client,
+            queue=queue,
+            env=env,
+            sink=sink,
+            directory=tmp_path,
+        )
+
+
+@pytest.fixture
+async def handles(
+    temporal_client: Client, world: World
+) -> AsyncIterator[list[WorkflowHandle[Any, Any]]]:
+    started: list[WorkflowHandle[Any, Any]] = []
+    yield started
+    registry = temporal_client.get_workflow_handle(pauses_workflow_id(world.queue))
+    for handle in [*started, registry]:
+        try:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test over")
+        except Exception:  # noqa: BLE001, S110 (never started: nothing to end)
+            pass
+
+
+def pauses(world: World) -> PreemptionClient:
+    return PreemptionClient(world.temporal, task_queue=world.queue)
+
+
+async def paused_state(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    return await eventually(
+        lambda: query_state(handle), lambda s: "paused" in s, what="the paused state", timeout=90
+    )
+
+
+async def test_a_pause_before_the_alarm_holds_the_run_until_unpaused(
+    world: World, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    cluster = world.cluster("DC0_C0")
+    vms = [world.vm(f"DC0_C0_RP1_VM{i}") for i in range(2)]
+    world.tags.tag(TAG, vms)
+    async with running_worker(world.env):
+        await pauses(world).pause(
+            {"reason": "vSphere upgrade", "by": "ops", "replyTo": world.sink.url}
+        )
+        await until(lambda: world.events(PAUSED_EVENT_TYPE), bool, "the paused event")
+        handle = await start(
+            world, handles, f"cpu/{cluster.value}", alarm_on(cluster, replyTo=world.sink.url)
+        )
+        state = await paused_state(handle)
+        # Planned and shown, nothing acted on.
+        assert state["paused"]["until"] is None and state["paused"]["source"] == "pause"
+        assert "vSphere upgrade (paused: everything by ops)" in state["paused"]["reason"]
+        assert state["plan"]["notes"][-1].startswith("paused until unpaused: vSphere upgrade")
+        assert {v["ref"]["Value"] for v in state["plan"]["victims"]} == {v.value for v in vms}
+        await asyncio.sleep(1)
+        assert set(world.power(vms).values()) == {ON}
+        await pauses(world).unpause({"by": "ops"})
+        runs = await history_when(handle, lambda r: outcomes(r) == ["acted"], "the run")
+        after = await query_state(handle)
+
+    assert set(world.power(vms).values()) == {OFF}
+    assert "paused" not in after
+    hold = runs[0]["holds"][0]
+    assert hold["released"] == "pause ended" and hold["until"] is None
+    assert [e.type for e in world.sink.events] == [
+        PAUSED_EVENT_TYPE,
+        HELD_EVENT_TYPE,
+        UNPAUSED_EVENT_TYPE,
+        RELEASED_EVENT_TYPE,
+        PREEMPTED_EVENT_TYPE,
+    ]
+    released = world.events(RELEASED_EVENT_TYPE)[0].data
+    assert released["proceeds"] is True
+    unpaused = world.events(UNPAUSED_EVENT_TYPE)[0].data
+    assert (unpaused["what"], unpaused["scope"]) == ("unpaused by ops", "everything")
+
+
+async def test_a_pause_on_one_entity_expires_by_itself_and_leaves_another_alone(
+    world: World, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    c0, c1 = world.cluster("DC0_C0"), world.cluster("DC0_C1")
+    held = [world.vm("DC0_C0_RP1_VM2")]
+    free = [world.vm("DC0_C1_RP1_VM2")]
+    world.tags.tag(TAG, [*held, *free])
+    async with running_worker(world.env):
+        await pauses(world).pause(
+            {"reason": "migration", "alarm": "cpu", "entity": c0.value, "forSeconds": 4}
+        )
+        a = await start(world, handles, f"cpu/{c0.value}", alarm_on(c0, replyTo=world.sink.url))
+        b = await start(world, handles, f"cpu/{c1.value}", alarm_on(c1, replyTo=world.sink.url))
+        state = await paused_state(a)
+        until_text = state["paused"]["until"]
+        # The other entity's run was not held.
+        other = await history_when(b, lambda r: outcomes(r) == ["acted"], "the other's run")
+        assert world.power(held) == {held[0]: ON}
+        runs = await history_when(a, lambda r: outcomes(r) == ["acted"], "the held run")
+
+    assert world.power([*held, *free]) == {held[0]: OFF, free[0]: OFF}
+    ended = datetime.fromisoformat(runs[0]["holds"][0]["releasedAt"].replace("Z", "+00:00"))
+    assert ended >= datetime.fromisoformat(until_text.replace("Z", "+00:00"))
+    assert "holds" not in other[0]
+
+
+async def test_a_quiet_window_holds_the_run_and_a_lowering_meanwhile_acts_on_nothing(
+    world: World, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    cluster = world.cluster("DC0_C0")
+    vms = [world.vm("DC0_C0_APP0_VM0")]
+    world.tags.tag(TAG, vms)
+    now = datetime.now(UTC)
+    start_at, end_at = now - timedelta(hours=1), now + timedelta(hours=1)
+    window = {
+        "start": start_at.strftime("%H:%M"),
+        "end": end_at.strftime("%H:%M"),
+        "timeZone": "UTC",
+        "days": [start_at.strftime("%a").lower()],
+    }
+    async with running_worker(world.with_policy({"quiet": [window]}, PREEMPTION_NOTICE_HIGH="0")):
+        handle = await start(
+            world, handles, f"cpu/{cluster.value}", alarm_on(cluster, replyTo=world.sink.url)
+        )
+        state = await paused_state(handle)
+        assert state["paused"]["source"] == "quiet"
+        assert state["paused"]["reason"].startswith("quiet window")
+        await handle.cancel()  # the alarm lowered during the window
+        result = await handle.result()
+
+    assert world.power(vms) == {vms[0]: ON}
+    assert outcomes(result["history"]) == ["cancelled"]
+    assert result["history"][0]["holds"][0]["released"] == "alarm lowered"
+    assert [e.type for e in world.sink.events] == [HELD_EVENT_TYPE, RELEASED_EVENT_TYPE]
+    assert world.events(RELEASED_EVENT_TYPE)[0].data["proceeds"] is False
