@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from vsphere_preemption.cli.main import build_parser
+from vsphere_preemption.cli.main import build_parser, main
 from vsphere_preemption.cli.workflow_cmd import _Options
 from vsphere_preemption.cli.workflow_input import address_workflow
 from vsphere_preemption.domain.workflow_ids import IdMode
@@ -155,3 +155,20 @@ def test_connect_failure_reason_keeps_the_useful_part(core_error: Exception, rea
     text = connect_failure_reason(core_error)
     assert text.startswith(reason)
     assert "\n" not in text and "tonic" not in text
+
+
+def test_vcenter_names_the_task_queue_as_the_chart_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VCENTER_TASKQUEUES", raising=False)
+    _, options = _parse("status", "--vcenter", "vcsa-2")
+    assert options.queue == "vsphere-preemption-vcsa-2"
+    # A host the function's routes name: that route's queue.
+    monkeypatch.setenv("VCENTER_TASKQUEUES", '{"https://VCSA-2.example.com/sdk": "queue-b"}')
+    _, options = _parse("run", "--vcenter", "vcsa-2.example.com")
+    assert options.queue == "queue-b"
+
+
+def test_vcenter_and_queue_after_the_verb_exclude_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["workflow", "status", "--vcenter", "a", "-q", "b"]) == 2
+    assert "--vcenter names the task queue: not with --queue" in capsys.readouterr().err

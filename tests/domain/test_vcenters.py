@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from vsphere_preemption.domain.vcenters import reads_as_vcenter_host, vcenter_host
+from vsphere_preemption.domain.vcenters import (
+    reads_as_vcenter_host,
+    vcenter_host,
+    vcenter_task_queue,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,3 +43,10 @@ def test_what_reads_as_a_host_in_a_workflow_id() -> None:
     assert not reads_as_vcenter_host("vcsa")  # a word of an alarm name, as well
     assert not reads_as_vcenter_host("memory high")
     assert not reads_as_vcenter_host("VCSA.example.com")  # not as vcenter_host writes it
+
+
+def test_a_vcenters_task_queue_is_its_route_or_the_charts_default() -> None:
+    routes = {"vcsa-1.example.com": "queue-a"}
+    assert vcenter_task_queue("https://vcsa-1.example.com/sdk", "vp", routes) == "queue-a"
+    assert vcenter_task_queue("vcsa-1.example.com", "vp", routes) == "queue-a"
+    assert vcenter_task_queue("lab", "vp", routes) == "vp-lab"

@@ -26,6 +26,7 @@ from vsphere_preemption.cli.workflow_cmd import (
     DEFAULT_SERVER,
     add_connection_flags,
     error_handler,
+    queue_of,
 )
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
@@ -102,7 +103,9 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name, default) for name, default in _DEFAULTS.items()}
+    options = {name: getattr(args, name, default) for name, default in _DEFAULTS.items()}
+    options["queue"] = queue_of(args, options["queue"])
+    return options
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:
@@ -151,9 +154,9 @@ def _user() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = _options(args)
     prog = f"preemptctl {args.verb}"
     try:
+        options = _options(args)
         require_not_empty(server=options["server"], namespace=options["namespace"])
         require_not_empty(queue=options["queue"])
         body = _body(args)

@@ -15,6 +15,8 @@ Exit codes: 0 done, 1 the server or the workflow said no (one line on stderr),
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from vsphere_preemption.cli.workflow_input import (
     build_request,
     require_not_empty,
 )
+from vsphere_preemption.domain.vcenters import vcenter_host, vcenter_task_queue
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
@@ -75,9 +78,36 @@ def add_connection_flags(group: Any, *, queue: bool = True) -> None:
             "-q", "--queue", default=sup,
             help=f"task queue the worker polls (default {DEFAULT_TASK_QUEUE})",
         )  # fmt: skip
+        group.add_argument(
+            "--vcenter", metavar="NAME", default=sup,
+            help="the task queue of this vCenter's worker, with several vCenters: its queue in "
+            "VCENTER_TASKQUEUES when NAME is a host there, else <queue>-NAME (the chart's "
+            "queue for a vCenter without its own taskQueue); not with --queue",
+        )  # fmt: skip
     group.add_argument(
         "--verbose", action="store_true", default=sup, help="explain each step on stderr"
     )
+
+
+def queue_of(args: argparse.Namespace, queue: str) -> str:
+    """The task queue a command addresses: --queue, or --vcenter's (see its help)."""
+    vcenter = getattr(args, "vcenter", None)
+    if vcenter is None:
+        return queue
+    if hasattr(args, "queue"):
+        raise InvalidInput("--vcenter names the task queue: not with --queue")
+    if not vcenter.strip():
+        raise InvalidInput("--vcenter must not be empty")
+    routes: dict[str, str] = {}
+    raw = os.environ.get("VCENTER_TASKQUEUES", "").strip()
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"VCENTER_TASKQUEUES is not JSON: {exc.msg}") from None
+        if isinstance(parsed, dict):
+            routes = {vcenter_host(str(k)): str(v) for k, v in parsed.items()}
+    return vcenter_task_queue(vcenter, queue, routes)
 
 
 def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
@@ -256,6 +286,7 @@ class _Options:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> _Options:
         values = {name: getattr(args, name, default) for name, default in _SHARED_DEFAULTS.items()}
+        values["queue"] = queue_of(args, values["queue"])
         return cls(verb=args.verb, **values)
 
     def debug(self, message: str) -> None:
@@ -264,7 +295,11 @@ class _Options:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = _Options.from_args(args)
+    try:
+        options = _Options.from_args(args)
+    except InvalidInput as exc:
+        print(f"preemptctl workflow {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
     try:
         require_not_empty(server=options.server, namespace=options.namespace, queue=options.queue)
         args.security = security_from_environment()

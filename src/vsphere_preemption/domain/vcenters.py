@@ -48,3 +48,13 @@ def reads_as_vcenter_host(segment: str) -> bool:
     unlike a word of an alarm name: it has a dot (a DNS name, an IPv4 address) or a port, or is
     an IPv6 address."""
     return is_vcenter_host(segment) and ("." in segment or ":" in segment)
+
+
+def vcenter_task_queue(vcenter: str, base_queue: str, routes: dict[str, str]) -> str:
+    """The task queue of the worker for `vcenter` (preemptctl's --vcenter): its entry in the
+    function's routes (VCENTER_TASKQUEUES, keyed by host) when `vcenter` is a host there,
+    else the queue the chart gives a vCenter without one of its own, `<base queue>-<name>`."""
+    host = vcenter_host(vcenter)
+    if host and host in routes:
+        return routes[host]
+    return f"{base_queue}-{vcenter.strip()}"
