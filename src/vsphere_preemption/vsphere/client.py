@@ -75,7 +75,8 @@ class VSphereClient:
     ) -> None:
         self.config = config
         self._round_trips = RoundTrips()
-        # `session` and `tagging` are for this package (inventory.py), not for callers.
+        # `session` and `tagging` are for this package and devtools/inventory.py (which
+        # prepares a simulator's inventory), not for the programs.
         self.session = SoapSession(config, self._round_trips, pool_size=pool_size)
         self.tagging = TaggingRest(config, self._round_trips, tag_cache_ttl=tag_cache_ttl)
         self._fields = CustomFields(self.session)
