@@ -115,6 +115,9 @@ async def test_a_pause_before_the_alarm_holds_the_run_until_unpaused(
         await pauses(world).unpause({"by": "ops"})
         runs = await history_when(handle, lambda r: outcomes(r) == ["acted"], "the run")
         after = await query_state(handle)
+        # The run's record says `acted` before its event is sent: wait for the event too (a
+        # loaded machine showed the record without it).
+        await until(lambda: world.events(PREEMPTED_EVENT_TYPE), bool, "the preempted event")
 
     assert set(world.power(vms).values()) == {OFF}
     assert "paused" not in after
