@@ -17,14 +17,20 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from tests.temporal.helpers import eventually, query_state, unique
-from tests.temporal.rig import client_for, running_worker, write_secret
-from tests.temporal.world import world_env
-from tests.test_worker_care_e2e import TAG, World, alarm_on, history_when, outcomes, start, until
+from tests.temporal.helpers import eventually, query_state
+from tests.temporal.rig import running_worker
+from tests.test_worker_care_e2e import (
+    TAG,
+    World,
+    alarm_on,
+    history_when,
+    outcomes,
+    start,
+    until,
+    world_on,
+)
 from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.devtools.inventory import Inventory
-from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.temporal.client import PreemptionClient
 from vsphere_preemption.wire import (
     HELD_EVENT_TYPE,
@@ -47,22 +53,11 @@ def world(
     temporal_client: Client,
     tmp_path: Path,
 ) -> Iterator[World]:
-    secret = write_secret(tmp_path / "secret", usage_vcsim)
-    queue = unique("pause-e2e")
-    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
-    env["PREEMPTION_NOTICE_HIGH"] = "0"
-    with client_for(usage_vcsim) as client, EventSink() as sink:
-        yield World(
-            sim=usage_vcsim,
-            inventory=usage_inventory,
-            client=client,
-            tags=Inventory(client),
-            temporal=temporal_client,
-            queue=queue,
-            env=env,
-            sink=sink,
-            directory=tmp_path,
-        )
+    with world_on(
+        usage_vcsim, usage_inventory, temporal_server, temporal_client, tmp_path, "pause-e2e",
+        PREEMPTION_NOTICE_HIGH="0",
+    ) as world:  # fmt: skip
+        yield world
 
 
 @pytest.fixture

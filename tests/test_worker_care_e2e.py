@@ -119,20 +119,38 @@ def world(
     temporal_client: Client,
     tmp_path: Path,
 ) -> Iterator[World]:
-    secret = write_secret(tmp_path / "secret", usage_vcsim)
-    queue = unique("care-e2e")
-    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
-    with client_for(usage_vcsim) as client, EventSink() as sink:
+    with world_on(
+        usage_vcsim, usage_inventory, temporal_server, temporal_client, tmp_path, "care-e2e"
+    ) as world:
+        yield world
+
+
+@contextlib.contextmanager
+def world_on(
+    sim: Vcsim,
+    inventory: UsageInventory,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    directory: Path,
+    queue_prefix: str,
+    **extra_env: str,
+) -> Iterator[World]:
+    """A World on a queue of its own (`queue_prefix`-...), the worker's settings plus
+    `extra_env`; its vCenter client and sink closed when the block ends."""
+    secret = write_secret(directory / "secret", sim)
+    queue = unique(queue_prefix)
+    env = world_env(temporal_server.address, sim, secret, queue) | extra_env
+    with client_for(sim) as client, EventSink() as sink:
         yield World(
-            sim=usage_vcsim,
-            inventory=usage_inventory,
+            sim=sim,
+            inventory=inventory,
             client=client,
             tags=Inventory(client),
             temporal=temporal_client,
             queue=queue,
             env=env,
             sink=sink,
-            directory=tmp_path,
+            directory=directory,
         )
 
 
