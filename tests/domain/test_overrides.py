@@ -228,6 +228,18 @@ def test_actions_resume_history_are_the_administrators() -> None:
     assert slower.policy.resume.interval_seconds == 300
 
 
+def test_resume_headroom_may_widen_and_max_wait_is_the_administrators() -> None:
+    wider = request({"resume": {"headroom": 25, "maxWait": "10m"}})
+    assert wider.policy.resume.headroom_percent == 25
+    assert wider.policy.resume.max_wait_seconds == 3600
+    assert set(refused(wider)) == {"resume.maxWait"}
+    narrower = request({"resume": {"headroom": 0}})
+    assert narrower.policy.resume.headroom_percent == 10
+    assert refused(narrower) == {
+        "resume.headroom": "would narrow the resume's headroom of 10 points to 0"
+    }
+
+
 def test_allow_overrides_is_never_from_a_request_and_lists_paths() -> None:
     admin = allowing("maxVMs")
     grab = request({"allowOverrides": ["protection"], "protection": None}, admin)

@@ -229,6 +229,17 @@ def test_bad_care_fields_are_named() -> None:
         assert path in problems, path
 
 
+def test_resume_headroom_and_max_wait() -> None:
+    default = policy_from_mapping({"resume": {"enabled": True}}).resume
+    assert (default.headroom_percent, default.max_wait_seconds) == (10.0, 3600.0)
+    set_ = policy_from_mapping({"resume": {"headroom": "15%", "maxWait": "20m"}}).resume
+    assert (set_.headroom_percent, set_.max_wait_seconds) == (15.0, 1200.0)
+    assert set_.to_wire()["headroom"] == 15.0 and set_.to_wire()["maxWait"] == "20m"
+    with pytest.raises(PolicyError) as err:
+        policy_from_mapping({"resume": {"headroom": 101, "maxWait": "soon"}})
+    assert [p.split(" ")[0] for p in err.value.problems] == ["resume.headroom", "resume.maxWait"]
+
+
 def test_max_lifetime_is_unset_by_default_and_read_as_a_duration() -> None:
     assert Policy().max_lifetime_seconds is None
     assert "maxLifetime" not in Policy().to_wire()

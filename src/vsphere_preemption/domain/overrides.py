@@ -28,7 +28,9 @@ The rule per field, the safer direction first:
 - `actions.<LEVEL>`: no change: suspend needs datastore space and a shutdown holds the host for
   its grace while the alarm is raised; the trade-off is the administrator's;
 - `resume.enabled`: no change (powering VMs on is as much an act as powering them off);
-  `resume.batchSize` lower and `resume.interval` longer (gentler on the recovering cluster);
+  `resume.batchSize` lower, `resume.interval` longer and `resume.headroom` larger (gentler on
+  the recovering cluster); `resume.maxWait`: no change (how long stopped work waits for room
+  before it is left off is a trade-off between that work and the cluster: the administrator's);
 - `targets.basis`: no change (neither basis takes fewer VMs whatever the load);
 - `loop.maxRounds` lower, `loop.settle` longer (fewer VMs go, later);
 - `history`: no change (the run record is the audit trail, and its size the workflow's memory);
@@ -343,5 +345,20 @@ def _resume(judge: _Judge, admin: Policy, wanted: Policy) -> ResumePolicy:
             w.interval_seconds >= a.interval_seconds,
             f"would shorten the pause between batches of {format_seconds(a.interval_seconds)} "
             f"to {format_seconds(w.interval_seconds)}",
+        ),
+        headroom_percent=judge.pick(
+            "resume.headroom",
+            a.headroom_percent,
+            w.headroom_percent,
+            w.headroom_percent >= a.headroom_percent,
+            f"would narrow the resume's headroom of {a.headroom_percent:g} points "
+            f"to {w.headroom_percent:g}",
+        ),
+        max_wait_seconds=judge.pick(
+            "resume.maxWait",
+            a.max_wait_seconds,
+            w.max_wait_seconds,
+            False,
+            "would change how long stopped VMs wait for room, which is the administrator's",
         ),
     )

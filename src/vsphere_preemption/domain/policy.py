@@ -137,17 +137,27 @@ class StopPolicy:
 
 @dataclass(frozen=True)
 class ResumePolicy:
-    """When the alarm lowers, power the VMs this workflow stopped on again, in batches."""
+    """When the alarm lowers, power the VMs this workflow stopped on again, in batches.
+
+    With a target in the policy, a batch takes only the VMs whose use keeps the entity at or
+    below the target less `headroom_percent` (percentage points): powering everything on at
+    once could raise the very alarm that just lowered. The rest are checked again every
+    `interval_seconds`, for up to `max_wait_seconds`, then left off, with the reason.
+    """
 
     enabled: bool = False
     batch_size: int = 5
     interval_seconds: float = 30.0
+    headroom_percent: float = 10.0
+    max_wait_seconds: float = 3600.0
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "enabled": self.enabled,
             "batchSize": self.batch_size,
             "interval": format_seconds(self.interval_seconds),
+            "headroom": self.headroom_percent,
+            "maxWait": format_seconds(self.max_wait_seconds),
         }
 
 
@@ -419,7 +429,8 @@ OVERRIDE_PATHS = frozenset(
         "groups", "groups.category", "groups.budgets", "groups.default",
         "targets", "targets.cpu", "targets.memory", "targets.basis",
         "notice", "notice.guest", "actions", "resume",
-        "resume.enabled", "resume.batchSize", "resume.interval",
+        "resume.enabled", "resume.batchSize", "resume.interval", "resume.headroom",
+        "resume.maxWait",
         "loop", "loop.settle", "loop.maxRounds", "quiet",
     }
     | {f"{part}.{c.value}" for part in ("notice", "actions") for c in Criticality}
@@ -611,7 +622,7 @@ def _actions(r: _Reader, value: Any) -> dict[Criticality, StopPolicy]:
 
 
 def _resume(r: _Reader, value: Any) -> ResumePolicy:
-    obj = r.obj(value, "resume", {"enabled", "batchSize", "interval"})
+    obj = r.obj(value, "resume", {"enabled", "batchSize", "interval", "headroom", "maxWait"})
     if not obj:
         return ResumePolicy()
     default = ResumePolicy()
@@ -623,7 +634,15 @@ def _resume(r: _Reader, value: Any) -> ResumePolicy:
     if "interval" in obj:
         seconds = r.seconds(obj["interval"], "resume.interval")
         interval = interval if seconds is None else seconds
-    return ResumePolicy(enabled, batch, interval)
+    headroom = default.headroom_percent
+    if "headroom" in obj:
+        points = r.percent(obj["headroom"], "resume.headroom", 0)
+        headroom = headroom if points is None else points
+    max_wait = default.max_wait_seconds
+    if "maxWait" in obj:
+        seconds = r.seconds(obj["maxWait"], "resume.maxWait")
+        max_wait = max_wait if seconds is None else seconds
+    return ResumePolicy(enabled, batch, interval, headroom, max_wait)
 
 
 def _loop(r: _Reader, value: Any) -> LoopPolicy:
