@@ -15,6 +15,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from tests import test_worker_care_e2e as care
+from tests.temporal.helpers import eventually, query_state
 from tests.temporal.rig import running_worker
 from tests.test_worker_care_e2e import (
     POWERED_OFF,
@@ -28,7 +29,13 @@ from tests.test_worker_care_e2e import (
 )
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.domain.policy import UseBasis
-from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
+from vsphere_preemption.temporal.client import PreemptionClient
+from vsphere_preemption.wire import (
+    HELD_EVENT_TYPE,
+    PREEMPTED_EVENT_TYPE,
+    RELEASED_EVENT_TYPE,
+    pauses_workflow_id,
+)
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
@@ -141,3 +148,40 @@ async def test_a_lowering_during_the_settle_ends_the_loop(
     assert run["loop"]["detail"] == "during the settle after round 1"
     assert sorted(world.power(vms).values()) == [POWERED_OFF, POWERED_ON, POWERED_ON]
     assert len(world.events(PREEMPTED_EVENT_TYPE)) == 1
+
+
+async def test_a_pause_during_the_settle_holds_round_two_until_unpaused(
+    world: World, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    cluster = world.cluster("DC0_C1")
+    vms = [world.vm(f"DC0_C1_RP1_VM{i}") for i in range(3)]
+    world.tags.tag(TAG, vms)
+    target = memory_target_needing(world, cluster, vms, 1.5)
+    # The pause is taken after round 1's event, well within the settle (taking it costs a
+    # signal-with-start: under a second even on a busy machine).
+    env = world.with_policy(loop_policy({"memory": target, "basis": "allocation"}, "10s"))
+    operator = PreemptionClient(world.temporal, task_queue=world.queue)
+    registry = world.temporal.get_workflow_handle(pauses_workflow_id(world.queue))
+    async with running_worker(env):
+        handle = await start(
+            world, handles, f"mem/{cluster.value}", alarm_on(cluster, replyTo=world.sink.url)
+        )
+        await until(lambda: world.events(PREEMPTED_EVENT_TYPE), bool, "round 1's event")
+        await operator.pause({"reason": "vSphere upgrade", "by": "ops"})
+        handles.append(registry)
+        state = await eventually(
+            lambda: query_state(handle), lambda s: "paused" in s, what="round 2 held", timeout=90
+        )
+        assert state["paused"]["source"] == "pause"
+        assert sorted(world.power(vms).values()) == [POWERED_OFF, POWERED_ON, POWERED_ON]
+        await operator.unpause({"by": "ops"})
+        runs = await history_when(handle, lambda r: bool(r) and "loop" in r[-1], "the loop's end")
+    run = runs[-1]
+    assert run["loop"] == {"rounds": 2, "maxRounds": 3, "stopped": "target met"}
+    (hold,) = run["holds"]
+    assert hold["released"] == "pause ended"
+    assert sorted(world.power(vms).values()) == [POWERED_OFF, POWERED_OFF, POWERED_ON]
+    assert [e.type for e in world.sink.events if e.type != PREEMPTED_EVENT_TYPE] == [
+        HELD_EVENT_TYPE,
+        RELEASED_EVENT_TYPE,
+    ]

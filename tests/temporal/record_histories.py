@@ -274,6 +274,39 @@ async def pause_held_then_released(
     return handle
 
 
+async def pause_in_round_two_then_resume_without_room(
+    client: Client, task_queue: str, sink: EventSink, cluster_id: str
+) -> WorkflowHandle[Any, Any]:
+    """pause-rounds and resume-headroom: round 1 of a loop acts, a pause taken during the
+    settle holds round 2 until the unpause; then the alarm lowers and the resume finds no room
+    under its target (1%) less the headroom, so the VMs stay off after maxWait."""
+    cluster = {"Type": "ClusterComputeResource", "Value": cluster_id}
+    handle = await signal_with_start(
+        client,
+        f"cluster-mem-above-80/{cluster_id}",
+        task_queue,
+        signal_payload(entity=cluster, replyTo=sink.url),
+    )
+    await _ran(handle)
+    registry = PreemptionClient(client, task_queue=task_queue)
+    await registry.pause({"reason": "upgrade", "by": "recorder", "replyTo": sink.url})
+
+    async def state() -> dict[str, Any]:
+        return await query_state(handle)
+
+    await eventually(state, lambda s: "paused" in s, what="round 2 held")
+    await registry.unpause({"by": "recorder"})
+
+    async def last_run() -> dict[str, Any]:
+        runs: list[dict[str, Any]] = json.loads(await handle.query("history"))
+        return runs[-1] if runs else {}
+
+    await eventually(last_run, lambda run: "loop" in run, what="the loop's end")
+    await handle.cancel()
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hard_run_skip_bad_signal_cancel": hard_run_skip_bad_signal_cancel,
     "soft_run_after_a_missing_tag": soft_run_after_a_missing_tag,
@@ -287,6 +320,7 @@ SCENARIOS: dict[str, Scenario] = {
     "storm_of_raises_taken_together": storm_of_raises_taken_together,
     "loop_rounds_until_no_candidate_then_cancel": loop_rounds_until_no_candidate_then_cancel,
     "pause_held_then_released": pause_held_then_released,
+    "pause_in_round_two_then_resume_without_room": pause_in_round_two_then_resume_without_room,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -296,6 +330,7 @@ SETTINGS: dict[str, dict[str, str]] = {
     },
     "care_notice_suspend_cancel_then_resume": {"PREEMPTION_NOTICE_MEDIUM": "1s"},
     "loop_rounds_until_no_candidate_then_cancel": {"PREEMPTION_SCOPE": "entity"},
+    "pause_in_round_two_then_resume_without_room": {"PREEMPTION_SCOPE": "entity"},
 }
 # The policy file each scenario's worker reads (PREEMPTION_POLICY_FILE), if any.
 POLICIES: dict[str, dict[str, Any]] = {
@@ -303,6 +338,13 @@ POLICIES: dict[str, dict[str, Any]] = {
         "maxVMs": 1,
         "targets": {"memory": 1, "basis": "allocation"},
         "loop": {"settle": "1s", "maxRounds": 4},
+    },
+    "pause_in_round_two_then_resume_without_room": {
+        "maxVMs": 1,
+        "notice": {"LOW": 0, "MEDIUM": 0, "HIGH": 0},
+        "targets": {"memory": 1, "basis": "allocation"},
+        "loop": {"settle": "5s", "maxRounds": 2},
+        "resume": {"enabled": True, "interval": "1s", "maxWait": "2s"},
     },
     "resume_interrupted_continues_as_new_then_expires": {
         "resume": {"enabled": True, "batchSize": 1, "interval": "5s"},

@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from vsphere_preemption.domain.model import MoRef, VmMark, VmRef
-from vsphere_preemption.domain.policy import ResumePolicy, Scope, policy_from_mapping
+from vsphere_preemption.domain.model import MoRef, Resources, VmMark, VmRef
+from vsphere_preemption.domain.policy import (
+    ResumePolicy,
+    Scope,
+    Targets,
+    UseBasis,
+    policy_from_mapping,
+)
 from vsphere_preemption.wire import (
     WorkflowRequest,
     format_time,
@@ -99,10 +105,13 @@ class Stopped:
     priority: int  # from its plan: a resume powers the most important on first
     annotation: str  # the annotation as written on it (JSON text, raw event data kept)
     guest_notice: bool = False  # a notice stands in its guestinfo: cleared once resumed
+    # What stopping it freed, as its plan counted it (resume-headroom): what powering it on
+    # takes back. None when stopped before the patch, or by a run without a target.
+    share: Resources | None = None
 
     def carry(self) -> dict[str, Any]:
         m = self.mark
-        return {
+        carried: dict[str, Any] = {
             "ref": vm_ref_to_wire(m.ref),
             "changeVersion": m.change_version,
             "host": m.host,
@@ -113,6 +122,9 @@ class Stopped:
             "annotation": self.annotation,
             "guestNotice": self.guest_notice,
         }
+        if self.share is not None:
+            carried["share"] = {"cpuMHz": self.share.cpu_mhz, "memoryMB": self.share.memory_mb}
+        return carried
 
     @classmethod
     def from_carried(cls, obj: dict[str, Any]) -> Stopped:
@@ -123,13 +135,40 @@ class Stopped:
             resource_pool=obj.get("resourcePool"),
             power_state=obj["powerState"],
         )
+        share = obj.get("share")
         return cls(
             mark,
             obj["name"],
             int(obj["priority"]),
             obj["annotation"],
             bool(obj.get("guestNotice", False)),
+            None if share is None else Resources(share.get("cpuMHz"), share.get("memoryMB")),
         )
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a resume measures its room against (resume-headroom): the alarmed entity and the
+    targets of the latest run that acted on it."""
+
+    entity: MoRef
+    targets: Targets
+
+    def carry(self) -> dict[str, Any]:
+        t = self.targets
+        return {
+            "entity": vm_ref_to_wire(self.entity),
+            "cpu": t.cpu,
+            "memory": t.memory,
+            "basis": t.basis.value,
+        }
+
+    @classmethod
+    def from_carried(cls, obj: dict[str, Any]) -> Room:
+        targets = Targets(
+            cpu=obj.get("cpu"), memory=obj.get("memory"), basis=UseBasis(obj["basis"])
+        )
+        return cls(vm_ref_from_wire(obj["entity"]), targets)
 
 
 @dataclass
@@ -176,6 +215,7 @@ class Memory:
     run_number: int = 0
     stopped: dict[str, Stopped] = field(default_factory=dict)  # by moref value
     resume: ResumePolicy | None = None  # the last acting run's, for when the alarm lowers
+    room: Room | None = None  # ... and what its resume measures room against, if anything
     history_keep: int = 20
     pending: list[WorkflowRequest] = field(default_factory=list)
     max_concurrency: int = 5  # the worker's PREEMPTION_MAX_CONCURRENCY, for notice and resume
@@ -208,6 +248,8 @@ class Memory:
             "pending": [go_json(r.to_wire()).decode() for r in self.pending],
             "life": self.life.to_wire(),
         }
+        if self.room is not None:  # only then: a memory carried before the patch is unchanged
+            obj["room"] = self.room.carry()
         return go_json(obj).decode()
 
     @classmethod
@@ -225,6 +267,8 @@ class Memory:
         )
         if obj.get("resume") is not None:
             memory.resume = policy_from_mapping({"resume": obj["resume"]}).resume
+        if obj.get("room") is not None:
+            memory.room = Room.from_carried(obj["room"])
         if last is not None:
             memory.last = LastRun(
                 request=WorkflowRequest.from_json(last["request"], strict=False),

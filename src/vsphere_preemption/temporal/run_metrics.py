@@ -83,6 +83,9 @@ def record_run(meter: MetricMeter, record: dict[str, Any], ended: str) -> None:
         )
     if "notice" in record:
         _counter(meter, NOTICES).add(1, {"criticality": criticality, "outcome": outcome})
+    left_off = record.get("stayOff") or []  # a resume that found no room for them in time
+    if left_off:
+        _counter(meter, VMS_RESUMED).add(len(left_off), {"result": "left off"})
 
 
 def count_left_out(meter: MetricMeter, reasons: Sequence[str]) -> None:

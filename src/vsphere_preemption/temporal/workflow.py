@@ -57,7 +57,8 @@ with workflow.unsafe.imports_passed_through():
     from vsphere_preemption.domain.overrides import Refusal, apply_request
     from vsphere_preemption.domain.pauses import Hold, Pause, hold_for
     from vsphere_preemption.domain.plan import Plan
-    from vsphere_preemption.domain.policy import Policy, Scope, UseBasis
+    from vsphere_preemption.domain.policy import Policy, ResumePolicy, Scope, UseBasis
+    from vsphere_preemption.domain.resume_room import fit
     from vsphere_preemption.domain.workflow_ids import parse_workflow_id
 
     # The activities' class, for typed references (mypy checks what goes in and out); the
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         LastRun,
         Memory,
         Planned,
+        Room,
         Stopped,
         resume_order,
     )
@@ -169,6 +171,15 @@ LOOP_PATCH = "until-relieved"
 # it plans again and goes on) or the alarm lowers (then nothing happens). Runs before the patch
 # never read pauses, and replay so.
 PAUSE_PATCH = "pause-switch"
+# pause-rounds: rounds 2 and later of a preempt-until-relieved loop read the pauses too, before
+# they plan, and are held as the first round is; a lowering while held ends the loop. Loops
+# before it acted in every round whatever the pauses said after the first.
+PAUSE_ROUNDS_PATCH = "pause-rounds"
+# resume-headroom: a run that acted on an entity with a target remembers that target and what
+# each victim freed; its resume then re-reads the entity's use before each batch and powers on
+# only the VMs that keep the entity at or below the target less resume.headroom, waiting for
+# room up to resume.maxWait (domain/resume_room.py). Resumes before powered all on in batches.
+RESUME_ROOM_PATCH = "resume-headroom"
 # A held run re-reads the pauses at least this often, in case the registry's word that they
 # changed never came (a registry replaced by hand, a watcher lost): long, so that a pause of
 # days costs its workflow's history a few events an hour.
@@ -194,6 +205,10 @@ ALARM_LOWERED = "alarm lowered"
 NO_CANDIDATES = "no candidates"
 MAX_ROUNDS = "maxRounds"
 LOWERED = "the alarm lowered during the notice: nothing was acted on"
+# A resume's outcomes.
+RESUMED = "resumed"
+RESUMED_IN_PART = "resumed in part"  # maxWait passed with VMs still waiting for room
+INTERRUPTED = "interrupted"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -532,6 +547,7 @@ class PreemptVMsWorkflow:
         written = await self._annotate(outcome, annotation)
         if self._care:
             self._mem.resume = effective.resume
+            self._mem.room = self._room(entity, effective)
             noticed = effective.guest_notice and effective.notice_for(request.criticality) > 0
             self._remember_stopped(outcome, chosen, written, noticed)
         if entity is not None and chosen.target is not None:
@@ -705,9 +721,20 @@ class PreemptVMsWorkflow:
             victim = victims.get(mark.ref)
             if victim is None or mark.ref not in written:
                 continue  # not ours to resume: no annotation says we stopped it
+            share = victim.share if self._mem.room is not None else None
             self._mem.stopped[mark.ref.value] = Stopped(
-                mark, victim.name, victim.priority, written[mark.ref], guest_notice
+                mark, victim.name, victim.priority, written[mark.ref], guest_notice, share
             )
+
+    @staticmethod
+    def _room(entity: MoRef | None, effective: Policy) -> Room | None:
+        """What this run's resume will measure room against: its entity and targets, when
+        it has both and resumes at all (asked only then: the patch marks no other run)."""
+        if entity is None or not effective.targets.any or not effective.resume.enabled:
+            return None
+        if not workflow.patched(RESUME_ROOM_PATCH):
+            return None
+        return Room(entity, effective.targets)
 
     async def _entity_usage(self, entity: MoRef) -> EntityUsage | None:
         try:
@@ -927,6 +954,9 @@ class PreemptVMsWorkflow:
         """Plan again and act; (why the loop stops, detail), or (None, "") to go on."""
         entry: dict[str, Any] = {"round": number, "startedAt": format_time(workflow.now())}
         record["rounds"].append(entry)
+        if not await self._round_clear(request, effective, record):
+            entry["outcome"] = "held"
+            return ALARM_LOWERED, f"while round {number} was held by a pause"
         try:
             planned = await workflow.execute_activity_method(
                 PreemptionActivities.plan_preemption,
@@ -1011,6 +1041,16 @@ class PreemptVMsWorkflow:
         return None, ""
 
     # -- the pause switch ---------------------------------------------------------------
+
+    async def _round_clear(
+        self, request: WorkflowRequest, effective: Policy, record: dict[str, Any]
+    ) -> bool:
+        """A later round of the loop is held by a pause as the first is (pause-rounds): True
+        once nothing holds it, False if the alarm lowered while it was held."""
+        if not self._pausable or not workflow.patched(PAUSE_ROUNDS_PATCH):
+            return True
+        hold, version = await self._read_hold(request, effective)
+        return hold is None or await self._hold(request, effective, record, hold, version)
 
     async def _clear_to_act(
         self,
@@ -1150,7 +1190,7 @@ class PreemptVMsWorkflow:
         if policy is None or not policy.enabled or not self._mem.stopped:
             return False
         self._mem.run_number += 1
-        record = {
+        record: dict[str, Any] = {
             "run": self._mem.run_number,
             "kind": "resume",
             "startedAt": format_time(workflow.now()),
@@ -1160,31 +1200,140 @@ class PreemptVMsWorkflow:
         }
         last = self._mem.last
         reply_to = last.request.reply_to if last is not None else ""
+        if self._mem.room is None:
+            outcome = await self._resume_in_batches(policy, record, reply_to)
+        else:
+            outcome = await self._resume_in_room(policy, self._mem.room, record, reply_to)
+        if outcome == INTERRUPTED:
+            workflow.logger.info("a raising alarm stopped the resume")
+        self._finish(record, outcome)
+        return outcome == INTERRUPTED
+
+    async def _resume_in_batches(
+        self, policy: ResumePolicy, record: dict[str, Any], reply_to: str
+    ) -> str:
+        """Every VM in order, `batchSize` at a time, `interval` apart: a resume without a
+        target to measure room by (or recorded before resume-headroom)."""
         order = resume_order(list(self._mem.stopped.values()))
         batches = [
             order[i : i + policy.batch_size] for i in range(0, len(order), policy.batch_size)
         ]
-        interrupted = False
         for number, batch in enumerate(batches, 1):
             if self._pending:
-                interrupted = True
-                break
+                return INTERRUPTED
             await self._resume_batch(batch, number, record, reply_to)
-            if number < len(batches):
-                try:
-                    await workflow.wait_condition(
-                        lambda: bool(self._pending),
-                        timeout=timedelta(seconds=policy.interval_seconds),
-                    )
-                except TimeoutError:
-                    continue
-                interrupted = True
-                break
-        if interrupted:
-            workflow.logger.info("a raising alarm stopped the resume")
-        outcome = "interrupted" if interrupted else "resumed"
-        self._finish(record, outcome)
-        return interrupted
+            if number < len(batches) and await self._raised_within(policy.interval_seconds):
+                return INTERRUPTED
+        return RESUMED
+
+    async def _raised_within(self, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as a raising alarm's request arrives."""
+        try:
+            await workflow.wait_condition(
+                lambda: bool(self._pending), timeout=timedelta(seconds=seconds)
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _resume_in_room(
+        self, policy: ResumePolicy, room: Room, record: dict[str, Any], reply_to: str
+    ) -> str:
+        """Each batch only the VMs the entity has room for, its use read again before each;
+        the rest checked again every `interval`, up to `maxWait`, then left off, with why."""
+        record["room"] = {
+            "entity": room.entity.value,
+            "targets": {
+                k: v
+                for k, v in (("cpu", room.targets.cpu), ("memory", room.targets.memory))
+                if v is not None
+            },
+            "basis": room.targets.basis.value,
+            "headroom": policy.headroom_percent,
+            "maxWait": format_seconds(policy.max_wait_seconds),
+            "checks": 0,
+        }
+        deadline = workflow.now() + timedelta(seconds=policy.max_wait_seconds)
+        waiting = resume_order(list(self._mem.stopped.values()))
+        number = 0
+        while waiting:
+            if self._pending:
+                return INTERRUPTED
+            usage = await self._use_on(room.entity, room.targets.basis)
+            record["room"]["checks"] += 1
+            found = fit(
+                waiting,
+                lambda s: s.share,
+                usage,
+                room.targets,
+                policy.headroom_percent,
+                policy.batch_size,
+            )
+            if found.now:
+                number += 1
+                await self._resume_batch(found.now, number, record, reply_to)
+                waiting = [s for s in waiting if s not in found.now]
+            elif workflow.now() >= deadline:
+                await self._leave_off(policy, found.waiting, number + 1, record, reply_to)
+                return RESUMED_IN_PART
+            else:
+                vm, reason = found.waiting[0]
+                workflow.logger.info(
+                    "%d VM(s) wait for room, %s first: %s", len(waiting), vm.name, reason
+                )
+            if waiting and await self._raised_within(policy.interval_seconds):
+                return INTERRUPTED
+        return RESUMED
+
+    async def _use_on(self, entity: MoRef, basis: UseBasis) -> EntityUsage | None:
+        try:
+            return await workflow.execute_activity_method(
+                PreemptionActivities.read_entity_use,
+                UseInput(entity=entity, basis=basis.value),
+                **_options(),
+            )
+        except FailureError as err:
+            _reraise_cancel(err)
+            workflow.logger.warning(
+                "reading %s's use for the resume failed: %s", entity, _cause(err)
+            )
+            return None
+
+    async def _leave_off(
+        self,
+        policy: ResumePolicy,
+        left: list[tuple[Stopped, str]],
+        number: int,
+        record: dict[str, Any],
+        reply_to: str,
+    ) -> None:
+        """maxWait has passed with no room for these VMs: they stay off, and the record and a
+        last VmResumedEvent say which and why. They stay in the memory: a later raise and
+        lowering of the alarm may bring them back."""
+        stay_off = [{"vm": s.mark.ref.value, "name": s.name, "reason": why} for s, why in left]
+        record["stayOff"] = stay_off
+        record["reason"] = (
+            f"{len(left)} VM(s) stay off: no room for them within maxWait "
+            f"{format_seconds(policy.max_wait_seconds)}"
+        )
+        workflow.logger.warning("the resume gives up: %s", record["reason"])
+        await self._send(
+            None,
+            f"{workflow.info().workflow_id}-resume-{record['run']}-{number}",
+            {
+                "workflowID": workflow.info().workflow_id,
+                "batch": number,
+                "virtualMachines": [],
+                "skipped": [],
+                "stayOff": [
+                    {"vm": vm_ref_to_wire(s.mark.ref), "name": s.name, "reason": why}
+                    for s, why in left
+                ],
+                "reason": record["reason"],
+            },
+            event_type=RESUMED_EVENT_TYPE,
+            reply_to=reply_to,
+        )
 
     async def _resume_batch(
         self, batch: list[Stopped], number: int, record: dict[str, Any], reply_to: str
