@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         GuestNoticeInput,
         PauseBook,
         PlanInput,
+        PlanOutput,
         PowerOffInput,
         PreemptionPolicy,
         ReadPausesInput,
@@ -209,6 +210,18 @@ LOWERED = "the alarm lowered during the notice: nothing was acted on"
 RESUMED = "resumed"
 RESUMED_IN_PART = "resumed in part"  # maxWait passed with VMs still waiting for room
 INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run once planned: what its later steps (dry run, pauses, notice, act) work from."""
+
+    request: WorkflowRequest
+    policy: PreemptionPolicy  # the worker's, as read for this run
+    effective: Policy  # the administrator's, with the request's overrides taken
+    entity: MoRef | None  # the alarmed entity the run plans on; None: the whole vCenter
+    chosen: Plan
+    dry_run: bool
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -435,111 +448,153 @@ class PreemptVMsWorkflow:
     async def _preempt_by_plan(
         self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
     ) -> None:
-        """Victims by place, priority and need: all choice is domain.plan's, in PlanPreemption."""
-        refused: tuple[Refusal, ...] = ()
+        """Victims by place, priority and need: all choice is domain.plan's, in PlanPreemption.
+
+        The steps, each its own method: the plan (with the policy in effect), then either a
+        dry run's event, nothing to do, or the pauses and the notice and, cleared, the act.
+        """
+        run = await self._planned_run(request, policy, record)
+        if run is None:
+            return
+        if run.dry_run:
+            await self._dry_run(run, record)
+        elif not run.chosen.victims:
+            workflow.logger.info("the plan has no victim: nothing to preempt")
+            self._finish(record, "nothing to do")
+        elif await self._cleared(run, record):
+            await self._act(run, record)
+
+    def _policy_in_effect(
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+    ) -> tuple[Policy, tuple[Refusal, ...]] | None:
+        """The worker's policy with the request's overrides (only the safe ones, after
+        safe-overrides), and the refused ones; None, the run failed, if it is invalid."""
         try:
             effective = Policy.from_wire(policy.selection or {})
             if request.policy is not None and self._safe_overrides:
                 overridden = apply_request(effective, request.policy)
-                effective, refused = overridden.policy, overridden.refused
-            elif request.policy is not None:
+                return overridden.policy, overridden.refused
+            if request.policy is not None:
                 effective = effective.with_overrides(request.policy)
         except ValueError as exc:
             workflow.logger.error("dropping the run: its policy is refused: %s", exc)
             self._mem.planned = Planned(None, Scope.ENTITY, request.dry_run, None, error=str(exc))
             self._finish(record, "failed", error=str(exc))
-            return
-        entity = request.alarmed_entity() if effective.scope is Scope.ENTITY else None
-        scope = Scope.ENTITY if entity is not None else Scope.VCENTER
-        record["entity"] = None if entity is None else vm_ref_to_wire(entity)
+            return None
+        return effective, ()
+
+    @staticmethod
+    def _plan_notes(
+        refused: tuple[Refusal, ...],
+        effective: Policy,
+        entity: MoRef | None,
+        record: dict[str, Any],
+    ) -> list[str]:
+        """What the plan's notes say of the request: refused overrides, a missing entity."""
         notes: list[str] = []
         if refused:
             # The run goes on under the administrator's value of each refused field.
             record["refusedOverrides"] = [r.to_wire() for r in refused]
-            for r in refused:
-                notes.append(f"override of {r.field} refused: {r.reason}")
-                workflow.logger.warning("%s", notes[-1])
+            notes += [f"override of {r.field} refused: {r.reason}" for r in refused]
         if effective.scope is Scope.ENTITY and entity is None:
             notes.append("the request names no alarmed entity: acting on the whole vCenter")
-            workflow.logger.warning("%s", notes[-1])
+        for note in notes:
+            workflow.logger.warning("%s", note)
+        return notes
+
+    async def _request_plan(
+        self, request: WorkflowRequest, entity: MoRef | None, effective: Policy
+    ) -> PlanOutput:
+        """The PlanPreemption activity: the facts read and the victims chosen, on the worker."""
+        return await workflow.execute_activity_method(
+            PreemptionActivities.plan_preemption,
+            PlanInput(
+                tag=request.tag,
+                entity=entity,
+                policy=effective.to_wire(),
+                criticality=request.criticality,
+            ),
+            **_options(),
+        )
+
+    async def _planned_run(
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+    ) -> RunPlan | None:
+        """Plan the run, record and show the plan; None if there is none (the run failed)."""
+        found = self._policy_in_effect(request, policy, record)
+        if found is None:
+            return None
+        effective, refused = found
+        entity = request.alarmed_entity() if effective.scope is Scope.ENTITY else None
+        scope = Scope.ENTITY if entity is not None else Scope.VCENTER
+        record["entity"] = None if entity is None else vm_ref_to_wire(entity)
+        notes = self._plan_notes(refused, effective, entity, record)
         dry_run = request.dry_run or effective.dry_run
         try:
-            planned = await workflow.execute_activity_method(
-                PreemptionActivities.plan_preemption,
-                PlanInput(
-                    tag=request.tag,
-                    entity=entity,
-                    policy=effective.to_wire(),
-                    criticality=request.criticality,
-                ),
-                **_options(),
-            )
+            planned = await self._request_plan(request, entity, effective)
         except FailureError as err:
             _reraise_cancel(err)
             why = _cause(err)
             workflow.logger.error("planning the preemption failed: %s", why)
             self._mem.planned = Planned(entity, scope, dry_run, None, tuple(notes), error=why)
             self._finish(record, "failed", error=why)
-            return
+            return None
         chosen = Plan.from_wire(planned.plan)
         notes += planned.notes
         self._mem.planned = Planned(entity, scope, dry_run, planned.plan, tuple(notes))
         record["victims"] = [v.ref.value for v in chosen.victims]
         record["leftOut"] = len(chosen.left_out)
-        for left in chosen.left_out:
-            why = f"{left.reason.value} ({left.detail})"
-            workflow.logger.info("left out %s: %s", left.ref, why, extra=_vm(left.ref))
-        for position, victim in enumerate(chosen.victims, 1):
-            workflow.logger.info(
-                "victim %d: %s (%s)", position, victim.ref, victim.reason, extra=_vm(victim.ref)
-            )
+        _log_plan(chosen)
         if self._care:
             self._mem.history_keep = effective.history
             self._mem.max_concurrency = policy.max_concurrency
-        if dry_run:
-            workflow.logger.info(
-                "dry run: %d victim(s) planned, none acted on", len(chosen.victims)
-            )
-            await self._send(
-                request,
-                preempted_event_id(workflow.info().workflow_id, request.event) + "-plan",
-                {**self._about(request), **self._mem.planned.to_wire()},
-                event_type=PLANNED_EVENT_TYPE,
-            )
-            self._finish(record, "dry run")
-            return
-        if not chosen.victims:
-            workflow.logger.info("the plan has no victim: nothing to preempt")
-            self._finish(record, "nothing to do")
-            return
-        if self._pausable and not await self._clear_to_act(request, policy, effective, record):
-            return
+        return RunPlan(request, policy, effective, entity, chosen, dry_run)
 
-        stop = effective.stop_for(request.criticality) if self._care else None
-        action = (
-            stop.action
-            if stop is not None
-            else (
-                StopAction.POWER_OFF
-                if request.criticality.forces_power_off
-                else StopAction.SHUTDOWN
-            )
+    def _planned_wire(self) -> dict[str, Any]:
+        """The latest plan's extras for an event (a run has planned by the time it sends)."""
+        return {} if self._mem.planned is None else self._mem.planned.to_wire()
+
+    async def _dry_run(self, run: RunPlan, record: dict[str, Any]) -> None:
+        workflow.logger.info(
+            "dry run: %d victim(s) planned, none acted on", len(run.chosen.victims)
         )
-        if self._care and not await self._notice(request, chosen, effective, action, record):
-            return
+        await self._send(
+            run.request,
+            preempted_event_id(workflow.info().workflow_id, run.request.event) + "-plan",
+            {**self._about(run.request), **self._planned_wire()},
+            event_type=PLANNED_EVENT_TYPE,
+        )
+        self._finish(record, "dry run")
+
+    def _stop(self, run: RunPlan) -> tuple[StopAction, float | None]:
+        """How the victims stop, and a shutdown's grace (None: the worker's setting)."""
+        if self._care:
+            stop = run.effective.stop_for(run.request.criticality)
+            return stop.action, stop.grace_seconds
+        forced = run.request.criticality.forces_power_off
+        return (StopAction.POWER_OFF if forced else StopAction.SHUTDOWN), None
+
+    async def _cleared(self, run: RunPlan, record: dict[str, Any]) -> bool:
+        """True when the run may act: no pause holds it, and its notice (if any) ran out with
+        the alarm still raised. A held run that is released goes on in `_clear_to_act`."""
+        request, policy, effective = run.request, run.policy, run.effective
+        if self._pausable and not await self._clear_to_act(request, policy, effective, record):
+            return False
+        action, _ = self._stop(run)
+        if self._care and not await self._notice(request, run.chosen, effective, action, record):
+            return False
         # A pause that began during the notice holds the run before it acts (without a notice
         # the read just made stands: no second one).
-        noticed = effective.notice_for(request.criticality) > 0
-        if (
-            self._pausable
-            and noticed
-            and not await self._clear_to_act(
-                request, policy, effective, record, noticed=chosen.refs
-            )
-        ):
-            return
-        grace = None if stop is None else stop.grace_seconds
-        outcome = await self._power_off(request, chosen.refs, policy, action, grace, record)
+        if not self._pausable or effective.notice_for(request.criticality) <= 0:
+            return True
+        return await self._clear_to_act(request, policy, effective, record, noticed=run.chosen.refs)
+
+    async def _act(self, run: RunPlan, record: dict[str, Any]) -> None:
+        """Stop the victims, mark them, remember them for the resume, tell of it; then the
+        loop's later rounds, if the policy has a loop."""
+        request, effective, chosen = run.request, run.effective, run.chosen
+        action, grace = self._stop(run)
+        outcome = await self._power_off(request, chosen.refs, run.policy, action, grace, record)
         if outcome is None:
             return
         extra = {"action": action.value} if self._care else {}
@@ -547,26 +602,34 @@ class PreemptVMsWorkflow:
         written = await self._annotate(outcome, annotation)
         if self._care:
             self._mem.resume = effective.resume
-            self._mem.room = self._room(entity, effective)
+            self._mem.room = self._room(run.entity, effective)
             noticed = effective.guest_notice and effective.notice_for(request.criticality) > 0
             self._remember_stopped(outcome, chosen, written, noticed)
-        if entity is not None and chosen.target is not None:
-            after = await self._use_now(entity, effective)
-            self._mem.planned = replace(
-                self._mem.planned, achieved=planned_vs_achieved(chosen.target, after)
-            )
+        await self._measure_achieved(run.entity, chosen, effective)
         await self._send(
             request,
             preempted_event_id(workflow.info().workflow_id, request.event),
             {
                 **preempted_event_data(annotation, outcome.powered_off),
-                **self._mem.planned.to_wire(),
+                **self._planned_wire(),
                 **self._round_extras(effective, 1),
             },
         )
         if self._looping(effective):
             announced = set(chosen.refs) if record.get("notice") else set()
-            await self._more_rounds(request, policy, effective, entity, record, announced)
+            await self._more_rounds(request, run.policy, effective, run.entity, record, announced)
+
+    async def _measure_achieved(
+        self, entity: MoRef | None, chosen: Plan, effective: Policy
+    ) -> dict[str, Any] | None:
+        """The entity's use read again after a round acted, against what its plan expected
+        (in the state and the event as `achieved`); None without an entity or a target."""
+        if entity is None or chosen.target is None or self._mem.planned is None:
+            return None
+        after = await self._use_now(entity, effective)
+        achieved = planned_vs_achieved(chosen.target, after)
+        self._mem.planned = replace(self._mem.planned, achieved=achieved)
+        return achieved
 
     async def _notice(
         self,
@@ -957,42 +1020,9 @@ class PreemptVMsWorkflow:
         if not await self._round_clear(request, effective, record):
             entry["outcome"] = "held"
             return ALARM_LOWERED, f"while round {number} was held by a pause"
-        try:
-            planned = await workflow.execute_activity_method(
-                PreemptionActivities.plan_preemption,
-                PlanInput(
-                    tag=request.tag,
-                    entity=entity,
-                    policy=effective.to_wire(),
-                    criticality=request.criticality,
-                ),
-                **_options(),
-            )
-        except FailureError as err:
-            _reraise_cancel(err)
-            entry["error"] = _cause(err)
-            workflow.logger.error("planning round %d failed: %s", number, entry["error"])
-            return NO_CANDIDATES, f"round {number} could not plan: {entry['error']}"
-        chosen = Plan.from_wire(planned.plan)
-        scope = Scope.ENTITY if entity is not None else Scope.VCENTER
-        self._mem.planned = Planned(entity, scope, False, planned.plan, tuple(planned.notes))
-        entry["victims"] = [v.ref.value for v in chosen.victims]
-        if chosen.target is not None and chosen.target.reached and not chosen.victims:
-            # The use read again after the settle: what the lag hid is seen now.
-            entry["outcome"] = "nothing to do"
-            return TARGET_MET, f"read again before round {number}: {chosen.target.note}"
-        if not chosen.victims:
-            entry["outcome"] = "nothing to do"
-            return NO_CANDIDATES, f"round {number}'s plan has no victim"
-        for position, victim in enumerate(chosen.victims, 1):
-            workflow.logger.info(
-                "round %d victim %d: %s (%s)",
-                number,
-                position,
-                victim.ref,
-                victim.reason,
-                extra=_vm(victim.ref),
-            )
+        chosen, why, detail = await self._plan_round(request, effective, entity, entry, number)
+        if chosen is None:
+            return why, detail
         stop = effective.stop_for(request.criticality)
         # Only the VMs not announced yet get a notice: one still running after an earlier
         # round (it failed to stop) has had its warning.
@@ -1013,6 +1043,52 @@ class PreemptVMsWorkflow:
             entry["outcome"] = "failed"
             return NO_CANDIDATES, f"round {number} stopped no VM"
         entry["outcome"] = "acted"
+        await self._after_round(request, effective, entity, chosen, outcome, entry, number)
+        return None, ""
+
+    async def _plan_round(
+        self,
+        request: WorkflowRequest,
+        effective: Policy,
+        entity: MoRef | None,
+        entry: dict[str, Any],
+        number: int,
+    ) -> tuple[Plan | None, str | None, str]:
+        """Round `number`'s plan, or None with why the loop stops and the detail."""
+        try:
+            planned = await self._request_plan(request, entity, effective)
+        except FailureError as err:
+            _reraise_cancel(err)
+            entry["error"] = _cause(err)
+            workflow.logger.error("planning round %d failed: %s", number, entry["error"])
+            return None, NO_CANDIDATES, f"round {number} could not plan: {entry['error']}"
+        chosen = Plan.from_wire(planned.plan)
+        scope = Scope.ENTITY if entity is not None else Scope.VCENTER
+        self._mem.planned = Planned(entity, scope, False, planned.plan, tuple(planned.notes))
+        entry["victims"] = [v.ref.value for v in chosen.victims]
+        if chosen.target is not None and chosen.target.reached and not chosen.victims:
+            # The use read again after the settle: what the lag hid is seen now.
+            entry["outcome"] = "nothing to do"
+            return None, TARGET_MET, f"read again before round {number}: {chosen.target.note}"
+        if not chosen.victims:
+            entry["outcome"] = "nothing to do"
+            return None, NO_CANDIDATES, f"round {number}'s plan has no victim"
+        _log_plan(chosen, number)
+        return chosen, None, ""
+
+    async def _after_round(
+        self,
+        request: WorkflowRequest,
+        effective: Policy,
+        entity: MoRef | None,
+        chosen: Plan,
+        outcome: PowerOffOutcome,
+        entry: dict[str, Any],
+        number: int,
+    ) -> None:
+        """A later round that acted: recorded in the run (its VMs added to the state's),
+        marked, remembered for the resume, measured, and told in its own event."""
+        stop = effective.stop_for(request.criticality)
         previous = self._mem.last.vms if self._mem.last is not None else ()
         annotation = self._record_run(
             request, outcome, stop.action, extra={"action": stop.action.value}
@@ -1023,10 +1099,8 @@ class PreemptVMsWorkflow:
         written = await self._annotate(outcome, annotation)
         noticed = effective.guest_notice and effective.notice_for(request.criticality) > 0
         self._remember_stopped(outcome, chosen, written, noticed)
-        if entity is not None and chosen.target is not None:
-            after = await self._use_now(entity, effective)
-            achieved = planned_vs_achieved(chosen.target, after)
-            self._mem.planned = replace(self._mem.planned, achieved=achieved)
+        achieved = await self._measure_achieved(entity, chosen, effective)
+        if achieved is not None:
             entry["achieved"] = achieved
         entry["endedAt"] = format_time(workflow.now())
         await self._send(
@@ -1034,11 +1108,10 @@ class PreemptVMsWorkflow:
             f"{preempted_event_id(workflow.info().workflow_id, request.event)}-round-{number}",
             {
                 **preempted_event_data(annotation, outcome.powered_off),
-                **self._mem.planned.to_wire(),
+                **self._planned_wire(),
                 **self._round_extras(effective, number),
             },
         )
-        return None, ""
 
     # -- the pause switch ---------------------------------------------------------------
 
@@ -1595,6 +1668,19 @@ def _options(start_to_close: timedelta = ACTIVITY_TIMEOUT) -> dict[str, Any]:
         "heartbeat_timeout": HEARTBEAT_TIMEOUT,
         "retry_policy": RETRY_POLICY,
     }
+
+
+def _log_plan(chosen: Plan, number: int = 1) -> None:
+    """Each left-out VM and victim in the worker's log (a later round: its victims)."""
+    if number == 1:
+        for left in chosen.left_out:
+            why = f"{left.reason.value} ({left.detail})"
+            workflow.logger.info("left out %s: %s", left.ref, why, extra=_vm(left.ref))
+    label = "victim" if number == 1 else f"round {number} victim"
+    for position, victim in enumerate(chosen.victims, 1):
+        workflow.logger.info(
+            "%s %d: %s (%s)", label, position, victim.ref, victim.reason, extra=_vm(victim.ref)
+        )
 
 
 def _vm(ref: VmRef) -> dict[str, str]:
