@@ -903,18 +903,7 @@ class PreemptVMsWorkflow:
         """The entity's use after a round, on the basis its target is judged by."""
         if not self._relieve or effective.targets.basis is UseBasis.USAGE:
             return await self._entity_usage(entity)  # the activity runs before the loop used
-        try:
-            return await workflow.execute_activity_method(
-                PreemptionActivities.read_entity_use,
-                UseInput(entity=entity, basis=effective.targets.basis.value),
-                **_options(),
-            )
-        except FailureError as err:
-            _reraise_cancel(err)
-            workflow.logger.warning(
-                "reading %s's use after a round failed: %s", entity, _cause(err)
-            )
-            return None
+        return await self._use_on(entity, effective.targets.basis, "after a round")
 
     async def _more_rounds(
         self,
@@ -1332,7 +1321,7 @@ class PreemptVMsWorkflow:
         while waiting:
             if self._pending:
                 return INTERRUPTED
-            usage = await self._use_on(room.entity, room.targets.basis)
+            usage = await self._use_on(room.entity, room.targets.basis, "for the resume")
             record["room"]["checks"] += 1
             found = fit(
                 waiting,
@@ -1358,7 +1347,8 @@ class PreemptVMsWorkflow:
                 return INTERRUPTED
         return RESUMED
 
-    async def _use_on(self, entity: MoRef, basis: UseBasis) -> EntityUsage | None:
+    async def _use_on(self, entity: MoRef, basis: UseBasis, when: str) -> EntityUsage | None:
+        """The entity's use on `basis` (ReadEntityUse); None, and a warning, if unread."""
         try:
             return await workflow.execute_activity_method(
                 PreemptionActivities.read_entity_use,
@@ -1367,9 +1357,7 @@ class PreemptVMsWorkflow:
             )
         except FailureError as err:
             _reraise_cancel(err)
-            workflow.logger.warning(
-                "reading %s's use for the resume failed: %s", entity, _cause(err)
-            )
+            workflow.logger.warning("reading %s's use %s failed: %s", entity, when, _cause(err))
             return None
 
     async def _leave_off(
