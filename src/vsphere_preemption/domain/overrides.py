@@ -232,27 +232,31 @@ def _groups(
             f"would replace the budgets of {admin.category!r} with those of {wanted.category!r}",
         )
         return admin
-    default = admin.default
-    if tighter(wanted.default, admin.default) or judge.allows("groups.default"):
-        default = wanted.default
-    elif wanted.default != admin.default:
-        judge.refuse(
-            "groups.default",
-            f"would loosen the default budget {_budget(admin.default)} "
-            f"to {_budget(wanted.default)}",
-        )
+    default = _budget_pick(
+        judge, "groups.default", admin.default, wanted.default, "the default budget "
+    )
     budgets: dict[str, MaxUnavailable] = {}
     for group in dict.fromkeys([*admin.budgets, *wanted.budgets]):
-        before, after = admin.budget(group), wanted.budget(group)
         path = f"groups.budgets.{group}"
-        chosen = before
-        if tighter(after, before) or judge.allows(path):
-            chosen = after
-        elif after != before:
-            judge.refuse(path, f"would loosen {_budget(before)} to {_budget(after)}")
+        chosen = _budget_pick(judge, path, admin.budget(group), wanted.budget(group), "")
         if chosen != default:
             budgets[group] = _NO_LIMIT if chosen is None else chosen
     return GroupPolicy(admin.category, budgets, default)
+
+
+def _budget_pick(
+    judge: _Judge,
+    path: str,
+    before: MaxUnavailable | None,
+    after: MaxUnavailable | None,
+    what: str,
+) -> MaxUnavailable | None:
+    """A request's budget where it is tighter (or allowed); else the administrator's."""
+    if tighter(after, before) or judge.allows(path):
+        return after
+    if after != before:
+        judge.refuse(path, f"would loosen {what}{_budget(before)} to {_budget(after)}")
+    return before
 
 
 def _budget(b: MaxUnavailable | None) -> str:

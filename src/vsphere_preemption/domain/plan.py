@@ -201,6 +201,31 @@ class Plan:
 # -- The choice -----------------------------------------------------------------------------
 
 
+def _eligible(
+    facts: Iterable[VmFacts], policy: Policy, left: list[tuple[Any, LeftOut]]
+) -> list[tuple[Any, VmFacts, int, str]]:
+    """The preemptible VMs that may go, in the order they go (each with its sort key, level
+    and where the level came from); the others added to `left` with the reason."""
+    eligible: list[tuple[Any, VmFacts, int, str]] = []
+    for vm in facts:
+        if not vm.preemptible:
+            continue
+        level, level_source = _priority(vm, policy)
+        key = _order_key(level, vm)
+        if vm.ref.type != VIRTUAL_MACHINE:
+            left.append(
+                (key, _left(vm, LeaveReason.NOT_A_VM, f"not a virtual machine ({vm.ref.type})"))
+            )
+            continue
+        why = _never(vm, policy)
+        if why is not None:
+            left.append((key, _left(vm, *why)))
+            continue
+        eligible.append((key, vm, level, level_source))
+    eligible.sort(key=lambda e: e[0])
+    return eligible
+
+
 def plan(
     candidates: Sequence[VmFacts],
     usage: EntityUsage | None,
@@ -223,23 +248,7 @@ def plan(
     notes: list[str] = []
     left: list[tuple[Any, LeftOut]] = []
     groups = _Groups(facts, policy)
-    eligible: list[tuple[Any, VmFacts, int, str]] = []
-    for vm in facts:
-        if not vm.preemptible:
-            continue
-        level, level_source = _priority(vm, policy)
-        key = _order_key(level, vm)
-        if vm.ref.type != VIRTUAL_MACHINE:
-            left.append(
-                (key, _left(vm, LeaveReason.NOT_A_VM, f"not a virtual machine ({vm.ref.type})"))
-            )
-            continue
-        why = _never(vm, policy)
-        if why is not None:
-            left.append((key, _left(vm, *why)))
-            continue
-        eligible.append((key, vm, level, level_source))
-    eligible.sort(key=lambda e: e[0])
+    eligible = _eligible(facts, policy, left)
 
     judge = _Judge(usage, policy, notes)
     victims: list[Victim] = []

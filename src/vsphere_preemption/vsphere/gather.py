@@ -114,14 +114,7 @@ def read_tags(tagging: TaggingRest, tag: str, categories: Sequence[str]) -> _Tag
 
 def _read_tags(tagging: TaggingRest, tag: str, categories: Sequence[str]) -> _Tags:
     preemptible_ids = tagging.find_tag_ids(tag)  # TagNotFoundError if none
-    category_ids = tagging.categories()
-    if any(name not in category_ids for name in categories):
-        category_ids = tagging.categories(fresh=True)  # made since we cached them?
-    group_ids: list[str] = []
-    for name in dict.fromkeys(categories):
-        if name not in category_ids:
-            raise CategoryNotFoundError(name)
-        group_ids += tagging.tags_of_category(category_ids[name])
+    category_ids, group_ids = _group_tags(tagging, categories)
     infos: dict[str, dict[str, Any]] = {}
     for tag_id in dict.fromkeys([*preemptible_ids, *group_ids]):
         try:
@@ -138,7 +131,28 @@ def _read_tags(tagging: TaggingRest, tag: str, categories: Sequence[str]) -> _Ta
         )
         for tag_id, info in infos.items()
     }
-    attached = tagging.objects_on_tags(list(names))
+    return _attached(tagging.objects_on_tags(list(names)), names, preemptible_ids)
+
+
+def _group_tags(
+    tagging: TaggingRest, categories: Sequence[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Every category's ID by name, and the IDs of the tags of the policy's categories."""
+    category_ids = tagging.categories()
+    if any(name not in category_ids for name in categories):
+        category_ids = tagging.categories(fresh=True)  # made since we cached them?
+    group_ids: list[str] = []
+    for name in dict.fromkeys(categories):
+        if name not in category_ids:
+            raise CategoryNotFoundError(name)
+        group_ids += tagging.tags_of_category(category_ids[name])
+    return category_ids, group_ids
+
+
+def _attached(
+    attached: dict[str, list[MoRef]], names: dict[str, TagName], preemptible_ids: Sequence[str]
+) -> _Tags:
+    """The tagged objects: VMs and others carrying the tag, and every VM's tags by name."""
     preemptible: set[MoRef] = set()
     others: set[MoRef] = set()
     members: dict[MoRef, set[TagName]] = {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 from vsphere_preemption.domain.model import ResumeOutcome, VmIssue, VmMark, VmRef
 from vsphere_preemption.domain.resume import (
@@ -35,7 +36,7 @@ from vsphere_preemption.vsphere.fields import CustomFields
 from vsphere_preemption.vsphere.reads import read_now, read_power_states
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession
-from vsphere_preemption.vsphere.tasks import TaskRunner
+from vsphere_preemption.vsphere.tasks import TaskEnd, TaskRunner
 
 log = get_logger(__name__)
 
@@ -52,6 +53,64 @@ def _claimed(annotation: str | None) -> bool:
 
 def _power_on(conn: Connection, ref: VmRef) -> object:
     return conn.managed(ref).PowerOnVM_Task()
+
+
+@dataclass
+class _Tally:
+    """What became of each VM of one resume attempt, as the steps learn it."""
+
+    resumed: set[VmRef] = field(default_factory=set)
+    unclaimed: list[VmRef] = field(default_factory=list)  # ours, on, not yet said resumed
+    skipped: dict[VmRef, str] = field(default_factory=dict)
+    failed: dict[VmRef, str] = field(default_factory=dict)
+
+    def judge(
+        self,
+        by_ref: dict[VmRef, VmMark],
+        now: dict[VmRef, VmNow],
+        workflow_id: str,
+        powered_on_before: Collection[VmRef],
+    ) -> list[VmRef]:
+        """domain.resume's verdict on each VM; the ones to power on, in order."""
+        to_power: list[VmRef] = []
+        for ref, mark in by_ref.items():
+            judgement = judge(
+                mark, now.get(ref), workflow_id, powered_on_by_us=ref in powered_on_before
+            )
+            if judgement.verdict is Verdict.RESUME:
+                to_power.append(ref)
+            elif judgement.verdict is Verdict.RESUMED_ALREADY:
+                self.resumed.add(ref)
+                if not _claimed(now[ref].annotation):
+                    self.unclaimed.append(ref)  # known from the heartbeat alone: claim it now
+            else:
+                self.skipped[ref] = judgement.reason
+        return to_power
+
+    def ended(self, ref: VmRef, end: TaskEnd, session: SoapSession) -> bool:
+        """How a power-on task ended; True when the power state must say (done, or lost)."""
+        fault = end.fault
+        if end.ok or (fault is None and end.detail.endswith("task lost")):
+            return True
+        if isinstance(fault, vmodl.fault.ManagedObjectNotFound):
+            self.skipped[ref] = DELETED
+        elif isinstance(fault, vim.fault.InvalidPowerState) and (fault.existingState == POWERED_ON):
+            self.skipped[ref] = POWERED_ON_BY_HAND  # in the instant since we read it
+        else:
+            why = session.text(fault) if fault is not None else end.detail
+            self.failed[ref] = f"power-on failed: {why}"
+        return False
+
+    def confirm(self, refs: list[VmRef], states: dict[VmRef, str]) -> None:
+        """The power states read after the tasks: on is resumed, gone is deleted."""
+        for ref in refs:
+            state = states.get(ref)
+            if state == POWERED_ON:
+                self.resumed.add(ref)
+            elif state is None:
+                self.skipped[ref] = DELETED
+            else:
+                self.failed[ref] = f"power-on done, but the VM is {state}"
 
 
 class Resume:
@@ -120,66 +179,31 @@ class Resume:
             raise self._session.error(read_fault, "read the VMs to resume") from None
         heartbeat(f"resume: {len(now)} of {len(refs)} VMs read")
 
-        resumed: set[VmRef] = set()
-        unclaimed: list[VmRef] = []
-        skipped: dict[VmRef, str] = {}
-        failed: dict[VmRef, str] = {}
-        to_power: list[VmRef] = []
-        for ref in refs:
-            judgement = judge(
-                by_ref[ref], now.get(ref), workflow_id, powered_on_by_us=ref in powered_on_before
-            )
-            if judgement.verdict is Verdict.RESUME:
-                to_power.append(ref)
-            elif judgement.verdict is Verdict.RESUMED_ALREADY:
-                resumed.add(ref)
-                if not _claimed(now[ref].annotation):
-                    unclaimed.append(ref)  # known from the heartbeat alone: claim it now
-            else:
-                skipped[ref] = judgement.reason
-
+        tally = _Tally()
+        to_power = tally.judge(by_ref, now, workflow_id, powered_on_before)
         claimed = self._claim(to_power, annotation_field, annotation_json, max_concurrency,
-                              heartbeat, failed, order)  # fmt: skip
+                              heartbeat, tally.failed, order)  # fmt: skip
         ends = self._runner.run(
             claimed, _power_on, what="power-on", max_concurrency=max_concurrency,
             heartbeat=heartbeat,
             before_each=on_powering_on,  # said before acting: a retry knows, even if it hangs
         )  # fmt: skip
-        to_confirm: list[VmRef] = []
-        for ref, end in ends.items():
-            fault = end.fault
-            if end.ok or (fault is None and end.detail.endswith("task lost")):
-                to_confirm.append(ref)  # the power state says how it ended
-            elif isinstance(fault, vmodl.fault.ManagedObjectNotFound):
-                skipped[ref] = DELETED
-            elif isinstance(fault, vim.fault.InvalidPowerState) and (
-                fault.existingState == POWERED_ON
-            ):
-                skipped[ref] = POWERED_ON_BY_HAND  # in the instant since we read it
-            else:
-                why = self._session.text(fault) if fault is not None else end.detail
-                failed[ref] = f"power-on failed: {why}"
+        to_confirm = [ref for ref, end in ends.items() if tally.ended(ref, end, self._session)]
         if to_confirm:
             try:
                 states, _ = read_power_states(self._session, to_confirm)
             except vmodl.MethodFault as read_fault:
                 raise self._session.error(read_fault, "confirm the power-ons") from None
-            for ref in to_confirm:
-                state = states.get(ref)
-                if state == POWERED_ON:
-                    resumed.add(ref)
-                elif state is None:
-                    skipped[ref] = DELETED
-                else:
-                    failed[ref] = f"power-on done, but the VM is {state}"
+            tally.confirm(to_confirm, states)
+        resumed, skipped, failed = tally.resumed, tally.skipped, tally.failed
         # A claimed VM that did not come on: its annotation says again what it said before.
         self._unclaim(
             [r for r in claimed if (r not in resumed and r not in skipped) or r in failed],
             now, annotation_field, max_concurrency, heartbeat,
         )  # fmt: skip
 
-        for ref in set(unclaimed) - set(self._claim(
-            unclaimed, annotation_field, annotation_json, max_concurrency, heartbeat, failed,
+        for ref in set(tally.unclaimed) - set(self._claim(
+            tally.unclaimed, annotation_field, annotation_json, max_concurrency, heartbeat, failed,
             order, fails_as="powered on, but the resumed annotation failed",
         )):  # fmt: skip
             resumed.discard(ref)  # on, but its annotation could not say so: reported failed
