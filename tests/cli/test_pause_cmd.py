@@ -48,6 +48,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         # Days are not a unit: one duration dialect for the settings, the policy and the CLI.
         (["pause", "--reason", "x", "--for", "2d"], "--for: not a duration: '2d'"),
         (["pause", "--reason", "x", "--for", "nan"], "--for: not a duration: 'nan'"),
+        (["pause", "--reason", "x", "--for", "1e300"], "--for: a pause of 1e+300s ends beyond"),
         (["pause", "--reason", "x", "--entity", "domain-c7"], "name the alarm too"),
         (["pause", "--reason", "x", "--alarm", ""], "--alarm must not be empty"),
         (["pause", "--reason", "x", "--alarm", "cpu", "--entity", " "], "--entity must not be"),

@@ -30,7 +30,7 @@ from vsphere_preemption.cli.workflow_cmd import (
 )
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
-from vsphere_preemption.domain.pauses import Pause, pause_problem, scope_text
+from vsphere_preemption.domain.pauses import Pause, pause_expiry, pause_problem, scope_text
 from vsphere_preemption.wire import (
     DEFAULT_NAMESPACE,
     DEFAULT_TASK_QUEUE,
@@ -150,6 +150,8 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     if args.duration is not None:
         try:
             seconds = parse_seconds(args.duration)
+            # The registry drops a pause whose end no clock can tell: refuse it here, in words.
+            pause_expiry(seconds, datetime.now(UTC))
         except ValueError as exc:
             raise InvalidInput(f"--for: {exc}") from None
         if seconds <= 0:
