@@ -3,12 +3,16 @@
 A pause is taken the way `preemptctl pause` takes it (PreemptionClient.pause, the registry
 workflow signalled-with-start); the alarm comes as the Go function's signal. What is checked:
 vCenter's power states, the workflow's state (`paused`), its run record (`holds`), and the
-CloudEvents at the sink. Durations are seconds.
+CloudEvents at the sink. Durations are seconds. One test restarts the worker (a process of its
+own, killed) and Temporal (a dev server of its own, on a SQLite file and a fixed port) while a
+pause holds a run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 
 from tests.temporal.helpers import eventually, query_state
 from tests.temporal.rig import running_worker
@@ -25,14 +30,17 @@ from tests.test_worker_care_e2e import (
     alarm_on,
     history_when,
     outcomes,
+    run_history,
     start,
     until,
     world_on,
 )
 from tests.vsphere.usage_inventory import UsageInventory
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, free_port
+from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.temporal.client import PreemptionClient
 from vsphere_preemption.wire import (
+    DEFAULT_NAMESPACE,
     HELD_EVENT_TYPE,
     PAUSED_EVENT_TYPE,
     PREEMPTED_EVENT_TYPE,
@@ -186,3 +194,98 @@ async def test_a_quiet_window_holds_the_run_and_a_lowering_meanwhile_acts_on_not
     assert result["history"][0]["holds"][0]["released"] == "alarm lowered"
     assert [e.type for e in world.sink.events] == [HELD_EVENT_TYPE, RELEASED_EVENT_TYPE]
     assert world.events(RELEASED_EVENT_TYPE)[0].data["proceeds"] is False
+
+
+async def state_once_served(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The state as soon as a worker answers for the workflow: none while Temporal or the new
+    worker cannot serve the query yet."""
+    try:
+        return await query_state(handle)
+    except RPCError:
+        return {}
+
+
+def pause_list(address: str, queue: str) -> subprocess.CompletedProcess[str]:
+    """`preemptctl pause --list`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "vsphere_preemption", "pause", "--list", "-s", address, "-q", queue],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+async def test_a_pause_outlives_a_restart_of_the_worker_and_of_temporal_then_unpause_acts(
+    usage_vcsim: Vcsim, usage_inventory: UsageInventory, tmp_path: Path
+) -> None:
+    # Temporal of this test's own: the same SQLite file and port when it comes back.
+    server = TemporalDevServer(
+        port=free_port(), db_file=tmp_path / "temporal.db", log_file=tmp_path / "temporal.log"
+    )
+    with server:
+        temporal = await Client.connect(server.address, namespace=DEFAULT_NAMESPACE)
+        with world_on(
+            usage_vcsim, usage_inventory, server, temporal, tmp_path, "pause-restart",
+            PREEMPTION_NOTICE_HIGH="0",
+        ) as world:  # fmt: skip
+            cluster = world.cluster("DC0_C0")
+            vms = [world.vm(f"DC0_C0_RP1_VM{i}") for i in range(2)]
+            world.tags.tag(TAG, vms)
+            first = WorkerProcess(world.env, tmp_path / "worker-1.log").start()
+            second = WorkerProcess(world.env, tmp_path / "worker-2.log")
+            try:
+                await pauses(world).pause(
+                    {"reason": "vSphere upgrade", "by": "ops", "replyTo": world.sink.url}
+                )
+                handle = await start(
+                    world, [], f"cpu/{cluster.value}", alarm_on(cluster, replyTo=world.sink.url)
+                )
+                await paused_state(handle)
+                await until(lambda: world.events(HELD_EVENT_TYPE), bool, "the held event")
+
+                # Everything but vCenter goes down: the worker as a crash would take it, then
+                # Temporal; Temporal comes back on its database, then a new worker.
+                first.kill()
+                server.stop()
+                server.start()
+                second.start()
+
+                state = await eventually(
+                    lambda: state_once_served(handle), lambda s: "paused" in s,
+                    what="the state, answered by the new worker", timeout=90,
+                )  # fmt: skip
+                listed = await asyncio.to_thread(pause_list, server.address, world.queue)
+                await asyncio.sleep(1)  # time enough to act, were the hold lost
+                held_on = world.power(vms)
+                runs_while_held = await run_history(handle)
+
+                await pauses(world).unpause({"by": "ops"})
+                runs = await history_when(handle, lambda r: outcomes(r) == ["acted"], "the run")
+                await until(lambda: world.events(PREEMPTED_EVENT_TYPE), bool, "the event")
+                after = world.power(vms)
+                received = list(world.sink.events)
+            finally:
+                first.stop()
+                second.stop()
+    # (The workflows left running end with this test's server and its database.)
+
+    # While held after the restarts: the state says paused, the operator's list still shows
+    # the pause, the VMs stayed on, and no run has ended.
+    assert state["paused"]["until"] is None and state["paused"]["source"] == "pause"
+    assert "vSphere upgrade (paused: everything by ops)" in state["paused"]["reason"]
+    assert {v["ref"]["Value"] for v in state["plan"]["victims"]} == {v.value for v in vms}
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == "everything until unpaused by ops: vSphere upgrade\n"
+    assert set(held_on.values()) == {ON}
+    assert runs_while_held == []  # a held run is recorded once it ends
+    # Unpaused: the run went on and acted, once; its record says the pause ended it.
+    assert set(after.values()) == {OFF}
+    hold = runs[0]["holds"][0]
+    assert hold["released"] == "pause ended" and hold["until"] is None
+    # Each announcement once (a redelivery would repeat its id, never add one), in order.
+    sent = list(dict.fromkeys((e.type, e.id) for e in received))
+    assert [kind for kind, _ in sent] == [
+        PAUSED_EVENT_TYPE,
+        HELD_EVENT_TYPE,
+        UNPAUSED_EVENT_TYPE,
+        RELEASED_EVENT_TYPE,
+        PREEMPTED_EVENT_TYPE,
+    ]

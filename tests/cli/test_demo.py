@@ -24,12 +24,18 @@ import pytest
 
 import vsphere_preemption
 from tests.cli.ports import listening
-from vsphere_preemption.devtools.demo.inventory import ELSEWHERE, MAX_VMS, NOTICE_SECONDS, RESUME
+from vsphere_preemption.devtools.demo.inventory import (
+    ELSEWHERE,
+    LOOP,
+    MAX_VMS,
+    NOTICE_SECONDS,
+    RESUME,
+)
 from vsphere_preemption.devtools.devservers import VCSIM_VERSION
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, SCHEDULED_EVENT_TYPE, parse_time
 
 FREE_PORTS = ("--temporal-port", "0", "--ui-port", "0", "--function-port", "0")
-CHECKS = 12  # 14 with --resume
+CHECKS = 12  # 14 with --resume, 13 with --loop
 # The victims as the plan takes them: the two `low` (newest first), then the three of
 # priority 5 (normal or no tag), newest first; a resume takes them the other way round:
 # highest priority first, then by name.
@@ -274,6 +280,72 @@ def test_with_resume_the_lowering_powers_the_vms_on_again_highest_priority_first
     stamps = [parse_time(at) for *_, at, _ in now]
     assert stamps == sorted(stamps) and stamps[0] < stamps[2] < stamps[4]  # batch by batch
     assert re.search(r"workflow 'cluster-cpu-above-80/domain-c\d+' is now COMPLETED", lowered)
+
+
+# A round as the demo shows it: from the run's record, then its event at the sink.
+ROUND = re.compile(
+    r"^    round (?P<number>\d): stopped (?P<stopped>.*); "
+    r"memory after it (?P<after>[\d.]+)% \(target (?P<target>[\d.]+)%\): (?P<met>met|not met)\n"
+    r"      event (?P<id>\S+): round (?P<told>\d) of at most (?P<most>\d), (?P<vms>\d) VM\(s\)"
+    r"(?P<stop>, loopStopped '.*')?$",
+    re.M,
+)
+
+
+@pytest.mark.temporal
+@pytest.mark.vcsim
+def test_with_loop_two_rounds_are_shown_and_the_loop_stops_with_the_target_met() -> None:
+    done = demo(*FREE_PORTS, "--loop")
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+    assert len(re.findall(r"^  \[ok\] ", out, re.MULTILINE)) == CHECKS + 1, out
+    assert "FAILED" not in out and "a second round preempted one more and met it" in out
+    # The policy: a memory target on the allocation basis, and the loop.
+    target = re.search(r"^    targets: \{memory: ([\d.]+), basis: allocation\}$", out, re.M)
+    assert target is not None, out
+    assert f"    loop: {{settle: {LOOP.settle_seconds:g}s, maxRounds: {LOOP.max_rounds}}}" in out
+
+    # Each round, from the run's record and the sink: what it stopped, what it achieved.
+    shown = out.split("the rounds (the run's record", 1)[1]
+    first, second = (m.groupdict() for m in ROUND.finditer(shown))
+    assert [(r["number"], r["told"], r["most"]) for r in (first, second)] == [
+        ("1", "1", str(LOOP.max_rounds)),
+        ("2", "2", str(LOOP.max_rounds)),
+    ]
+    names_1 = re.findall(r"(DC0_C0_RP0_VM\d+) \(vm-\d+\)", first["stopped"])
+    assert set(names_1) == LOWS | FIVES and first["vms"] == str(MAX_VMS)
+    # Round 2 takes one of the highs that round 1 left over the cap.
+    name_2 = re.fullmatch(r"(DC0_C0_RP0_VM[26]) \(vm-\d+\)", second["stopped"])
+    assert name_2 is not None and second["vms"] == "1"
+    assert first["target"] == second["target"] == target.group(1)
+    assert (first["met"], second["met"]) == ("not met", "met")
+    assert float(first["after"]) > float(target.group(1)) >= float(second["after"])
+    assert second["id"] == f"{first['id']}-round-2"
+    assert (first["stop"], second["stop"]) == (None, ", loopStopped 'target met'")
+    assert "  the loop stopped after 2 round(s) of at most 3: target met\n" in out
+
+    # The history tells the settle between the rounds, and each round's event, in order.
+    steps = out.split("\n4. Workflow ", 1)[1].split("\n7. What happened", 1)[0]
+    told = [
+        steps.find(text)
+        for text in (
+            "send the VmPreemptedEvent of round 1 (of at most 3; target not met)",
+            "settle: a durable timer of 2s",
+            "settled: the next round plans again",
+            f"plan: 1 victims, in order: {name_2.group(1)} (priority 9)",
+            "send the VmPreemptedEvent of round 2 (of at most 3; target met; the loop stops: "
+            "target met)",
+        )
+    ]
+    assert -1 not in told and told == sorted(told), told
+    # Read back from vCenter: round 1's five and round 2's one are off.
+    after = out.split("power states now (vCenter), the planned victims:", 1)[1]
+    after = after.split("  the protected VM and the tagged VMs out of scope:", 1)[0]
+    off = re.findall(r"^    (DC0_C0_RP0_VM\d+) \(vm-\d+\): poweredOff$", after, re.M)
+    assert set(off[:MAX_VMS]) == set(names_1) and off[MAX_VMS:] == [name_2.group(1)]
+    assert re.search(r"^  \[ok\] the run's record: 2 rounds, .*the loop stopped: target met$",
+                     out, re.M)  # fmt: skip
 
 
 def test_without_vcsim_the_demo_says_how_to_install_it(tmp_path: Path) -> None:

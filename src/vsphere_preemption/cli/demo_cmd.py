@@ -19,7 +19,9 @@ CloudEvent, sent to the function over HTTP), shows the workflow's steps, its pla
 the victims still on with the notice in their guestinfo), what was preempted after it,
 the annotation and the emitted event, then plays the alarm turning green and shows the
 cancellation. With --resume the policy resumes on clear: the stopped VMs come back,
-highest priority first, in batches.
+highest priority first, in batches. With --loop the policy preempts until relieved: a
+memory target (allocation basis) one round cannot meet, met by a second round after a
+short settle; each round is shown, and why the loop stopped.
 Exits 0 when everything happened as expected, 1 otherwise (with the reason).
 
 Ports default to those of `preemptctl dev`; 0 picks a free one.
@@ -44,6 +46,11 @@ def add_parser(subparsers: Any) -> None:
         "--resume", action="store_true",
         help="a policy that resumes on clear: when the alarm lowers, the stopped VMs are "
         "powered on again, highest priority first, 2 at a time, 2 s apart",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loop", action="store_true",
+        help="a policy that preempts until relieved: a memory target on the allocation basis "
+        "that round 1 (5 VMs) falls short of and round 2 meets, 2 s of settle between them",
     )  # fmt: skip
     parser.add_argument(
         "--timeout", type=float, default=120.0, metavar="SECONDS",
@@ -71,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
             keep=args.keep,
             timeout=args.timeout,
             resume=args.resume,
+            loop=args.loop,
         )
     )

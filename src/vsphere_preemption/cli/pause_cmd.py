@@ -30,7 +30,7 @@ from vsphere_preemption.cli.workflow_cmd import (
 )
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
-from vsphere_preemption.domain.pauses import Pause, pause_problem, scope_text
+from vsphere_preemption.domain.pauses import Pause, pause_expiry, pause_problem, scope_text
 from vsphere_preemption.wire import (
     DEFAULT_NAMESPACE,
     DEFAULT_TASK_QUEUE,
@@ -62,7 +62,7 @@ def add_parser(subparsers: Any) -> None:
     pause.add_argument("--reason", help="why (shown wherever the pause is): required")
     pause.add_argument(
         "--for", dest="duration", metavar="DURATION",
-        help="end by itself after this long (90m, 4h, 2d); default: until unpaused",
+        help="end by itself after this long (90m, 4h, 48h); default: until unpaused",
     )  # fmt: skip
     pause.add_argument(
         "--reply-to", default=None, metavar="URL",
@@ -108,10 +108,26 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+# What --list cannot be combined with: it shows every pause and changes none, so a scope, a
+# reason or an expiry beside it would be silently ignored, and the operator misled.
+_LIST_ALONE = {"alarm": "--alarm", "entity": "--entity", "reason": "--reason",
+               "duration": "--for", "reply_to": "--reply-to"}  # fmt: skip
+
+
+def _scope_value(value: str | None, flag: str) -> str | None:
+    """A scope flag's value, stripped; a blank one is refused rather than read as absent: an
+    unset shell variable (`--alarm "$ALARM"`) must not turn into "every alarm"."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise InvalidInput(f"{flag} must not be empty (leave it out for every {flag[2:]})")
+    return value.strip()
+
+
 def _body(args: argparse.Namespace) -> dict[str, Any]:
     """The signal to the registry, checked: InvalidInput before anything is sent."""
-    alarm = args.alarm.strip() if args.alarm else None
-    entity = args.entity.strip() if args.entity else None
+    alarm = _scope_value(args.alarm, "--alarm")
+    entity = _scope_value(args.entity, "--entity")
     by = os.environ.get("USER") or _user()
     if args.verb == "unpause":
         if args.all and (alarm or entity):
@@ -120,6 +136,11 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
             raise InvalidInput("--entity names an entity of one alarm: give --alarm too")
         return {"alarm": alarm, "entity": entity, "all": bool(args.all), "by": by}
     if args.list:
+        given = [flag for name, flag in _LIST_ALONE.items() if getattr(args, name) is not None]
+        if given:
+            raise InvalidInput(
+                f"--list shows every pause and changes none: not with {', '.join(given)}"
+            )
         return {}
     reason = args.reason or ""
     problem = pause_problem(alarm, entity, reason)
@@ -129,13 +150,19 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     if args.duration is not None:
         try:
             seconds = parse_seconds(args.duration)
+            # The registry drops a pause whose end no clock can tell: refuse it here, in words.
+            pause_expiry(seconds, datetime.now(UTC))
         except ValueError as exc:
             raise InvalidInput(f"--for: {exc}") from None
         if seconds <= 0:
-            raise InvalidInput("--for must be longer than zero (90m, 4h, 2d)")
-    reply_to = args.reply_to if args.reply_to is not None else os.environ.get("K_SINK", "")
+            raise InvalidInput("--for must be longer than zero (90m, 4h, 48h)")
+    explicit = args.reply_to is not None
+    reply_to = args.reply_to if explicit else os.environ.get("K_SINK", "")
     if reply_to and (why := reply_to_problem(reply_to)) is not None:
-        raise InvalidInput(f"--reply-to: {why}")
+        # Name where the bad URL came from: an operator who gave no --reply-to looks for it
+        # in the environment only if told to.
+        source = "--reply-to" if explicit else "K_SINK (the default --reply-to)"
+        raise InvalidInput(f"{source}: {why}")
     return {
         "alarm": alarm,
         "entity": entity,

@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vsphere_preemption.domain.durations import parse_seconds
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_A_DAY = 24 * 60
 MAX_REASON = 500  # a reason is a line an operator reads, not a document
@@ -93,6 +95,61 @@ def pause_problem(alarm: str | None, entity: str | None, reason: str) -> str | N
     if len(reason) > MAX_REASON:
         return f"the reason is longer than {MAX_REASON} characters"
     return None
+
+
+def pause_expiry(seconds: Any, now: datetime) -> datetime | None:
+    """When a pause asked for `seconds` (a number or a duration text) at `now` ends; None (no
+    or zero seconds): when someone lifts it. ValueError for what is no duration, or one whose
+    end no clock can tell (past the year 9999)."""
+    if seconds is None or seconds == 0 or seconds == "":
+        return None
+    length = parse_seconds(seconds)
+    try:
+        return now + timedelta(seconds=length)
+    except OverflowError:
+        raise ValueError(f"a pause of {length:g}s ends beyond any date") from None
+
+
+def _scope_name(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"the {what} must be a name, got {value!r}")
+    return value
+
+
+def requested_pause(body: Mapping[str, Any], now: datetime) -> Pause:
+    """The pause a Pause signal asks for at `now`; ValueError saying why it cannot be taken.
+
+    The registry drops what this refuses instead of failing on it: a signal it cannot read
+    would fail its workflow task again and again, and hold every run while the pauses could
+    not be read."""
+    alarm = _scope_name(body.get("alarm"), "alarm")
+    entity = _scope_name(body.get("entity"), "entity")
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise ValueError(f"the reason must be text, got {reason!r}")
+    problem = pause_problem(alarm, entity, reason)
+    if problem is not None:
+        raise ValueError(problem)
+    return Pause(
+        reason=reason.strip(),
+        alarm=alarm,
+        entity=entity,
+        since=now,
+        until=pause_expiry(body.get("forSeconds"), now),
+        by=str(body.get("by", "")),
+        reply_to=str(body.get("replyTo", "")),
+    )
+
+
+def next_expiry(pauses: Iterable[Pause], now: datetime) -> timedelta | None:
+    """How long until the first of `pauses` ends by itself (zero if one already has); None
+    when none ends by itself (no timer is needed)."""
+    ends = [p.until for p in pauses if p.until is not None]
+    if not ends:
+        return None
+    return max(min(ends) - now, timedelta(0))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from temporalio import workflow
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from vsphere_preemption.domain.pauses import Pause, pause_problem
+    from vsphere_preemption.domain.pauses import Pause, next_expiry, requested_pause
     from vsphere_preemption.temporal.activities import PreemptionActivities
     from vsphere_preemption.temporal.contracts import SendEventInput
     from vsphere_preemption.wire import (
@@ -131,21 +131,11 @@ class PauseRegistryWorkflow:
                 )
             return []
         if name == PAUSE_SIGNAL:
-            reason = str(body.get("reason", ""))
-            problem = pause_problem(alarm, entity, reason)
-            if problem is not None:
-                workflow.logger.warning("dropping a pause: %s", problem)
+            try:
+                pause = requested_pause(body, now)
+            except ValueError as exc:
+                workflow.logger.warning("dropping a pause: %s", exc)
                 return []
-            seconds = body.get("forSeconds")
-            pause = Pause(
-                reason=reason.strip(),
-                alarm=alarm,
-                entity=entity,
-                since=now,
-                until=None if not seconds else now + timedelta(seconds=float(seconds)),
-                by=str(body.get("by", "")),
-                reply_to=str(body.get("replyTo", "")),
-            )
             self._pauses[pause.key] = pause  # pausing a scope again replaces its pause
             workflow.logger.info("paused %s: %s", pause.scope(), pause.reason)
             return [(PAUSED_EVENT_TYPE, pause, "paused")]
@@ -160,10 +150,7 @@ class PauseRegistryWorkflow:
         return []
 
     def _next_expiry(self) -> timedelta | None:
-        ends = [p.until for p in self._pauses.values() if p.until is not None]
-        if not ends:
-            return None  # no timer: nothing ends by itself
-        return max(min(ends) - workflow.now(), timedelta(0))
+        return next_expiry(self._pauses.values(), workflow.now())  # None: no timer
 
     def _summary(self) -> str:
         lines = []

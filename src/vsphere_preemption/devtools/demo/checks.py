@@ -3,6 +3,10 @@
 Pure: observations in (HTTP replies, power states before and after, the annotations
 and the events as read back), one `Check` per claim out, each with the reason it
 failed. The demo exits 0 only when every check holds.
+
+With --loop a run has rounds: `Expectations.victims` and `left_out` are the first round's
+plan, `later` the plans of the rounds after it; what the whole run stopped is
+`all_victims`, and the plan the workflow answers last is the last round's.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from vsphere_preemption.devtools.demo.inventory import Expected
 from vsphere_preemption.devtools.sink import ReceivedEvent
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
 from vsphere_preemption.domain.plan import LeaveReason, Plan
 from vsphere_preemption.domain.policy import ResumePolicy
 from vsphere_preemption.domain.selection import PowerState, VmState
+from vsphere_preemption.temporal.workflow import TARGET_MET
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
     RESUMED_EVENT_TYPE,
@@ -59,6 +65,23 @@ class Expectations:
     notice_seconds: float  # the policy's notice for the criticality
     resume: ResumePolicy  # the policy's resume on clear
     resume_order: tuple[VmRef, ...]  # the victims as a resume powers them on: highest first
+    later: tuple[Expected, ...] = ()  # --loop: the plans of round 2 on
+    max_rounds: int = 1  # the policy's loop.maxRounds
+    loop_stopped: str = ""  # --loop: why the loop must have stopped ("target met")
+
+    @property
+    def rounds(self) -> tuple[Expected, ...]:
+        """Each round's plan, the first one first."""
+        return (Expected(self.victims, self.left_out), *self.later)
+
+    @property
+    def all_victims(self) -> tuple[VmRef, ...]:
+        """What the whole run stops, round after round, in the order they go."""
+        return tuple(ref for one in self.rounds for ref in one.victims)
+
+    @property
+    def looping(self) -> bool:
+        return self.max_rounds > 1
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,8 @@ class Observations:
     after_lowering: Mapping[VmRef, VmState] = field(default_factory=dict)
     annotations_after_lowering: Mapping[VmRef, str] = field(default_factory=dict)
     guest_after_lowering: Mapping[VmRef, str] = field(default_factory=dict)
+    # The workflow's run records (its `history` query) once the run finished; None: unread.
+    runs: Sequence[Mapping[str, Any]] | None = None
 
 
 def _reply(claim: str, reply: tuple[int, Any], decision: str) -> Check:
@@ -104,7 +129,7 @@ def _names(refs: Sequence[VmRef] | set[VmRef], states: Mapping[VmRef, VmState]) 
 
 
 def _power(expect: Expectations, obs: Observations) -> Check:
-    wanted = set(expect.victims)
+    wanted = set(expect.all_victims)
     went_off = {
         ref
         for ref, state in obs.after.items()
@@ -150,18 +175,21 @@ def _stayed_on(expect: Expectations, obs: Observations) -> Check:
     return Check("the protected VM and the tagged VMs out of scope are still on", tuple(problems))
 
 
-def _in_order(refs: Sequence[VmRef], expect: Expectations, obs: Observations) -> list[str]:
-    if list(refs) == list(expect.victims):
+def _in_order(refs: Sequence[VmRef], wanted: Sequence[VmRef], obs: Observations) -> list[str]:
+    if list(refs) == list(wanted):
         return []
-    return [f"{_ordered(refs, obs)} (expected {_ordered(expect.victims, obs)})"]
+    return [f"{_ordered(refs, obs)} (expected {_ordered(wanted, obs)})"]
 
 
 def _ordered(refs: Sequence[VmRef], obs: Observations) -> str:
     return ", ".join(_names([r], obs.before) for r in refs) or "none"
 
 
-def _plan_problems(expect: Expectations, extra: Mapping[str, Any], obs: Observations) -> list[str]:
-    """The plan our worker adds to the query answer and the event, checked on its own."""
+def _plan_problems(
+    expect: Expectations, wanted: Expected, extra: Mapping[str, Any], obs: Observations
+) -> list[str]:
+    """The plan our worker adds to the query answer and the event, checked against the plan
+    `wanted` of its round."""
     problems = []
     if extra.get("scope") != "entity" or extra.get("entity") != vm_ref_to_wire(expect.entity):
         problems.append(f"scope {extra.get('scope')!r}, entity {extra.get('entity')!r}")
@@ -169,24 +197,26 @@ def _plan_problems(expect: Expectations, extra: Mapping[str, Any], obs: Observat
         plan = Plan.from_wire(extra.get("plan"))
     except ValueError as exc:
         return [*problems, f"no readable plan: {exc}"]
-    problems += [f"victims {p}" for p in _in_order(plan.refs, expect, obs)]
+    problems += [f"victims {p}" for p in _in_order(plan.refs, wanted.victims, obs)]
     levels = [v.priority for v in plan.victims]
     if levels != sorted(levels):
         problems.append(f"victims' priorities not ascending: {levels}")
     got = {o.ref: o.reason for o in plan.left_out}
-    for ref, reason in sorted(expect.left_out.items()):
+    for ref, reason in sorted(wanted.left_out.items()):
         if got.get(ref) != reason:
             problems.append(f"{_names([ref], obs.before)} left out as {got.get(ref)}, not {reason}")
-    if extra_left := set(got) - set(expect.left_out):
+    if extra_left := set(got) - set(wanted.left_out):
         problems.append(f"left out unexpectedly: {_names(extra_left, obs.before)}")
     return problems
 
 
 def _plan(expect: Expectations, obs: Observations) -> Check:
-    claim = "the plan in the query answer: victims by priority, the others left out and why"
+    # The state answers the last plan made: with --loop, the last round's.
+    which = f" (round {len(expect.rounds)}'s, the last)" if expect.looping else ""
+    claim = f"the plan in the query answer{which}: victims by priority, the others left out and why"
     if obs.state is None:
         return Check(claim, ("no answer to the current_state query",))
-    return Check(claim, tuple(_plan_problems(expect, obs.state.extra, obs)))
+    return Check(claim, tuple(_plan_problems(expect, expect.rounds[-1], obs.state.extra, obs)))
 
 
 def _state(expect: Expectations, obs: Observations) -> Check:
@@ -195,7 +225,8 @@ def _state(expect: Expectations, obs: Observations) -> Check:
     if state is None:
         return Check(claim, ("no answer to the current_state query",))
     problems = [
-        f"virtualMachines {p}" for p in _in_order(state.virtual_machines or (), expect, obs)
+        f"virtualMachines {p}"
+        for p in _in_order(state.virtual_machines or (), expect.all_victims, obs)
     ]
     if state.tag != expect.tag or state.criticality != expect.criticality:
         problems.append(f"tag {state.tag!r}, criticality {state.criticality}")
@@ -226,37 +257,80 @@ def _annotation_problems(expect: Expectations, raw: str | Mapping[str, Any]) -> 
 
 def _annotations(expect: Expectations, obs: Observations) -> Check:
     problems = []
-    for ref in expect.victims:
+    for ref in expect.all_victims:
         raw = obs.annotations.get(ref)
         name = _names([ref], obs.before)
         if raw is None:
             problems.append(f"{name}: no annotation")
             continue
         problems += [f"{name}: {p}" for p in _annotation_problems(expect, raw)]
-    if extra := set(obs.annotations) - set(expect.victims):
+    if extra := set(obs.annotations) - set(expect.all_victims):
         problems.append(f"annotated but not preempted: {_names(extra, obs.before)}")
     return Check("each preempted VM carries a valid annotation, no other VM does", tuple(problems))
 
 
+def _round_id(expect: Expectations, number: int) -> str:
+    """The id of round `number`'s VmPreemptedEvent: the first round's is the Go worker's."""
+    first = preempted_event_id(expect.workflow_id, {"id": expect.trigger_event_id})
+    return first if number == 1 else f"{first}-round-{number}"
+
+
+def _wanted_reached(expect: Expectations, number: int) -> bool:
+    """Whether round `number` must have reached the target: only the last, when the loop
+    stopped because the target was met (an earlier one reaching it would have stopped it)."""
+    return number == len(expect.rounds) and expect.loop_stopped == TARGET_MET
+
+
+def _reached(achieved: Any) -> Any:
+    return achieved.get("reached") if isinstance(achieved, Mapping) else None
+
+
 def _event(expect: Expectations, obs: Observations) -> Check:
-    claim = f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
+    claim = (
+        f"the sink received a {PREEMPTED_EVENT_TYPE} per round ({len(expect.rounds)}), each "
+        "with its round's VMs and plan, the last saying why the loop stopped"
+        if expect.looping
+        else f"the sink received the {PREEMPTED_EVENT_TYPE}, with the plan"
+    )
     received = _of_type(obs, PREEMPTED_EVENT_TYPE)
     if not received:
         return _nothing_arrived(claim, obs)
-    wanted_id = preempted_event_id(expect.workflow_id, {"id": expect.trigger_event_id})
+    wanted = {_round_id(expect, n): plan for n, plan in enumerate(expect.rounds, 1)}
     problems = []
     # A retried send repeats the same id, so duplicates are fine; other ids are not.
-    if ids := {e.id for e in received} - {wanted_id}:
-        problems.append(f"ids {sorted(ids)} (expected {wanted_id!r})")
-    event = received[0]
+    if ids := {e.id for e in received} - set(wanted):
+        problems.append(f"ids {sorted(ids)} (expected {', '.join(map(repr, wanted))})")
+    for number, (event_id, plan) in enumerate(wanted.items(), 1):
+        event = next((e for e in received if e.id == event_id), None)
+        found = (
+            [f"none with id {event_id!r}"]
+            if event is None
+            else _round_event_problems(expect, number, plan, event, obs)
+        )
+        problems += [f"round {number}: {p}" if expect.looping else p for p in found]
+    return Check(claim, tuple(problems))
+
+
+def _round_event_problems(
+    expect: Expectations, number: int, plan: Expected, event: ReceivedEvent, obs: Observations
+) -> list[str]:
+    problems = []
     if event.source != expect.event_source:
         problems.append(f"source {event.source!r} (expected {expect.event_source!r})")
     data = _data(event)
     vms = _vms(data, problems)
-    problems += [f"virtualMachines {p}" for p in _in_order(vms, expect, obs)]
+    problems += [f"virtualMachines {p}" for p in _in_order(vms, plan.victims, obs)]
     problems += [f"data: {p}" for p in _annotation_problems(expect, data)]
-    problems += [f"data: {p}" for p in _plan_problems(expect, data, obs)]
-    return Check(claim, tuple(problems))
+    problems += [f"data: {p}" for p in _plan_problems(expect, plan, data, obs)]
+    if not expect.looping:
+        return problems
+    last = number == len(expect.rounds)
+    told = (data.get("round"), data.get("maxRounds"), data.get("loopStopped"))
+    if told != (number, expect.max_rounds, expect.loop_stopped if last else None):
+        problems.append(f"round, maxRounds, loopStopped: {told}")
+    if (reached := _reached(data.get("achieved"))) is not _wanted_reached(expect, number):
+        problems.append(f"achieved.reached {reached!r}")
+    return problems
 
 
 def _of_type(obs: Observations, event_type: str) -> list[ReceivedEvent]:
@@ -306,13 +380,18 @@ def _scheduled(expect: Expectations, obs: Observations) -> Check:
     if not received:
         return _nothing_arrived(claim, obs)
     problems = []
-    wanted_id = preempted_event_id(expect.workflow_id, {"id": expect.trigger_event_id})
-    if ids := {e.id for e in received} - {f"{wanted_id}-scheduled"}:
-        problems.append(f"ids {sorted(ids)} (expected {wanted_id + '-scheduled'!r})")
+    # Each round announces its own new victims (with --loop, round N's id ends -round-N).
+    wanted = {f"{_round_id(expect, n)}-scheduled": p for n, p in enumerate(expect.rounds, 1)}
+    if ids := {e.id for e in received} - set(wanted):
+        problems.append(f"ids {sorted(ids)} (expected {', '.join(map(repr, wanted))})")
+    for event_id, plan in list(wanted.items())[1:]:
+        later = next((e for e in received if e.id == event_id), None)
+        vms = [] if later is None else _vms(_data(later), problems)
+        problems += [f"{event_id}: virtualMachines {p}" for p in _in_order(vms, plan.victims, obs)]
     event = received[0]
     data = _data(event)
     vms = _vms(data, problems)
-    problems += [f"virtualMachines {p}" for p in _in_order(vms, expect, obs)]
+    problems += [f"virtualMachines {p}" for p in _in_order(vms, expect.victims, obs)]
     if data.get("action") != expect.action or data.get("noticeSeconds") != expect.notice_seconds:
         problems.append(f"action {data.get('action')!r}, noticeSeconds {data.get('noticeSeconds')}")
     not_before = _not_before(obs)
@@ -362,7 +441,7 @@ def _during_notice(expect: Expectations, obs: Observations) -> Check:
 
 def _stayed_off(expect: Expectations, obs: Observations) -> Check:
     claim = "after the lowering the preempted VMs stayed off (the policy resumes nothing)"
-    problems = _not_in_state(expect.victims, obs.after_lowering, PowerState.POWERED_OFF, obs)
+    problems = _not_in_state(expect.all_victims, obs.after_lowering, PowerState.POWERED_OFF, obs)
     if resumed := _of_type(obs, RESUMED_EVENT_TYPE):
         problems.append(f"{len(resumed)} {RESUMED_EVENT_TYPE} arrived")
     return Check(claim, tuple(problems))
@@ -370,11 +449,11 @@ def _stayed_off(expect: Expectations, obs: Observations) -> Check:
 
 def _resumed(expect: Expectations, obs: Observations) -> Check:
     claim = "after the lowering every preempted VM is on again, no other VM changed"
-    problems = _not_in_state(expect.victims, obs.after_lowering, PowerState.POWERED_ON, obs)
+    problems = _not_in_state(expect.all_victims, obs.after_lowering, PowerState.POWERED_ON, obs)
     changed = {
         ref
         for ref, state in obs.after_lowering.items()
-        if ref not in expect.victims
+        if ref not in expect.all_victims
         and ref in obs.after
         and obs.after[ref].power_state != state.power_state
     }
@@ -429,7 +508,7 @@ def _resume_batches(expect: Expectations, obs: Observations) -> Check:
 def _resumed_annotations(expect: Expectations, obs: Observations) -> Check:
     claim = "each resumed VM's annotation now says resumed: true; its guest notice is cleared"
     problems = []
-    for ref in expect.victims:
+    for ref in expect.all_victims:
         name = _names([ref], obs.before)
         raw = obs.annotations_after_lowering.get(ref)
         if raw is None:
@@ -442,6 +521,35 @@ def _resumed_annotations(expect: Expectations, obs: Observations) -> Check:
             problems.append(f"{name}: resumed={extra.get('resumed')!r}")
         if obs.guest_after_lowering.get(ref):
             problems.append(f"{name}: guestinfo still {obs.guest_after_lowering[ref]!r}")
+    return Check(claim, tuple(problems))
+
+
+def _rounds(expect: Expectations, obs: Observations) -> Check:
+    """--loop: the run's record holds each round, what it stopped and achieved, and why the
+    loop stopped."""
+    count = len(expect.rounds)
+    claim = (
+        f"the run's record: {count} rounds, each with the VMs it stopped and what it achieved; "
+        f"the loop stopped: {expect.loop_stopped}"
+    )
+    if not obs.runs:
+        return Check(claim, ("no run record was read (the workflow's history query)",))
+    record = obs.runs[-1]
+    problems = []
+    wanted = {"rounds": count, "maxRounds": expect.max_rounds, "stopped": expect.loop_stopped}
+    loop = record.get("loop")
+    if not isinstance(loop, Mapping) or {k: loop.get(k) for k in wanted} != wanted:
+        problems.append(f"loop {loop!r} (expected {wanted})")
+    entries = [e for e in record.get("rounds") or [] if isinstance(e, Mapping)]
+    if (numbers := [e.get("round") for e in entries]) != list(range(1, count + 1)):
+        problems.append(f"rounds {numbers}")
+    for number, (entry, plan) in enumerate(zip(entries, expect.rounds, strict=False), 1):
+        # Stopped in the order the power-offs finished: compared as sets.
+        stopped = set(entry.get("stopped") or [])
+        if stopped != {ref.value for ref in plan.victims}:
+            problems.append(f"round {number} stopped {sorted(stopped)}")
+        if (reached := _reached(entry.get("achieved"))) is not _wanted_reached(expect, number):
+            problems.append(f"round {number}: achieved.reached {reached!r}")
     return Check(claim, tuple(problems))
 
 
@@ -462,6 +570,7 @@ def verify(expect: Expectations, obs: Observations) -> list[Check]:
         _state(expect, obs),
         _annotations(expect, obs),
         _event(expect, obs),
+        *([_rounds(expect, obs)] if expect.looping else []),
         _reply("the function accepted the lowering alarm event", obs.lowering_reply, "cancel"),
         Check(
             "the workflow completed after the lowering event",

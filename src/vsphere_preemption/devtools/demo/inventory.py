@@ -15,6 +15,11 @@ splits the simulator's VMs so that one run shows every rule of the plan at once.
 
 `prepare` applies the plan through the same vSphere adapter as the worker and states
 which victims the documented order predicts (`expect`, pure, from the VMs' boot times).
+
+With --loop (preempt until relieved) the policy also has a memory target on the allocation
+basis and `loop`: the target is set, from the alarmed cluster's use as prepared, so that the
+first round's `maxVMs` victims leave it half a VM short and one more VM, in round 2, reaches
+it (`loop_memory_target`); `expect_next_round` predicts round 2's plan.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from vsphere_preemption.devtools.inventory import DEFAULT_CATEGORY, Inventory
-from vsphere_preemption.domain.model import Criticality, VmRef
+from vsphere_preemption.domain.model import Criticality, EntityUsage, VmRef
 from vsphere_preemption.domain.plan import LeaveReason
 from vsphere_preemption.domain.policy import (
     DEFAULT_NOTICE,
+    LoopPolicy,
     Policy,
     PriorityPolicy,
     Protection,
     ResumePolicy,
     Scope,
+    Targets,
+    UseBasis,
 )
 from vsphere_preemption.domain.selection import VmState, moref_key
 
@@ -84,16 +92,26 @@ DEMO_POLICY = Policy(
 )
 
 
-def demo_policy(resume: bool = False) -> Policy:
-    """The worker's policy: DEMO_POLICY, with resume on clear when `resume`."""
-    return replace(DEMO_POLICY, resume=RESUME) if resume else DEMO_POLICY
+# --loop: a short settle, so the demo is quick; rounds to spare, so that "target met", not
+# maxRounds, is what ends the loop.
+LOOP = LoopPolicy(settle_seconds=2.0, max_rounds=3)
 
 
-def policy_yaml(resume: bool = False) -> str:
+def demo_policy(resume: bool = False, loop_target: float | None = None) -> Policy:
+    """The worker's policy: DEMO_POLICY, with resume on clear when `resume`, and with
+    `loop_target` (a memory percentage), that target on the allocation basis and LOOP."""
+    policy = replace(DEMO_POLICY, resume=RESUME) if resume else DEMO_POLICY
+    if loop_target is None:
+        return policy
+    targets = Targets(memory=loop_target, basis=UseBasis.ALLOCATION)
+    return replace(policy, targets=targets, loop=LOOP)
+
+
+def policy_yaml(resume: bool = False, loop_target: float | None = None) -> str:
     """The worker's policy file (PREEMPTION_POLICY_FILE), as a person would write it."""
     import yaml
 
-    wire = demo_policy(resume).to_wire()
+    wire = demo_policy(resume, loop_target).to_wire()
     return str(yaml.safe_dump(wire, sort_keys=False, default_flow_style=None))
 
 
@@ -172,9 +190,10 @@ class Expected:
     left_out: Mapping[VmRef, LeaveReason]  # every other tagged object, and why
 
 
-def expect(plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None]) -> Expected:
-    """Priority ascending, then the most recently powered on first, then name; `maxVMs` of
-    them. Every other tagged object is left out for the first reason that holds."""
+def _in_plan_order(
+    plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None], states: Sequence[VmState]
+) -> list[VmState]:
+    """Priority ascending, then the most recently powered on first, then name."""
 
     def order(state: VmState) -> tuple[object, ...]:
         boot = boot_times.get(state.ref)
@@ -187,13 +206,59 @@ def expect(plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None]) -> Expec
             moref_key(state.ref.value),
         )
 
-    ordered = sorted(plan.running, key=order)
-    left: dict[VmRef, LeaveReason] = {s.ref: LeaveReason.OVER_CAP for s in ordered[MAX_VMS:]}
-    left[plan.protected.ref] = LeaveReason.PROTECTED
+    return sorted(states, key=order)
+
+
+def _never_victims(plan: DemoPlan) -> dict[VmRef, LeaveReason]:
+    """The tagged objects every round leaves out, whatever it takes: their reasons."""
+    left = {plan.protected.ref: LeaveReason.PROTECTED}
     left.update((s.ref, LeaveReason.NOT_RUNNING) for s in plan.powered_off + plan.suspended)
     left.update((s.ref, LeaveReason.OUT_OF_SCOPE) for s in plan.elsewhere)
     left[plan.host] = LeaveReason.NOT_A_VM
+    return left
+
+
+def expect(plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None]) -> Expected:
+    """The documented order (`_in_plan_order`), `maxVMs` of them. Every other tagged object
+    is left out for the first reason that holds."""
+    ordered = _in_plan_order(plan, boot_times, plan.running)
+    left: dict[VmRef, LeaveReason] = {s.ref: LeaveReason.OVER_CAP for s in ordered[MAX_VMS:]}
+    left.update(_never_victims(plan))
     return Expected(tuple(s.ref for s in ordered[:MAX_VMS]), left)
+
+
+def expect_next_round(
+    plan: DemoPlan, boot_times: Mapping[VmRef, datetime | None], first: Expected
+) -> Expected:
+    """Round 2 of --loop: the first of the candidates still running goes (the target is set so
+    that one is enough); the others are not needed, and round 1's victims are off now."""
+    rest = _in_plan_order(plan, boot_times, [s for s in plan.running if s.ref not in first.victims])
+    if not rest:
+        raise InventoryTooSmall(f"--loop needs more than {MAX_VMS} candidates on {ALARMED}")
+    left: dict[VmRef, LeaveReason] = {s.ref: LeaveReason.NOT_NEEDED for s in rest[1:]}
+    left.update(_never_victims(plan))
+    left.update((ref, LeaveReason.NOT_RUNNING) for ref in first.victims)
+    return Expected((rest[0].ref,), left)
+
+
+def loop_memory_target(
+    usage: EntityUsage | None, sizes: Mapping[VmRef, float | None], rounds: Sequence[Expected]
+) -> float:
+    """A memory target (percent of the cluster's capacity, allocation basis) that the first
+    round's victims leave half a VM short of and the second round's reach.
+
+    Half a VM either way, so that neither the percentages' rounding (to 0.01 in what a run
+    achieved) nor a VM's figure decides; vcsim's VMs are small (32 MB), so on its clusters
+    the target is a low percentage."""
+    if usage is None or not usage.capacity.memory_mb or usage.used.memory_mb is None:
+        raise InventoryTooSmall(f"--loop needs {ALARMED}'s memory capacity and use from vCenter")
+    first, second = rounds[0].victims, rounds[1].victims
+    missing = [ref.value for ref in (*first, *second) if not sizes.get(ref)]
+    if missing:
+        raise InventoryTooSmall(f"--loop needs the memory size of {', '.join(missing)}")
+    freed = sum(sizes[ref] or 0.0 for ref in first)
+    half = (sizes[second[0]] or 0.0) / 2
+    return round((usage.used.memory_mb - freed - half) / usage.capacity.memory_mb * 100, 2)
 
 
 def resume_order(
@@ -211,7 +276,9 @@ class PreparedInventory:
     clusters: Mapping[str, VmRef]  # by name
     before: dict[VmRef, VmState]  # every VM's state once the plan is applied
     boot_times: Mapping[VmRef, datetime | None]  # the tagged VMs'
-    expected: Expected
+    expected: Expected  # the first (or only) round's plan
+    later: tuple[Expected, ...] = ()  # --loop: the plans of the rounds after the first
+    loop_target: float | None = None  # --loop: the policy's memory target (percent)
 
     @property
     def names(self) -> dict[VmRef, str]:
@@ -222,8 +289,11 @@ class PreparedInventory:
         return self.clusters[ALARMED]
 
 
-def prepare(inventory: Inventory, tag: str, category: str = DEFAULT_CATEGORY) -> PreparedInventory:
-    """Tag, power off and suspend as `plan_demo` says; read the result back."""
+def prepare(
+    inventory: Inventory, tag: str, category: str = DEFAULT_CATEGORY, *, loop: bool = False
+) -> PreparedInventory:
+    """Tag, power off and suspend as `plan_demo` says; read the result back; with `loop`, the
+    second round's plan and the memory target that takes two rounds."""
     clusters = inventory.names("ClusterComputeResource")
     if ALARMED not in clusters or OTHER not in clusters:
         raise InventoryTooSmall(
@@ -242,6 +312,14 @@ def prepare(inventory: Inventory, tag: str, category: str = DEFAULT_CATEGORY) ->
     # Boot times as the worker reads them, through the same call.
     gathered = inventory.client.gather(tag, None, DEMO_POLICY.tag_categories())
     boot_times = {f.ref: f.boot_time for f in gathered.facts}
-    return PreparedInventory(
-        plan, category, tag, clusters, before, boot_times, expect(plan, boot_times)
-    )
+    first = expect(plan, boot_times)
+    prepared = PreparedInventory(plan, category, tag, clusters, before, boot_times, first)
+    if not loop:
+        return prepared
+    later = (expect_next_round(plan, boot_times, first),)
+    # The use and the VMs' sizes as the worker's plan reads them on the allocation basis.
+    alarmed = clusters[ALARMED]
+    usage = inventory.client.entity_usage(alarmed, basis=UseBasis.ALLOCATION)
+    sizes = {f.ref: f.allocation.memory_mb for f in gathered.facts}
+    target = loop_memory_target(usage, sizes, (first, *later))
+    return replace(prepared, later=later, loop_target=target)

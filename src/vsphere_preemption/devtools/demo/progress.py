@@ -69,6 +69,44 @@ def _event_type(data: Any) -> str:
     return name[-2] if len(name) == 3 else str(kind)
 
 
+def _is_preempted_event(sent: Any) -> bool:
+    """A SendPreemptedEvent input that sends a round's VmPreemptedEvent (its default type)."""
+    kind = sent.get("event_type") if isinstance(sent, Mapping) else None
+    return kind in (None, "", PREEMPTED_EVENT_TYPE)
+
+
+def _round(sent: Any) -> str:
+    """A round's place in a preempt-until-relieved loop, as its VmPreemptedEvent says it."""
+    data = _text_json(sent.get("data_json")) if isinstance(sent, Mapping) else None
+    if not isinstance(data, Mapping) or "round" not in data:
+        return ""
+    achieved = data.get("achieved")
+    reached = achieved.get("reached") if isinstance(achieved, Mapping) else None
+    target = "" if reached is None else "; target met" if reached is True else "; target not met"
+    stopped = f"; the loop stops: {data['loopStopped']}" if data.get("loopStopped") else ""
+    return f" of round {data['round']} (of at most {data.get('maxRounds')}{target}{stopped})"
+
+
+def _use(result: Mapping[str, Any]) -> str:
+    """An entity's use, as ReadEntityUse answers it: each resource against its capacity."""
+    used, capacity = result.get("used"), result.get("capacity")
+    if not isinstance(used, Mapping) or not isinstance(capacity, Mapping):
+        return "done"
+    parts = []
+    for key, unit in (("cpu_mhz", "MHz"), ("memory_mb", "MB")):
+        amount, whole = used.get(key), capacity.get(key)
+        if isinstance(amount, int | float) and isinstance(whole, int | float) and whole:
+            parts.append(f"{amount:g} of {whole:.0f} {unit} ({100 * amount / whole:.2f}%)")
+    return "in use now: " + ("; ".join(parts) or "no figures")
+
+
+def _text_json(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
 def _json(payloads: Payloads | None) -> Any:
     if payloads is None or not payloads.payloads:
         return None
@@ -212,6 +250,10 @@ class HistoryNarrator:
         self._activities: dict[int, str] = {}
         self._start: datetime | None = None
         self._lowered = False  # the cancel came: timers from now on space resume batches
+        # A round's VmPreemptedEvent was the last thing scheduled: a timer now is the loop's
+        # settle (preempt until relieved), not a notice.
+        self._after_report = False
+        self._settles: set[int] = set()  # the settle timers' started event ids
 
     def lines(self, events: Sequence[HistoryEvent]) -> list[str]:
         out: list[str] = []
@@ -243,9 +285,11 @@ class HistoryNarrator:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             self._activities[event.event_id] = name
             what = _WHAT.get(name, "scheduled")
+            self._after_report = False
             if name == SEND_PREEMPTED_EVENT:
                 sent = _json(event.activity_task_scheduled_event_attributes.input)
-                what = f"send the {_event_type(sent)} to K_SINK"
+                what = f"send the {_event_type(sent)}{_round(sent)} to K_SINK"
+                self._after_report = _is_preempted_event(sent)
             if name == SET_GUEST_NOTICE:
                 given = _json(event.activity_task_scheduled_event_attributes.input)
                 if isinstance(given, Mapping) and given.get("value") == "":
@@ -265,8 +309,16 @@ class HistoryNarrator:
             seconds = _seconds(timeout.total_seconds())
             if self._lowered:
                 return [f"timer: {seconds} before the next batch (a durable timer)"]
+            if self._after_report:
+                self._settles.add(event.event_id)
+                return [
+                    f"settle: a durable timer of {seconds}; then the use is read again and the "
+                    "plan made anew"
+                ]
             return [f"notice: a durable timer of {seconds}; nothing is stopped before it fires"]
         if kind == E.EVENT_TYPE_TIMER_FIRED:
+            if event.timer_fired_event_attributes.started_event_id in self._settles:
+                return ["  settled: the next round plans again"]
             return ["  timer fired" if self._lowered else "  notice over: acting now"]
         if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
             self._lowered = True
@@ -337,6 +389,8 @@ class HistoryNarrator:
             return lines
         if name == PLAN_PREEMPTION:
             return self._plan(result)
+        if name == READ_ENTITY_USE:
+            return [f"  {_use(result)}"]
         if name == POWER_OFF_VMS:
             off = [r for r in map(_ref, result.get("powered_off") or []) if r]
             failed = result.get("failed") or []

@@ -20,6 +20,7 @@ from vsphere_preemption.domain.plan import LeaveReason, Plan
 from vsphere_preemption.domain.selection import VmState
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.wire import (
+    PREEMPTED_EVENT_TYPE,
     SCHEDULED_EVENT_TYPE,
     WireError,
     WorkflowResponse,
@@ -324,6 +325,73 @@ def resume_lines(
             f"annotation resumed={json.dumps(note.get('resumed'))} "
             f"resumedAt={note.get('resumedAt')}, guestinfo {guest.get(ref) or '(cleared)'}"
         )
+    return lines
+
+
+def _achieved_text(achieved: Any) -> str:
+    """What a round achieved, per targeted resource: its use after the round against the
+    target, and whether the target is met."""
+    if not isinstance(achieved, Mapping):
+        return "nothing measured after it"
+    parts = []
+    for resource in ("cpu", "memory"):
+        one = achieved.get(resource)
+        if isinstance(one, Mapping):
+            parts.append(
+                f"{resource} after it {one.get('achievedAfterPercent')}% "
+                f"(target {one.get('targetPercent')}%)"
+            )
+    reached = achieved.get("reached")
+    verdict = "not judged" if reached is None else "met" if reached is True else "not met"
+    return f"{', '.join(parts) or achieved.get('note', 'no target')}: {verdict}"
+
+
+def _round_event(number: Any, events: Sequence[ReceivedEvent]) -> str:
+    """The round's VmPreemptedEvent at the sink, in one line."""
+    for event in events:
+        data = event.data if isinstance(event.data, Mapping) else {}
+        if data.get("round") == number:
+            stopped = data.get("loopStopped")
+            return (
+                f"event {event.id}: round {number} of at most {data.get('maxRounds')}, "
+                f"{len(data.get('virtualMachines') or [])} VM(s)"
+                + (f", loopStopped {stopped!r}" if stopped else "")
+            )
+    return f"no {PREEMPTED_EVENT_TYPE} of round {number} arrived"
+
+
+def round_lines(
+    record: Mapping[str, Any] | None,
+    events: Sequence[ReceivedEvent],
+    states: Mapping[VmRef, VmState],
+) -> list[str]:
+    """Preempt until relieved: each round (what it stopped, what it achieved, its event) from
+    the run's record and the sink, then why the loop stopped."""
+    lines = ["  the rounds (the run's record, as `preemptctl history` reads it, and the sink):"]
+    if record is None:
+        return [*lines, "    (no run record was read)"]
+    by_value = {ref.value: ref for ref in states}
+    for entry in record.get("rounds") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        stopped = [
+            _label(by_value[v], states) if v in by_value else str(v)
+            for v in entry.get("stopped") or []
+        ]
+        lines += [
+            f"    round {entry.get('round')}: stopped {', '.join(stopped) or 'none'}; "
+            f"{_achieved_text(entry.get('achieved'))}",
+            f"      {_round_event(entry.get('round'), events)}",
+        ]
+    loop = record.get("loop")
+    if isinstance(loop, Mapping):
+        detail = f" ({loop['detail']})" if loop.get("detail") else ""
+        lines.append(
+            f"  the loop stopped after {loop.get('rounds')} round(s) of at most "
+            f"{loop.get('maxRounds')}: {loop.get('stopped')}{detail}"
+        )
+    else:
+        lines.append("  the record does not say why the loop stopped")
     return lines
 
 

@@ -20,6 +20,11 @@
    priority order, their annotations `resumed: true`;
 7. checks on all of it: exit 0 only if every one holds.
 
+With --loop the policy preempts until relieved (a memory target on the allocation basis, out
+of one round's reach, and `loop`): the run settles, plans again and stops one more VM in a
+second round; the demo shows each round from the run's record and the events, and why the
+loop stopped (target met).
+
 Nothing here is a stand-in: the same programs, SDKs and wire formats as in production.
 """
 
@@ -34,6 +39,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +68,7 @@ from vsphere_preemption.devtools.demo.events import (
 )
 from vsphere_preemption.devtools.demo.inventory import (
     ALARMED,
+    LOOP,
     OTHER,
     VCSIM_ARGS,
     InventoryTooSmall,
@@ -85,6 +92,7 @@ from vsphere_preemption.devtools.demo.report import (
     inventory_table,
     notice_lines,
     resume_lines,
+    round_lines,
     state_lines,
 )
 from vsphere_preemption.devtools.devservers import ServerFailed, ToolMissing, Vcsim
@@ -96,6 +104,7 @@ from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.domain.workflow_ids import workflow_id
 from vsphere_preemption.temporal.client import PreemptionClient, TemporalError, run_collected
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
+from vsphere_preemption.temporal.workflow import TARGET_MET
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.errors import VSphereError
@@ -133,6 +142,7 @@ class DemoOptions:
     keep: bool
     timeout: float  # seconds to wait for the run, and again for the cancellation
     resume: bool = False  # the policy resumes the stopped VMs when the alarm lowers
+    loop: bool = False  # the policy preempts until relieved: two rounds, the target met
 
 
 class DemoFailed(Exception):
@@ -196,7 +206,7 @@ class Demo:
             )
             vsphere = resources.enter_context(VSphereClient(config, poll_interval=0.1))
             inventory = Inventory(vsphere)
-            prepared = prepare(inventory, self.options.tag)
+            prepared = prepare(inventory, self.options.tag, loop=self.options.loop)
             self.say(
                 f"  vcsim at {sim.url}: clusters {ALARMED} and {OTHER}, 3 hosts each, "
                 f"{len(prepared.before)} VMs",
@@ -205,11 +215,14 @@ class Demo:
             )
             secret = write_secret(workdir / "vcenter-secret", sim.username, sim.password)
             policy = workdir / POLICY_FILE
-            policy.write_text(policy_yaml(self.options.resume))
+            written = policy_yaml(self.options.resume, prepared.loop_target)
+            policy.write_text(written)
             self.say(
                 f"  the worker's policy ({policy}, its PREEMPTION_POLICY_FILE):",
-                *(f"    {line}" for line in policy_yaml(self.options.resume).splitlines()),
+                *(f"    {line}" for line in written.splitlines()),
             )
+            if prepared.loop_target is not None:
+                self.say(*_loop_intro(prepared))
 
             self.say(*heading(2, "The system: Temporal, the worker, the function, a sink"))
             sink = resources.enter_context(EventSink())
@@ -225,21 +238,27 @@ class Demo:
             self.say(*heading(9, "Checks"), *check_lines(checks))
             if not ok:
                 self._log_tails(log_dir)
-            self.say(
-                "",
-                f"demo passed: the planned VMs on {ALARMED} were given notice, then preempted in "
-                "priority order, annotated and reported; the others stayed as they were"
-                + (
-                    "; on clear they were resumed, highest priority first"
-                    if self.options.resume
-                    else ""
-                )
-                if ok
-                else "demo FAILED: see the checks above",
-            )
+            self.say("", self._verdict(ok))
             if self.options.keep:
                 self._keep(stack)
             return 0 if ok else 1
+
+    def _verdict(self, ok: bool) -> str:
+        if not ok:
+            return "demo FAILED: see the checks above"
+        rounds = (
+            "; then, the target not met, a second round preempted one more and met it"
+            if self.options.loop
+            else ""
+        )
+        resumed = (
+            "; on clear they were resumed, highest priority first" if self.options.resume else ""
+        )
+        return (
+            f"demo passed: the planned VMs on {ALARMED} were given notice, then preempted in "
+            f"priority order, annotated and reported{rounds}; the others stayed as they were"
+            f"{resumed}"
+        )
 
     def _stack(
         self, url: str, secret: Path, sink: str, log_dir: Path, workdir: Path, policy: Path
@@ -327,7 +346,10 @@ class Demo:
         self._workflow_id = workflow_id(
             o.alarm_name, MoRef(scene.cluster.value, scene.cluster.type)
         )
-        policy = demo_policy(o.resume)
+        policy = demo_policy(o.resume, prepared.loop_target)
+        every_victim = prepared.expected.victims + tuple(
+            ref for later in prepared.later for ref in later.victims
+        )
         expect = Expectations(
             workflow_id=self._workflow_id,
             tag=o.tag,
@@ -342,9 +364,10 @@ class Demo:
             action=policy.stop_for(Criticality.HIGH).action.value,
             notice_seconds=policy.notice_for(Criticality.HIGH),
             resume=policy.resume,
-            resume_order=tuple(
-                resume_order(prepared.plan, prepared.expected.victims, prepared.names)
-            ),
+            resume_order=tuple(resume_order(prepared.plan, every_victim, prepared.names)),
+            later=prepared.later,
+            max_rounds=policy.loop.max_rounds,
+            loop_stopped=TARGET_MET if policy.loop.enabled else "",
         )
 
         self.say(
@@ -384,12 +407,13 @@ class Demo:
             if not await self._follow(handle, narrator, run_finished):
                 self.say(f"  the run did not finish within {o.timeout:.0f}s")
         state = await self._state(client)
+        runs = await self._runs(client) if expect.looping else None
         event = sink.wait_for(PREEMPTED_EVENT_TYPE, timeout=5.0)
         after = {s.ref: s for s in inventory.vms()}
         annotations = vsphere.read_custom_field(list(after), ANNOTATION_KEY)
 
         self.say(*heading(7, "What happened, read back from vCenter, Temporal and the sink"))
-        off = [ref for ref in prepared.expected.victims if ref in after]
+        off = [ref for ref in every_victim if ref in after]
         kept = [ref for ref in prepared.plan.stay_on if ref in after]
         unchanged = sum(
             1
@@ -411,10 +435,20 @@ class Demo:
             "unchanged",
             *state_lines(state, prepared.before),
             f"  annotation (custom attribute {ANNOTATION_KEY!r}, read from vCenter):",
-            *annotation_lines(prepared.expected.victims, annotations, prepared.before),
-            f"  the event the sink received ({PREEMPTED_EVENT_TYPE}):",
+            *annotation_lines(every_victim, annotations, prepared.before),
+            f"  the event the sink received ({PREEMPTED_EVENT_TYPE}"
+            + (", round 1's" if expect.looping else "")
+            + "):",
             *event_lines(event, prepared.before),
         )
+        if expect.looping:
+            self.say(
+                *round_lines(
+                    runs[-1] if runs else None,
+                    [e for e in sink.events if e.type == PREEMPTED_EVENT_TYPE],
+                    prepared.before,
+                )
+            )
 
         self.say(*heading(8, f"Alarm {o.alarm_name!r} turns green again"))
         lowering = alarm_status_changed(
@@ -440,7 +474,7 @@ class Demo:
         final_status = await self._status(client, run_id)
         self.say(f"  workflow {self._workflow_id!r} is now {final_status.upper()}")
         after_lowering = {s.ref: s for s in inventory.vms()}
-        victims = [ref for ref in prepared.expected.victims if ref in after_lowering]
+        victims = [ref for ref in every_victim if ref in after_lowering]
         annotations_after = vsphere.read_custom_field(victims, ANNOTATION_KEY)
         guest_after = vsphere.read_extra_config(victims, GUEST_NOTICE_KEY)
         if o.resume:
@@ -476,6 +510,7 @@ class Demo:
             after_lowering=after_lowering,
             annotations_after_lowering=annotations_after,
             guest_after_lowering=guest_after,
+            runs=runs,
         )
 
     def _notice(
@@ -540,6 +575,17 @@ class Demo:
             self.say(f"  current_state: {exc}")
             return None
 
+    async def _runs(self, client: PreemptionClient) -> tuple[dict[str, Any], ...] | None:
+        """The workflow's run records (its `history` query): each round is in the last one."""
+        try:
+            found = await client.history(self._workflow_id)
+        except TemporalError as exc:
+            self.say(f"  history: {exc}")
+            return None
+        if found.records is None:
+            self.say(f"  history: {found.why}")
+        return found.records
+
     async def _status(self, client: PreemptionClient, run_id: str | None) -> str:
         try:
             summary = await client.describe(self._workflow_id, run_id)
@@ -569,6 +615,20 @@ class Demo:
 
 def _json(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _loop_intro(prepared: PreparedInventory) -> list[str]:
+    first, second = prepared.expected, prepared.later[0]
+    text = (
+        "--loop: preempt until relieved, judged on the allocation basis (the memory of the "
+        f"powered-on VMs under {ALARMED}, which falls the moment a VM stops; vcsim's measured "
+        f"figures never move). The memory target, {prepared.loop_target:g}%, is set so that "
+        f"round 1's {len(first.victims)} VMs (maxVMs) leave the cluster half a VM above it; "
+        f"after a {LOOP.settle_seconds:g}s settle the workflow plans again and round 2 stops "
+        f"{len(second.victims)} more, which meets it (vcsim's VMs are small: hence so low a "
+        "target)."
+    )
+    return textwrap.wrap(text, width=92, initial_indent="  ", subsequent_indent="  ")
 
 
 def _notice_or_done(events: Sequence[HistoryEvent]) -> bool:
