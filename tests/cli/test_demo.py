@@ -348,6 +348,13 @@ def test_with_loop_two_rounds_are_shown_and_the_loop_stops_with_the_target_met()
                      out, re.M)  # fmt: skip
 
 
+def test_loop_and_resume_together_are_refused_before_anything_starts() -> None:
+    """The loop's target leaves no room under it less the headroom for a resume to show."""
+    done = demo("--loop", "--resume")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "argument --resume: not allowed with argument --loop" in done.stderr
+
+
 def test_without_vcsim_the_demo_says_how_to_install_it(tmp_path: Path) -> None:
     env = {**os.environ, "VSPHERE_PREEMPTION_TOOLS": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = demo(*FREE_PORTS, env=env)

@@ -42,12 +42,16 @@ def add_parser(subparsers: Any) -> None:
         "--keep", action="store_true",
         help="leave everything running afterwards, for a look in the Temporal UI (Ctrl-C stops)",
     )  # fmt: skip
-    parser.add_argument(
+    # One or the other: the loop's target is a tiny share of vcsim's memory, and a resume
+    # after a run with a target brings back only what fits under it less the headroom
+    # (none here), so together they would show VMs left off, not a resume.
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument(
         "--resume", action="store_true",
         help="a policy that resumes on clear: when the alarm lowers, the stopped VMs are "
         "powered on again, highest priority first, 2 at a time, 2 s apart",
     )  # fmt: skip
-    parser.add_argument(
+    shape.add_argument(
         "--loop", action="store_true",
         help="a policy that preempts until relieved: a memory target on the allocation basis "
         "that round 1 (5 VMs) falls short of and round 2 meets, 2 s of settle between them",
