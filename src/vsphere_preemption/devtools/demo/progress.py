@@ -11,7 +11,7 @@ its detail, never the line.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -105,6 +105,12 @@ def _text_json(text: Any) -> Any:
         return json.loads(text) if isinstance(text, str) else None
     except ValueError:
         return None
+
+
+def _done_on(done: Any, failed: Any, text: str) -> str:
+    """`text` with the count done, and how many failed if any did."""
+    failures = len(failed or [])
+    return text.format(len(done or [])) + (f", {failures} failed" if failures else "")
 
 
 def _json(payloads: Payloads | None) -> Any:
@@ -271,63 +277,87 @@ class HistoryNarrator:
 
     def _tell(self, event: HistoryEvent) -> list[str]:
         kind = event.event_type
-        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            started = event.workflow_execution_started_event_attributes
-            return [
-                f"workflow {started.workflow_type.name} started "
-                f"(task queue {started.task_queue.name})"
-            ]
-        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            return [self._signal(event)]
-        if kind == E.EVENT_TYPE_MARKER_RECORDED:
-            return self._marker(event)
-        if kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            name = event.activity_task_scheduled_event_attributes.activity_type.name
-            self._activities[event.event_id] = name
-            what = _WHAT.get(name, "scheduled")
-            self._after_report = False
-            if name == SEND_PREEMPTED_EVENT:
-                sent = _json(event.activity_task_scheduled_event_attributes.input)
-                what = f"send the {_event_type(sent)}{_round(sent)} to K_SINK"
-                self._after_report = _is_preempted_event(sent)
-            if name == SET_GUEST_NOTICE:
-                given = _json(event.activity_task_scheduled_event_attributes.input)
-                if isinstance(given, Mapping) and given.get("value") == "":
-                    what = "clear the notice from their guestinfo"
-            return [f"activity {name}: {what}"]
-        if kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            attempt = event.activity_task_started_event_attributes.attempt
-            return [f"  retrying (attempt {attempt})"] if attempt > 1 else []
-        if kind == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            attrs = event.activity_task_completed_event_attributes
-            name = self._activities.get(attrs.scheduled_event_id, "")
-            return self._result(name, _json(attrs.result))
+        teller = self._tellers.get(kind)
+        if teller is not None:
+            return teller(event)
         if kind in _ACTIVITY_CLOSED:
             return [f"  {E.Name(kind).removeprefix('EVENT_TYPE_ACTIVITY_TASK_').lower()}"]
-        if kind == E.EVENT_TYPE_TIMER_STARTED:
-            timeout = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
-            seconds = _seconds(timeout.total_seconds())
-            if self._lowered:
-                return [f"timer: {seconds} before the next batch (a durable timer)"]
-            if self._after_report:
-                self._settles.add(event.event_id)
-                return [
-                    f"settle: a durable timer of {seconds}; then the use is read again and the "
-                    "plan made anew"
-                ]
-            return [f"notice: a durable timer of {seconds}; nothing is stopped before it fires"]
-        if kind == E.EVENT_TYPE_TIMER_FIRED:
-            if event.timer_fired_event_attributes.started_event_id in self._settles:
-                return ["  settled: the next round plans again"]
-            return ["  timer fired" if self._lowered else "  notice over: acting now"]
-        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
-            self._lowered = True
-            return ["cancel requested: the workflow stops waiting for signals"]
-        if kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-            return ["workflow completed (its result is the last run's state)"]
         if kind in _WORKFLOW_CLOSED:
             return [f"workflow {E.Name(kind).removeprefix('EVENT_TYPE_WORKFLOW_EXECUTION_')}"]
         return []
+
+    @property
+    def _tellers(self) -> dict[int, Callable[[HistoryEvent], list[str]]]:
+        """What each kind of history event is told as (the others are not told)."""
+        return {
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: self._started,
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: lambda e: [self._signal(e)],
+            E.EVENT_TYPE_MARKER_RECORDED: self._marker,
+            E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: self._scheduled,
+            E.EVENT_TYPE_ACTIVITY_TASK_STARTED: self._activity_started,
+            E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: self._completed,
+            E.EVENT_TYPE_TIMER_STARTED: self._timer_started,
+            E.EVENT_TYPE_TIMER_FIRED: self._timer_fired,
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED: self._cancel_requested,
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: lambda _: [
+                "workflow completed (its result is the last run's state)"
+            ],
+        }
+
+    @staticmethod
+    def _started(event: HistoryEvent) -> list[str]:
+        started = event.workflow_execution_started_event_attributes
+        return [
+            f"workflow {started.workflow_type.name} started (task queue {started.task_queue.name})"
+        ]
+
+    def _scheduled(self, event: HistoryEvent) -> list[str]:
+        attrs = event.activity_task_scheduled_event_attributes
+        name = attrs.activity_type.name
+        self._activities[event.event_id] = name
+        what = _WHAT.get(name, "scheduled")
+        self._after_report = False
+        if name == SEND_PREEMPTED_EVENT:
+            sent = _json(attrs.input)
+            what = f"send the {_event_type(sent)}{_round(sent)} to K_SINK"
+            self._after_report = _is_preempted_event(sent)
+        if name == SET_GUEST_NOTICE:
+            given = _json(attrs.input)
+            if isinstance(given, Mapping) and given.get("value") == "":
+                what = "clear the notice from their guestinfo"
+        return [f"activity {name}: {what}"]
+
+    @staticmethod
+    def _activity_started(event: HistoryEvent) -> list[str]:
+        attempt = event.activity_task_started_event_attributes.attempt
+        return [f"  retrying (attempt {attempt})"] if attempt > 1 else []
+
+    def _completed(self, event: HistoryEvent) -> list[str]:
+        attrs = event.activity_task_completed_event_attributes
+        name = self._activities.get(attrs.scheduled_event_id, "")
+        return self._result(name, _json(attrs.result))
+
+    def _timer_started(self, event: HistoryEvent) -> list[str]:
+        timeout = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        seconds = _seconds(timeout.total_seconds())
+        if self._lowered:
+            return [f"timer: {seconds} before the next batch (a durable timer)"]
+        if self._after_report:
+            self._settles.add(event.event_id)
+            return [
+                f"settle: a durable timer of {seconds}; then the use is read again and the "
+                "plan made anew"
+            ]
+        return [f"notice: a durable timer of {seconds}; nothing is stopped before it fires"]
+
+    def _timer_fired(self, event: HistoryEvent) -> list[str]:
+        if event.timer_fired_event_attributes.started_event_id in self._settles:
+            return ["  settled: the next round plans again"]
+        return ["  timer fired" if self._lowered else "  notice over: acting now"]
+
+    def _cancel_requested(self, _: HistoryEvent) -> list[str]:
+        self._lowered = True
+        return ["cancel requested: the workflow stops waiting for signals"]
 
     def _signal(self, event: HistoryEvent) -> str:
         attrs = event.workflow_execution_signaled_event_attributes
@@ -362,45 +392,52 @@ class HistoryNarrator:
     def _result(self, name: str, result: Any) -> list[str]:
         if name == SEND_PREEMPTED_EVENT:
             return ["  the sink acknowledged it"]
-        if name == SET_GUEST_NOTICE and isinstance(result, Mapping):
-            written = result.get("written") or []
-            failed = result.get("failed") or []
-            text = f"  done on {len(written)} VMs"
-            return [text + (f", {len(failed)} failed" if failed else "")]
-        if name == RESUME_VMS and isinstance(result, Mapping):
-            on = [r for r in map(_ref, result.get("resumed") or []) if r]
-            lines = [f"  powered on: {', '.join(map(self._name, on)) or 'none'}"]
-            for key in ("skipped", "failed"):
-                for issue in result.get(key) or []:
-                    ref = _ref(issue.get("vm")) if isinstance(issue, Mapping) else None
-                    if ref is not None:
-                        lines.append(f"  {key} {self._name(ref)}: {issue.get('reason')}")
-            return lines
         if not isinstance(result, Mapping):
             return ["  done"]
+        teller = {
+            SET_GUEST_NOTICE: self._noticed,
+            RESUME_VMS: self._resumed,
+            GET_PREEMPTIBLE_VMS: self._picked,
+            PLAN_PREEMPTION: self._plan,
+            READ_ENTITY_USE: lambda r: [f"  {_use(r)}"],
+            POWER_OFF_VMS: self._powered_off,
+            ANNOTATE_VMS: self._annotated,
+        }.get(name)
+        return ["  done"] if teller is None else teller(result)
 
-        if name == GET_PREEMPTIBLE_VMS:
-            selected = [r for r in map(_ref, result.get("selected") or []) if r]
-            lines = [f"  picked {len(selected)}: " + ", ".join(map(self._name, selected))]
-            for issue in result.get("left_out") or []:
-                ref = _ref(issue.get("vm")) if isinstance(issue, Mapping) else None
-                if ref is not None:
-                    lines.append(f"  left out {self._name(ref)}: {issue.get('reason')}")
-            return lines
-        if name == PLAN_PREEMPTION:
-            return self._plan(result)
-        if name == READ_ENTITY_USE:
-            return [f"  {_use(result)}"]
-        if name == POWER_OFF_VMS:
-            off = [r for r in map(_ref, result.get("powered_off") or []) if r]
-            failed = result.get("failed") or []
-            text = f"  confirmed off: {len(off)} VMs"
-            return [text + (f", {len(failed)} failed" if failed else "")]
-        if name == ANNOTATE_VMS:
-            done = result.get("annotated") or []
-            failed = result.get("failed") or []
-            return [f"  annotated {len(done)} VMs" + (f", {len(failed)} failed" if failed else "")]
-        return ["  done"]
+    @staticmethod
+    def _noticed(result: Mapping[str, Any]) -> list[str]:
+        return [_done_on(result.get("written"), result.get("failed"), "  done on {} VMs")]
+
+    @staticmethod
+    def _powered_off(result: Mapping[str, Any]) -> list[str]:
+        off = [r for r in map(_ref, result.get("powered_off") or []) if r]
+        return [_done_on(off, result.get("failed"), "  confirmed off: {} VMs")]
+
+    @staticmethod
+    def _annotated(result: Mapping[str, Any]) -> list[str]:
+        return [_done_on(result.get("annotated"), result.get("failed"), "  annotated {} VMs")]
+
+    def _resumed(self, result: Mapping[str, Any]) -> list[str]:
+        on = [r for r in map(_ref, result.get("resumed") or []) if r]
+        lines = [f"  powered on: {', '.join(map(self._name, on)) or 'none'}"]
+        for key in ("skipped", "failed"):
+            lines += self._issues(result.get(key), key)
+        return lines
+
+    def _picked(self, result: Mapping[str, Any]) -> list[str]:
+        selected = [r for r in map(_ref, result.get("selected") or []) if r]
+        lines = [f"  picked {len(selected)}: " + ", ".join(map(self._name, selected))]
+        return lines + self._issues(result.get("left_out"), "left out")
+
+    def _issues(self, issues: Any, label: str) -> list[str]:
+        """`  <label> <name>: <reason>` for each issue (`{"vm", "reason"}`) that names a VM."""
+        lines: list[str] = []
+        for issue in issues or []:
+            ref = _ref(issue.get("vm")) if isinstance(issue, Mapping) else None
+            if ref is not None:
+                lines.append(f"  {label} {self._name(ref)}: {issue.get('reason')}")
+        return lines
 
     def _plan(self, result: Mapping[str, Any]) -> list[str]:
         plan = result.get("plan")
