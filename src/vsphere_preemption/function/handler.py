@@ -23,7 +23,8 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 from vsphere_preemption.domain.alarm_rules import Action, Decision, RuleError, decide
 from vsphere_preemption.domain.events import (
@@ -45,10 +46,11 @@ from vsphere_preemption.function.cloudevent_http import (
 from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.recent import RecentEvents, event_key
 from vsphere_preemption.function.signal_lines import SPACING, Delivered, SignalLines
-from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
 from vsphere_preemption.temporal.client import (
+    Cancellation,
+    StartedRun,
     TemporalError,
     TemporalUnavailable,
     execution_timeout_for,
@@ -80,11 +82,33 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+class Signaller(Protocol):
+    """The two calls the handler makes of Temporal (temporal/client.PreemptionClient's)."""
+
+    async def signal_with_start(
+        self,
+        workflow_id: str,
+        request: WorkflowRequest,
+        *,
+        execution_timeout: timedelta | None,
+        task_queue: str,
+    ) -> StartedRun: ...
+
+    async def cancel(self, workflow_id: str) -> Cancellation: ...
+
+
+class Link(Protocol):
+    """Where the handler finds Temporal (function/temporal_link.TemporalLink): the connected
+    client, or TemporalUnavailable saying why there is none yet."""
+
+    def require(self) -> Signaller: ...
+
+
 class EventHandler:
     def __init__(
         self,
         settings: FunctionSettings,
-        link: TemporalLink,
+        link: Link,
         metrics: Metrics,
         log: Any,
         *,
