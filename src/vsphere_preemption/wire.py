@@ -21,9 +21,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from vsphere_preemption.domain.cloudevent_rules import (
+    REQUIRED,
+    SPECVERSIONS,
+    Problem,
+    Rule,
+    required_problems,
+)
 from vsphere_preemption.domain.events import GO_JSON_MEDIA_TYPES, alarm_entity, media_type
 from vsphere_preemption.domain.gojson import field as go_field
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
+from vsphere_preemption.domain.text import json_kind
 from vsphere_preemption.rawjson import RawJSON, members
 
 WORKFLOW_TYPE = "PreemptVMsWorkflow"
@@ -71,12 +79,12 @@ GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 EMPTY_EVENT: CloudEventJSON = {"specversion": "1.0", "id": "", "source": "", "type": ""}
 # A CloudEvent's required attributes, and the order Go's CloudEvents SDK (v2) writes a 1.0
 # event's context attributes in; the data and the extension attributes follow them.
-CE_REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+CE_REQUIRED_ATTRIBUTES = REQUIRED
 CE_ATTRIBUTE_ORDER = (*CE_REQUIRED_ATTRIBUTES, "subject", "datacontenttype", "dataschema", "time")
 # What a signal may carry (docs/wire.md, "Which signals the workflow takes"): the CloudEvents
 # versions the function accepts (and so puts into its signals), vSphere's limit on a tag
 # name, and the function's own limit on an event body, for the whole signal payload.
-SIGNAL_SPECVERSIONS = ("1.0", "0.3")
+SIGNAL_SPECVERSIONS = SPECVERSIONS
 MAX_TAG_LENGTH = 256
 MAX_SIGNAL_BYTES = 1024 * 1024
 # The most bytes Go's JSON writer makes of one byte of JSON text read: `<`, `>`, `&` become
@@ -314,34 +322,26 @@ def tag_problem(tag: str) -> str | None:
 def signal_event_problem(event: Mapping[str, Any]) -> str | None:
     """Why `event` cannot be a signal's CloudEvent, or None.
 
-    What the function checks of an event (the CloudEvents SDK's rules for the required
-    attributes): `specversion` 1.0 (or 0.3), `id`, `source` and `type` non-empty strings.
+    The required attributes by the CloudEvents rules (domain/cloudevent_rules.py), which the
+    function applies to every event it signals: `specversion` 1.0 (or 0.3), `id`, `source`
+    and `type` non-empty strings; no more, or a replayed history would refuse what it took.
     Attribute names are exact (CloudEvents' are lower case), unlike the request's fields.
     """
-    for name in CE_REQUIRED_ATTRIBUTES:
-        value = event.get(name)
-        if value is None:
-            return f"event has no {name}"
-        if not isinstance(value, str):
-            return f"event {name} must be a string, got {_json_type(value)}"
-        if not value:
-            return f"event {name} is empty"
-    if event["specversion"] not in SIGNAL_SPECVERSIONS:
-        versions = " or ".join(SIGNAL_SPECVERSIONS)
-        return f"event specversion must be {versions}, got {event['specversion']!r}"
-    return None
+    problems = required_problems(event, SIGNAL_SPECVERSIONS)
+    return _signal_words(problems[0]) if problems else None
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return type(value).__name__
+def _signal_words(problem: Problem) -> str:
+    # The words a dropped signal has always been logged with (operators search for them).
+    name = problem.name
+    if problem.rule is Rule.MISSING:
+        return f"event has no {name}"
+    if problem.rule is Rule.NOT_A_STRING:
+        return f"event {name} must be a string, got {json_kind(problem.value)}"
+    if problem.rule is Rule.EMPTY:
+        return f"event {name} is empty"
+    versions = " or ".join(SIGNAL_SPECVERSIONS)
+    return f"event specversion must be {versions}, got {problem.value!r}"
 
 
 _NOT_READ = object()

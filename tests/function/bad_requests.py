@@ -199,7 +199,7 @@ def corpus(alarm: str) -> list[Bad]:
             "not a CloudEvent",
         ),
         # Invalid or repeated CloudEvents attributes.
-        Bad("no ce-id", _post(no_ce_id, body), 400, "missing id"),
+        Bad("no ce-id", _post(no_ce_id, body), 400, "missing required attribute 'id'"),
         Bad("an empty ce-id", _post([*no_ce_id, ("ce-id", "")], body), 400, "id"),
         Bad(
             "ce-id twice",
@@ -223,7 +223,7 @@ def corpus(alarm: str) -> list[Bad]:
             "ce-specversion 2.0",
             _post([(k, "2.0" if k == "ce-specversion" else v) for k, v in head], body),
             400,
-            "unsupported CloudEvents specversion",
+            "'specversion' must be '1.0' or '0.3', got '2.0'",
         ),
         Bad(
             "a ce-time that is no time",
@@ -247,13 +247,13 @@ def corpus(alarm: str) -> list[Bad]:
             "structured: an id that is a number",
             _structured(event, id=42),
             400,
-            "id must be a string",
+            "'id' must be a string, got a number",
         ),
         Bad(
             "structured: a time that is a number",
             _structured(event, time=1),
             400,
-            "time must be a string",
+            "'time' must be a non-empty string when present, got a number",
         ),
         Bad(
             "structured: data and data_base64",

@@ -1,22 +1,21 @@
 """The ASGI app in process (httpx's ASGI transport), with its Temporal link not connected:
-every answer that does not need Temporal, and the answers when Temporal is not there."""
+the HTTP around the handler (paths, methods, body limits, health, metrics, a bug's 500) and
+the answers when Temporal is not there. Each decision of the handler itself, without HTTP:
+test_handler.py."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from tests.conftest import FIXTURES
 from tests.function.conftest import (
     alarm_event,
     as_binary,
-    as_structured,
     function_settings,
     post,
 )
@@ -55,7 +54,9 @@ async def test_liveness_at_once_readiness_only_when_connected(client: httpx.Asyn
     assert "cannot reach" in ready.json()["reason"] or "connecting" in ready.json()["reason"]
 
 
-async def test_another_alarm_is_ignored_with_200(client: httpx.AsyncClient) -> None:
+async def test_each_event_is_counted_and_the_handlers_answer_and_metrics_served(
+    client: httpx.AsyncClient,
+) -> None:
     response = await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
     assert response.status_code == 200
     assert response.json()["decision"] == "ignore"
@@ -64,70 +65,6 @@ async def test_another_alarm_is_ignored_with_200(client: httpx.AsyncClient) -> N
     assert await metric(client, ignored, reason="other_alarm") == 1
     latency = "vsphere_preemption_function_event_handling_seconds_count"
     assert await metric(client, latency, decision="ignore") == 1
-
-
-def other_events() -> list[Any]:
-    ours = alarm_event(ALARM, "green", "red")
-    headers, body = as_binary(ours)
-    drs = "com.vmware.vsphere.DrsVmPoweredOnEvent.v0"
-    drs_body = (FIXTURES / "06_new-tanzu-sources_DrsVmPoweredOnEvent.txt").read_text()
-    drs_data = drs_body.split("Data,", 1)[1].strip()
-    return [
-        pytest.param(*as_structured({**ours, "type": drs}), id="other-type-structured"),
-        pytest.param({**headers, "ce-type": drs}, drs_data.encode(), id="drs-event-binary"),
-        pytest.param({**headers, "ce-type": drs}, b"{not json", id="other-type-bad-data"),
-        pytest.param({**headers, "ce-type": "com.vmware.event.router/event",
-                      "ce-subject": "DrsVmPoweredOnEvent"}, body, id="old-router-other-subject"),
-    ]  # fmt: skip
-
-
-@pytest.mark.parametrize(("headers", "body"), other_events())
-async def test_events_of_other_types_are_ignored_with_200(
-    client: httpx.AsyncClient, headers: dict[str, str], body: bytes
-) -> None:
-    # Even with our alarm's name, green to red, in its data: the type says it is not ours.
-    response = await client.post("/", headers=headers, content=body)
-    assert response.status_code == 200
-    assert response.json()["decision"] == "ignore"
-    assert "not an AlarmStatusChangedEvent" in response.json()["reason"]
-    ignored = "vsphere_preemption_function_events_ignored_total"
-    assert await metric(client, ignored, reason="other_event") == 1
-    rejected = "vsphere_preemption_function_events_rejected_total"
-    assert await metric(client, rejected) == 0
-
-
-def bad_inputs() -> list[Any]:
-    good = alarm_event(ALARM, "green", "red")
-    headers, _ = as_binary(good)
-    xml_headers, _ = as_binary(alarm_event(ALARM, "green", "red", xml=True))
-    no_from = alarm_event(ALARM, "", "red")
-    doctype = '<!DOCTYPE a [<!ENTITY x "y">]><AlarmStatusChangedEvent/>'
-    return [
-        pytest.param({"content-type": "application/json"}, b"{}", "not_cloudevent",
-                     "not a CloudEvent", id="plain-json"),
-        pytest.param({**headers, "ce-specversion": "9"}, b"{}", "not_cloudevent",
-                     "specversion", id="bad-specversion"),
-        pytest.param(headers, b"{not json", "invalid_payload",
-                     "event payload must be valid AlarmStatusChangedEvent", id="bad-json"),
-        pytest.param(headers, b"", "invalid_payload", "no data", id="no-data"),
-        pytest.param(headers, b'{"From": 3}', "invalid_payload", "From must be a string",
-                     id="wrong-type"),
-        pytest.param(xml_headers, doctype.encode(), "invalid_payload", "DOCTYPE", id="doctype"),
-        pytest.param(*as_binary(no_from), "invalid_payload", "without From or To",
-                     id="no-from"),
-    ]  # fmt: skip
-
-
-@pytest.mark.parametrize(("headers", "body", "reason", "message"), bad_inputs())
-async def test_bad_inputs_are_400_with_a_one_line_reason(
-    client: httpx.AsyncClient, headers: dict[str, str], body: bytes, reason: str, message: str
-) -> None:
-    response = await client.post("/", headers=headers, content=body)
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert message in error and "\n" not in error
-    rejected = "vsphere_preemption_function_events_rejected_total"
-    assert await metric(client, rejected, reason=reason) == 1
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
@@ -192,34 +129,6 @@ async def test_lowering_without_temporal_is_logged_and_200(client: httpx.AsyncCl
     failed = [entry for entry in logs if entry["event"] == "cancel failed"]
     assert failed and failed[0]["eventID"] == event["id"] and failed[0]["decision"] == "cancel"
     assert failed[0]["log_level"] == "error"
-
-
-async def test_debug_logs_the_whole_event() -> None:
-    event = alarm_event("other-alarm", "green", "red", xml=True)
-    async with client_for(function_settings(ALARM, DEBUG="true")) as client:
-        with capture_logs() as logs:
-            assert (await post(client, as_binary(event))).status_code == 200
-    received = next(entry for entry in logs if entry["event"] == "event received")
-    assert received["eventID"] == event["id"]
-    assert received["cloudEvent"] == event  # attributes, XML data and extensions
-    ignored = next(entry for entry in logs if entry["event"] == "event ignored")
-    assert ignored["decision"] == "ignore"
-
-
-async def test_without_debug_the_event_is_not_logged(client: httpx.AsyncClient) -> None:
-    with capture_logs() as logs:
-        await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
-    assert not [entry for entry in logs if entry["event"] == "event received"]
-
-
-async def test_debug_shows_undecodable_data_too() -> None:
-    headers, _ = as_binary(alarm_event(ALARM, "green", "red"))
-    async with client_for(function_settings(ALARM, DEBUG="true")) as client:
-        with capture_logs() as logs:
-            response = await client.post("/", headers=headers, content=b"{broken")
-    assert response.status_code == 400
-    received = next(entry for entry in logs if entry["event"] == "event received")
-    assert received["cloudEvent"]["data"] == "{broken"
 
 
 async def test_a_bug_is_a_handled_500_and_the_next_request_is_served(

@@ -16,6 +16,7 @@ from tests.function.conftest import (
     as_structured,
     reference_event,
 )
+from vsphere_preemption.domain.cloudevent_rules import structured_problems
 from vsphere_preemption.domain.events import JsonData, UndecodableData, XmlData
 from vsphere_preemption.function.cloudevent_http import (
     STRUCTURED,
@@ -111,7 +112,8 @@ def test_cloudevents_0_3_are_accepted() -> None:
     [
         ({"content-type": "application/json"}, b"{}", "no ce-specversion header"),
         ({}, b"", "no ce-specversion header"),
-        ({"ce-specversion": "1.0", "ce-source": "s", "ce-type": "t"}, b"{}", "missing id"),
+        ({"ce-specversion": "1.0", "ce-source": "s", "ce-type": "t"}, b"{}",
+         "missing required attribute 'id'"),
         ({"ce-specversion": "2.0", "ce-id": "1", "ce-source": "s", "ce-type": "t"}, b"", "2.0"),
         (
             {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t",
@@ -121,7 +123,7 @@ def test_cloudevents_0_3_are_accepted() -> None:
         (
             {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t",
              "ce-time": "2021-11-05T13:13:49"},
-            b"", "timezone aware",
+            b"", "'time' must be an RFC 3339 timestamp like 2024-05-14T09:31:27Z",
         ),
         (
             {"ce-specversion": "1.0", "ce-id": "", "ce-source": "s", "ce-type": "t"},
@@ -141,6 +143,28 @@ def test_requests_that_are_not_cloudevents(
     with pytest.raises(NotACloudEvent, match=reason) as info:
         parse(headers, body)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"id": ""}, {"time": "2021-11-05 13:13:49Z", "subject": ""}, {"specversion": "2.0"},
+     {"ext": {"a": 1}}, {"data_base64": "aGk="}, {"source": None, "My-Ext": "1"}],
+)  # fmt: skip
+def test_the_function_refuses_by_the_cloudevent_rules_naming_every_problem(
+    changes: dict[str, Any],
+) -> None:
+    event = {**alarm_event("a1", "green", "red"), **changes}
+    problems = structured_problems(event)
+    assert problems
+    with pytest.raises(NotACloudEvent) as info:
+        parse(*as_structured(event))
+    assert str(info.value) == "not a valid CloudEvent: " + "; ".join(map(str, problems))
+    binary = {k: v for k, v in changes.items() if isinstance(v, str) and k != "data_base64"}
+    if binary:  # the same rules for the same attributes in headers
+        headers, body = as_binary(alarm_event("a1", "green", "red"))
+        headers.update({f"ce-{k.lower()}": v for k, v in binary.items()})
+        with pytest.raises(NotACloudEvent, match="not a valid CloudEvent: "):
+            parse(headers, body)
 
 
 @pytest.mark.parametrize("name", ["ce-id", "ce-source", "ce-specversion", "content-type"])
@@ -163,8 +187,9 @@ def test_a_member_repeated_in_a_structured_event_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("member", "value", "reason"),
-    [("id", 42, "id must be a string"), ("time", 1, "time must be a string"),
-     ("data_base64", 5, "data_base64 must be a string")],
+    [("id", 42, "'id' must be a string, got a number"),
+     ("time", 1, "'time' must be a non-empty string when present, got a number"),
+     ("data_base64", 5, "'data_base64' must be a string, got a number")],
 )  # fmt: skip
 def test_structured_attributes_of_the_wrong_json_type_say_which(
     member: str, value: Any, reason: str

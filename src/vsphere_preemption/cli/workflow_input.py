@@ -12,21 +12,19 @@ the annotation it writes) cannot tell which CLI sent the signal (docs/wire.md).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from vsphere_preemption.domain.cloudevent_rules import DATA_MEMBERS, structured_problems
 from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.domain.policy import Policy, PolicyError
 from vsphere_preemption.domain.workflow_ids import IdMode, is_moref_value, workflow_id
 from vsphere_preemption.rawjson import RawJSON, members
 from vsphere_preemption.wire import (
     CE_ATTRIBUTE_ORDER,
-    CE_REQUIRED_ATTRIBUTES,
     CLI_EVENT_TYPE,
     CLI_WORKFLOW_ID,
     CloudEventJSON,
@@ -39,13 +37,9 @@ from vsphere_preemption.wire import (
     tag_problem,
 )
 
-SPECVERSION = "1.0"
-_OPTIONAL_STRINGS = ("subject", "datacontenttype", "dataschema", "time")
-# CloudEvents 1.0: attribute names are lower-case ASCII letters and digits.
-_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
-_PAYLOAD_MEMBERS = frozenset({"data", "data_base64"})
+SPECVERSION = "1.0"  # what the Go CLI sends
+_PAYLOAD_MEMBERS = frozenset(DATA_MEMBERS)
 _CONTEXT = frozenset(CE_ATTRIBUTE_ORDER)
-_INT32 = (-(2**31), 2**31 - 1)
 
 
 class InvalidInput(ValueError):
@@ -62,65 +56,20 @@ def parse_criticality(value: str) -> Criticality:
 
 
 def cloud_event_problems(event: Any) -> list[str]:
-    """Everything that keeps `event` from being a CloudEvents 1.0 structured-JSON event."""
-    if not isinstance(event, dict):
-        return [f"must be a JSON object, got {type(event).__name__}"]
-    problems: list[str] = []
-    for name in CE_REQUIRED_ATTRIBUTES:
-        if name not in event:
-            problems.append(f"missing required attribute {name!r}")
-        elif not isinstance(event[name], str):
-            problems.append(f"{name!r} must be a string")
-        elif not event[name]:
-            problems.append(f"{name!r} must not be empty")
-    if isinstance(event.get("specversion"), str) and event["specversion"] not in ("", SPECVERSION):
-        problems.append(f"'specversion' must be {SPECVERSION!r}, got {event['specversion']!r}")
-    for name in _OPTIONAL_STRINGS:
-        if name in event and (not isinstance(event[name], str) or not event[name]):
-            problems.append(f"{name!r} must be a non-empty string when present")
-    if isinstance(event.get("time"), str) and event["time"]:
-        try:
-            canonical_time(event["time"])
-        except WireError:
-            problems.append(f"'time' must be an RFC 3339 timestamp, got {event['time']!r}")
-    if event.keys() >= _PAYLOAD_MEMBERS:
-        problems.append("'data' and 'data_base64' must not both be present")
-    problems += _payload_problems(event) + _extension_problems(event)
-    bad_names = sorted(
-        key for key in event if key not in _PAYLOAD_MEMBERS and not _ATTRIBUTE_NAME.match(key)
-    )
-    if bad_names:
-        problems.append(f"attribute names must be lower-case letters and digits: {bad_names}")
+    """Everything that keeps `event` from being a CloudEvents 1.0 structured-JSON event that
+    Go's SDK reads: the CloudEvents rules (domain/cloudevent_rules.py), then its data."""
+    problems = [str(p) for p in structured_problems(event, versions=(SPECVERSION,))]
+    if isinstance(event, dict):
+        problems += _data_problems(event)
     return problems
 
 
-def _payload_problems(event: dict[str, Any]) -> list[str]:
-    # What Go's SDK refuses to read: a non-JSON type's data must be a string, and
-    # data_base64 must be standard base64.
-    problems = []
+def _data_problems(event: dict[str, Any]) -> list[str]:
+    # What Go's SDK refuses to read: a non-JSON type's data must be a string.
     json_media = is_go_json_media(event.get("datacontenttype"))
     if "data" in event and not json_media and not isinstance(event["data"], str):
-        problems.append("'data' must be a string when 'datacontenttype' is not JSON")
-    if "data_base64" in event:
-        try:
-            base64.b64decode(event["data_base64"], validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            problems.append("'data_base64' must be standard base64")
-    return problems
-
-
-def _extension_problems(event: dict[str, Any]) -> list[str]:
-    # CloudEvents extension values are strings, booleans or 32-bit integers.
-    problems = []
-    for name, value in event.items():
-        if name in _CONTEXT or name in _PAYLOAD_MEMBERS or value is None:
-            continue
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not _INT32[0] <= value <= _INT32[1]:
-                problems.append(f"extension {name!r} is out of range for a 32-bit integer")
-        elif not isinstance(value, str | bool):
-            problems.append(f"extension {name!r} must be a string, number or boolean")
-    return problems
+        return ["'data' must be a string when 'datacontenttype' is not JSON"]
+    return []
 
 
 def canonical_event(event: dict[str, Any], text: str) -> CloudEventJSON:

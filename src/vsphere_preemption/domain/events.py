@@ -30,7 +30,7 @@ from typing import Any
 
 from vsphere_preemption.domain.gojson import fold
 from vsphere_preemption.domain.model import MoRef
-from vsphere_preemption.domain.text import one_line
+from vsphere_preemption.domain.text import json_kind, one_line
 
 OLD_ROUTER_TYPE = "com.vmware.event.router/event"
 OLD_ROUTER_SUBJECT = "AlarmStatusChangedEvent"
@@ -271,7 +271,7 @@ _EVENT = _Field(
 
 def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise UndecodableData(f"{path} must be a JSON object, got {_json_kind(value)}")
+        raise UndecodableData(f"{path} must be a JSON object, got {json_kind(value)}")
     out: dict[str, Any] = {} if into is None else into
     by_name, by_folded_name = spec.by_name, spec.by_folded_name
     for key, item in value.items():
@@ -297,15 +297,15 @@ def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dic
 def _scalar(field: _Field, item: Any, path: str) -> Any:
     if field.kind == "str":
         if not isinstance(item, str):
-            raise UndecodableData(f"{path}.{field.name} must be a string, got {_json_kind(item)}")
+            raise UndecodableData(f"{path}.{field.name} must be a string, got {json_kind(item)}")
         return item
     where = f"{path}.{field.name}"
     if field.kind == "int32":
         if isinstance(item, bool) or not isinstance(item, int):
-            raise UndecodableData(f"{where} must be an integer, got {_json_kind(item)}")
+            raise UndecodableData(f"{where} must be an integer, got {json_kind(item)}")
         return _int32(item, where)
     if not isinstance(item, str):
-        raise UndecodableData(f"{where} must be an RFC 3339 time string, got {_json_kind(item)}")
+        raise UndecodableData(f"{where} must be an RFC 3339 time string, got {json_kind(item)}")
     return _rfc3339(item, where)
 
 
@@ -323,20 +323,6 @@ def _rfc3339(text: str, where: str) -> datetime:
     if parsed is None or parsed.tzinfo is None or "T" not in text:
         raise UndecodableData(f"{where} is not an RFC 3339 time: {text[:64]!r}")
     return parsed
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _decode_xml(text: str) -> dict[str, Any]:

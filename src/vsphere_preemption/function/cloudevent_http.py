@@ -1,13 +1,14 @@
 """CloudEvents over HTTP in (binary and structured content mode), structured JSON out.
 
-Parsing and attribute validation is the official SDK's (`cloudevents.core.bindings.http`). Two
-things we do around it:
+What makes a valid CloudEvent is domain/cloudevent_rules.py's to say, of the attributes as
+they were sent. Reading them is short, and ours rather than the SDK's, whose event classes
+judge by rules of their own (any ISO 8601 `time`, extension values unchecked) and invent an
+`id` and a `time` when they are missing, neither of which may reach the workflow:
 
-- binary mode: the SDK reads the `ce-*` headers; the body (`data`) is read by the domain per
-  its content type, because the SDK turns a body it cannot parse as JSON into a string and
-  would hide whether a JSON body held a string or an object;
-- the attributes are kept as received: the SDK's event classes invent an `id` and a `time`
-  when they are missing, and neither may reach the workflow.
+- binary mode: the attributes are the `ce-*` headers, percent-decoded, and `content-type`;
+  the body (`data`) is read by the domain per its content type;
+- structured mode: the attributes are the members of the JSON object, but for `data` and
+  `data_base64`; a member that comes twice is refused, as is a header sent twice.
 
 `structured_json` renders the event as the Go SDK marshals it into the signal (field order
 specversion, id, source, type, subject, datacontenttype, dataschema, time, data, extensions),
@@ -22,13 +23,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import HTTPMessage, from_binary, from_structured
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v03.event import CloudEvent as CloudEventV03
-from cloudevents.core.v1.event import CloudEvent as CloudEventV1
-
+from vsphere_preemption.domain.cloudevent_rules import (
+    DATA_MEMBERS,
+    Problem,
+    attribute_problems,
+    is_base64_data,
+    structured_problems,
+)
 from vsphere_preemption.domain.events import (
     EventData,
     JsonData,
@@ -41,16 +44,15 @@ from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.rawjson import RawJSON, members
 from vsphere_preemption.wire import (
     CE_ATTRIBUTE_ORDER,
-    CE_REQUIRED_ATTRIBUTES,
     canonical_time,
     format_time,
     is_go_json_media,
+    parse_time,
 )
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-_FACTORIES = {"1.0": CloudEventV1, "0.3": CloudEventV03}
-_FORMAT = JSONFormat()
+_CE = "ce-"
 
 
 class NotACloudEvent(ValueError):
@@ -63,8 +65,8 @@ class IncomingEvent:
     attributes: Mapping[str, Any]  # as received; `time` parsed to a timezone-aware datetime
     raw_data: bytes | None  # the body (binary mode) or the decoded `data_base64`
     embedded_data: Any  # structured mode's `data`, parsed JSON (None when absent)
-    # What the SDK parses into values, as the text that came: structured mode's `data`
-    # member, and the `time` attribute (header or member). None when absent or unreadable.
+    # What is parsed into values, as the text that came: structured mode's `data` member,
+    # and the `time` attribute (header or member). None when absent or unreadable.
     data_text: str | None = None
     time_text: str | None = None
 
@@ -84,26 +86,6 @@ class IncomingEvent:
         return data_from_structured(self.embedded_data, self.datacontenttype)
 
 
-class _KeepAttributes:
-    """An SDK event factory that validates with the SDK's classes but keeps what was sent."""
-
-    def __init__(self) -> None:
-        self.attributes: dict[str, Any] = {}
-        self.data: Any = None
-
-    def __call__(self, attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
-        self.attributes, self.data = dict(attributes), data
-        missing = [name for name in CE_REQUIRED_ATTRIBUTES if name not in attributes]
-        if missing:
-            raise NotACloudEvent(f"not a CloudEvent: missing {', '.join(missing)}")
-        factory = _FACTORIES.get(attributes["specversion"])
-        if factory is None:
-            raise NotACloudEvent(
-                f"unsupported CloudEvents specversion {attributes['specversion']!r}"
-            )
-        return factory(dict(attributes), data)
-
-
 def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     """An HTTP request (lower-case header names) as a CloudEvent, or NotACloudEvent."""
     repeated = _repeated_headers(headers)
@@ -112,52 +94,78 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
             f"header {repeated} is repeated: a CloudEvents attribute takes one value"
         )
     media = media_type(headers.get("content-type", ""))
-    keep = _KeepAttributes()
-    try:
-        if media == BATCH:
-            raise NotACloudEvent("batched CloudEvents are not supported: send one event")
-        if media.startswith("application/cloudevents"):
-            if media != STRUCTURED:
-                raise NotACloudEvent(f"unsupported CloudEvents format {media!r}")
-            message = HTTPMessage(headers={"content-type": STRUCTURED}, body=body)
-            try:
-                from_structured(message, _FORMAT, keep)
-            except NotACloudEvent:
-                raise
-            except Exception as exc:  # noqa: BLE001 (the SDK's words, unless ours are clearer)
-                raise NotACloudEvent(_structured_problem(body) or _invalid(exc)) from None
-            raw = keep.data if isinstance(keep.data, bytes) else None
-            embedded = None if raw is not None else keep.data
-            pairs = _members(body)
-            texts = dict(pairs)
-            if len(texts) != len(pairs):
-                name = _first_repeated(key for key, _ in pairs)
-                raise NotACloudEvent(f"member {name!r} is repeated in the structured CloudEvent")
-            time_text = _json_string(texts.get("time"))
-            return IncomingEvent(
-                "structured", keep.attributes, raw, embedded, texts.get("data"), time_text
-            )
-        if "ce-specversion" in headers:
-            wanted = {k: v for k, v in headers.items() if k.startswith("ce-")}
-            if "content-type" in headers:
-                wanted["content-type"] = headers["content-type"]
-            # The body is left out on purpose (see the module docstring).
-            from_binary(HTTPMessage(headers=wanted, body=b""), _FORMAT, keep)
-            return IncomingEvent(
-                "binary", keep.attributes, body, None, None, headers.get("ce-time")
-            )
-    except NotACloudEvent:
-        raise
-    except Exception as exc:  # noqa: BLE001 (whatever the SDK raises, the input was invalid)
-        raise NotACloudEvent(_invalid(exc)) from None
+    if media.startswith("application/cloudevents"):
+        return _structured(media, body)
+    if "ce-specversion" in headers:
+        return _binary(headers, body)
     raise NotACloudEvent(
         "not a CloudEvent: no ce-specversion header (binary mode) "
         f"and content type is not {STRUCTURED} (structured mode)"
     )
 
 
-def _invalid(exc: BaseException) -> str:
-    return f"not a valid CloudEvent: {one_line(exc)}"
+def _binary(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
+    """Binary mode: the attributes in `ce-*` headers (percent-encoded) and `content-type`."""
+    attributes = {
+        name.lower().removeprefix(_CE): unquote(value)
+        for name, value in headers.items()
+        if name.lower().startswith(_CE)
+    }
+    if "content-type" in headers:
+        attributes["datacontenttype"] = headers["content-type"]
+    _refuse(attribute_problems(attributes))
+    time_text = attributes.get("time")
+    return IncomingEvent("binary", _timed(attributes), body, None, None, time_text)
+
+
+def _structured(media: str, body: bytes) -> IncomingEvent:
+    """Structured mode: the event one JSON object, its attributes and its data members."""
+    if media == BATCH:
+        raise NotACloudEvent("batched CloudEvents are not supported: send one event")
+    if media != STRUCTURED:
+        raise NotACloudEvent(f"unsupported CloudEvents format {media!r}")
+    event = _json(body)
+    pairs = _members(body)
+    texts = dict(pairs)
+    if len(texts) != len(pairs):
+        name = _first_repeated(key for key, _ in pairs)
+        raise NotACloudEvent(f"member {name!r} is repeated in the structured CloudEvent")
+    _refuse(structured_problems(event))
+    attributes = {name: value for name, value in event.items() if name not in DATA_MEMBERS}
+    raw = _raw_data(event)
+    embedded = event.get("data") if raw is None else None
+    time_text = attributes.get("time")
+    return IncomingEvent(
+        "structured", _timed(attributes), raw, embedded, texts.get("data"), time_text
+    )
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise NotACloudEvent(f"not a valid CloudEvent: {one_line(exc)}") from None
+
+
+def _refuse(problems: list[Problem]) -> None:
+    if problems:
+        raise NotACloudEvent("not a valid CloudEvent: " + "; ".join(map(str, problems)))
+
+
+def _timed(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes with `time` (checked: RFC 3339) as a timezone-aware datetime."""
+    if "time" in attributes:
+        attributes["time"] = parse_time(attributes["time"])
+    return attributes
+
+
+def _raw_data(event: Mapping[str, Any]) -> bytes | None:
+    """Data sent as base64 (checked), decoded: `data_base64`, or 0.3's base64 `data`."""
+    if isinstance(event.get("data_base64"), str):
+        return base64.b64decode(event["data_base64"], validate=True)
+    if is_base64_data(event):
+        return base64.b64decode(event["data"], validate=True)
+    return None
 
 
 class RequestHeaders(dict[str, str]):
@@ -194,35 +202,11 @@ def _first_repeated(names: Iterable[str]) -> str | None:
     return None
 
 
-def _structured_problem(body: bytes) -> str | None:
-    """A clearer reason than the SDK's for a structured event it refused, when there is one."""
-    try:
-        pairs = members(body)
-    except ValueError:
-        try:
-            json.loads(body)
-        except ValueError:
-            return None  # not JSON: the SDK's decoding error says where
-        return "a structured CloudEvent must be a JSON object"
-    for name, text in pairs:
-        if name in ("time", "data_base64", *CE_REQUIRED_ATTRIBUTES) and not text.startswith('"'):
-            return f"not a valid CloudEvent: {name} must be a string"
-    return None
-
-
 def _members(body: bytes) -> list[tuple[str, str]]:
     try:
         return members(body)
-    except ValueError:  # the SDK parsed it: only an odd encoding lands here, keep values
+    except ValueError:  # json.loads read it, NaN and all: keep the values, not the texts
         return []
-
-
-def _json_string(text: str | None) -> str | None:
-    try:
-        value = json.loads(text) if text is not None else None
-    except ValueError:
-        return None
-    return value if isinstance(value, str) else None
 
 
 def _raw_json_data(event: IncomingEvent, data: JsonData) -> Any:

@@ -23,7 +23,8 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, Protocol
 
 from vsphere_preemption.domain.alarm_rules import Action, Decision, RuleError, decide
 from vsphere_preemption.domain.events import (
@@ -45,10 +46,11 @@ from vsphere_preemption.function.cloudevent_http import (
 from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.recent import RecentEvents, event_key
 from vsphere_preemption.function.signal_lines import SPACING, Delivered, SignalLines
-from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.settings import FunctionSettings
 from vsphere_preemption.temporal.client import (
+    Cancellation,
+    StartedRun,
     TemporalError,
     TemporalUnavailable,
     execution_timeout_for,
@@ -80,11 +82,33 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+class Signaller(Protocol):
+    """The two calls the handler makes of Temporal (temporal/client.PreemptionClient's)."""
+
+    async def signal_with_start(
+        self,
+        workflow_id: str,
+        request: WorkflowRequest,
+        *,
+        execution_timeout: timedelta | None,
+        task_queue: str,
+    ) -> StartedRun: ...
+
+    async def cancel(self, workflow_id: str) -> Cancellation: ...
+
+
+class Link(Protocol):
+    """Where the handler finds Temporal (function/temporal_link.TemporalLink): the connected
+    client, or TemporalUnavailable saying why there is none yet."""
+
+    def require(self) -> Signaller: ...
+
+
 class EventHandler:
     def __init__(
         self,
         settings: FunctionSettings,
-        link: TemporalLink,
+        link: Link,
         metrics: Metrics,
         log: Any,
         *,
@@ -120,10 +144,35 @@ class EventHandler:
         return Reply(status, {"error": message})
 
     async def _handle(self, headers: Mapping[str, str], body: bytes) -> tuple[Reply, str]:
+        """The reply, and the decision it is counted under."""
         try:
             event = parse(headers, body)
         except NotACloudEvent as exc:
             return self.reject(400, "not_cloudevent", str(exc)), "rejected"
+        data, undecodable = self._read_data(event)
+        other = self._other_event(event)
+        if other is not None:
+            return other, Action.IGNORE.value
+        route = self._route(event)
+        if route is None:
+            # An alarm event from a vCenter no worker here serves, whatever its data: answered
+            # (a 4xx would dead-letter it for nothing) and logged, as a sign of a missing or
+            # mistyped entry in VCENTER_TASKQUEUES.
+            return self._unknown_source(event), Action.IGNORE.value
+        try:
+            change, decision, workflow_id = self._decide(event, data, undecodable, route)
+        # ValueError: an entity reference that is no managed object id, so no workflow ID.
+        except (UndecodableData, RuleError, ValueError) as exc:
+            message = f"{INVALID_PAYLOAD}: {exc}"
+            return self.reject(400, "invalid_payload", message, event.id), "rejected"
+        if decision.action is Action.IGNORE:
+            return self._other_alarm(event, decision), decision.action.value
+        assert data is not None
+        return await self._act(event, data, change, decision, workflow_id, route)
+
+    def _read_data(self, event: IncomingEvent) -> tuple[EventData | None, UndecodableData | None]:
+        """The event's data, or why it does not decode: that matters only once the event is
+        known to be ours, so it is kept, not raised."""
         data: EventData | None = None
         undecodable: UndecodableData | None = None
         try:
@@ -132,6 +181,10 @@ class EventHandler:
             undecodable = exc
         if self._settings.debug:
             self._log.debug("event received", eventID=event.id, cloudEvent=_loggable(event, data))
+        return data, undecodable
+
+    def _other_event(self, event: IncomingEvent) -> Reply | None:
+        """The answer to an event that is no alarm status change (None for one that is)."""
         try:
             event_shape(event.attributes.get("type"), event.attributes.get("subject"))
         except NotAnAlarmEvent as exc:
@@ -140,30 +193,41 @@ class EventHandler:
             self._metrics.ignored.labels("other_event").inc()
             self._log.debug("event ignored", eventID=event.id, reason=str(exc))
             ignored = {"eventID": event.id, "decision": Action.IGNORE.value, "reason": str(exc)}
-            return Reply(200, ignored), Action.IGNORE.value
-        route = self._route(event)
-        if route is None:
-            # An alarm event from a vCenter no worker here serves, whatever its data: answered
-            # (a 4xx would dead-letter it for nothing) and logged, as a sign of a missing or
-            # mistyped entry in VCENTER_TASKQUEUES.
-            return self._unknown_source(event), Action.IGNORE.value
-        try:
-            if undecodable is not None:
-                raise undecodable
-            change = decode(event.attributes, data)
-            decision = decide(change, self._settings.alarm_names)
-            workflow_id = self._workflow_id(change, route)
-        # ValueError: an entity reference that is no managed object id, so no workflow ID.
-        except (UndecodableData, RuleError, ValueError) as exc:
-            message = f"{INVALID_PAYLOAD}: {exc}"
-            return self.reject(400, "invalid_payload", message, event.id), "rejected"
-        if decision.action is Action.IGNORE:
-            self._metrics.ignored.labels("other_alarm").inc()
-            self._log.debug(
-                "event ignored", eventID=event.id, decision=decision.action, reason=decision.reason
-            )
-            return Reply(200, _summary(event, decision)), decision.action.value
-        assert data is not None
+            return Reply(200, ignored)
+        return None
+
+    def _decide(
+        self,
+        event: IncomingEvent,
+        data: EventData | None,
+        undecodable: UndecodableData | None,
+        route: Route,
+    ) -> tuple[AlarmChange, Decision, str]:
+        """The alarm change, what to do about it, and the workflow that does it; or why the
+        event cannot say (UndecodableData, RuleError, ValueError)."""
+        if undecodable is not None:
+            raise undecodable
+        change = decode(event.attributes, data)
+        decision = decide(change, self._settings.alarm_names)
+        return change, decision, self._workflow_id(change, route)
+
+    def _other_alarm(self, event: IncomingEvent, decision: Decision) -> Reply:
+        self._metrics.ignored.labels("other_alarm").inc()
+        self._log.debug(
+            "event ignored", eventID=event.id, decision=decision.action, reason=decision.reason
+        )
+        return Reply(200, _summary(event, decision))
+
+    async def _act(
+        self,
+        event: IncomingEvent,
+        data: EventData,
+        change: AlarmChange,
+        decision: Decision,
+        workflow_id: str,
+        route: Route,
+    ) -> tuple[Reply, str]:
+        """Preempt or cancel, once per event: the reply and the decision it is counted under."""
         # The broker delivers at least once: the same event acted on lately is not acted on
         # again (a failure is not remembered, so the broker's retry gets through).
         key = event_key(str(event.attributes["source"]), event.id)

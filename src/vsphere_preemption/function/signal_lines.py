@@ -124,51 +124,72 @@ class SignalLines:
 
     async def _run(self, key: Hashable, line: _Line) -> None:
         try:
-            while True:
-                if not line.queue:
-                    # Stay for the rest of the spacing, so that a raise arriving now waits it
-                    # too; then the line goes (a quiet entity keeps nothing).
-                    rest = line.last_signal + self.spacing - self._clock()
-                    if rest <= 0:
-                        return
-                    line.woken.clear()
-                    with contextlib.suppress(TimeoutError):  # a lowering must not wait
-                        await asyncio.wait_for(line.woken.wait(), rest)
-                    continue
-                head = line.queue[0]
-                if isinstance(head, _Lower):
-                    await _settle(head.waiter, head.act)
-                    line.queue.popleft()
-                    continue
-                rest = line.last_signal + self.spacing - self._clock()
-                if rest > 0:
-                    await asyncio.sleep(rest)  # raises arriving meanwhile merge into head
-                    continue
-                head.sending = True
-                line.last_signal = self._clock()
-                request = head.request
-                try:
-                    result = await head.send(request)
-                except Exception as exc:  # noqa: BLE001 (each waiter answers with it)
-                    outcome: BaseException | Delivered = exc
-                else:
-                    outcome = Delivered(result, len(head.waiters), _event_id(request))
-                line.queue.popleft()
-                for waiter in head.waiters:
-                    if waiter.done():
-                        continue
-                    if isinstance(outcome, BaseException):
-                        waiter.set_exception(outcome)
-                    else:
-                        waiter.set_result(outcome)
+            while await self._step(line):
+                pass
         finally:
-            # Cancelled (the app stops): nobody will answer what still waits in the line.
-            for op in line.queue:
-                for waiter in op.waiters if isinstance(op, _Raise) else [op.waiter]:
-                    waiter.cancel()
-            line.queue.clear()
-            if self._lines.get(key) is line:
-                del self._lines[key]
+            self._close(key, line)
+
+    async def _step(self, line: _Line) -> bool:
+        """One turn of the line: the lowering or the signal at its head, or a wait; False
+        when the line is done (empty, and its spacing over)."""
+        if not line.queue:
+            return await self._linger(line)
+        head = line.queue[0]
+        if isinstance(head, _Lower):
+            await _settle(head.waiter, head.act)
+            line.queue.popleft()
+            return True
+        rest = self._rest(line)
+        if rest > 0:
+            await asyncio.sleep(rest)  # raises arriving meanwhile merge into head
+            return True
+        await self._signal(line, head)
+        return True
+
+    async def _linger(self, line: _Line) -> bool:
+        """An empty line stays for the rest of the spacing, so that a raise arriving now waits
+        it too; False once that is over (then the line goes: a quiet entity keeps nothing)."""
+        rest = self._rest(line)
+        if rest <= 0:
+            return False
+        line.woken.clear()
+        with contextlib.suppress(TimeoutError):  # a lowering must not wait
+            await asyncio.wait_for(line.woken.wait(), rest)
+        return True
+
+    def _rest(self, line: _Line) -> float:
+        """How long until the line may signal again (<= 0: now)."""
+        return line.last_signal + self.spacing - self._clock()
+
+    async def _signal(self, line: _Line, head: _Raise) -> None:
+        """Send the head's signal (from now on it takes no more events), then answer every
+        event it carried with what Temporal did."""
+        head.sending = True
+        line.last_signal = self._clock()
+        request = head.request
+        try:
+            result = await head.send(request)
+        except Exception as exc:  # noqa: BLE001 (each waiter answers with it)
+            outcome: BaseException | Delivered = exc
+        else:
+            outcome = Delivered(result, len(head.waiters), _event_id(request))
+        line.queue.popleft()
+        for waiter in head.waiters:
+            if waiter.done():
+                continue
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+
+    def _close(self, key: Hashable, line: _Line) -> None:
+        """The line goes. Cancelled (the app stops): nobody will answer what still waits."""
+        for op in line.queue:
+            for waiter in op.waiters if isinstance(op, _Raise) else [op.waiter]:
+                waiter.cancel()
+        line.queue.clear()
+        if self._lines.get(key) is line:
+            del self._lines[key]
 
 
 async def _settle(waiter: asyncio.Future[Any], act: Callable[[], Awaitable[Any]]) -> None:
