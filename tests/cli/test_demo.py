@@ -249,7 +249,8 @@ def test_with_resume_the_lowering_powers_the_vms_on_again_highest_priority_first
     assert "Traceback" not in done.stderr
     assert len(re.findall(r"^  \[ok\] ", out, re.MULTILINE)) == CHECKS + 2, out
     assert "FAILED" not in out and "on clear they were resumed, highest priority first" in out
-    assert "    resume: {enabled: true, batchSize: 2, interval: 2s, headroom: 10.0, maxWait: 1h}" in out
+    resume_line = "resume: {enabled: true, batchSize: 2, interval: 2s, headroom: 10.0, maxWait: 1h}"
+    assert f"    {resume_line}" in out
     names = victims_told(out)
     assert set(names[:2]) == LOWS and set(names[2:]) == FIVES
     assert_the_notice(out, names)

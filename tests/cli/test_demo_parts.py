@@ -246,7 +246,8 @@ def test_the_policy_file_reads_back_as_the_demo_policy() -> None:
     assert DEMO_POLICY.notice_for(Criticality.HIGH) == NOTICE_SECONDS == 5
     assert not DEMO_POLICY.resume.enabled and demo_policy(resume=False) == DEMO_POLICY
     resuming = policy_yaml(resume=True)
-    assert "resume: {enabled: true, batchSize: 2, interval: 2s, headroom: 10.0, maxWait: 1h}" in resuming
+    resume_line = "resume: {enabled: true, batchSize: 2, interval: 2s, headroom: 10.0, maxWait: 1h}"
+    assert resume_line in resuming
     assert policy_from_mapping(yaml.safe_load(resuming)) == demo_policy(resume=True)
     assert demo_policy(resume=True).resume == RESUME == ResumePolicy(True, 2, 2.0)
 
