@@ -67,7 +67,7 @@ def fuzzed(
         "VSPHERE_ALARM_NAME": alarm,
         # Its valid raises come one after the other for one alarm and entity, as fast as they
         # are answered: paced, each would wait SIGNAL_SPACING. Pacing has tests of its own
-        # (test_signal_lines.py, tests/test_storm_e2e.py); this one is about the answers.
+        # (test_signal_lines.py, tests/e2e/test_storm_e2e.py); this one is about the answers.
         "SIGNAL_SPACING": "0",
     }
     log = tmp_path_factory.mktemp("fuzz") / "function.log"

@@ -59,7 +59,7 @@ def worker_env(
         "VCENTER_SECRET_PATH": str(secret_dir),
         # These tests are about acting (power off, annotate, report, retries) on every tagged
         # VM, as the Go worker picks them; choosing by entity has tests of its own
-        # (tests/test_worker_plan_e2e.py).
+        # (tests/e2e/test_worker_plan_e2e.py).
         "PREEMPTION_SCOPE": "vcenter",
         # ... and acted on at once (the notice before acting has tests of its own).
         "PREEMPTION_NOTICE_LOW": "0",

@@ -2,7 +2,7 @@
 
 What only shows at the edges: a sink that does not acknowledge, a replyTo that is
 not a URL or carries credentials, a tag that does not exist. The happy paths run
-through the real worker in tests/test_worker_e2e.py.
+through the real worker in tests/e2e/test_worker_e2e.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """PreemptVMsWorkflow's logic on the real Temporal dev server, with stand-in activities.
 
 The stand-ins are registered under the real activity names and record what the
-workflow asked for; the end-to-end tests (tests/test_worker_e2e.py) run the same
+workflow asked for; the end-to-end tests (tests/e2e/test_worker_e2e.py) run the same
 workflow against the real vSphere activities on vcsim.
 """
 
@@ -170,7 +170,7 @@ class StandIns:
 
         @activity.defn(name=READ_PAUSES)
         async def read_pauses(arg: ReadPausesInput) -> PauseBook:
-            return PauseBook()  # nothing paused (tests/test_pause_e2e.py pauses for real)
+            return PauseBook()  # nothing paused (tests/e2e/test_pause_e2e.py pauses for real)
 
         return [
             get_policy, find, plan_preemption, read_usage, power_off, annotate, send, read_pauses

@@ -22,9 +22,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from tests.temporal.helpers import eventually, query_state
-from tests.temporal.rig import running_worker
-from tests.test_worker_care_e2e import (
+from tests.e2e.world import (
     TAG,
     World,
     alarm_on,
@@ -35,6 +33,8 @@ from tests.test_worker_care_e2e import (
     until,
     world_on,
 )
+from tests.temporal.helpers import eventually, query_state
+from tests.temporal.rig import running_worker
 from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, free_port
 from vsphere_preemption.devtools.worker_process import WorkerProcess

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests import test_worker_care_e2e as care
-from tests.temporal.rig import running_worker
-from tests.test_worker_care_e2e import (
+from tests.e2e.test_worker_loop_e2e import NO_NOTICE
+from tests.e2e.world import (
     POWERED_OFF,
     POWERED_ON,
     TAG,
@@ -28,15 +27,13 @@ from tests.test_worker_care_e2e import (
     start,
     until,
 )
-from tests.test_worker_loop_e2e import NO_NOTICE
+from tests.temporal.rig import running_worker
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.domain.policy import UseBasis
 from vsphere_preemption.wire import RESUMED_EVENT_TYPE
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
-world = care.world
-handles = care.handles
 
 FILLER = "filler"  # a tag on the VMs the test powers off by hand, to read their sizes
 

@@ -21,8 +21,8 @@ worker is killed and a new one started at once. Then, for the run:
 
 The kill points come from a seeded generator; the seed is printed (and named in every
 failure) so that a failing trial's kill points come again (the machine's timing may still
-differ): `CHAOS_SEED=<seed> pytest tests/test_kill_chaos_e2e.py -s`. A longer soak, by hand:
-`CHAOS_KILL_TRIALS=200 pytest tests/test_kill_chaos_e2e.py -s` (the test's timeout grows with
+differ): `CHAOS_SEED=<seed> pytest tests/e2e/test_kill_chaos_e2e.py -s`. A longer soak, by hand:
+`CHAOS_KILL_TRIALS=200 pytest tests/e2e/test_kill_chaos_e2e.py -s` (the test's timeout grows with
 the number of trials; at most 5 lanes, `CHAOS_KILL_LANES`, as the inventory has 15 VMs).
 """
 

@@ -14,10 +14,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests import test_worker_care_e2e as care
-from tests.temporal.helpers import eventually, query_state
-from tests.temporal.rig import running_worker
-from tests.test_worker_care_e2e import (
+from tests.e2e.world import (
     POWERED_OFF,
     POWERED_ON,
     TAG,
@@ -27,6 +24,8 @@ from tests.test_worker_care_e2e import (
     start,
     until,
 )
+from tests.temporal.helpers import eventually, query_state
+from tests.temporal.rig import running_worker
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.domain.policy import UseBasis
 from vsphere_preemption.temporal.client import PreemptionClient
@@ -40,8 +39,7 @@ from vsphere_preemption.wire import (
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
 # The care tests' fixtures: a worker's world on the usage inventory, and the handles to end.
-world = care.world
-handles = care.handles
+
 
 NO_NOTICE = {"LOW": 0, "MEDIUM": 0, "HIGH": 0}
 

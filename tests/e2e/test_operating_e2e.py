@@ -43,7 +43,7 @@ from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
-DASHBOARD = Path(__file__).parent.parent / "deploy" / "dashboard.json"
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "dashboard.json"
 W = "vsphere_preemption_worker"
 F = "vsphere_preemption_function"
 
