@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.client import run_collected
+    from vsphere_preemption.temporal.collected_runtime import run_collected
 
     on_error = error_handler(PROG, verbose=options.verbose)
 

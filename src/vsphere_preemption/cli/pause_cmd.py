@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.client import run_collected
+    from vsphere_preemption.temporal.collected_runtime import run_collected
 
     on_error = error_handler(prog, verbose=options["verbose"])
     return run_collected(lambda runtime: _dispatch(args, options, body, runtime), on_error)

@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.client import run_collected
+    from vsphere_preemption.temporal.collected_runtime import run_collected
 
     on_error = error_handler(f"preemptctl workflow {options.verb}", verbose=options.verbose)
     return run_collected(lambda runtime: _dispatch(options, args, request, runtime), on_error)

@@ -18,19 +18,20 @@ cheaply, then connects in the background).
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import re
-import time
-import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
+
+# Re-exported for devtools/demo/run.py, which imports it from here (to switch to
+# collected_runtime, then drop this line).
+from vsphere_preemption.temporal.collected_runtime import run_collected as run_collected
 from vsphere_preemption.temporal.tls_probe import speaks_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 
     from vsphere_preemption.settings import TemporalSecurity
     from vsphere_preemption.temporal.contracts import PauseBook
-
-T = TypeVar("T")
 
 # The Go function's workflow execution timeout (docs/wire.md, Names), kept in its form only
 # (WORKFLOW_ID_MODE=alarm), where a Go worker may run the workflow and expects it. Temporal
@@ -165,77 +164,6 @@ class Cancellation:
     outcome: CancelOutcome
     summary: WorkflowSummary | None
     why: str = ""
-
-
-def run_collected(
-    main: Callable[[Runtime], Coroutine[Any, Any, T]],
-    on_error: Callable[[Exception], T] | None = None,
-) -> T:
-    """`asyncio.run(main(runtime))` with a Temporal runtime of its own, collected on return.
-
-    For a short-lived program (a CLI command, the demo). temporalio's client objects sit in
-    reference cycles; freed while the interpreter finalizes, they abort or segfault the
-    process now and then (sdk-python#300: 7 of 40 `workflow status` runs exited 134/139
-    instead of 1). Collected here, while the interpreter is still whole, they cannot.
-
-    An exception's traceback holds the frames that hold the client, so it is dealt with
-    before collecting: `on_error` answers it (its result is returned), or, without one, it
-    is raised again without its tracebacks.
-
-    The SDK's own threads may still hold the connection for a moment after the loop ends (a
-    call that failed drops it from there, not from Python): collecting once is not always
-    enough (4 of 40 runs kept the runtime), so collection repeats until the runtime is gone,
-    for at most `RELEASE_TIMEOUT` seconds.
-    """
-    from temporalio.runtime import Runtime, TelemetryConfig
-
-    error: BaseException | None = None
-    runtime: Runtime | None = Runtime(telemetry=TelemetryConfig())
-    released = weakref.ref(runtime)
-    before = _temporal_objects()
-    try:
-        assert runtime is not None
-        return asyncio.run(main(runtime))
-    except Exception as exc:  # noqa: BLE001 - answered by on_error, or raised again
-        if on_error is not None:
-            return on_error(exc)
-        error = _without_tracebacks(exc)
-    finally:
-        runtime = None
-        _collect_until_gone(released, before)
-    raise error
-
-
-RELEASE_TIMEOUT = 10.0  # a loaded machine's SDK threads have taken over 2 s
-
-
-def _temporal_objects() -> set[int]:
-    from temporalio.client import Client
-    from temporalio.service import ServiceClient
-
-    return {id(o) for o in gc.get_objects() if isinstance(o, Client | ServiceClient)}
-
-
-def _collect_until_gone(obj: weakref.ref[Any], before: set[int]) -> None:
-    """Collect until the runtime and the Temporal clients made since `before` are gone, or
-    the timeout passes (clients that existed before, a caller's own, are not waited for)."""
-
-    def alive() -> bool:
-        return obj() is not None or bool(_temporal_objects() - before)
-
-    deadline = time.monotonic() + RELEASE_TIMEOUT
-    gc.collect()
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-        gc.collect()
-
-
-def _without_tracebacks(exc: BaseException) -> BaseException:
-    seen: BaseException | None = exc
-    while seen is not None:
-        seen.__traceback__ = None
-        seen = seen.__cause__ or seen.__context__
-    return exc
 
 
 def execution_timeout_for(mode: IdMode) -> timedelta | None:
