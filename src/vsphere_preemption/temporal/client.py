@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
 # Re-exported for devtools/demo/run.py, which imports it from here (to switch to
 # collected_runtime, then drop this line).
 from vsphere_preemption.temporal.collected_runtime import run_collected as run_collected
-from vsphere_preemption.temporal.tls_probe import speaks_tls
+from vsphere_preemption.temporal.connect_diagnosis import WANTS_TLS, core_reason, wants_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
     PAUSE_SIGNAL,
@@ -176,97 +175,11 @@ def signal_payload_bytes(request: WorkflowRequest) -> bytes:
     return go_json(request.to_wire())
 
 
-# TLS failures as the Rust core words them (rustls, tonic), and what to check: the line a
-# person reads when the CA, the client certificate or its key is wrong.
-# Plain HTTP/2 to a port that wants TLS (from the error, or from tls_probe after a failure).
-WANTS_TLS = (
-    "the server did not answer in plain HTTP/2: if it wants TLS, set TEMPORAL_TLS=true "
-    "(or TEMPORAL_TLS_CA)"
-)
-_TLS_FAILURES = (
-    (
-        "InvalidCertificate(UnknownIssuer)",
-        "TLS: the server's certificate is not signed by a trusted CA (check TEMPORAL_TLS_CA)",
-    ),
-    (
-        "InvalidCertificate(NotValidForName",
-        "TLS: the server's certificate is not valid for this host name "
-        "(check TEMPORAL_TLS_SERVER_NAME)",
-    ),
-    ("InvalidCertificate(Expired", "TLS: the server's certificate has expired"),
-    (
-        "InconsistentKeys",
-        "TLS: TEMPORAL_TLS_KEY is not the private key of TEMPORAL_TLS_CERT",
-    ),
-    (
-        "CertificateRequired",
-        "TLS: the server wants a client certificate (set TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY)",
-    ),
-    (
-        "BadCertificate",
-        "TLS: the server refused the client certificate (check TEMPORAL_TLS_CERT)",
-    ),
-    (
-        "UnknownCA",
-        "TLS: the server does not trust the client certificate's CA (check TEMPORAL_TLS_CERT)",
-    ),
-    (
-        # A TLS-terminating HTTP proxy (nginx) answers a missing or refused client
-        # certificate with a plain 400 page, after the handshake.
-        "400 Bad Request",
-        "the server answered HTTP 400 Bad Request, as a TLS proxy does to a missing or "
-        "refused client certificate (check TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY)",
-    ),
-    (
-        "401 Unauthorized",
-        "the server answered HTTP 401 Unauthorized (check TEMPORAL_API_KEY_FILE)",
-    ),
-    (
-        "H2NotNegotiated",
-        "TLS: the server did not offer HTTP/2 (ALPN h2), which gRPC needs: a TLS proxy in "
-        "front of Temporal must speak HTTP/2",
-    ),
-    (
-        "InvalidContentType",
-        "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
-    ),
-    (
-        # Plain HTTP/2 to a TLS port: the server's TLS alert read as an HTTP/2 frame.
-        "FRAME_SIZE_ERROR",
-        WANTS_TLS,
-    ),
-    (
-        "CorruptMessage",
-        "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
-    ),
-)
-
-
 def connect_failure_reason(error: BaseException) -> str:
     """The useful part of a connection error from temporalio's Rust core, in one line."""
     if isinstance(error, TimeoutError):
         return f"no answer within {CONNECT_TIMEOUT.total_seconds():.0f}s"
-    text = one_line(error)
-    for marker, reason in _TLS_FAILURES:
-        if marker in text:
-            return reason
-    # The core wraps the OS reason in Rust debug output: keep the innermost message.
-    for pattern in (r'message: "([^"]+)"', r'error: "([^"]+)"', r'ConnectError\("([^"]+)"'):
-        found = re.findall(pattern, text)
-        if found:
-            return str(found[-1])
-    return text.removeprefix("Failed client connect: ")[:200]
-
-
-async def _wants_tls(
-    target: str, security: TemporalSecurity | None, error: BaseException, reason: str
-) -> bool:
-    """A plain connection failed in a way its error does not name: does the port want TLS?"""
-    if (security is not None and security.tls) or reason == WANTS_TLS:
-        return False
-    if isinstance(error, TimeoutError):
-        return False  # no answer at all: a probe would wait as long again
-    return await asyncio.to_thread(speaks_tls, target)
+    return core_reason(one_line(error))
 
 
 _RETRYABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "UNKNOWN"}
@@ -399,7 +312,7 @@ class PreemptionClient:
             )
         except Exception as exc:  # any failure to connect means: not connected
             reason = connect_failure_reason(exc)
-            if await _wants_tls(target, security, exc, reason):
+            if await wants_tls(target, security, exc, reason):
                 reason = WANTS_TLS
             raise TemporalUnavailable(
                 f"cannot reach the Temporal server at {target}: {reason}"
