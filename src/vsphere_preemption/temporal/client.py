@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -92,6 +93,10 @@ class TemporalUnavailable(TemporalError):
 
 class TemporalRejected(TemporalError):
     """Temporal answered with an error (unknown namespace, no such workflow, ...)."""
+
+
+class WorkflowNotFound(TemporalRejected):
+    """Temporal has no such workflow (or run): NOT_FOUND."""
 
 
 class CancelOutcome(StrEnum):
@@ -185,20 +190,46 @@ def connect_failure_reason(error: BaseException) -> str:
 _RETRYABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "UNKNOWN"}
 
 
-def _classify(exc: BaseException, what: str) -> TemporalError:
-    """A one-line TemporalError: retryable (unavailable) or not (rejected)."""
-    from temporalio.service import RPCError
+@contextmanager
+def translating(
+    doing: str, *, query: bool = False, hint: str = "", not_found: str | None = None
+) -> Iterator[None]:
+    """Turn whatever a Temporal call raises into one TemporalError, one line, the original as
+    its cause (our own errors pass as they are).
 
-    if isinstance(exc, RPCError):
-        kind = TemporalUnavailable if exc.status.name in _RETRYABLE else TemporalRejected
-        return kind(f"{what}: Temporal {exc.status.name}: {one_line(exc.message or exc)}")
-    return TemporalUnavailable(f"{what}: {one_line(exc)}")
+    The message starts with `doing`. A call's failure is classified: a status worth retrying
+    (UNAVAILABLE, DEADLINE_EXCEEDED, ...), or a failure that is not the server's answer, is
+    TemporalUnavailable, any other status TemporalRejected. A failed `query` is always
+    TemporalRejected, `doing: <why it did not answer><hint>`: the workflow did not answer,
+    whatever the reason. NOT_FOUND is a WorkflowNotFound, worded `not_found (<the server's
+    words>)` when that is given.
+    """
+    try:
+        yield
+    except TemporalError:
+        raise
+    except Exception as exc:  # every failure is reported, in one line
+        raise _translated(exc, doing, query=query, hint=hint, not_found=not_found) from exc
 
 
-def _is_not_found(exc: BaseException) -> bool:
+def _translated(
+    exc: Exception, doing: str, *, query: bool, hint: str, not_found: str | None
+) -> TemporalError:
     from temporalio.service import RPCError, RPCStatusCode
 
-    return isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+    missing = isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+    if missing and not_found is not None:
+        return WorkflowNotFound(f"{not_found} ({one_line(getattr(exc, 'message', exc))})")
+    if query:
+        kind: type[TemporalError] = WorkflowNotFound if missing else TemporalRejected
+        return kind(f"{doing}: {_query_failure_reason(exc)}{hint}")
+    if not isinstance(exc, RPCError):
+        return TemporalUnavailable(f"{doing}: {one_line(exc)}")
+    if missing:
+        kind = WorkflowNotFound
+    else:
+        kind = TemporalUnavailable if exc.status.name in _RETRYABLE else TemporalRejected
+    return kind(f"{doing}: Temporal {exc.status.name}: {one_line(exc.message or exc)}")
 
 
 def _run_label(workflow_id: str, run_id: str | None) -> str:
@@ -334,7 +365,7 @@ class PreemptionClient:
         from temporalio.common import RawValue
 
         payload = Payload(metadata={"encoding": b"json/plain"}, data=signal_payload_bytes(request))
-        try:
+        with translating("signal-with-start"):
             handle = await self._client.start_workflow(
                 WORKFLOW_TYPE,
                 id=workflow_id,
@@ -344,23 +375,15 @@ class PreemptionClient:
                 start_signal_args=[RawValue(payload)],
                 rpc_timeout=RPC_TIMEOUT,
             )
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, "signal-with-start") from exc
         return StartedRun(workflow_id, handle.result_run_id or "")
 
     async def describe(self, workflow_id: str, run_id: str | None = None) -> WorkflowSummary:
         """The execution (the latest run unless `run_id` names one)."""
-        try:
-            description = await self._client.get_workflow_handle(
-                workflow_id, run_id=run_id
-            ).describe(rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # every failure is reported, classified
-            if _is_not_found(exc):
-                raise TemporalRejected(
-                    f"no {_run_label(workflow_id, run_id)} in namespace {self.namespace!r} "
-                    f"({one_line(getattr(exc, 'message', exc))})"
-                ) from exc
-            raise _classify(exc, f"cannot describe {_run_label(workflow_id, run_id)}") from exc
+        label = _run_label(workflow_id, run_id)
+        missing = f"no {label} in namespace {self.namespace!r}"
+        with translating(f"cannot describe {label}", not_found=missing):
+            handle = self._client.get_workflow_handle(workflow_id, run_id=run_id)
+            description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
         return summarize(description)
 
     async def current_state(self, workflow_id: str, run_id: str | None = None) -> State:
@@ -373,14 +396,12 @@ class PreemptionClient:
         if summary.status == WorkflowExecutionStatus.COMPLETED.name.lower():
             answer = await _completion_result(handle)
         if answer is None:
-            try:
+            unanswered = (
+                f"{_run_label(workflow_id, summary.run_id)} is {summary.status_text} but did "
+                f"not answer the {QUERY_NAME!r} query"
+            )
+            with translating(unanswered, query=True, hint=_worker_hint(summary)):
                 answer = await handle.query(QUERY_NAME, rpc_timeout=RPC_TIMEOUT)
-            except Exception as exc:  # every failure is reported, in one line
-                raise TemporalRejected(
-                    f"{_run_label(workflow_id, summary.run_id)} is {summary.status_text} but did "
-                    f"not answer the {QUERY_NAME!r} query: {_query_failure_reason(exc)} "
-                    f"(is a worker polling task queue {summary.task_queue!r}?)"
-                ) from exc
         raw = _as_json_text(answer)
         try:
             response = WorkflowResponse.from_wire(raw)
@@ -405,7 +426,7 @@ class PreemptionClient:
 
     async def _to_registry(self, signal: str, body: dict[str, Any], task_queue: str) -> str:
         registry = pauses_workflow_id(task_queue)
-        try:
+        with translating(f"{signal} to {registry}"):
             await self._client.start_workflow(
                 PAUSES_WORKFLOW_TYPE,
                 id=registry,
@@ -414,8 +435,6 @@ class PreemptionClient:
                 start_signal_args=[body],
                 rpc_timeout=RPC_TIMEOUT,
             )
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, f"{signal} to {registry}") from exc
         return registry
 
     async def read_pauses(self, registry_id: str) -> PauseBook:
@@ -425,13 +444,10 @@ class PreemptionClient:
 
         handle = self._client.get_workflow_handle(registry_id)
         try:
-            answer = await handle.query(PAUSES_QUERY, rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # not found is an answer; anything else is reported
-            if _is_not_found(exc):
-                return PauseBook()
-            raise TemporalRejected(
-                f"the pause registry {registry_id} did not answer: {_query_failure_reason(exc)}"
-            ) from exc
+            with translating(f"the pause registry {registry_id} did not answer", query=True):
+                answer = await handle.query(PAUSES_QUERY, rpc_timeout=RPC_TIMEOUT)
+        except WorkflowNotFound:  # an answer: no pause was ever asked for
+            return PauseBook()
         book = json.loads(_as_json_text(answer))
         return PauseBook(version=int(book.get("version", 0)), pauses=list(book.get("pauses", [])))
 
@@ -442,15 +458,13 @@ class PreemptionClient:
         Visibility is eventually consistent: a workflow started a moment ago may not be
         listed yet (the dev server's SQLite visibility lags by up to a second or so).
         """
-        try:
+        with translating("cannot list workflows"):
             found = [
                 _listed(execution)
                 async for execution in self._client.list_workflows(
                     OPEN_WORKFLOWS_QUERY, limit=LIST_LIMIT, rpc_timeout=RPC_TIMEOUT
                 )
             ]
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, "cannot list workflows") from exc
         if alarm is not None:
             found = [w for w in found if w.alarm == alarm]
         return sorted(found, key=lambda w: (w.alarm, w.entity or "", w.summary.workflow_id))
@@ -472,7 +486,7 @@ class PreemptionClient:
         if closed_since is not None:
             query += f" AND CloseTime >= '{format_time(closed_since)}'"
         found: list[ListedWorkflow] = []
-        try:
+        with translating("cannot list closed workflows"):
             async for execution in self._client.list_workflows(
                 query, page_size=min(limit, 1000), rpc_timeout=RPC_TIMEOUT
             ):
@@ -481,8 +495,6 @@ class PreemptionClient:
                     found.append(listed)
                     if len(found) >= limit:
                         break
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, "cannot list closed workflows") from exc
         return found
 
     async def history(self, workflow_id: str, run_id: str | None = None) -> RunHistory:
@@ -495,27 +507,17 @@ class PreemptionClient:
     async def history_of(self, summary: WorkflowSummary, *, ask_worker: bool = True) -> RunHistory:
         """`history` of a run already described or listed; `ask_worker=False` does not query
         a closed run that left no result (the query would wait for a worker to replay it)."""
-        from temporalio.client import WorkflowContinuedAsNewError
-
         handle = self._client.get_workflow_handle(summary.workflow_id, run_id=summary.run_id)
         label = _run_label(summary.workflow_id, summary.run_id)
         if summary.status == "completed":
-            try:
+            with translating(f"cannot read the result of {label}"):
                 result = await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
-            except Exception as exc:  # every failure is reported, classified
-                raise _classify(exc, f"cannot read the result of {label}") from exc
             if not isinstance(result, dict) or "history" not in result:
                 why = f"{label} completed before runs were recorded: its result has no history"
                 return RunHistory(summary, None, why)
             return RunHistory(summary, _records(result["history"], label, "its result"))
         if summary.status == "continued_as_new":
-            try:
-                await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
-                next_run = ""
-            except WorkflowContinuedAsNewError as exc:
-                next_run = f" (run {exc.new_execution_run_id})"
-            except Exception as exc:  # every failure is reported, classified
-                raise _classify(exc, f"cannot read the result of {label}") from exc
+            next_run = await _next_run(handle, label)
             why = f"{label} continued as new: its runs went on into the next run{next_run}"
             return RunHistory(summary, None, why)
         if summary.status != "running" and not ask_worker:
@@ -526,17 +528,13 @@ class PreemptionClient:
     async def _query_history(
         self, handle: WorkflowHandle[Any, Any], summary: WorkflowSummary
     ) -> tuple[dict[str, Any], ...]:
-
         label = _run_label(summary.workflow_id, summary.run_id)
-        try:
+        left = "" if summary.status == "running" else ", left no result,"
+        unanswered = (
+            f"{label} is {summary.status_text}{left} and did not answer the {HISTORY_QUERY!r} query"
+        )
+        with translating(unanswered, query=True, hint=_worker_hint(summary)):
             answer = await handle.query(HISTORY_QUERY, rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # every failure is reported, in one line
-            left = "" if summary.status == "running" else ", left no result,"
-            raise TemporalRejected(
-                f"{label} is {summary.status_text}{left} and did not answer the "
-                f"{HISTORY_QUERY!r} query: {_query_failure_reason(exc)} "
-                f"(is a worker polling task queue {summary.task_queue!r}?)"
-            ) from exc
         try:
             parsed = json.loads(answer) if isinstance(answer, str) else answer
         except ValueError:
@@ -564,11 +562,10 @@ class PreemptionClient:
         # That run exactly: a run started after we looked is not the one that lowered.
         handle = self._client.get_workflow_handle(workflow_id, run_id=summary.run_id)
         try:
-            await handle.cancel(rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # every failure is reported, classified
-            if _is_not_found(exc):
-                return Cancellation(CancelOutcome.NOT_RUNNING, summary, f"{label} is gone")
-            raise _classify(exc, f"cannot cancel {label}") from exc
+            with translating(f"cannot cancel {label}"):
+                await handle.cancel(rpc_timeout=RPC_TIMEOUT)
+        except WorkflowNotFound:
+            return Cancellation(CancelOutcome.NOT_RUNNING, summary, f"{label} is gone")
         return Cancellation(CancelOutcome.CANCEL_REQUESTED, summary)
 
 
@@ -579,6 +576,23 @@ async def _completion_result(handle: WorkflowHandle[Any, Any]) -> Any:
         return await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
     except Exception:  # noqa: BLE001 - any failure here only means "ask the query instead"
         return None
+
+
+async def _next_run(handle: WorkflowHandle[Any, Any], label: str) -> str:
+    """` (run ID)` of the run a run continued as, from its result; empty if it names none."""
+    from temporalio.client import WorkflowContinuedAsNewError
+
+    with translating(f"cannot read the result of {label}"):
+        try:
+            await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+        except WorkflowContinuedAsNewError as exc:
+            return f" (run {exc.new_execution_run_id})"
+    return ""
+
+
+def _worker_hint(summary: WorkflowSummary) -> str:
+    """What to check when a run does not answer a query."""
+    return f" (is a worker polling task queue {summary.task_queue!r}?)"
 
 
 def _records(value: Any, label: str, where: str) -> tuple[dict[str, Any], ...]:
