@@ -237,27 +237,17 @@ def _run_label(workflow_id: str, run_id: str | None) -> str:
 
 
 def summarize(description: WorkflowExecutionDescription) -> WorkflowSummary:
-    status = description.status.name.lower() if description.status else "unknown"
     timeout = description.raw_description.execution_config.workflow_execution_timeout
     timeout_at = None
     if timeout.ToNanoseconds() > 0 and description.close_time is None:
         timeout_at = description.start_time + timeout.ToTimedelta()
-    return WorkflowSummary(
-        workflow_id=description.id,
-        run_id=description.run_id,
-        workflow_type=description.workflow_type,
-        task_queue=description.task_queue,
-        status=status,
-        start_time=description.start_time,
-        close_time=description.close_time,
-        timeout_at=timeout_at,
-    )
+    return _summary(description, timeout_at)
 
 
-def _listed(execution: WorkflowExecution) -> ListedWorkflow:
-    address = parse_workflow_id(execution.id)
+def _summary(execution: WorkflowExecution, timeout_at: datetime | None = None) -> WorkflowSummary:
+    # A description is an execution as visibility lists it, plus what only describe says.
     status = execution.status.name.lower() if execution.status else "unknown"
-    summary = WorkflowSummary(
+    return WorkflowSummary(
         workflow_id=execution.id,
         run_id=execution.run_id,
         workflow_type=execution.workflow_type,
@@ -265,9 +255,17 @@ def _listed(execution: WorkflowExecution) -> ListedWorkflow:
         status=status,
         start_time=execution.start_time,
         close_time=execution.close_time,
+        timeout_at=timeout_at,
     )
+
+
+def _listed(execution: WorkflowExecution) -> ListedWorkflow:
+    address = parse_workflow_id(execution.id)
     return ListedWorkflow(
-        summary=summary, alarm=address.alarm, entity=address.entity, vcenter=address.vcenter
+        summary=_summary(execution),
+        alarm=address.alarm,
+        entity=address.entity,
+        vcenter=address.vcenter,
     )
 
 
