@@ -7,15 +7,15 @@ import argparse
 import pytest
 
 from vsphere_preemption.cli.main import build_parser, main
-from vsphere_preemption.cli.workflow_cmd import _Options
+from vsphere_preemption.cli.temporal_access import Options
 from vsphere_preemption.cli.workflow_input import address_workflow
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.temporal.client import connect_failure_reason
 
 
-def _parse(*argv: str) -> tuple[argparse.Namespace, _Options]:
+def _parse(*argv: str) -> tuple[argparse.Namespace, Options]:
     args = build_parser().parse_args(["workflow", *argv])
-    return args, _Options.from_args(args)
+    return args, Options.from_args(args)
 
 
 def test_defaults_are_the_go_clis() -> None:
@@ -82,14 +82,15 @@ def test_go_id_and_id_mode_exclude_each_other() -> None:
     ],
 )
 def test_shared_flags_are_accepted_before_and_after_the_verb(argv: tuple[str, ...]) -> None:
-    _, options = _parse(*argv)
-    assert options == _Options("status", "t:1", "ns", "q", verbose=True, json=True)
+    args, options = _parse(*argv)
+    assert args.verb == "status"
+    assert options == Options("t:1", "ns", "q", verbose=True, json=True)
 
 
 def test_go_global_flags_before_the_command() -> None:
     # `preempctl --json --verbose workflow status`, as the Go CLI's README writes it.
     args = build_parser().parse_args(["--json", "--verbose", "workflow", "status"])
-    options = _Options.from_args(args)
+    options = Options.from_args(args)
     assert (options.json, options.verbose) == (True, True)
     _, options = _parse("status")
     assert (options.json, options.verbose) == (False, False)

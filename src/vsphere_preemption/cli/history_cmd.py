@@ -20,20 +20,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
-from vsphere_preemption.cli.workflow_cmd import (
-    DEFAULT_SERVER,
+from vsphere_preemption.cli.temporal_access import (
+    ENVIRONMENT_HELP,
     CommandFailed,
+    Options,
     add_connection_flags,
     add_workflow_id_flags,
-    error_handler,
+    connect,
+    run_with_temporal,
+    security_from_environment,
     workflow_id_from_args,
 )
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import parse_seconds
-from vsphere_preemption.wire import DEFAULT_NAMESPACE, WORKFLOW_TYPE, go_json
+from vsphere_preemption.wire import WORKFLOW_TYPE, go_json
 
 if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
+
     from vsphere_preemption.cli.history_render import HistoryRow
     from vsphere_preemption.temporal.client import ListedWorkflow, PreemptionClient, RunHistory
 
@@ -44,12 +48,6 @@ DEFAULT_LIMIT = 100
 CLOSED_READ_LIMIT = 1000
 # Results read at once.
 CONCURRENCY = 16
-_SHARED_DEFAULTS: dict[str, Any] = {
-    "server": DEFAULT_SERVER,
-    "namespace": DEFAULT_NAMESPACE,
-    "verbose": False,
-    "json": False,
-}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -89,24 +87,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 @dataclass(frozen=True)
-class _Options:
-    server: str
-    namespace: str
-    verbose: bool
-    json: bool
+class _One:
+    """One workflow's runs: its ID, and one run of it or the latest."""
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> _Options:
-        values = {name: getattr(args, name, default) for name, default in _SHARED_DEFAULTS.items()}
-        return cls(**values)
-
-    def debug(self, message: str) -> None:
-        if self.verbose:
-            print(f"preemptctl: {message}", file=sys.stderr, flush=True)
+    workflow_id: str
+    run_id: str | None
 
 
 @dataclass(frozen=True)
 class _All:
+    """--all, checked: every workflow's runs (of `alarm`; started within `since`)."""
+
     alarm: str | None
     since: timedelta | None
     limit: int
@@ -138,43 +129,31 @@ def _check_all(args: argparse.Namespace) -> _All:
     return _All(alarm=args.alarm.strip() if args.alarm else None, since=since, limit=limit)
 
 
+def _check_one(args: argparse.Namespace) -> _One:
+    for flag, value in (("--since", args.since), ("--limit", args.limit)):
+        if value is not None:
+            raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
+    return _One(workflow_id_from_args(args), args.run_id or None)
+
+
 def run(args: argparse.Namespace) -> int:
-    options = _Options.from_args(args)
-    every: _All | None = None
     try:
+        options = Options.from_args(args)
         require_not_empty(server=options.server, namespace=options.namespace)
         security = security_from_environment()
-        if args.all:
-            every = _check_all(args)
-        else:
-            for flag, value in (("--since", args.since), ("--limit", args.limit)):
-                if value is not None:
-                    raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
-            args.workflow_id = workflow_id_from_args(args)
+        asked = _check_all(args) if args.all else _check_one(args)
     except InvalidInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.collected_runtime import run_collected
-
-    on_error = error_handler(PROG, verbose=options.verbose)
-
-    async def main(runtime: Any) -> int:
-        from vsphere_preemption.temporal.client import PreemptionClient
-
+    async def main(runtime: Runtime) -> int:
         options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-        client = await PreemptionClient.connect(
-            options.server,
-            namespace=options.namespace,
-            task_queue="",
-            runtime=runtime,
-            security=security,
-        )
-        if every is not None:
-            return await _all(options, client, every)
-        return await _one(options, client, args.workflow_id, args.run_id or None)
+        client = await connect(options, security, runtime, task_queue="")
+        if isinstance(asked, _All):
+            return await _all(options, client, asked)
+        return await _one(options, client, asked)
 
-    return run_collected(main, on_error)
+    return run_with_temporal(PROG, options, main)
 
 
 def _rows(history: RunHistory) -> list[HistoryRow]:
@@ -184,17 +163,15 @@ def _rows(history: RunHistory) -> list[HistoryRow]:
     return [HistoryRow(summary.workflow_id, summary.run_id, r) for r in history.records or ()]
 
 
-async def _one(
-    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
-) -> int:
+async def _one(options: Options, client: PreemptionClient, one: _One) -> int:
     from vsphere_preemption.cli.history_render import (
         history_json,
         render_history,
         render_workflow_heading,
     )
 
-    options.debug(f"reading the runs of workflow {workflow_id!r}")
-    history = await client.history(workflow_id, run_id)
+    options.debug(f"reading the runs of workflow {one.workflow_id!r}")
+    history = await client.history(one.workflow_id, one.run_id)
     if history.records is None:
         raise CommandFailed(history.why)
     rows = _rows(history)
@@ -212,7 +189,7 @@ async def _one(
     return 0
 
 
-async def _all(options: _Options, client: PreemptionClient, every: _All) -> int:
+async def _all(options: Options, client: PreemptionClient, every: _All) -> int:
     import asyncio
 
     from vsphere_preemption.cli.history_render import history_json, in_time_order, render_history

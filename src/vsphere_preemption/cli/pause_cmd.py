@@ -19,33 +19,25 @@ import getpass
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
-from vsphere_preemption.cli.workflow_cmd import (
-    DEFAULT_SERVER,
+from vsphere_preemption.cli.temporal_access import (
+    ENVIRONMENT_HELP,
+    Options,
     add_connection_flags,
-    error_handler,
-    queue_of,
+    connect,
+    run_with_temporal,
+    security_from_environment,
 )
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
 from vsphere_preemption.domain.pauses import Pause, pause_expiry, pause_problem, scope_text
-from vsphere_preemption.wire import (
-    DEFAULT_NAMESPACE,
-    DEFAULT_TASK_QUEUE,
-    go_json,
-    pauses_workflow_id,
-    reply_to_problem,
-)
+from vsphere_preemption.wire import go_json, pauses_workflow_id, reply_to_problem
 
-_DEFAULTS: dict[str, Any] = {
-    "server": DEFAULT_SERVER,
-    "namespace": DEFAULT_NAMESPACE,
-    "queue": DEFAULT_TASK_QUEUE,
-    "verbose": False,
-    "json": False,
-}
+if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
+
+    from vsphere_preemption.settings import TemporalSecurity
 
 
 def add_parser(subparsers: Any) -> None:
@@ -100,12 +92,6 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", default=argparse.SUPPRESS,
         help="print the registry's answer (or the signal sent) as JSON",
     )  # fmt: skip
-
-
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {name: getattr(args, name, default) for name, default in _DEFAULTS.items()}
-    options["queue"] = queue_of(args, options["queue"])
-    return options
 
 
 # What --list cannot be combined with: it shows every pause and changes none, so a scope, a
@@ -183,39 +169,33 @@ def _user() -> str:
 def run(args: argparse.Namespace) -> int:
     prog = f"preemptctl {args.verb}"
     try:
-        options = _options(args)
-        require_not_empty(server=options["server"], namespace=options["namespace"])
-        require_not_empty(queue=options["queue"])
+        options = Options.from_args(args)
+        require_not_empty(server=options.server, namespace=options.namespace)
+        require_not_empty(queue=options.queue)
         body = _body(args)
-        args.security = security_from_environment()
+        security = security_from_environment()
     except InvalidInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-
-    from vsphere_preemption.temporal.collected_runtime import run_collected
-
-    on_error = error_handler(prog, verbose=options["verbose"])
-    return run_collected(lambda runtime: _dispatch(args, options, body, runtime), on_error)
+    return run_with_temporal(
+        prog, options, lambda runtime: _dispatch(args, options, body, security, runtime)
+    )
 
 
 async def _dispatch(
-    args: argparse.Namespace, options: dict[str, Any], body: dict[str, Any], runtime: Any
+    args: argparse.Namespace,
+    options: Options,
+    body: dict[str, Any],
+    security: TemporalSecurity,
+    runtime: Runtime,
 ) -> int:
-    from vsphere_preemption.temporal.client import PreemptionClient
-
-    client = await PreemptionClient.connect(
-        options["server"],
-        namespace=options["namespace"],
-        task_queue=options["queue"],
-        runtime=runtime,
-        security=args.security,
-    )
+    client = await connect(options, security, runtime)
     if args.verb == "pause" and args.list:
-        book = await client.read_pauses(pauses_workflow_id(options["queue"]))
+        book = await client.read_pauses(pauses_workflow_id(options.queue))
         now = datetime.now(UTC)
         pauses = [Pause.from_wire(p) for p in book.pauses]
         active = [p for p in pauses if p.active(now)]
-        if options["json"]:
+        if options.json:
             print(go_json([p.to_wire() for p in active]).decode())
             return 0
         if not active:
@@ -235,7 +215,7 @@ async def _dispatch(
         registry = await client.unpause(body)
         scope = "every pause" if body["all"] else scope_text(body["alarm"], body["entity"])
         what = f"unpause of {scope} sent"
-    if options["json"]:
+    if options.json:
         print(go_json({"registry": registry, **body}).decode())
     else:
         print(f"{what} (registry {registry})")
