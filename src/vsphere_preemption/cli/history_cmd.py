@@ -190,13 +190,34 @@ async def _one(options: Options, client: PreemptionClient, one: _One) -> int:
 
 
 async def _all(options: Options, client: PreemptionClient, every: _All) -> int:
-    import asyncio
-
     from vsphere_preemption.cli.history_render import history_json, in_time_order, render_history
-    from vsphere_preemption.temporal.client import TemporalError
 
     now = datetime.now(UTC)
     cutoff = None if every.since is None else now - every.since
+    listed, notes = await _list_all(options, client, every, cutoff)
+    rows, unread = await _read_all(options, client, listed)
+    notes += unread
+    if cutoff is not None:
+        rows = [r for r in rows if r.started is not None and r.started >= cutoff]
+    ordered = in_time_order(rows)
+    shown = ordered[-every.limit :]
+    if len(shown) < len(ordered):
+        notes.insert(0, f"the newest {len(shown)} of {len(ordered)} runs (--limit)")
+    if options.json:
+        print(go_json(history_json(shown)).decode())
+        for note in notes:
+            print(f"{PROG}: {note}", file=sys.stderr)
+        return 0
+    print(render_history(shown, workflow_column=True, notes=notes))
+    return 0
+
+
+async def _list_all(
+    options: Options, client: PreemptionClient, every: _All, cutoff: datetime | None
+) -> tuple[list[ListedWorkflow], list[str]]:
+    """The workflow runs to read, running and closed, and the notes the listing leaves."""
+    import asyncio
+
     which = f" of alarm {every.alarm!r}" if every.alarm else ""
     options.debug(f"listing the running and closed {WORKFLOW_TYPE}s{which}")
     running, closed = await asyncio.gather(
@@ -211,7 +232,17 @@ async def _all(options: Options, client: PreemptionClient, every: _All) -> int:
         )
     # A workflow that closed between the two lists is in both: its closed run counts.
     closed_runs = {w.summary.run_id for w in closed}
-    listed = [w for w in running if w.summary.run_id not in closed_runs] + closed
+    return [w for w in running if w.summary.run_id not in closed_runs] + closed, notes
+
+
+async def _read_all(
+    options: Options, client: PreemptionClient, listed: list[ListedWorkflow]
+) -> tuple[list[HistoryRow], list[str]]:
+    """The runs of each listed workflow run, and a note for each that gave none."""
+    import asyncio
+
+    from vsphere_preemption.temporal.client import TemporalError
+
     options.debug(f"reading the runs of {len(listed)} workflow run(s)")
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -225,6 +256,7 @@ async def _all(options: Options, client: PreemptionClient, every: _All) -> int:
                 return str(exc)
 
     rows: list[HistoryRow] = []
+    notes: list[str] = []
     for answer in await asyncio.gather(*(read(w) for w in listed)):
         if isinstance(answer, str):
             notes.append(answer)
@@ -232,16 +264,4 @@ async def _all(options: Options, client: PreemptionClient, every: _All) -> int:
             rows += _rows(answer)
         elif answer.summary.status != "continued_as_new":  # its runs are in its successor's
             notes.append(answer.why)
-    if cutoff is not None:
-        rows = [r for r in rows if r.started is not None and r.started >= cutoff]
-    ordered = in_time_order(rows)
-    shown = ordered[-every.limit :]
-    if len(shown) < len(ordered):
-        notes.insert(0, f"the newest {len(shown)} of {len(ordered)} runs (--limit)")
-    if options.json:
-        print(go_json(history_json(shown)).decode())
-        for note in notes:
-            print(f"{PROG}: {note}", file=sys.stderr)
-        return 0
-    print(render_history(shown, workflow_column=True, notes=notes))
-    return 0
+    return rows, notes
