@@ -20,17 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import (
-    ENVIRONMENT_HELP,
-    CommandFailed,
-    Options,
-    add_connection_flags,
-    add_workflow_id_flags,
-    connect,
-    run_with_temporal,
-    security_from_environment,
-    workflow_id_from_args,
-)
+from vsphere_preemption.cli import temporal_access
+from vsphere_preemption.cli.temporal_access import Options
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import parse_seconds
 from vsphere_preemption.wire import WORKFLOW_TYPE, go_json
@@ -59,9 +50,9 @@ def add_parser(subparsers: Any) -> None:
             "its result's history once completed), for one workflow or, with --all, for "
             "every one in the namespace, running or closed, merged oldest first."
         ),
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
-    add_workflow_id_flags(parser, "show")
+    temporal_access.add_workflow_id_flags(parser, "show")
     every = parser.add_argument_group("across all workflows")
     every.add_argument(
         "--all", action="store_true",
@@ -78,7 +69,7 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     group = parser.add_argument_group("connection and output")
     sup = argparse.SUPPRESS
-    add_connection_flags(group, queue=False)
+    temporal_access.add_connection_flags(group, queue=False)
     group.add_argument(
         "--json", action="store_true", default=sup,
         help="print the runs as a JSON list: each record as the workflow wrote it, with "
@@ -133,14 +124,14 @@ def _check_one(args: argparse.Namespace) -> _One:
     for flag, value in (("--since", args.since), ("--limit", args.limit)):
         if value is not None:
             raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
-    return _One(workflow_id_from_args(args), args.run_id or None)
+    return _One(temporal_access.workflow_id_from_args(args), args.run_id or None)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         options = Options.from_args(args)
         require_not_empty(server=options.server, namespace=options.namespace)
-        security = security_from_environment()
+        security = temporal_access.security_from_environment()
         asked = _check_all(args) if args.all else _check_one(args)
     except InvalidInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -148,12 +139,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(runtime: Runtime) -> int:
         options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-        client = await connect(options, security, runtime, task_queue="")
+        client = await temporal_access.connect(options, security, runtime, task_queue="")
         if isinstance(asked, _All):
             return await _all(options, client, asked)
         return await _one(options, client, asked)
 
-    return run_with_temporal(PROG, options, main)
+    return temporal_access.run_with_temporal(PROG, options, main)
 
 
 def _rows(history: RunHistory) -> list[HistoryRow]:
@@ -173,7 +164,7 @@ async def _one(options: Options, client: PreemptionClient, one: _One) -> int:
     options.debug(f"reading the runs of workflow {one.workflow_id!r}")
     history = await client.history(one.workflow_id, one.run_id)
     if history.records is None:
-        raise CommandFailed(history.why)
+        raise temporal_access.CommandFailed(history.why)
     rows = _rows(history)
     if options.json:
         print(go_json(history_json(rows)).decode())

@@ -21,14 +21,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import (
-    ENVIRONMENT_HELP,
-    Options,
-    add_connection_flags,
-    connect,
-    run_with_temporal,
-    security_from_environment,
-)
+from vsphere_preemption.cli import temporal_access
+from vsphere_preemption.cli.temporal_access import Options
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
 from vsphere_preemption.domain.pauses import Pause, pause_expiry, pause_problem, scope_text
@@ -49,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
             "but nothing is acted on until the pause ends (unpause, or --for runs out); then "
             "the run goes on if its alarm is still raised. --list shows the pauses."
         ),
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
     pause.add_argument("--reason", help="why (shown wherever the pause is): required")
     pause.add_argument(
@@ -69,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
         "unpause",
         help="lift a pause (the same --alarm/--entity as it was set with), or --all",
         description="Lift the pause of exactly this scope, or every pause with --all.",
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
     _scope_flags(unpause)
     unpause.add_argument("--all", action="store_true", help="lift every pause")
@@ -87,7 +81,7 @@ def _scope_flags(parser: argparse.ArgumentParser) -> None:
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection and output")
-    add_connection_flags(group)
+    temporal_access.add_connection_flags(group)
     group.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS,
         help="print the registry's answer (or the signal sent) as JSON",
@@ -173,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
         require_not_empty(server=options.server, namespace=options.namespace)
         require_not_empty(queue=options.queue)
         body = _body(args)
-        security = security_from_environment()
+        security = temporal_access.security_from_environment()
     except InvalidInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    return run_with_temporal(
+    return temporal_access.run_with_temporal(
         prog, options, lambda runtime: _dispatch(args, options, body, security, runtime)
     )
 
@@ -189,7 +183,7 @@ async def _dispatch(
     security: TemporalSecurity,
     runtime: Runtime,
 ) -> int:
-    client = await connect(options, security, runtime)
+    client = await temporal_access.connect(options, security, runtime)
     if args.verb == "pause" and args.list:
         book = await client.read_pauses(pauses_workflow_id(options.queue))
         now = datetime.now(UTC)

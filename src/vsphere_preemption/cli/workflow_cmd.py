@@ -20,17 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import (
-    ENVIRONMENT_HELP,
-    CommandFailed,
-    Options,
-    add_connection_flags,
-    add_workflow_id_flags,
-    connect,
-    run_with_temporal,
-    security_from_environment,
-    workflow_id_from_args,
-)
+from vsphere_preemption.cli import temporal_access
+from vsphere_preemption.cli.temporal_access import Options
 from vsphere_preemption.cli.workflow_input import InvalidInput, build_request, require_not_empty
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
@@ -52,7 +43,7 @@ if TYPE_CHECKING:
 def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection and output (also accepted after `workflow`)")
     sup = argparse.SUPPRESS
-    add_connection_flags(group)
+    temporal_access.add_connection_flags(group)
     group.add_argument(
         "--json", action="store_true", default=sup,
         help="print machine-readable JSON on stdout (status: the current_state answer as is)",
@@ -84,7 +75,7 @@ def add_parser(subparsers: Any) -> None:
         "workflow",
         help="run, inspect or cancel a preemption workflow",
         description="Perform operations on a preemption workflow in Temporal.",
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
     _add_shared_flags(workflow)
     verbs = workflow.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -125,7 +116,7 @@ def add_parser(subparsers: Any) -> None:
         help="show the last preemption run of a workflow",
         description="Show a workflow's status and its last preemption run (current_state).",
     )
-    add_workflow_id_flags(status, "show")
+    temporal_access.add_workflow_id_flags(status, "show")
     _add_shared_flags(status)
 
     cancel = verbs.add_parser(
@@ -133,7 +124,7 @@ def add_parser(subparsers: Any) -> None:
         help="cancel a running preemption workflow",
         description="Ask a running preemption workflow to cancel.",
     )
-    add_workflow_id_flags(cancel, "cancel")
+    temporal_access.add_workflow_id_flags(cancel, "cancel")
     _add_shared_flags(cancel)
 
     listing = verbs.add_parser(
@@ -179,7 +170,9 @@ def _asked(args: argparse.Namespace) -> _Asked:
         return _Asked(args.verb, request=request)
     if args.verb in ("status", "cancel"):
         return _Asked(
-            args.verb, workflow_id=workflow_id_from_args(args), run_id=args.run_id or None
+            args.verb,
+            workflow_id=temporal_access.workflow_id_from_args(args),
+            run_id=args.run_id or None,
         )
     if args.alarm is not None:
         require_not_empty(alarm=args.alarm)
@@ -191,12 +184,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = Options.from_args(args)
         require_not_empty(server=options.server, namespace=options.namespace, queue=options.queue)
-        security = security_from_environment()
+        security = temporal_access.security_from_environment()
         asked = _asked(args)
     except InvalidInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    return run_with_temporal(
+    return temporal_access.run_with_temporal(
         prog, options, lambda runtime: _dispatch(options, asked, security, runtime)
     )
 
@@ -205,7 +198,7 @@ async def _dispatch(
     options: Options, asked: _Asked, security: TemporalSecurity, runtime: Runtime
 ) -> int:
     options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-    client = await connect(options, security, runtime)
+    client = await temporal_access.connect(options, security, runtime)
     if asked.request is not None:
         return await _run(options, client, asked.request)
     if asked.verb == "list":
@@ -331,7 +324,7 @@ async def _cancel(
     options.debug(f"requesting cancellation of workflow {workflow_id!r}")
     cancellation = await client.cancel(workflow_id, run_id)
     if cancellation.outcome is not CancelOutcome.CANCEL_REQUESTED or not cancellation.summary:
-        raise CommandFailed(cancellation.why)
+        raise temporal_access.CommandFailed(cancellation.why)
     summary = cancellation.summary
     if options.json:
         _print_json(
