@@ -126,23 +126,8 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     problem = pause_problem(alarm, entity, reason)
     if problem is not None:
         raise InvalidInput(problem.replace("a pause needs a reason", "--reason is required"))
-    seconds = None
-    if args.duration is not None:
-        try:
-            seconds = parse_seconds(args.duration)
-            # The registry drops a pause whose end no clock can tell: refuse it here, in words.
-            pause_expiry(seconds, datetime.now(UTC))
-        except ValueError as exc:
-            raise InvalidInput(f"--for: {exc}") from None
-        if seconds <= 0:
-            raise InvalidInput("--for must be longer than zero (90m, 4h, 48h)")
-    explicit = args.reply_to is not None
-    reply_to = args.reply_to if explicit else os.environ.get("K_SINK", "")
-    if reply_to and (why := reply_to_problem(reply_to)) is not None:
-        # Name where the bad URL came from: an operator who gave no --reply-to looks for it
-        # in the environment only if told to.
-        source = "--reply-to" if explicit else "K_SINK (the default --reply-to)"
-        raise InvalidInput(f"{source}: {why}")
+    seconds = _for_seconds(args.duration)
+    reply_to = _reply_to(args.reply_to)
     return {
         "alarm": alarm,
         "entity": entity,
@@ -151,6 +136,32 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         "by": by,
         "replyTo": reply_to,
     }
+
+
+def _for_seconds(duration: str | None) -> float | None:
+    """--for in seconds, checked; None: until unpaused."""
+    if duration is None:
+        return None
+    try:
+        seconds = parse_seconds(duration)
+        # The registry drops a pause whose end no clock can tell: refuse it here, in words.
+        pause_expiry(seconds, datetime.now(UTC))
+    except ValueError as exc:
+        raise InvalidInput(f"--for: {exc}") from None
+    if seconds <= 0:
+        raise InvalidInput("--for must be longer than zero (90m, 4h, 48h)")
+    return seconds
+
+
+def _reply_to(given: str | None) -> str:
+    """--reply-to, by default K_SINK, checked."""
+    reply_to = given if given is not None else os.environ.get("K_SINK", "")
+    if reply_to and (why := reply_to_problem(reply_to)) is not None:
+        # Name where the bad URL came from: an operator who gave no --reply-to looks for it
+        # in the environment only if told to.
+        source = "--reply-to" if given is not None else "K_SINK (the default --reply-to)"
+        raise InvalidInput(f"{source}: {why}")
+    return reply_to
 
 
 def _user() -> str:
