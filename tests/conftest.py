@@ -29,8 +29,8 @@ __all__ = ["usage_inventory", "usage_vcsim"]
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # scripts/run_pytest.py takes the verdict from here, not from how the process
     # exits: temporalio may abort the interpreter at exit (sdk-python#300). Not the
-    # programs' remedies (temporal.client.run_collected, the worker's os._exit): the test
-    # process holds many clients and servers' runtimes, and it must finalize normally
+    # programs' remedies (temporal.collected_runtime.run_collected, the worker's os._exit):
+    # the test process holds many clients and servers' runtimes, and it must finalize normally
     # for pytest's summary and the coverage data, so the verdict is carried out of it.
     status_file = os.environ.get("VSPHERE_PREEMPTION_PYTEST_STATUS")
     if status_file:

@@ -7,15 +7,13 @@ import argparse
 import pytest
 
 from vsphere_preemption.cli.main import build_parser, main
-from vsphere_preemption.cli.workflow_cmd import _Options
-from vsphere_preemption.cli.workflow_input import address_workflow
-from vsphere_preemption.domain.workflow_ids import IdMode
+from vsphere_preemption.cli.temporal_access import Options, workflow_id_from_args
 from vsphere_preemption.temporal.client import connect_failure_reason
 
 
-def _parse(*argv: str) -> tuple[argparse.Namespace, _Options]:
+def _parse(*argv: str) -> tuple[argparse.Namespace, Options]:
     args = build_parser().parse_args(["workflow", *argv])
-    return args, _Options.from_args(args)
+    return args, Options.from_args(args)
 
 
 def test_defaults_are_the_go_clis() -> None:
@@ -29,22 +27,12 @@ def test_defaults_are_the_go_clis() -> None:
     assert (args.tag, args.criticality, args.event, args.reply_to) == ("preemptible", "LOW", "", "")
 
 
-def _address(args: argparse.Namespace) -> str:
-    return address_workflow(
-        workflow_id_flag=args.workflow_id,
-        alarm=args.alarm,
-        entity=args.entity,
-        id_mode=None if args.id_mode is None else IdMode(args.id_mode),
-        default="preempctl-run",
-    )
-
-
 @pytest.mark.parametrize("verb", ["status", "cancel"])
 def test_status_and_cancel_address_the_cli_workflow_by_default(verb: str) -> None:
     args, _ = _parse(verb)
-    assert (_address(args), args.run_id) == ("preempctl-run", "")
+    assert (workflow_id_from_args(args), args.run_id) == ("preempctl-run", "")
     args, _ = _parse(verb, "-r", "run-1", "--workflow-id", "cluster-cpu-above-80")
-    assert (_address(args), args.run_id) == ("cluster-cpu-above-80", "run-1")
+    assert (workflow_id_from_args(args), args.run_id) == ("cluster-cpu-above-80", "run-1")
 
 
 @pytest.mark.parametrize("verb", ["status", "cancel"])
@@ -63,7 +51,7 @@ def test_status_and_cancel_address_an_alarm_and_entity(
     verb: str, argv: tuple[str, ...], workflow_id: str
 ) -> None:
     args, _ = _parse(verb, *argv)
-    assert _address(args) == workflow_id
+    assert workflow_id_from_args(args) == workflow_id
 
 
 def test_go_id_and_id_mode_exclude_each_other() -> None:
@@ -82,14 +70,15 @@ def test_go_id_and_id_mode_exclude_each_other() -> None:
     ],
 )
 def test_shared_flags_are_accepted_before_and_after_the_verb(argv: tuple[str, ...]) -> None:
-    _, options = _parse(*argv)
-    assert options == _Options("status", "t:1", "ns", "q", verbose=True, json=True)
+    args, options = _parse(*argv)
+    assert args.verb == "status"
+    assert options == Options("t:1", "ns", "q", verbose=True, json=True)
 
 
 def test_go_global_flags_before_the_command() -> None:
     # `preempctl --json --verbose workflow status`, as the Go CLI's README writes it.
     args = build_parser().parse_args(["--json", "--verbose", "workflow", "status"])
-    options = _Options.from_args(args)
+    options = Options.from_args(args)
     assert (options.json, options.verbose) == (True, True)
     _, options = _parse("status")
     assert (options.json, options.verbose) == (False, False)

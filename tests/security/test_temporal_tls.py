@@ -19,8 +19,8 @@ from tests.security.conftest import API_KEY, TemporalProxy, tls_env
 from tests.security.tls_kit import Stunnel
 from vsphere_preemption.devtools.devservers import free_port
 from vsphere_preemption.settings import TemporalSecurity
-from vsphere_preemption.temporal.client import _wants_tls, connect_failure_reason
-from vsphere_preemption.temporal.tls_probe import speaks_tls
+from vsphere_preemption.temporal.client import connect_failure_reason
+from vsphere_preemption.temporal.connect_diagnosis import speaks_tls, wants_tls
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 
 pytestmark = pytest.mark.temporal
@@ -219,7 +219,7 @@ async def test_a_plain_connect_that_fails_unnamed_to_a_tls_port_says_it_wants_tl
     canceled = RuntimeError("Failed client connect: operation was canceled")
     reason = connect_failure_reason(canceled)
     assert reason != WANTS_TLS
-    assert await _wants_tls(temporal_proxy.tls, None, canceled, reason)
-    assert not await _wants_tls(temporal_proxy.plain, None, canceled, reason)
+    assert await wants_tls(temporal_proxy.tls, None, canceled, reason)
+    assert not await wants_tls(temporal_proxy.plain, None, canceled, reason)
     tls_on = TemporalSecurity(tls=True)
-    assert not await _wants_tls(temporal_proxy.tls, tls_on, canceled, reason)
+    assert not await wants_tls(temporal_proxy.tls, tls_on, canceled, reason)

@@ -321,7 +321,7 @@ def _guarded(name: str, judge: Any) -> Check:
 
 def _temporal_checks(settings: WorkerSettings) -> list[Check]:
     from vsphere_preemption.domain.preflight import judge_pollers
-    from vsphere_preemption.temporal.client import run_collected
+    from vsphere_preemption.temporal.collected_runtime import run_collected
     from vsphere_preemption.temporal.preflight import TemporalFacts, probe_temporal
 
     def failed(exc: Exception) -> TemporalFacts:

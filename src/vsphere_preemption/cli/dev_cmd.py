@@ -86,13 +86,12 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"preemptctl dev: {exc}", file=sys.stderr)
         return 2
-    if args.db_file is None:
-        args.db_file = _state_dir() / "temporal.db"
-    args.db_file.parent.mkdir(parents=True, exist_ok=True)
+    db_file: Path = args.db_file or _state_dir() / "temporal.db"
+    db_file.parent.mkdir(parents=True, exist_ok=True)
     stack = DevStack(
         vcenter=VCenterTarget(url=url, secret_path=secret_path, insecure=insecure),
         temporal_address=args.temporal_address,
-        db_file=args.db_file,
+        db_file=db_file,
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         function_port=args.function_port,

@@ -20,20 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
-from vsphere_preemption.cli.workflow_cmd import (
-    DEFAULT_SERVER,
-    CommandFailed,
-    add_connection_flags,
-    add_workflow_id_flags,
-    error_handler,
-    workflow_id_from_args,
-)
+from vsphere_preemption.cli import temporal_access
+from vsphere_preemption.cli.temporal_access import Options
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import parse_seconds
-from vsphere_preemption.wire import DEFAULT_NAMESPACE, WORKFLOW_TYPE, go_json
+from vsphere_preemption.wire import WORKFLOW_TYPE, go_json
 
 if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
+
     from vsphere_preemption.cli.history_render import HistoryRow
     from vsphere_preemption.temporal.client import ListedWorkflow, PreemptionClient, RunHistory
 
@@ -44,12 +39,6 @@ DEFAULT_LIMIT = 100
 CLOSED_READ_LIMIT = 1000
 # Results read at once.
 CONCURRENCY = 16
-_SHARED_DEFAULTS: dict[str, Any] = {
-    "server": DEFAULT_SERVER,
-    "namespace": DEFAULT_NAMESPACE,
-    "verbose": False,
-    "json": False,
-}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -61,9 +50,9 @@ def add_parser(subparsers: Any) -> None:
             "its result's history once completed), for one workflow or, with --all, for "
             "every one in the namespace, running or closed, merged oldest first."
         ),
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
-    add_workflow_id_flags(parser, "show")
+    temporal_access.add_workflow_id_flags(parser, "show")
     every = parser.add_argument_group("across all workflows")
     every.add_argument(
         "--all", action="store_true",
@@ -80,7 +69,7 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     group = parser.add_argument_group("connection and output")
     sup = argparse.SUPPRESS
-    add_connection_flags(group, queue=False)
+    temporal_access.add_connection_flags(group, queue=False)
     group.add_argument(
         "--json", action="store_true", default=sup,
         help="print the runs as a JSON list: each record as the workflow wrote it, with "
@@ -89,24 +78,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 @dataclass(frozen=True)
-class _Options:
-    server: str
-    namespace: str
-    verbose: bool
-    json: bool
+class _One:
+    """One workflow's runs: its ID, and one run of it or the latest."""
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> _Options:
-        values = {name: getattr(args, name, default) for name, default in _SHARED_DEFAULTS.items()}
-        return cls(**values)
-
-    def debug(self, message: str) -> None:
-        if self.verbose:
-            print(f"preemptctl: {message}", file=sys.stderr, flush=True)
+    workflow_id: str
+    run_id: str | None
 
 
 @dataclass(frozen=True)
 class _All:
+    """--all, checked: every workflow's runs (of `alarm`; started within `since`)."""
+
     alarm: str | None
     since: timedelta | None
     limit: int
@@ -138,43 +120,31 @@ def _check_all(args: argparse.Namespace) -> _All:
     return _All(alarm=args.alarm.strip() if args.alarm else None, since=since, limit=limit)
 
 
+def _check_one(args: argparse.Namespace) -> _One:
+    for flag, value in (("--since", args.since), ("--limit", args.limit)):
+        if value is not None:
+            raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
+    return _One(temporal_access.workflow_id_from_args(args), args.run_id or None)
+
+
 def run(args: argparse.Namespace) -> int:
-    options = _Options.from_args(args)
-    every: _All | None = None
     try:
+        options = Options.from_args(args)
         require_not_empty(server=options.server, namespace=options.namespace)
-        security = security_from_environment()
-        if args.all:
-            every = _check_all(args)
-        else:
-            for flag, value in (("--since", args.since), ("--limit", args.limit)):
-                if value is not None:
-                    raise InvalidInput(f"{flag} is for --all (every workflow's runs)")
-            args.workflow_id = workflow_id_from_args(args)
+        security = temporal_access.security_from_environment()
+        asked = _check_all(args) if args.all else _check_one(args)
     except InvalidInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
-    from vsphere_preemption.temporal.client import run_collected
-
-    on_error = error_handler(PROG, verbose=options.verbose)
-
-    async def main(runtime: Any) -> int:
-        from vsphere_preemption.temporal.client import PreemptionClient
-
+    async def main(runtime: Runtime) -> int:
         options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-        client = await PreemptionClient.connect(
-            options.server,
-            namespace=options.namespace,
-            task_queue="",
-            runtime=runtime,
-            security=security,
-        )
-        if every is not None:
-            return await _all(options, client, every)
-        return await _one(options, client, args.workflow_id, args.run_id or None)
+        client = await temporal_access.connect(options, security, runtime, task_queue="")
+        if isinstance(asked, _All):
+            return await _all(options, client, asked)
+        return await _one(options, client, asked)
 
-    return run_collected(main, on_error)
+    return temporal_access.run_with_temporal(PROG, options, main)
 
 
 def _rows(history: RunHistory) -> list[HistoryRow]:
@@ -184,19 +154,17 @@ def _rows(history: RunHistory) -> list[HistoryRow]:
     return [HistoryRow(summary.workflow_id, summary.run_id, r) for r in history.records or ()]
 
 
-async def _one(
-    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
-) -> int:
+async def _one(options: Options, client: PreemptionClient, one: _One) -> int:
     from vsphere_preemption.cli.history_render import (
         history_json,
         render_history,
         render_workflow_heading,
     )
 
-    options.debug(f"reading the runs of workflow {workflow_id!r}")
-    history = await client.history(workflow_id, run_id)
+    options.debug(f"reading the runs of workflow {one.workflow_id!r}")
+    history = await client.history(one.workflow_id, one.run_id)
     if history.records is None:
-        raise CommandFailed(history.why)
+        raise temporal_access.CommandFailed(history.why)
     rows = _rows(history)
     if options.json:
         print(go_json(history_json(rows)).decode())
@@ -212,14 +180,35 @@ async def _one(
     return 0
 
 
-async def _all(options: _Options, client: PreemptionClient, every: _All) -> int:
-    import asyncio
-
+async def _all(options: Options, client: PreemptionClient, every: _All) -> int:
     from vsphere_preemption.cli.history_render import history_json, in_time_order, render_history
-    from vsphere_preemption.temporal.client import TemporalError
 
     now = datetime.now(UTC)
     cutoff = None if every.since is None else now - every.since
+    listed, notes = await _list_all(options, client, every, cutoff)
+    rows, unread = await _read_all(options, client, listed)
+    notes += unread
+    if cutoff is not None:
+        rows = [r for r in rows if r.started is not None and r.started >= cutoff]
+    ordered = in_time_order(rows)
+    shown = ordered[-every.limit :]
+    if len(shown) < len(ordered):
+        notes.insert(0, f"the newest {len(shown)} of {len(ordered)} runs (--limit)")
+    if options.json:
+        print(go_json(history_json(shown)).decode())
+        for note in notes:
+            print(f"{PROG}: {note}", file=sys.stderr)
+        return 0
+    print(render_history(shown, workflow_column=True, notes=notes))
+    return 0
+
+
+async def _list_all(
+    options: Options, client: PreemptionClient, every: _All, cutoff: datetime | None
+) -> tuple[list[ListedWorkflow], list[str]]:
+    """The workflow runs to read, running and closed, and the notes the listing leaves."""
+    import asyncio
+
     which = f" of alarm {every.alarm!r}" if every.alarm else ""
     options.debug(f"listing the running and closed {WORKFLOW_TYPE}s{which}")
     running, closed = await asyncio.gather(
@@ -234,7 +223,17 @@ async def _all(options: _Options, client: PreemptionClient, every: _All) -> int:
         )
     # A workflow that closed between the two lists is in both: its closed run counts.
     closed_runs = {w.summary.run_id for w in closed}
-    listed = [w for w in running if w.summary.run_id not in closed_runs] + closed
+    return [w for w in running if w.summary.run_id not in closed_runs] + closed, notes
+
+
+async def _read_all(
+    options: Options, client: PreemptionClient, listed: list[ListedWorkflow]
+) -> tuple[list[HistoryRow], list[str]]:
+    """The runs of each listed workflow run, and a note for each that gave none."""
+    import asyncio
+
+    from vsphere_preemption.temporal.client import TemporalError
+
     options.debug(f"reading the runs of {len(listed)} workflow run(s)")
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -248,6 +247,7 @@ async def _all(options: _Options, client: PreemptionClient, every: _All) -> int:
                 return str(exc)
 
     rows: list[HistoryRow] = []
+    notes: list[str] = []
     for answer in await asyncio.gather(*(read(w) for w in listed)):
         if isinstance(answer, str):
             notes.append(answer)
@@ -255,16 +255,4 @@ async def _all(options: _Options, client: PreemptionClient, every: _All) -> int:
             rows += _rows(answer)
         elif answer.summary.status != "continued_as_new":  # its runs are in its successor's
             notes.append(answer.why)
-    if cutoff is not None:
-        rows = [r for r in rows if r.started is not None and r.started >= cutoff]
-    ordered = in_time_order(rows)
-    shown = ordered[-every.limit :]
-    if len(shown) < len(ordered):
-        notes.insert(0, f"the newest {len(shown)} of {len(ordered)} runs (--limit)")
-    if options.json:
-        print(go_json(history_json(shown)).decode())
-        for note in notes:
-            print(f"{PROG}: {note}", file=sys.stderr)
-        return 0
-    print(render_history(shown, workflow_column=True, notes=notes))
-    return 0
+    return rows, notes

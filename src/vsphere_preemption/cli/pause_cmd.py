@@ -19,33 +19,19 @@ import getpass
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
-from vsphere_preemption.cli.workflow_cmd import (
-    DEFAULT_SERVER,
-    add_connection_flags,
-    error_handler,
-    queue_of,
-)
+from vsphere_preemption.cli import temporal_access
+from vsphere_preemption.cli.temporal_access import Options
 from vsphere_preemption.cli.workflow_input import InvalidInput, require_not_empty
 from vsphere_preemption.domain.durations import format_seconds, parse_seconds
 from vsphere_preemption.domain.pauses import Pause, pause_expiry, pause_problem, scope_text
-from vsphere_preemption.wire import (
-    DEFAULT_NAMESPACE,
-    DEFAULT_TASK_QUEUE,
-    go_json,
-    pauses_workflow_id,
-    reply_to_problem,
-)
+from vsphere_preemption.wire import go_json, pauses_workflow_id, reply_to_problem
 
-_DEFAULTS: dict[str, Any] = {
-    "server": DEFAULT_SERVER,
-    "namespace": DEFAULT_NAMESPACE,
-    "queue": DEFAULT_TASK_QUEUE,
-    "verbose": False,
-    "json": False,
-}
+if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
+
+    from vsphere_preemption.settings import TemporalSecurity
 
 
 def add_parser(subparsers: Any) -> None:
@@ -57,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
             "but nothing is acted on until the pause ends (unpause, or --for runs out); then "
             "the run goes on if its alarm is still raised. --list shows the pauses."
         ),
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
     pause.add_argument("--reason", help="why (shown wherever the pause is): required")
     pause.add_argument(
@@ -77,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
         "unpause",
         help="lift a pause (the same --alarm/--entity as it was set with), or --all",
         description="Lift the pause of exactly this scope, or every pause with --all.",
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
     _scope_flags(unpause)
     unpause.add_argument("--all", action="store_true", help="lift every pause")
@@ -95,17 +81,11 @@ def _scope_flags(parser: argparse.ArgumentParser) -> None:
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection and output")
-    add_connection_flags(group)
+    temporal_access.add_connection_flags(group)
     group.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS,
         help="print the registry's answer (or the signal sent) as JSON",
     )  # fmt: skip
-
-
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {name: getattr(args, name, default) for name, default in _DEFAULTS.items()}
-    options["queue"] = queue_of(args, options["queue"])
-    return options
 
 
 # What --list cannot be combined with: it shows every pause and changes none, so a scope, a
@@ -146,23 +126,8 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     problem = pause_problem(alarm, entity, reason)
     if problem is not None:
         raise InvalidInput(problem.replace("a pause needs a reason", "--reason is required"))
-    seconds = None
-    if args.duration is not None:
-        try:
-            seconds = parse_seconds(args.duration)
-            # The registry drops a pause whose end no clock can tell: refuse it here, in words.
-            pause_expiry(seconds, datetime.now(UTC))
-        except ValueError as exc:
-            raise InvalidInput(f"--for: {exc}") from None
-        if seconds <= 0:
-            raise InvalidInput("--for must be longer than zero (90m, 4h, 48h)")
-    explicit = args.reply_to is not None
-    reply_to = args.reply_to if explicit else os.environ.get("K_SINK", "")
-    if reply_to and (why := reply_to_problem(reply_to)) is not None:
-        # Name where the bad URL came from: an operator who gave no --reply-to looks for it
-        # in the environment only if told to.
-        source = "--reply-to" if explicit else "K_SINK (the default --reply-to)"
-        raise InvalidInput(f"{source}: {why}")
+    seconds = _for_seconds(args.duration)
+    reply_to = _reply_to(args.reply_to)
     return {
         "alarm": alarm,
         "entity": entity,
@@ -171,6 +136,32 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         "by": by,
         "replyTo": reply_to,
     }
+
+
+def _for_seconds(duration: str | None) -> float | None:
+    """--for in seconds, checked; None: until unpaused."""
+    if duration is None:
+        return None
+    try:
+        seconds = parse_seconds(duration)
+        # The registry drops a pause whose end no clock can tell: refuse it here, in words.
+        pause_expiry(seconds, datetime.now(UTC))
+    except ValueError as exc:
+        raise InvalidInput(f"--for: {exc}") from None
+    if seconds <= 0:
+        raise InvalidInput("--for must be longer than zero (90m, 4h, 48h)")
+    return seconds
+
+
+def _reply_to(given: str | None) -> str:
+    """--reply-to, by default K_SINK, checked."""
+    reply_to = given if given is not None else os.environ.get("K_SINK", "")
+    if reply_to and (why := reply_to_problem(reply_to)) is not None:
+        # Name where the bad URL came from: an operator who gave no --reply-to looks for it
+        # in the environment only if told to.
+        source = "--reply-to" if given is not None else "K_SINK (the default --reply-to)"
+        raise InvalidInput(f"{source}: {why}")
+    return reply_to
 
 
 def _user() -> str:
@@ -183,39 +174,33 @@ def _user() -> str:
 def run(args: argparse.Namespace) -> int:
     prog = f"preemptctl {args.verb}"
     try:
-        options = _options(args)
-        require_not_empty(server=options["server"], namespace=options["namespace"])
-        require_not_empty(queue=options["queue"])
+        options = Options.from_args(args)
+        require_not_empty(server=options.server, namespace=options.namespace)
+        require_not_empty(queue=options.queue)
         body = _body(args)
-        args.security = security_from_environment()
+        security = temporal_access.security_from_environment()
     except InvalidInput as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-
-    from vsphere_preemption.temporal.client import run_collected
-
-    on_error = error_handler(prog, verbose=options["verbose"])
-    return run_collected(lambda runtime: _dispatch(args, options, body, runtime), on_error)
+    return temporal_access.run_with_temporal(
+        prog, options, lambda runtime: _dispatch(args, options, body, security, runtime)
+    )
 
 
 async def _dispatch(
-    args: argparse.Namespace, options: dict[str, Any], body: dict[str, Any], runtime: Any
+    args: argparse.Namespace,
+    options: Options,
+    body: dict[str, Any],
+    security: TemporalSecurity,
+    runtime: Runtime,
 ) -> int:
-    from vsphere_preemption.temporal.client import PreemptionClient
-
-    client = await PreemptionClient.connect(
-        options["server"],
-        namespace=options["namespace"],
-        task_queue=options["queue"],
-        runtime=runtime,
-        security=args.security,
-    )
+    client = await temporal_access.connect(options, security, runtime)
     if args.verb == "pause" and args.list:
-        book = await client.read_pauses(pauses_workflow_id(options["queue"]))
+        book = await client.read_pauses(pauses_workflow_id(options.queue))
         now = datetime.now(UTC)
         pauses = [Pause.from_wire(p) for p in book.pauses]
         active = [p for p in pauses if p.active(now)]
-        if options["json"]:
+        if options.json:
             print(go_json([p.to_wire() for p in active]).decode())
             return 0
         if not active:
@@ -235,7 +220,7 @@ async def _dispatch(
         registry = await client.unpause(body)
         scope = "every pause" if body["all"] else scope_text(body["alarm"], body["entity"])
         what = f"unpause of {scope} sent"
-    if options["json"]:
+    if options.json:
         print(go_json({"registry": registry, **body}).decode())
     else:
         print(f"{what} (registry {registry})")

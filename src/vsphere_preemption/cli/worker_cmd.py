@@ -102,8 +102,8 @@ def _exit(code: int) -> int:
     a clean exit code into 134. Called from another thread (a test running the CLI
     in-process), it just returns the code.
 
-    Not `temporal.client.run_collected`, the short commands' answer to the same abort:
-    that collects a runtime of its own once the command returns, while the worker's
+    Not `temporal.collected_runtime.run_collected`, the short commands' answer to the same
+    abort: that collects a runtime of its own once the command returns, while the worker's
     runtime is the process default (it forwards the core's logs) and its threads run
     until the process ends, so nothing short of leaving without finalization is sure.
     """

@@ -15,29 +15,17 @@ Exit codes: 0 done, 1 the server or the workflow said no (one line on stderr),
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vsphere_preemption.cli.temporal_access import ENVIRONMENT_HELP, security_from_environment
-from vsphere_preemption.cli.workflow_input import (
-    InvalidInput,
-    address_workflow,
-    build_request,
-    require_not_empty,
-)
-from vsphere_preemption.domain.vcenters import vcenter_host, vcenter_task_queue
-from vsphere_preemption.domain.workflow_ids import IdMode
+from vsphere_preemption.cli import temporal_access
+from vsphere_preemption.cli.temporal_access import Options
+from vsphere_preemption.cli.workflow_input import InvalidInput, build_request, require_not_empty
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
-    DEFAULT_NAMESPACE,
     DEFAULT_TAG,
-    DEFAULT_TASK_QUEUE,
     QUERY_NAME,
     SIGNAL_NAME,
     WORKFLOW_TYPE,
@@ -46,107 +34,19 @@ from vsphere_preemption.wire import (
 )
 
 if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
+
+    from vsphere_preemption.settings import TemporalSecurity
     from vsphere_preemption.temporal.client import ListedWorkflow, PreemptionClient, State
-
-DEFAULT_SERVER = "localhost:7233"
-
-# Flags that every level accepts; resolved in `_Options` because argparse would
-# otherwise let a verb's default overwrite a value given after `workflow`.
-_SHARED_DEFAULTS: dict[str, Any] = {
-    "server": DEFAULT_SERVER,
-    "namespace": DEFAULT_NAMESPACE,
-    "queue": DEFAULT_TASK_QUEUE,
-    "verbose": False,
-    "json": False,
-}
-
-
-def add_connection_flags(group: Any, *, queue: bool = True) -> None:
-    """--server, --namespace, (--queue,) --verbose: every command that talks to Temporal.
-    Suppressed defaults: a flag given before the subcommand is not overwritten after it."""
-    sup = argparse.SUPPRESS
-    group.add_argument(
-        "-s", "--server", default=sup,
-        help=f"Temporal frontend host:port (default {DEFAULT_SERVER})",
-    )  # fmt: skip
-    group.add_argument(
-        "-n", "--namespace", default=sup,
-        help=f"Temporal namespace (default {DEFAULT_NAMESPACE})",
-    )  # fmt: skip
-    if queue:
-        group.add_argument(
-            "-q", "--queue", default=sup,
-            help=f"task queue the worker polls (default {DEFAULT_TASK_QUEUE})",
-        )  # fmt: skip
-        group.add_argument(
-            "--vcenter", metavar="NAME", default=sup,
-            help="the task queue of this vCenter's worker, with several vCenters: its queue in "
-            "VCENTER_TASKQUEUES when NAME is a host there, else <queue>-NAME (the chart's "
-            "queue for a vCenter without its own taskQueue); not with --queue",
-        )  # fmt: skip
-    group.add_argument(
-        "--verbose", action="store_true", default=sup, help="explain each step on stderr"
-    )
-
-
-def queue_of(args: argparse.Namespace, queue: str) -> str:
-    """The task queue a command addresses: --queue, or --vcenter's (see its help)."""
-    vcenter = getattr(args, "vcenter", None)
-    if vcenter is None:
-        return queue
-    if hasattr(args, "queue"):
-        raise InvalidInput("--vcenter names the task queue: not with --queue")
-    if not vcenter.strip():
-        raise InvalidInput("--vcenter must not be empty")
-    routes: dict[str, str] = {}
-    raw = os.environ.get("VCENTER_TASKQUEUES", "").strip()
-    if raw:
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"VCENTER_TASKQUEUES is not JSON: {exc.msg}") from None
-        if isinstance(parsed, dict):
-            routes = {vcenter_host(str(k)): str(v) for k, v in parsed.items()}
-    return vcenter_task_queue(vcenter, queue, routes)
 
 
 def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection and output (also accepted after `workflow`)")
     sup = argparse.SUPPRESS
-    add_connection_flags(group)
+    temporal_access.add_connection_flags(group)
     group.add_argument(
         "--json", action="store_true", default=sup,
         help="print machine-readable JSON on stdout (status: the current_state answer as is)",
-    )  # fmt: skip
-
-
-def add_workflow_id_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "-r", "--run-id", default="",
-        help=f"{what} this run of the workflow (default: the latest run)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--workflow-id", default=None,
-        help=f"workflow to address by its ID (default {CLI_WORKFLOW_ID}); not with --alarm",
-    )  # fmt: skip
-    parser.add_argument(
-        "--alarm", default=None, metavar="NAME",
-        help="address the workflow of this alarm (with --entity: of this alarm on that entity)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--entity", default=None, metavar="MOREF",
-        help="with --alarm: the alarmed entity, TYPE:MOREF or a moref (domain-c7); "
-        "the workflow ID is then <alarm>/<moref>",
-    )  # fmt: skip
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--id-mode", choices=[m.value for m in IdMode], default=None,
-        help="how --alarm makes the ID: entity (<alarm>/<moref>, the default) or alarm "
-        "(the alarm alone, the Go function's form)",
-    )  # fmt: skip
-    mode.add_argument(
-        "--go-id", dest="id_mode", action="store_const", const=IdMode.ALARM.value,
-        help="same as --id-mode alarm",
     )  # fmt: skip
 
 
@@ -175,7 +75,7 @@ def add_parser(subparsers: Any) -> None:
         "workflow",
         help="run, inspect or cancel a preemption workflow",
         description="Perform operations on a preemption workflow in Temporal.",
-        epilog=ENVIRONMENT_HELP,
+        epilog=temporal_access.ENVIRONMENT_HELP,
     )
     _add_shared_flags(workflow)
     verbs = workflow.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -216,7 +116,7 @@ def add_parser(subparsers: Any) -> None:
         help="show the last preemption run of a workflow",
         description="Show a workflow's status and its last preemption run (current_state).",
     )
-    add_workflow_id_flags(status, "show")
+    temporal_access.add_workflow_id_flags(status, "show")
     _add_shared_flags(status)
 
     cancel = verbs.add_parser(
@@ -224,7 +124,7 @@ def add_parser(subparsers: Any) -> None:
         help="cancel a running preemption workflow",
         description="Ask a running preemption workflow to cancel.",
     )
-    add_workflow_id_flags(cancel, "cancel")
+    temporal_access.add_workflow_id_flags(cancel, "cancel")
     _add_shared_flags(cancel)
 
     listing = verbs.add_parser(
@@ -242,118 +142,73 @@ def add_parser(subparsers: Any) -> None:
     _add_shared_flags(listing)
 
 
-class CommandFailed(Exception):
-    """The command could not do its job; `str()` is the one line the user sees."""
-
-
-def workflow_id_from_args(args: argparse.Namespace) -> str:
-    """The workflow ID the flags of `add_workflow_id_flags` name (default the CLI's own)."""
-    return address_workflow(
-        workflow_id_flag=args.workflow_id,
-        alarm=args.alarm,
-        entity=args.entity,
-        id_mode=None if args.id_mode is None else IdMode(args.id_mode),
-        default=CLI_WORKFLOW_ID,
-    )
-
-
-def error_handler(prog: str, *, verbose: bool) -> Callable[[Exception], int]:
-    """How a command that talks to Temporal answers an error: one line and exit status 1."""
-    from vsphere_preemption.temporal.client import TemporalError
-
-    def on_error(exc: Exception) -> int:
-        if isinstance(exc, TemporalError | CommandFailed):
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 1
-        # A CLI answers with one line, not a traceback (unless asked to explain).
-        if verbose:
-            traceback.print_exception(exc)
-        print(f"{prog}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-
-    return on_error
-
-
 @dataclass(frozen=True)
-class _Options:
+class _Asked:
+    """What the verb is to do, checked before anything is sent."""
+
     verb: str
-    server: str
-    namespace: str
-    queue: str
-    verbose: bool
-    json: bool
+    request: WorkflowRequest | None = None  # run: the signal's request
+    workflow_id: str = ""  # status, cancel: the workflow addressed
+    run_id: str | None = None  # status, cancel: its run, or the latest
+    alarm: str | None = None  # list: this alarm's workflows only
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> _Options:
-        values = {name: getattr(args, name, default) for name, default in _SHARED_DEFAULTS.items()}
-        values["queue"] = queue_of(args, values["queue"])
-        return cls(verb=args.verb, **values)
 
-    def debug(self, message: str) -> None:
-        if self.verbose:
-            print(f"preemptctl: {message}", file=sys.stderr, flush=True)
+def _asked(args: argparse.Namespace) -> _Asked:
+    """The verb's flags, checked: InvalidInput before anything is sent."""
+    if args.verb == "run":
+        request = build_request(
+            tag=args.tag,
+            criticality=args.criticality,
+            event=args.event,
+            reply_to=args.reply_to,
+            now=datetime.now(UTC),
+            entity=args.entity,
+            dry_run=args.dry_run,
+            policy_override=args.policy_override,
+            policy_sets=args.policy_sets,
+        )
+        return _Asked(args.verb, request=request)
+    if args.verb in ("status", "cancel"):
+        return _Asked(
+            args.verb,
+            workflow_id=temporal_access.workflow_id_from_args(args),
+            run_id=args.run_id or None,
+        )
+    if args.alarm is not None:
+        require_not_empty(alarm=args.alarm)
+    return _Asked(args.verb, alarm=args.alarm)
 
 
 def run(args: argparse.Namespace) -> int:
+    prog = f"preemptctl workflow {args.verb}"
     try:
-        options = _Options.from_args(args)
-    except InvalidInput as exc:
-        print(f"preemptctl workflow {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
-    try:
+        options = Options.from_args(args)
         require_not_empty(server=options.server, namespace=options.namespace, queue=options.queue)
-        args.security = security_from_environment()
-        request = None
-        if options.verb == "run":
-            request = build_request(
-                tag=args.tag,
-                criticality=args.criticality,
-                event=args.event,
-                reply_to=args.reply_to,
-                now=datetime.now(UTC),
-                entity=args.entity,
-                dry_run=args.dry_run,
-                policy_override=args.policy_override,
-                policy_sets=args.policy_sets,
-            )
-        elif options.verb in ("status", "cancel"):
-            args.workflow_id = workflow_id_from_args(args)
-        elif args.alarm is not None:
-            require_not_empty(alarm=args.alarm)
+        security = temporal_access.security_from_environment()
+        asked = _asked(args)
     except InvalidInput as exc:
-        print(f"preemptctl workflow {options.verb}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-
-    from vsphere_preemption.temporal.client import run_collected
-
-    on_error = error_handler(f"preemptctl workflow {options.verb}", verbose=options.verbose)
-    return run_collected(lambda runtime: _dispatch(options, args, request, runtime), on_error)
+    return temporal_access.run_with_temporal(
+        prog, options, lambda runtime: _dispatch(options, asked, security, runtime)
+    )
 
 
 async def _dispatch(
-    options: _Options, args: argparse.Namespace, request: WorkflowRequest | None, runtime: Any
+    options: Options, asked: _Asked, security: TemporalSecurity, runtime: Runtime
 ) -> int:
-    from vsphere_preemption.temporal.client import PreemptionClient
-
     options.debug(f"connecting to {options.server}, namespace {options.namespace!r}")
-    client = await PreemptionClient.connect(
-        options.server,
-        namespace=options.namespace,
-        task_queue=options.queue,
-        runtime=runtime,
-        security=args.security,
-    )
-    if request is not None:
-        return await _run(options, client, request)
-    if options.verb == "list":
-        return await _list(options, client, args.alarm)
-    run_id = args.run_id or None
-    if options.verb == "status":
-        return await _status(options, client, args.workflow_id, run_id)
-    return await _cancel(options, client, args.workflow_id, run_id)
+    client = await temporal_access.connect(options, security, runtime)
+    if asked.request is not None:
+        return await _run(options, client, asked.request)
+    if asked.verb == "list":
+        return await _list(options, client, asked.alarm)
+    if asked.verb == "status":
+        return await _status(options, client, asked.workflow_id, asked.run_id)
+    return await _cancel(options, client, asked.workflow_id, asked.run_id)
 
 
-def _say_where(options: _Options, request: WorkflowRequest) -> None:
+def _say_where(options: Options, request: WorkflowRequest) -> None:
     """Which VMs the run may touch, on stderr: a run without an entity acts on every VM
     carrying the tag in the whole vCenter, which nobody should learn afterwards."""
     where = "preemptctl workflow run:"
@@ -378,7 +233,7 @@ def _print_json(value: Any) -> None:
     print(go_json(value).decode())
 
 
-async def _run(options: _Options, client: PreemptionClient, request: WorkflowRequest) -> int:
+async def _run(options: Options, client: PreemptionClient, request: WorkflowRequest) -> int:
     from vsphere_preemption.temporal.client import CLI_EXECUTION_TIMEOUT
 
     options.debug(  # the payload's exact bytes
@@ -420,7 +275,7 @@ async def _run(options: _Options, client: PreemptionClient, request: WorkflowReq
     return 0
 
 
-async def _list(options: _Options, client: PreemptionClient, alarm: str | None) -> int:
+async def _list(options: Options, client: PreemptionClient, alarm: str | None) -> int:
     import asyncio
 
     from vsphere_preemption.cli.workflow_render import list_json, render_list
@@ -448,7 +303,7 @@ async def _list(options: _Options, client: PreemptionClient, alarm: str | None) 
 
 
 async def _status(
-    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+    options: Options, client: PreemptionClient, workflow_id: str, run_id: str | None
 ) -> int:
     from vsphere_preemption.cli.workflow_render import render_status
 
@@ -462,14 +317,14 @@ async def _status(
 
 
 async def _cancel(
-    options: _Options, client: PreemptionClient, workflow_id: str, run_id: str | None
+    options: Options, client: PreemptionClient, workflow_id: str, run_id: str | None
 ) -> int:
     from vsphere_preemption.temporal.client import CancelOutcome
 
     options.debug(f"requesting cancellation of workflow {workflow_id!r}")
     cancellation = await client.cancel(workflow_id, run_id)
     if cancellation.outcome is not CancelOutcome.CANCEL_REQUESTED or not cancellation.summary:
-        raise CommandFailed(cancellation.why)
+        raise temporal_access.CommandFailed(cancellation.why)
     summary = cancellation.summary
     if options.json:
         _print_json(

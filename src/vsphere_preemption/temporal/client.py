@@ -18,20 +18,21 @@ cheaply, then connects in the background).
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import re
-import time
-import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
-from vsphere_preemption.temporal.tls_probe import speaks_tls
+
+# Re-exported for devtools/demo/run.py, which imports it from here (to switch to
+# collected_runtime, then drop this line).
+from vsphere_preemption.temporal.collected_runtime import run_collected as run_collected
+from vsphere_preemption.temporal.connect_diagnosis import WANTS_TLS, core_reason, wants_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
     PAUSE_SIGNAL,
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 
     from vsphere_preemption.settings import TemporalSecurity
     from vsphere_preemption.temporal.contracts import PauseBook
-
-T = TypeVar("T")
 
 # The Go function's workflow execution timeout (docs/wire.md, Names), kept in its form only
 # (WORKFLOW_ID_MODE=alarm), where a Go worker may run the workflow and expects it. Temporal
@@ -94,6 +93,10 @@ class TemporalUnavailable(TemporalError):
 
 class TemporalRejected(TemporalError):
     """Temporal answered with an error (unknown namespace, no such workflow, ...)."""
+
+
+class WorkflowNotFound(TemporalRejected):
+    """Temporal has no such workflow (or run): NOT_FOUND."""
 
 
 class CancelOutcome(StrEnum):
@@ -167,77 +170,6 @@ class Cancellation:
     why: str = ""
 
 
-def run_collected(
-    main: Callable[[Runtime], Coroutine[Any, Any, T]],
-    on_error: Callable[[Exception], T] | None = None,
-) -> T:
-    """`asyncio.run(main(runtime))` with a Temporal runtime of its own, collected on return.
-
-    For a short-lived program (a CLI command, the demo). temporalio's client objects sit in
-    reference cycles; freed while the interpreter finalizes, they abort or segfault the
-    process now and then (sdk-python#300: 7 of 40 `workflow status` runs exited 134/139
-    instead of 1). Collected here, while the interpreter is still whole, they cannot.
-
-    An exception's traceback holds the frames that hold the client, so it is dealt with
-    before collecting: `on_error` answers it (its result is returned), or, without one, it
-    is raised again without its tracebacks.
-
-    The SDK's own threads may still hold the connection for a moment after the loop ends (a
-    call that failed drops it from there, not from Python): collecting once is not always
-    enough (4 of 40 runs kept the runtime), so collection repeats until the runtime is gone,
-    for at most `RELEASE_TIMEOUT` seconds.
-    """
-    from temporalio.runtime import Runtime, TelemetryConfig
-
-    error: BaseException | None = None
-    runtime: Runtime | None = Runtime(telemetry=TelemetryConfig())
-    released = weakref.ref(runtime)
-    before = _temporal_objects()
-    try:
-        assert runtime is not None
-        return asyncio.run(main(runtime))
-    except Exception as exc:  # noqa: BLE001 - answered by on_error, or raised again
-        if on_error is not None:
-            return on_error(exc)
-        error = _without_tracebacks(exc)
-    finally:
-        runtime = None
-        _collect_until_gone(released, before)
-    raise error
-
-
-RELEASE_TIMEOUT = 10.0  # a loaded machine's SDK threads have taken over 2 s
-
-
-def _temporal_objects() -> set[int]:
-    from temporalio.client import Client
-    from temporalio.service import ServiceClient
-
-    return {id(o) for o in gc.get_objects() if isinstance(o, Client | ServiceClient)}
-
-
-def _collect_until_gone(obj: weakref.ref[Any], before: set[int]) -> None:
-    """Collect until the runtime and the Temporal clients made since `before` are gone, or
-    the timeout passes (clients that existed before, a caller's own, are not waited for)."""
-
-    def alive() -> bool:
-        return obj() is not None or bool(_temporal_objects() - before)
-
-    deadline = time.monotonic() + RELEASE_TIMEOUT
-    gc.collect()
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-        gc.collect()
-
-
-def _without_tracebacks(exc: BaseException) -> BaseException:
-    seen: BaseException | None = exc
-    while seen is not None:
-        seen.__traceback__ = None
-        seen = seen.__cause__ or seen.__context__
-    return exc
-
-
 def execution_timeout_for(mode: IdMode) -> timedelta | None:
     """The function's execution timeout for its workflow-ID form; None: no timeout."""
     return ALARM_MODE_EXECUTION_TIMEOUT if mode is IdMode.ALARM else None
@@ -248,116 +180,56 @@ def signal_payload_bytes(request: WorkflowRequest) -> bytes:
     return go_json(request.to_wire())
 
 
-# TLS failures as the Rust core words them (rustls, tonic), and what to check: the line a
-# person reads when the CA, the client certificate or its key is wrong.
-# Plain HTTP/2 to a port that wants TLS (from the error, or from tls_probe after a failure).
-WANTS_TLS = (
-    "the server did not answer in plain HTTP/2: if it wants TLS, set TEMPORAL_TLS=true "
-    "(or TEMPORAL_TLS_CA)"
-)
-_TLS_FAILURES = (
-    (
-        "InvalidCertificate(UnknownIssuer)",
-        "TLS: the server's certificate is not signed by a trusted CA (check TEMPORAL_TLS_CA)",
-    ),
-    (
-        "InvalidCertificate(NotValidForName",
-        "TLS: the server's certificate is not valid for this host name "
-        "(check TEMPORAL_TLS_SERVER_NAME)",
-    ),
-    ("InvalidCertificate(Expired", "TLS: the server's certificate has expired"),
-    (
-        "InconsistentKeys",
-        "TLS: TEMPORAL_TLS_KEY is not the private key of TEMPORAL_TLS_CERT",
-    ),
-    (
-        "CertificateRequired",
-        "TLS: the server wants a client certificate (set TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY)",
-    ),
-    (
-        "BadCertificate",
-        "TLS: the server refused the client certificate (check TEMPORAL_TLS_CERT)",
-    ),
-    (
-        "UnknownCA",
-        "TLS: the server does not trust the client certificate's CA (check TEMPORAL_TLS_CERT)",
-    ),
-    (
-        # A TLS-terminating HTTP proxy (nginx) answers a missing or refused client
-        # certificate with a plain 400 page, after the handshake.
-        "400 Bad Request",
-        "the server answered HTTP 400 Bad Request, as a TLS proxy does to a missing or "
-        "refused client certificate (check TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY)",
-    ),
-    (
-        "401 Unauthorized",
-        "the server answered HTTP 401 Unauthorized (check TEMPORAL_API_KEY_FILE)",
-    ),
-    (
-        "H2NotNegotiated",
-        "TLS: the server did not offer HTTP/2 (ALPN h2), which gRPC needs: a TLS proxy in "
-        "front of Temporal must speak HTTP/2",
-    ),
-    (
-        "InvalidContentType",
-        "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
-    ),
-    (
-        # Plain HTTP/2 to a TLS port: the server's TLS alert read as an HTTP/2 frame.
-        "FRAME_SIZE_ERROR",
-        WANTS_TLS,
-    ),
-    (
-        "CorruptMessage",
-        "TLS: the server does not speak TLS (check TEMPORAL_TLS and the port)",
-    ),
-)
-
-
 def connect_failure_reason(error: BaseException) -> str:
     """The useful part of a connection error from temporalio's Rust core, in one line."""
     if isinstance(error, TimeoutError):
         return f"no answer within {CONNECT_TIMEOUT.total_seconds():.0f}s"
-    text = one_line(error)
-    for marker, reason in _TLS_FAILURES:
-        if marker in text:
-            return reason
-    # The core wraps the OS reason in Rust debug output: keep the innermost message.
-    for pattern in (r'message: "([^"]+)"', r'error: "([^"]+)"', r'ConnectError\("([^"]+)"'):
-        found = re.findall(pattern, text)
-        if found:
-            return str(found[-1])
-    return text.removeprefix("Failed client connect: ")[:200]
-
-
-async def _wants_tls(
-    target: str, security: TemporalSecurity | None, error: BaseException, reason: str
-) -> bool:
-    """A plain connection failed in a way its error does not name: does the port want TLS?"""
-    if (security is not None and security.tls) or reason == WANTS_TLS:
-        return False
-    if isinstance(error, TimeoutError):
-        return False  # no answer at all: a probe would wait as long again
-    return await asyncio.to_thread(speaks_tls, target)
+    return core_reason(one_line(error))
 
 
 _RETRYABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED", "UNKNOWN"}
 
 
-def _classify(exc: BaseException, what: str) -> TemporalError:
-    """A one-line TemporalError: retryable (unavailable) or not (rejected)."""
-    from temporalio.service import RPCError
+@contextmanager
+def translating(
+    doing: str, *, query: bool = False, hint: str = "", not_found: str | None = None
+) -> Iterator[None]:
+    """Turn whatever a Temporal call raises into one TemporalError, one line, the original as
+    its cause (our own errors pass as they are).
 
-    if isinstance(exc, RPCError):
-        kind = TemporalUnavailable if exc.status.name in _RETRYABLE else TemporalRejected
-        return kind(f"{what}: Temporal {exc.status.name}: {one_line(exc.message or exc)}")
-    return TemporalUnavailable(f"{what}: {one_line(exc)}")
+    The message starts with `doing`. A call's failure is classified: a status worth retrying
+    (UNAVAILABLE, DEADLINE_EXCEEDED, ...), or a failure that is not the server's answer, is
+    TemporalUnavailable, any other status TemporalRejected. A failed `query` is always
+    TemporalRejected, `doing: <why it did not answer><hint>`: the workflow did not answer,
+    whatever the reason. NOT_FOUND is a WorkflowNotFound, worded `not_found (<the server's
+    words>)` when that is given.
+    """
+    try:
+        yield
+    except TemporalError:
+        raise
+    except Exception as exc:  # every failure is reported, in one line
+        raise _translated(exc, doing, query=query, hint=hint, not_found=not_found) from exc
 
 
-def _is_not_found(exc: BaseException) -> bool:
+def _translated(
+    exc: Exception, doing: str, *, query: bool, hint: str, not_found: str | None
+) -> TemporalError:
     from temporalio.service import RPCError, RPCStatusCode
 
-    return isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+    missing = isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+    if missing and not_found is not None:
+        return WorkflowNotFound(f"{not_found} ({one_line(getattr(exc, 'message', exc))})")
+    if query:
+        kind: type[TemporalError] = WorkflowNotFound if missing else TemporalRejected
+        return kind(f"{doing}: {_query_failure_reason(exc)}{hint}")
+    if not isinstance(exc, RPCError):
+        return TemporalUnavailable(f"{doing}: {one_line(exc)}")
+    if missing:
+        kind = WorkflowNotFound
+    else:
+        kind = TemporalUnavailable if exc.status.name in _RETRYABLE else TemporalRejected
+    return kind(f"{doing}: Temporal {exc.status.name}: {one_line(exc.message or exc)}")
 
 
 def _run_label(workflow_id: str, run_id: str | None) -> str:
@@ -365,27 +237,17 @@ def _run_label(workflow_id: str, run_id: str | None) -> str:
 
 
 def summarize(description: WorkflowExecutionDescription) -> WorkflowSummary:
-    status = description.status.name.lower() if description.status else "unknown"
     timeout = description.raw_description.execution_config.workflow_execution_timeout
     timeout_at = None
     if timeout.ToNanoseconds() > 0 and description.close_time is None:
         timeout_at = description.start_time + timeout.ToTimedelta()
-    return WorkflowSummary(
-        workflow_id=description.id,
-        run_id=description.run_id,
-        workflow_type=description.workflow_type,
-        task_queue=description.task_queue,
-        status=status,
-        start_time=description.start_time,
-        close_time=description.close_time,
-        timeout_at=timeout_at,
-    )
+    return _summary(description, timeout_at)
 
 
-def _listed(execution: WorkflowExecution) -> ListedWorkflow:
-    address = parse_workflow_id(execution.id)
+def _summary(execution: WorkflowExecution, timeout_at: datetime | None = None) -> WorkflowSummary:
+    # A description is an execution as visibility lists it, plus what only describe says.
     status = execution.status.name.lower() if execution.status else "unknown"
-    summary = WorkflowSummary(
+    return WorkflowSummary(
         workflow_id=execution.id,
         run_id=execution.run_id,
         workflow_type=execution.workflow_type,
@@ -393,9 +255,17 @@ def _listed(execution: WorkflowExecution) -> ListedWorkflow:
         status=status,
         start_time=execution.start_time,
         close_time=execution.close_time,
+        timeout_at=timeout_at,
     )
+
+
+def _listed(execution: WorkflowExecution) -> ListedWorkflow:
+    address = parse_workflow_id(execution.id)
     return ListedWorkflow(
-        summary=summary, alarm=address.alarm, entity=address.entity, vcenter=address.vcenter
+        summary=_summary(execution),
+        alarm=address.alarm,
+        entity=address.entity,
+        vcenter=address.vcenter,
     )
 
 
@@ -471,7 +341,7 @@ class PreemptionClient:
             )
         except Exception as exc:  # any failure to connect means: not connected
             reason = connect_failure_reason(exc)
-            if await _wants_tls(target, security, exc, reason):
+            if await wants_tls(target, security, exc, reason):
                 reason = WANTS_TLS
             raise TemporalUnavailable(
                 f"cannot reach the Temporal server at {target}: {reason}"
@@ -493,7 +363,7 @@ class PreemptionClient:
         from temporalio.common import RawValue
 
         payload = Payload(metadata={"encoding": b"json/plain"}, data=signal_payload_bytes(request))
-        try:
+        with translating("signal-with-start"):
             handle = await self._client.start_workflow(
                 WORKFLOW_TYPE,
                 id=workflow_id,
@@ -503,23 +373,15 @@ class PreemptionClient:
                 start_signal_args=[RawValue(payload)],
                 rpc_timeout=RPC_TIMEOUT,
             )
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, "signal-with-start") from exc
         return StartedRun(workflow_id, handle.result_run_id or "")
 
     async def describe(self, workflow_id: str, run_id: str | None = None) -> WorkflowSummary:
         """The execution (the latest run unless `run_id` names one)."""
-        try:
-            description = await self._client.get_workflow_handle(
-                workflow_id, run_id=run_id
-            ).describe(rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # every failure is reported, classified
-            if _is_not_found(exc):
-                raise TemporalRejected(
-                    f"no {_run_label(workflow_id, run_id)} in namespace {self.namespace!r} "
-                    f"({one_line(getattr(exc, 'message', exc))})"
-                ) from exc
-            raise _classify(exc, f"cannot describe {_run_label(workflow_id, run_id)}") from exc
+        label = _run_label(workflow_id, run_id)
+        missing = f"no {label} in namespace {self.namespace!r}"
+        with translating(f"cannot describe {label}", not_found=missing):
+            handle = self._client.get_workflow_handle(workflow_id, run_id=run_id)
+            description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
         return summarize(description)
 
     async def current_state(self, workflow_id: str, run_id: str | None = None) -> State:
@@ -532,14 +394,12 @@ class PreemptionClient:
         if summary.status == WorkflowExecutionStatus.COMPLETED.name.lower():
             answer = await _completion_result(handle)
         if answer is None:
-            try:
+            unanswered = (
+                f"{_run_label(workflow_id, summary.run_id)} is {summary.status_text} but did "
+                f"not answer the {QUERY_NAME!r} query"
+            )
+            with translating(unanswered, query=True, hint=_worker_hint(summary)):
                 answer = await handle.query(QUERY_NAME, rpc_timeout=RPC_TIMEOUT)
-            except Exception as exc:  # every failure is reported, in one line
-                raise TemporalRejected(
-                    f"{_run_label(workflow_id, summary.run_id)} is {summary.status_text} but did "
-                    f"not answer the {QUERY_NAME!r} query: {_query_failure_reason(exc)} "
-                    f"(is a worker polling task queue {summary.task_queue!r}?)"
-                ) from exc
         raw = _as_json_text(answer)
         try:
             response = WorkflowResponse.from_wire(raw)
@@ -564,7 +424,7 @@ class PreemptionClient:
 
     async def _to_registry(self, signal: str, body: dict[str, Any], task_queue: str) -> str:
         registry = pauses_workflow_id(task_queue)
-        try:
+        with translating(f"{signal} to {registry}"):
             await self._client.start_workflow(
                 PAUSES_WORKFLOW_TYPE,
                 id=registry,
@@ -573,8 +433,6 @@ class PreemptionClient:
                 start_signal_args=[body],
                 rpc_timeout=RPC_TIMEOUT,
             )
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, f"{signal} to {registry}") from exc
         return registry
 
     async def read_pauses(self, registry_id: str) -> PauseBook:
@@ -584,13 +442,10 @@ class PreemptionClient:
 
         handle = self._client.get_workflow_handle(registry_id)
         try:
-            answer = await handle.query(PAUSES_QUERY, rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # not found is an answer; anything else is reported
-            if _is_not_found(exc):
-                return PauseBook()
-            raise TemporalRejected(
-                f"the pause registry {registry_id} did not answer: {_query_failure_reason(exc)}"
-            ) from exc
+            with translating(f"the pause registry {registry_id} did not answer", query=True):
+                answer = await handle.query(PAUSES_QUERY, rpc_timeout=RPC_TIMEOUT)
+        except WorkflowNotFound:  # an answer: no pause was ever asked for
+            return PauseBook()
         book = json.loads(_as_json_text(answer))
         return PauseBook(version=int(book.get("version", 0)), pauses=list(book.get("pauses", [])))
 
@@ -601,15 +456,13 @@ class PreemptionClient:
         Visibility is eventually consistent: a workflow started a moment ago may not be
         listed yet (the dev server's SQLite visibility lags by up to a second or so).
         """
-        try:
+        with translating("cannot list workflows"):
             found = [
                 _listed(execution)
                 async for execution in self._client.list_workflows(
                     OPEN_WORKFLOWS_QUERY, limit=LIST_LIMIT, rpc_timeout=RPC_TIMEOUT
                 )
             ]
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, "cannot list workflows") from exc
         if alarm is not None:
             found = [w for w in found if w.alarm == alarm]
         return sorted(found, key=lambda w: (w.alarm, w.entity or "", w.summary.workflow_id))
@@ -631,7 +484,7 @@ class PreemptionClient:
         if closed_since is not None:
             query += f" AND CloseTime >= '{format_time(closed_since)}'"
         found: list[ListedWorkflow] = []
-        try:
+        with translating("cannot list closed workflows"):
             async for execution in self._client.list_workflows(
                 query, page_size=min(limit, 1000), rpc_timeout=RPC_TIMEOUT
             ):
@@ -640,8 +493,6 @@ class PreemptionClient:
                     found.append(listed)
                     if len(found) >= limit:
                         break
-        except Exception as exc:  # every failure is reported, classified
-            raise _classify(exc, "cannot list closed workflows") from exc
         return found
 
     async def history(self, workflow_id: str, run_id: str | None = None) -> RunHistory:
@@ -654,27 +505,17 @@ class PreemptionClient:
     async def history_of(self, summary: WorkflowSummary, *, ask_worker: bool = True) -> RunHistory:
         """`history` of a run already described or listed; `ask_worker=False` does not query
         a closed run that left no result (the query would wait for a worker to replay it)."""
-        from temporalio.client import WorkflowContinuedAsNewError
-
         handle = self._client.get_workflow_handle(summary.workflow_id, run_id=summary.run_id)
         label = _run_label(summary.workflow_id, summary.run_id)
         if summary.status == "completed":
-            try:
+            with translating(f"cannot read the result of {label}"):
                 result = await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
-            except Exception as exc:  # every failure is reported, classified
-                raise _classify(exc, f"cannot read the result of {label}") from exc
             if not isinstance(result, dict) or "history" not in result:
                 why = f"{label} completed before runs were recorded: its result has no history"
                 return RunHistory(summary, None, why)
             return RunHistory(summary, _records(result["history"], label, "its result"))
         if summary.status == "continued_as_new":
-            try:
-                await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
-                next_run = ""
-            except WorkflowContinuedAsNewError as exc:
-                next_run = f" (run {exc.new_execution_run_id})"
-            except Exception as exc:  # every failure is reported, classified
-                raise _classify(exc, f"cannot read the result of {label}") from exc
+            next_run = await _next_run(handle, label)
             why = f"{label} continued as new: its runs went on into the next run{next_run}"
             return RunHistory(summary, None, why)
         if summary.status != "running" and not ask_worker:
@@ -685,17 +526,13 @@ class PreemptionClient:
     async def _query_history(
         self, handle: WorkflowHandle[Any, Any], summary: WorkflowSummary
     ) -> tuple[dict[str, Any], ...]:
-
         label = _run_label(summary.workflow_id, summary.run_id)
-        try:
+        left = "" if summary.status == "running" else ", left no result,"
+        unanswered = (
+            f"{label} is {summary.status_text}{left} and did not answer the {HISTORY_QUERY!r} query"
+        )
+        with translating(unanswered, query=True, hint=_worker_hint(summary)):
             answer = await handle.query(HISTORY_QUERY, rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # every failure is reported, in one line
-            left = "" if summary.status == "running" else ", left no result,"
-            raise TemporalRejected(
-                f"{label} is {summary.status_text}{left} and did not answer the "
-                f"{HISTORY_QUERY!r} query: {_query_failure_reason(exc)} "
-                f"(is a worker polling task queue {summary.task_queue!r}?)"
-            ) from exc
         try:
             parsed = json.loads(answer) if isinstance(answer, str) else answer
         except ValueError:
@@ -723,11 +560,10 @@ class PreemptionClient:
         # That run exactly: a run started after we looked is not the one that lowered.
         handle = self._client.get_workflow_handle(workflow_id, run_id=summary.run_id)
         try:
-            await handle.cancel(rpc_timeout=RPC_TIMEOUT)
-        except Exception as exc:  # every failure is reported, classified
-            if _is_not_found(exc):
-                return Cancellation(CancelOutcome.NOT_RUNNING, summary, f"{label} is gone")
-            raise _classify(exc, f"cannot cancel {label}") from exc
+            with translating(f"cannot cancel {label}"):
+                await handle.cancel(rpc_timeout=RPC_TIMEOUT)
+        except WorkflowNotFound:
+            return Cancellation(CancelOutcome.NOT_RUNNING, summary, f"{label} is gone")
         return Cancellation(CancelOutcome.CANCEL_REQUESTED, summary)
 
 
@@ -738,6 +574,23 @@ async def _completion_result(handle: WorkflowHandle[Any, Any]) -> Any:
         return await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
     except Exception:  # noqa: BLE001 - any failure here only means "ask the query instead"
         return None
+
+
+async def _next_run(handle: WorkflowHandle[Any, Any], label: str) -> str:
+    """` (run ID)` of the run a run continued as, from its result; empty if it names none."""
+    from temporalio.client import WorkflowContinuedAsNewError
+
+    with translating(f"cannot read the result of {label}"):
+        try:
+            await handle.result(follow_runs=False, rpc_timeout=RPC_TIMEOUT)
+        except WorkflowContinuedAsNewError as exc:
+            return f" (run {exc.new_execution_run_id})"
+    return ""
+
+
+def _worker_hint(summary: WorkflowSummary) -> str:
+    """What to check when a run does not answer a query."""
+    return f" (is a worker polling task queue {summary.task_queue!r}?)"
 
 
 def _records(value: Any, label: str, where: str) -> tuple[dict[str, Any], ...]:
