@@ -29,9 +29,6 @@ from typing import TYPE_CHECKING, Any
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
 
-# Re-exported for devtools/demo/run.py, which imports it from here (to switch to
-# collected_runtime, then drop this line).
-from vsphere_preemption.temporal.collected_runtime import run_collected as run_collected
 from vsphere_preemption.temporal.connect_diagnosis import WANTS_TLS, core_reason, wants_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,

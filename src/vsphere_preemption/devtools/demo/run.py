@@ -102,7 +102,8 @@ from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.alarm_rules import Action
 from vsphere_preemption.domain.model import Criticality, MoRef
 from vsphere_preemption.domain.workflow_ids import workflow_id
-from vsphere_preemption.temporal.client import PreemptionClient, TemporalError, run_collected
+from vsphere_preemption.temporal.client import PreemptionClient, TemporalError
+from vsphere_preemption.temporal.collected_runtime import run_collected
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.temporal.workflow import TARGET_MET
 from vsphere_preemption.vsphere.client import VSphereClient
