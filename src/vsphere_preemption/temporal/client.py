@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.domain.text import one_line
 from vsphere_preemption.domain.workflow_ids import IdMode, parse_workflow_id
-
 from vsphere_preemption.temporal.connect_diagnosis import WANTS_TLS, core_reason, wants_tls
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
