@@ -27,6 +27,7 @@ from tests.e2e.world import (
     start,
     until,
 )
+from tests.temporal.helpers import signal_with_start
 from tests.temporal.rig import running_worker
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.domain.policy import UseBasis
@@ -148,3 +149,40 @@ async def test_with_no_room_within_max_wait_the_vms_stay_off_and_it_says_why(
     (event,) = world.events(RESUMED_EVENT_TYPE)
     assert event.data["virtualMachines"] == [] and event.data["reason"] == record["reason"]
     assert [s["vm"]["Value"] for s in event.data["stayOff"]] == list(stay_off)
+
+
+async def test_a_raise_while_vms_wait_for_room_stops_the_resume_and_the_room_outlives_it(
+    world: World, handles: list[WorkflowHandle[Any, Any]]
+) -> None:
+    cluster, victims, fillers = three_victims(world, "DC0_C0")
+    target, share = target_for_all_three(world, cluster, victims)
+    env = world.with_policy(room_policy(target, 0.05 * share, "10m"))
+    workflow_id = f"mem/{cluster.value}"
+    async with running_worker(env):
+        handle = await start(world, handles, workflow_id, alarm_on(cluster, replyTo=world.sink.url))
+        await history_when(handle, lambda r: outcomes(r) == ["acted"], "the run")
+        first_run = (await handle.describe()).run_id
+        await handle.cancel()  # the alarm lowers; no room: every VM waits
+        # The alarm raises again while they wait, as the Go function signals it.
+        again = alarm_on(cluster, replyTo=world.sink.url)
+        again["event"]["id"] = "raised-again"
+        await signal_with_start(world.temporal, workflow_id, world.queue, again)
+        runs = await history_when(
+            handle,
+            lambda r: outcomes(r)[:2] == ["acted", "interrupted"] and len(r) == 3,
+            "the raise",
+        )
+        assert (await handle.describe()).run_id != first_run  # continued as new
+        assert runs[1]["resumed"] == [] and "room" in runs[1]
+        assert runs[2]["eventID"] == "raised-again"
+        assert set(world.power(victims).values()) == {POWERED_OFF}
+        # The load goes away and the alarm lowers again: the new run still measures room
+        # (carried across continue-as-new) and now finds it for all three.
+        await asyncio.to_thread(world.tags.power_off, fillers)
+        await handle.cancel()
+        result = await handle.result()
+    assert set(world.power(victims).values()) == {POWERED_ON}
+    record = result["history"][-1]
+    assert (record["kind"], record["outcome"]) == ("resume", "resumed")
+    assert record["room"]["targets"] == {"memory": round(target, 4)}
+    assert record["resumed"] == [vm.value for vm in victims]
