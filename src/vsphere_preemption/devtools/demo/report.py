@@ -219,13 +219,7 @@ def event_lines(event: ReceivedEvent | None, states: Mapping[VmRef, VmState]) ->
         lines.append(f"    {name}: {text}")
     data = event.data
     if isinstance(data, Mapping):
-        vms = []
-        for item in data.get("virtualMachines") or []:
-            try:
-                vms.append(_label(vm_ref_from_wire(item), states))
-            except WireError:
-                vms.append(repr(item))
-        lines.append(f"    data.virtualMachines: {', '.join(vms)}")
+        lines.append(f"    data.virtualMachines: {', '.join(_vms(data, states))}")
         plan = data.get("plan")
         if isinstance(plan, Mapping):
             names = [v.get("name") for v in plan.get("victims") or [] if isinstance(v, Mapping)]

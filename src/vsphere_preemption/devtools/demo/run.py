@@ -174,6 +174,18 @@ def _quiet_logs() -> None:
     )
 
 
+@dataclass(frozen=True)
+class _Stage:
+    """What a demo run drives: the servers, the alarm's scene, the prepared inventory."""
+
+    stack: DevStack
+    scene: AlarmScene
+    prepared: PreparedInventory
+    sink: EventSink
+    vsphere: VSphereClient
+    inventory: Inventory
+
+
 class Demo:
     def __init__(self, options: DemoOptions, out: TextIO) -> None:
         self.options = options
@@ -321,20 +333,15 @@ class Demo:
     ) -> tuple[Expectations, Observations]:
         return run_collected(
             lambda runtime: self._drive_async(
-                runtime, stack, scene, prepared, sink, vsphere, inventory
+                runtime, _Stage(stack, scene, prepared, sink, vsphere, inventory)
             )
         )
 
     async def _drive_async(
-        self,
-        runtime: Runtime,
-        stack: DevStack,
-        scene: AlarmScene,
-        prepared: PreparedInventory,
-        sink: EventSink,
-        vsphere: VSphereClient,
-        inventory: Inventory,
+        self, runtime: Runtime, stage: _Stage
     ) -> tuple[Expectations, Observations]:
+        stack, scene, prepared = stage.stack, stage.scene, stage.prepared
+        sink, vsphere, inventory = stage.sink, stage.vsphere, stage.inventory
         o = self.options
         client = await PreemptionClient.connect(
             stack.address, namespace=stack.namespace, task_queue=o.task_queue, runtime=runtime
