@@ -31,6 +31,7 @@ from vsphere_preemption.domain.cloudevent_rules import (
 from vsphere_preemption.domain.events import GO_JSON_MEDIA_TYPES, alarm_entity, media_type
 from vsphere_preemption.domain.gojson import field as go_field
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
+from vsphere_preemption.domain.shapes import MoRefWire, moref_from_wire, moref_to_wire
 from vsphere_preemption.domain.text import json_kind
 from vsphere_preemption.rawjson import RawJSON, members
 
@@ -226,24 +227,21 @@ def _str(obj: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def vm_ref_to_wire(ref: VmRef) -> dict[str, str]:
-    # govmomi's ManagedObjectReference as the Go worker marshals it.
-    return {"Type": ref.type, "Value": ref.value}
+# The one MoRef converter is the domain's (domain/shapes.py); the wire's readers catch WireError.
+vm_ref_to_wire = moref_to_wire
 
 
 def vm_ref_from_wire(obj: Any) -> VmRef:
-    """Read `{"Type","Value"}` (older govmomi) and `{"type","value"}` (newer) alike."""
-    if not isinstance(obj, Mapping):
-        raise WireError("a VM reference must be an object with Type and Value")
-    value = _str(obj, "Value")
-    if not value:
-        raise WireError("a VM reference needs a Value")
-    return VmRef(value=value, type=_str(obj, "Type") or "VirtualMachine")
+    """`moref_from_wire`, with a WireError for anything that is no reference."""
+    try:
+        return moref_from_wire(obj)
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
 
 
-def vm_refs_to_wire(refs: Sequence[VmRef] | None) -> list[dict[str, str]] | None:
+def vm_refs_to_wire(refs: Sequence[VmRef] | None) -> list[MoRefWire] | None:
     # Go marshals a nil slice as null; an empty run answers [] only if it ran.
-    return None if refs is None else [vm_ref_to_wire(r) for r in refs]
+    return None if refs is None else [moref_to_wire(r) for r in refs]
 
 
 def _criticality(obj: Mapping[str, Any], *, required: bool) -> Criticality | None:
@@ -374,7 +372,7 @@ class WorkflowRequest:
             "replyTo": self.reply_to,
         }
         if self.entity is not None:
-            wire["entity"] = vm_ref_to_wire(self.entity)
+            wire["entity"] = moref_to_wire(self.entity)
         if self.dry_run:
             wire["dryRun"] = True
         if self.policy is not None:
@@ -618,7 +616,7 @@ def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> dict[s
     go_fields = replace(annotation, extra={}).to_wire()
     return {
         **go_fields,
-        "virtualMachines": [vm_ref_to_wire(r) for r in vms],
+        "virtualMachines": [moref_to_wire(r) for r in vms],
         **annotation.extra,
     }
 

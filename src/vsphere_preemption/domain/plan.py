@@ -53,6 +53,7 @@ from vsphere_preemption.domain.selection import (
     why_not_running,
 )
 from vsphere_preemption.domain.selection import VmState as _VmState
+from vsphere_preemption.domain.shapes import moref_from_wire, moref_to_wire
 
 
 class LeaveReason(StrEnum):
@@ -156,7 +157,7 @@ class Plan:
             "criticality": self.criticality.value,
             "victims": [
                 {
-                    "ref": _ref_to_wire(v.ref),
+                    "ref": moref_to_wire(v.ref),
                     "name": v.name,
                     "priority": v.priority,
                     "reason": v.reason,
@@ -167,7 +168,7 @@ class Plan:
             ],
             "leftOut": [
                 {
-                    "ref": _ref_to_wire(o.ref),
+                    "ref": moref_to_wire(o.ref),
                     "name": o.name,
                     "reason": o.reason.value,
                     "detail": o.detail,
@@ -535,14 +536,6 @@ class _Groups:
 # -- Wire -----------------------------------------------------------------------------------
 
 
-def _ref_to_wire(ref: MoRef) -> dict[str, str]:
-    return {"Type": ref.type, "Value": ref.value}
-
-
-def _ref_from_wire(obj: Mapping[str, Any]) -> MoRef:
-    return VmRef(value=str(obj["Value"]), type=str(obj["Type"]))
-
-
 def _resource_target_to_wire(t: ResourceTarget | None) -> dict[str, Any] | None:
     if t is None:
         return None
@@ -588,7 +581,7 @@ def _plan_from_wire(obj: Mapping[str, Any]) -> Plan:
     return Plan(
         victims=tuple(
             Victim(
-                ref=_ref_from_wire(v["ref"]),
+                ref=moref_from_wire(v["ref"]),
                 name=v["name"],
                 priority=int(v["priority"]),
                 reason=v["reason"],
@@ -598,7 +591,7 @@ def _plan_from_wire(obj: Mapping[str, Any]) -> Plan:
             for v in obj["victims"]
         ),
         left_out=tuple(
-            LeftOut(_ref_from_wire(o["ref"]), o["name"], LeaveReason(o["reason"]), o["detail"])
+            LeftOut(moref_from_wire(o["ref"]), o["name"], LeaveReason(o["reason"]), o["detail"])
             for o in obj["leftOut"]
         ),
         target=None
