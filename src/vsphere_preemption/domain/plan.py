@@ -31,7 +31,7 @@ here (it decides soft or hard power-off, which is the worker's) and is recorded 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,7 +53,14 @@ from vsphere_preemption.domain.selection import (
     why_not_running,
 )
 from vsphere_preemption.domain.selection import VmState as _VmState
-from vsphere_preemption.domain.shapes import moref_from_wire, moref_to_wire
+from vsphere_preemption.domain.shapes import (
+    PlanWire,
+    ResourceTargetWire,
+    TargetWire,
+    moref_from_wire,
+    moref_to_wire,
+    parsed,
+)
 
 
 class LeaveReason(StrEnum):
@@ -151,7 +158,7 @@ class Plan:
     def refs(self) -> list[VmRef]:
         return [v.ref for v in self.victims]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> PlanWire:
         """JSON-able, camelCase; refs as the Go worker marshals them (`{"Type","Value"}`)."""
         return {
             "criticality": self.criticality.value,
@@ -191,12 +198,13 @@ class Plan:
         }
 
     @classmethod
-    def from_wire(cls, obj: Any) -> Plan:
-        """Read what `to_wire` wrote; ValueError for anything else."""
-        try:
-            return _plan_from_wire(obj)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"not a plan: {exc!r}") from None
+    def from_wire(cls, obj: object) -> Plan:
+        """Read what `to_wire` wrote; ValueError for anything else (a reader may hand in JSON
+        it has not checked: its shape is checked first)."""
+        wire = parsed(obj, PlanWire)
+        if wire is None:
+            raise ValueError(f"not a plan: {obj!r:.200}")
+        return _plan_from_wire(wire)
 
 
 # -- The choice -----------------------------------------------------------------------------
@@ -536,7 +544,7 @@ class _Groups:
 # -- Wire -----------------------------------------------------------------------------------
 
 
-def _resource_target_to_wire(t: ResourceTarget | None) -> dict[str, Any] | None:
+def _resource_target_to_wire(t: ResourceTarget | None) -> ResourceTargetWire | None:
     if t is None:
         return None
     return {
@@ -548,7 +556,7 @@ def _resource_target_to_wire(t: ResourceTarget | None) -> dict[str, Any] | None:
     }
 
 
-def _target_to_wire(t: TargetOutcome) -> dict[str, Any]:
+def _target_to_wire(t: TargetOutcome) -> TargetWire:
     return {
         "reached": t.reached,
         "note": t.note,
@@ -557,7 +565,9 @@ def _target_to_wire(t: TargetOutcome) -> dict[str, Any]:
     }
 
 
-def _resource_target_from_wire(resource: Resource, obj: Any) -> ResourceTarget | None:
+def _resource_target_from_wire(
+    resource: Resource, obj: ResourceTargetWire | None
+) -> ResourceTarget | None:
     if obj is None:
         return None
     return ResourceTarget(
@@ -570,13 +580,13 @@ def _resource_target_from_wire(resource: Resource, obj: Any) -> ResourceTarget |
     )
 
 
-def _max_unavailable_from_wire(value: Any) -> MaxUnavailable:
+def _max_unavailable_from_wire(value: int | str) -> MaxUnavailable:
     if isinstance(value, str):
         return MaxUnavailable(int(value.removesuffix("%")), percent=True)
     return MaxUnavailable(int(value))
 
 
-def _plan_from_wire(obj: Mapping[str, Any]) -> Plan:
+def _plan_from_wire(obj: PlanWire) -> Plan:
     target = obj["target"]
     return Plan(
         victims=tuple(
