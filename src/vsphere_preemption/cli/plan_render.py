@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from vsphere_preemption.domain.model import MoRef
 from vsphere_preemption.domain.plan import Plan, ResourceTarget
 from vsphere_preemption.domain.policy import Policy
-from vsphere_preemption.domain.shapes import moref_to_wire
+from vsphere_preemption.domain.shapes import PlanReportWire, moref_to_wire
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ def render_plan(report: PlanReport) -> str:
     return "\n".join(lines)
 
 
-def plan_json(report: PlanReport) -> dict[str, Any]:
+def plan_json(report: PlanReport) -> PlanReportWire:
     """`plan --json`: what the plan was made for, then the plan as the workflow reports it."""
     return {
         "alarm": report.alarm,
