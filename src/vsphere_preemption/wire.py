@@ -31,6 +31,17 @@ from vsphere_preemption.domain.cloudevent_rules import (
 from vsphere_preemption.domain.events import GO_JSON_MEDIA_TYPES, alarm_entity, media_type
 from vsphere_preemption.domain.gojson import field as go_field
 from vsphere_preemption.domain.model import Criticality, MoRef, VmRef
+from vsphere_preemption.domain.shapes import (
+    AnnotationExtras,
+    AnnotationWire,
+    MoRefWire,
+    PreemptedEventData,
+    ResponseExtras,
+    ResponseWire,
+    known_fields,
+    moref_from_wire,
+    moref_to_wire,
+)
 from vsphere_preemption.domain.text import json_kind
 from vsphere_preemption.rawjson import RawJSON, members
 
@@ -226,24 +237,21 @@ def _str(obj: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def vm_ref_to_wire(ref: VmRef) -> dict[str, str]:
-    # govmomi's ManagedObjectReference as the Go worker marshals it.
-    return {"Type": ref.type, "Value": ref.value}
+# The one MoRef converter is the domain's (domain/shapes.py); the wire's readers catch WireError.
+vm_ref_to_wire = moref_to_wire
 
 
 def vm_ref_from_wire(obj: Any) -> VmRef:
-    """Read `{"Type","Value"}` (older govmomi) and `{"type","value"}` (newer) alike."""
-    if not isinstance(obj, Mapping):
-        raise WireError("a VM reference must be an object with Type and Value")
-    value = _str(obj, "Value")
-    if not value:
-        raise WireError("a VM reference needs a Value")
-    return VmRef(value=value, type=_str(obj, "Type") or "VirtualMachine")
+    """`moref_from_wire`, with a WireError for anything that is no reference."""
+    try:
+        return moref_from_wire(obj)
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
 
 
-def vm_refs_to_wire(refs: Sequence[VmRef] | None) -> list[dict[str, str]] | None:
+def vm_refs_to_wire(refs: Sequence[VmRef] | None) -> list[MoRefWire] | None:
     # Go marshals a nil slice as null; an empty run answers [] only if it ran.
-    return None if refs is None else [vm_ref_to_wire(r) for r in refs]
+    return None if refs is None else [moref_to_wire(r) for r in refs]
 
 
 def _criticality(obj: Mapping[str, Any], *, required: bool) -> Criticality | None:
@@ -374,7 +382,7 @@ class WorkflowRequest:
             "replyTo": self.reply_to,
         }
         if self.entity is not None:
-            wire["entity"] = vm_ref_to_wire(self.entity)
+            wire["entity"] = moref_to_wire(self.entity)
         if self.dry_run:
             wire["dryRun"] = True
         if self.policy is not None:
@@ -502,9 +510,9 @@ class WorkflowResponse:
     reply_to: str = ""
     # Ours, after Go's fields and only when set: the run's alarmed entity (None: the whole
     # vCenter), its plan (domain.plan.Plan.to_wire()) and what it achieved (usage re-read).
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: ResponseExtras = field(default_factory=lambda: ResponseExtras())
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ResponseWire:
         return {
             "workflowID": self.workflow_id,
             "workflowRunID": self.run_id,
@@ -538,12 +546,23 @@ class WorkflowResponse:
             criticality=_criticality(obj, required=False),
             event=_event(obj, required=False),
             reply_to=_str(obj, "replyTo"),
-            extra={k: v for k, v in obj.items() if k in RESPONSE_EXTRAS},
+            extra=response_extras(obj),
         )
 
 
 # Fields our worker adds to the query answer and the emitted event; Go readers ignore them.
 RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved", "lastRun", "ended")
+
+
+def response_extras(obj: Mapping[str, Any]) -> ResponseExtras:
+    """Our fields of a received answer, each only if it has its shape (domain/shapes.py): an
+    answer from a worker of another version reads as far as it goes, and its readers take it
+    typed from here on."""
+    extras = known_fields({k: v for k, v in obj.items() if k in RESPONSE_EXTRAS}, ResponseExtras)
+    entity = extras.get("entity")
+    if entity is not None and not entity["Value"]:
+        del extras["entity"]  # no reference after all
+    return extras
 
 
 @dataclass(frozen=True)
@@ -559,9 +578,9 @@ class Annotation:
     preempted: bool = True
     # Ours, after Go's fields (Go readers ignore them): `action` (shutdown, poweroff,
     # suspend), and `resumed`/`resumedAt` once a resume powered the VM on again.
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: AnnotationExtras = field(default_factory=lambda: AnnotationExtras())
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> AnnotationWire:
         return {
             "preempted": self.preempted,
             "tag": self.tag,
@@ -590,7 +609,9 @@ class Annotation:
             workflow_id=_str(obj, "workflowID"),
             workflow_started=parse_time(started) if started else GO_ZERO_TIME,
             event=_event(obj, required=False),
-            extra={k: v for k, v in obj.items() if k in ANNOTATION_EXTRAS},
+            extra=known_fields(
+                {k: v for k, v in obj.items() if k in ANNOTATION_EXTRAS}, AnnotationExtras
+            ),
         )
 
 
@@ -613,12 +634,12 @@ def append_fields(object_text: str, fields: Mapping[str, Any]) -> str:
     return f"{body}{',' if not body.endswith('{') else ''}{added}}}"
 
 
-def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> dict[str, Any]:
+def preempted_event_data(annotation: Annotation, vms: Sequence[VmRef]) -> PreemptedEventData:
     """`data` of the emitted VmPreemptedEvent: the annotation's Go fields, the VMs, then ours."""
-    go_fields = replace(annotation, extra={}).to_wire()
+    go_fields = replace(annotation, extra=AnnotationExtras()).to_wire()
     return {
         **go_fields,
-        "virtualMachines": [vm_ref_to_wire(r) for r in vms],
+        "virtualMachines": [moref_to_wire(r) for r in vms],
         **annotation.extra,
     }
 

@@ -38,7 +38,7 @@ class StandInPreemptVMs:
         # Like the real one: a cancel completes the workflow with its last state.
         with contextlib.suppress(asyncio.CancelledError):
             await workflow.wait_condition(lambda: False)
-        return self._state.to_wire()
+        return dict(self._state.to_wire())
 
     @workflow.signal(name=SIGNAL_NAME)
     def preempt(self, payload: dict[str, Any]) -> None:

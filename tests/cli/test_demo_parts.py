@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -81,6 +81,7 @@ from vsphere_preemption.domain.model import (
 from vsphere_preemption.domain.plan import Basis, LeaveReason, LeftOut, Plan, Victim, plan
 from vsphere_preemption.domain.policy import ResumePolicy, policy_from_mapping
 from vsphere_preemption.domain.selection import VmState
+from vsphere_preemption.domain.shapes import PlanWire, ResponseExtras
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
     RESUMED_EVENT_TYPE,
@@ -328,7 +329,7 @@ def the_plan(
     victims: list[VmRef] = SELECTED,
     priorities: tuple[int, ...] = (1, 5),
     left_out: dict[VmRef, LeaveReason] = LEFT_OUT,
-) -> dict[str, Any]:
+) -> PlanWire:
     return Plan(
         victims=tuple(
             Victim(r, NAMES[r], p, f"priority {p}", Resources(), Basis.NONE)
@@ -342,8 +343,10 @@ def the_plan(
     ).to_wire()
 
 
-def extras(**changes: Any) -> dict[str, Any]:
-    return {"entity": vm_ref_to_wire(CLUSTER), "scope": "entity", "plan": the_plan(), **changes}
+def extras(**changes: Any) -> ResponseExtras:
+    # Hand-made, as a worker might answer: the demo reads them as they are.
+    extra = {"entity": vm_ref_to_wire(CLUSTER), "scope": "entity", "plan": the_plan(), **changes}
+    return cast("ResponseExtras", extra)
 
 
 def annotation(**changes: Any) -> Annotation:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from vsphere_preemption.cli.history_render import (
     HistoryRow,
@@ -15,9 +14,10 @@ from vsphere_preemption.cli.history_render import (
     render_workflow_heading,
     vms_cell,
 )
+from vsphere_preemption.domain.shapes import RunRecord
 from vsphere_preemption.wire import go_json
 
-ACTED: dict[str, Any] = {
+ACTED: RunRecord = {
     "run": 1,
     "kind": "preempt",
     "startedAt": "2024-05-01T10:00:00Z",
@@ -35,7 +35,7 @@ ACTED: dict[str, Any] = {
     "outcome": "acted",
     "endedAt": "2024-05-01T10:00:04.5Z",
 }
-SKIPPED: dict[str, Any] = {
+SKIPPED: RunRecord = {
     "run": 2,
     "kind": "preempt",
     "startedAt": "2024-05-01T10:00:30Z",
@@ -47,7 +47,7 @@ SKIPPED: dict[str, Any] = {
     "reason": "within the cooldown",
     "endedAt": "2024-05-01T10:00:30Z",
 }
-RESUMED: dict[str, Any] = {
+RESUMED: RunRecord = {
     "run": 3,
     "kind": "resume",
     "startedAt": "2024-05-01T11:00:00Z",
@@ -57,7 +57,7 @@ RESUMED: dict[str, Any] = {
     "outcome": "resumed",
     "endedAt": "2024-05-01T11:00:01Z",
 }
-DRY: dict[str, Any] = {
+DRY: RunRecord = {
     "run": 1,
     "kind": "preempt",
     "startedAt": "2024-05-01T10:00:10Z",
@@ -75,14 +75,21 @@ def test_vms_say_what_each_kind_of_run_did() -> None:
     assert vms_cell(DRY) == "2 planned"
     assert vms_cell(SKIPPED) == "-"  # skipped before any plan
     assert vms_cell({"kind": "preempt", "victims": [], "outcome": "nothing to do"}) == "0 planned"
-    no_vm_stopped = {"kind": "preempt", "stopped": [], "failed": [{"vm": "vm-1", "reason": "x"}]}
+    no_vm_stopped: RunRecord = {
+        "kind": "preempt",
+        "stopped": [],
+        "failed": [{"vm": "vm-1", "reason": "x"}],
+    }
     assert vms_cell(no_vm_stopped) == "0 stopped, 1 failed"
 
 
 def test_the_reason_names_each_failed_vm() -> None:
     assert reason_cell(ACTED) == "vm-3: InvalidPowerState"
     assert reason_cell(SKIPPED) == "within the cooldown"
-    failed = {"reason": "no VM was stopped", "failed": [{"vm": "vm-1", "reason": "NoPermission"}]}
+    failed: RunRecord = {
+        "reason": "no VM was stopped",
+        "failed": [{"vm": "vm-1", "reason": "NoPermission"}],
+    }
     assert reason_cell(failed) == "no VM was stopped; vm-1: NoPermission"
     assert reason_cell(RESUMED) == "-"
 
@@ -131,9 +138,13 @@ def test_no_runs_says_so() -> None:
 
 
 def test_a_record_in_an_unknown_shape_reads_as_dashes_not_an_error() -> None:
+    # Each field in a shape other than its own reads as absent (HistoryRow.run).
     odd = {"run": "one", "kind": 7, "startedAt": "yesterday", "stopped": "vm-1", "failed": [3]}
     [line] = render_history([HistoryRow("w", "r", odd)], workflow_column=False).splitlines()[1:2]
-    assert line.split() == ["?", "?", "-", "-", "-", "0", "stopped,", "1", "failed", "-", "-"]
+    assert line.split() == ["?", "?", "-", "-", "-", "-", "-", "-"]
+    half = {**odd, "stopped": ["vm-1"], "failed": [{"vm": "vm-2", "reason": "x"}, 3]}
+    [line] = render_history([HistoryRow("w", "r", half)], workflow_column=False).splitlines()[1:2]
+    assert line.split() == ["?", "?", "-", "-", "-", "1", "stopped", "-", "-"]
 
 
 def test_json_is_each_record_as_written_after_its_ids_in_time_order() -> None:

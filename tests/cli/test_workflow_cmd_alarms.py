@@ -22,7 +22,8 @@ from temporalio.worker import Worker
 from tests.cli.stand_in import StandInPreemptVMs
 from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
 from tests.temporal.helpers import eventually, signal_payload, signal_with_start
-from vsphere_preemption.domain.model import VmRef
+from vsphere_preemption.domain.model import Resources, VmRef
+from vsphere_preemption.domain.plan import Basis, Plan, Victim
 from vsphere_preemption.wire import (
     CLI_WORKFLOW_ID,
     WORKFLOW_TYPE,
@@ -33,7 +34,8 @@ from vsphere_preemption.wire import (
 
 @workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
 class StandInWithExtras(StandInPreemptVMs):
-    """Every signal 'preempts' VMS and reports the request's entity and a plan of them."""
+    """Every signal 'preempts' VMS and reports the request's entity and a plan of them (in the
+    plan's own shape: the CLI reads only what has it)."""
 
     VMS = (VmRef("vm-58"), VmRef("vm-61"))
 
@@ -44,12 +46,15 @@ class StandInWithExtras(StandInPreemptVMs):
 
     def changes(self, request: WorkflowRequest) -> dict[str, Any]:
         entity = request.alarmed_entity()
-        victims = [{"ref": vm_ref_to_wire(vm), "name": vm.value} for vm in self.VMS]
+        victims = tuple(
+            Victim(vm, vm.value, 0, "stand-in", Resources(), Basis.NONE) for vm in self.VMS
+        )
+        chosen = Plan(victims, (), None, (), (), request.criticality)
         return {
             "extra": {
                 "entity": None if entity is None else vm_ref_to_wire(entity),
                 "dryRun": request.dry_run,
-                "plan": {"victims": victims},
+                "plan": chosen.to_wire(),
             }
         }
 

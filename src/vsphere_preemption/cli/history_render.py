@@ -1,10 +1,11 @@
 """How `preemptctl history` shows the runs a preemption workflow remembers.
 
 Pure: rows of (workflow ID, Temporal run ID, the run's record as the workflow wrote it) in,
-text or JSON-ready values out. A record is a JSON object (`run`, `kind`, `startedAt`,
-`endedAt`, `criticality`, `action`, `victims`, `stopped`, `failed`, `forced`, `resumed`,
-`skipped`, `outcome`, `reason`, ...); a field a record lacks, or holds in another shape (an
-older or newer worker wrote it), reads as "-", never as an error.
+text or JSON-ready values out. A record is a `RunRecord` (domain/shapes.py: `run`, `kind`,
+`startedAt`, `endedAt`, `criticality`, `action`, `victims`, `stopped`, `failed`, `forced`,
+`resumed`, `skipped`, `outcome`, `reason`, ...), read once as it arrives (`HistoryRow.run`): a
+field a record lacks, or holds in another shape (an older or newer worker wrote it), reads as
+"-", never as an error.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from vsphere_preemption.cli.workflow_render import format_when
+from vsphere_preemption.domain.shapes import RunRecord, known_fields
 from vsphere_preemption.wire import WireError, parse_time
 
 
@@ -24,15 +27,20 @@ class HistoryRow:
 
     workflow_id: str
     run_id: str  # Temporal's run ID of the workflow that remembers it
-    record: Mapping[str, Any]
+    record: Mapping[str, Any]  # as received: `--json` prints it as the workflow wrote it
+
+    @cached_property
+    def run(self) -> RunRecord:
+        """The record's fields that have their shape: what the table reads."""
+        return known_fields(self.record, RunRecord)
 
     @property
     def started(self) -> datetime | None:
-        return _time(self.record.get("startedAt"))
+        return _time(self.run.get("startedAt"))
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+def _time(value: str | None) -> datetime | None:
+    if value is None:
         return None
     try:
         return parse_time(value)
@@ -47,53 +55,40 @@ def in_time_order(rows: Sequence[HistoryRow]) -> list[HistoryRow]:
 
     def key(row: HistoryRow) -> tuple[datetime, str, int]:
         started = row.started
-        number = row.record.get("run")
-        return (
-            started if started is not None else floor,
-            row.workflow_id,
-            number if isinstance(number, int) else 0,
-        )
+        return (started if started is not None else floor, row.workflow_id, row.run.get("run", 0))
 
     return sorted(rows, key=key)
 
 
-def _count(record: Mapping[str, Any], name: str) -> int:
-    value = record.get(name)
-    return len(value) if isinstance(value, list) else 0
+def _text(value: str | None) -> str:
+    return value.strip() if value is not None and value.strip() else "-"
 
 
-def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) and value.strip() else "-"
+def _counted(counts: Sequence[tuple[int, str]]) -> str:
+    """`2 stopped, 1 forced`: the first always, the others when not none."""
+    first, *rest = counts
+    return ", ".join(f"{n} {what}" for n, what in (first, *(c for c in rest if c[0])))
 
 
-def vms_cell(record: Mapping[str, Any]) -> str:
+def vms_cell(record: RunRecord) -> str:
     """What the run did to VMs: `2 stopped, 1 forced, 1 failed`, `3 planned`, `2 resumed`."""
-    parts: list[str] = []
+    failed = len(record.get("failed", []))
     if record.get("kind") == "resume":
-        parts.append(f"{_count(record, 'resumed')} resumed")
-        for name in ("skipped", "failed"):
-            if _count(record, name):
-                parts.append(f"{_count(record, name)} {name}")
-        return ", ".join(parts)
-    if "stopped" in record or _count(record, "failed"):
-        parts.append(f"{_count(record, 'stopped')} stopped")
-        for name in ("forced", "failed"):
-            if _count(record, name):
-                parts.append(f"{_count(record, name)} {name}")
-        return ", ".join(parts)
-    if isinstance(record.get("victims"), list):
-        return f"{_count(record, 'victims')} planned"
+        resumed, skipped = len(record.get("resumed", [])), len(record.get("skipped", []))
+        return _counted([(resumed, "resumed"), (skipped, "skipped"), (failed, "failed")])
+    if "stopped" in record or failed:
+        stopped, forced = len(record.get("stopped", [])), len(record.get("forced", []))
+        return _counted([(stopped, "stopped"), (forced, "forced"), (failed, "failed")])
+    if "victims" in record:
+        return f"{len(record['victims'])} planned"
     return "-"
 
 
-def reason_cell(record: Mapping[str, Any]) -> str:
+def reason_cell(record: RunRecord) -> str:
     """Why the run ended as it did; failed VMs each with their reason."""
-    parts = [] if _text(record.get("reason")) == "-" else [str(record["reason"]).strip()]
-    failed = record.get("failed")
-    if isinstance(failed, list):
-        for issue in failed:
-            if isinstance(issue, Mapping):
-                parts.append(f"{_text(issue.get('vm'))}: {_text(issue.get('reason'))}")
+    reason = _text(record.get("reason"))
+    parts = [] if reason == "-" else [reason]
+    parts += [f"{_text(i['vm'])}: {_text(i['reason'])}" for i in record.get("failed", [])]
     return "; ".join(parts) or "-"
 
 
@@ -102,19 +97,18 @@ def _when(row: HistoryRow) -> str:
     return started.strftime("%Y-%m-%d %H:%M:%S") if started is not None else "?"
 
 
-def _run(record: Mapping[str, Any]) -> str:
-    number = record.get("run")
-    return str(number) if isinstance(number, int) else "?"
+def _run(record: RunRecord) -> str:
+    return str(record["run"]) if "run" in record else "?"
 
 
-def _kind(record: Mapping[str, Any]) -> str:
+def _kind(record: RunRecord) -> str:
     kind = _text(record.get("kind"))
-    return f"{kind} (dry run)" if kind == "preempt" and record.get("dryRun") is True else kind
+    return f"{kind} (dry run)" if kind == "preempt" and record.get("dryRun", False) else kind
 
 
 def row_cells(row: HistoryRow, *, workflow_column: bool) -> tuple[str, ...]:
     """WHEN, [WORKFLOW,] RUN, KIND, CRITICALITY, ACTION, VMS, OUTCOME, REASON."""
-    record = row.record
+    record = row.run
     cells = [
         _when(row),
         *([row.workflow_id] if workflow_column else []),

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from vsphere_preemption.domain.model import MoRef
 from vsphere_preemption.domain.plan import Plan, ResourceTarget
 from vsphere_preemption.domain.policy import Policy
+from vsphere_preemption.domain.shapes import PlanReportWire, moref_to_wire
 
 
 @dataclass(frozen=True)
@@ -142,20 +142,16 @@ def render_plan(report: PlanReport) -> str:
     return "\n".join(lines)
 
 
-def _ref(ref: MoRef | None) -> dict[str, str] | None:
-    return None if ref is None else {"Type": ref.type, "Value": ref.value}
-
-
-def plan_json(report: PlanReport) -> dict[str, Any]:
+def plan_json(report: PlanReport) -> PlanReportWire:
     """`plan --json`: what the plan was made for, then the plan as the workflow reports it."""
     return {
         "alarm": report.alarm,
-        "entity": _ref(report.entity),
+        "entity": None if report.entity is None else moref_to_wire(report.entity),
         "scope": report.policy.scope.value,
         "scopeVMs": report.scope_vms,
         "tag": report.tag,
         "policy": report.policy.to_wire(),
         "plan": report.plan.to_wire(),
-        "vanished": [_ref(ref) for ref in report.vanished],
+        "vanished": [moref_to_wire(ref) for ref in report.vanished],
         "notes": list(report.notes),
     }

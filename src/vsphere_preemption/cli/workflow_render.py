@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vsphere_preemption.domain.gojson import field as go_field
+from vsphere_preemption.domain.shapes import ResponseExtras, moref_from_wire
 from vsphere_preemption.rawjson import RawJSON
 from vsphere_preemption.temporal.client import ListedWorkflow, State, WorkflowSummary
 from vsphere_preemption.wire import (
@@ -173,10 +174,11 @@ def render_status(summary: WorkflowSummary, response: WorkflowResponse, now: dat
 def _latest_run_line(response: WorkflowResponse) -> str:
     """The newest run when it did not act (failed, skipped, cancelled...): the fields below
     describe the last run that acted, which may be older. Empty when there is nothing to add."""
-    latest = response.extra.get("lastRun")
-    if not isinstance(latest, dict) or latest.get("outcome") in (None, "acted"):
+    latest = response.extra.get("lastRun", {})
+    outcome = latest.get("outcome")
+    if outcome is None or outcome == "acted":
         return ""
-    text = f"#{latest.get('run', '?')} {latest['outcome']}"
+    text = f"#{latest.get('run', '?')} {outcome}"
     if latest.get("endedAt"):
         text += f" at {latest['endedAt']}"
     return text + (f": {latest['reason']}" if latest.get("reason") else "")
@@ -194,27 +196,19 @@ def _criticality_line(response: WorkflowResponse) -> str:
 ListRow = tuple[ListedWorkflow, State | str]
 
 
-def _ref_text(value: Any) -> str | None:
-    if not isinstance(value, Mapping):
-        return None
-    ref_type, ref_value = _text(_get(value, "Type")), _text(_get(value, "Value"))
-    if not ref_value:
-        return None
-    return f"{ref_type}:{ref_value}" if ref_type else ref_value
-
-
 def _entity_cell(listed: ListedWorkflow, state: State | str) -> str:
-    extra = state.response.extra if isinstance(state, State) else {}
+    extra = state.response.extra if isinstance(state, State) else ResponseExtras()
     if "entity" in extra:
         # What the run acted on, as the worker reports it; null: the whole vCenter.
-        return _ref_text(extra["entity"]) or "whole vCenter"
+        entity = extra["entity"]
+        return "whole vCenter" if entity is None else str(moref_from_wire(entity))
     return listed.entity or "-"
 
 
 def _plan_cell(response: WorkflowResponse) -> str:
     plan = response.extra.get("plan")
-    dry = response.extra.get("dryRun") is True
-    if not isinstance(plan, Mapping) or not isinstance(plan.get("victims"), list):
+    dry = response.extra.get("dryRun", False)
+    if plan is None or "victims" not in plan:  # none, or planning failed
         return "dry run" if dry else "-"
     text = f"{len(plan['victims'])} victim(s)"
     return f"{text}, dry run" if dry else text

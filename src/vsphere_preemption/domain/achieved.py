@@ -7,10 +7,9 @@ word: the record says when it was read and makes no claim beyond it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from vsphere_preemption.domain.model import EntityUsage
 from vsphere_preemption.domain.plan import ResourceTarget, TargetOutcome
+from vsphere_preemption.domain.shapes import AchievedWire, ResourceAchievedWire
 
 
 def _percent(value: float | None, capacity: float | None) -> float | None:
@@ -19,7 +18,7 @@ def _percent(value: float | None, capacity: float | None) -> float | None:
     return round(100.0 * value / capacity, 2)
 
 
-def _one(target: ResourceTarget, used_after: float | None) -> dict[str, Any]:
+def _one(target: ResourceTarget, used_after: float | None) -> ResourceAchievedWire:
     capacity = target.capacity
     after_percent = _percent(used_after, capacity)
     return {
@@ -35,17 +34,18 @@ def _one(target: ResourceTarget, used_after: float | None) -> dict[str, Any]:
     }
 
 
-def planned_vs_achieved(target: TargetOutcome | None, after: EntityUsage | None) -> dict[str, Any]:
+def planned_vs_achieved(target: TargetOutcome | None, after: EntityUsage | None) -> AchievedWire:
     """Per targeted resource: target, before, planned after and achieved after (MHz/MB, %)."""
     if target is None:
         return {"note": "the policy sets no capacity target: nothing to compare"}
     if after is None:
         return {"note": "the entity's use could not be read again after the run"}
-    out: dict[str, Any] = {}
+    out: AchievedWire = {}
     if target.cpu is not None:
         out["cpu"] = _one(target.cpu, after.used.cpu_mhz)
     if target.memory is not None:
         out["memory"] = _one(target.memory, after.used.memory_mb)
-    judged = [r["reached"] for r in out.values() if r["reached"] is not None]
+    per = [out.get("cpu"), out.get("memory")]
+    judged = [r["reached"] for r in per if r is not None and r["reached"] is not None]
     out["reached"] = bool(judged) and all(judged)
     return out

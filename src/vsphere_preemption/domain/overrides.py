@@ -60,6 +60,7 @@ from vsphere_preemption.domain.policy import (
     Scope,
     Targets,
 )
+from vsphere_preemption.domain.shapes import RefusalWire
 
 T = TypeVar("T")
 
@@ -74,7 +75,7 @@ class Refusal:
     field: str  # its path, as allowOverrides names it
     reason: str
 
-    def to_wire(self) -> dict[str, str]:
+    def to_wire(self) -> RefusalWire:
         return {"field": self.field, "reason": self.reason}
 
 

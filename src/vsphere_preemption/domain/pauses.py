@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vsphere_preemption.domain.durations import parse_seconds
+from vsphere_preemption.domain.shapes import HoldWire
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_A_DAY = 24 * 60
@@ -212,7 +213,7 @@ class Hold:
     pauses: tuple[Pause, ...] = ()
     windows: tuple[QuietWindow, ...] = ()
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> HoldWire:
         return {
             "until": None if self.until is None else _iso(self.until),
             "reason": self.reason,

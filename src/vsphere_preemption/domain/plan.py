@@ -31,7 +31,7 @@ here (it decides soft or hard power-off, which is the worker's) and is recorded 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,6 +53,14 @@ from vsphere_preemption.domain.selection import (
     why_not_running,
 )
 from vsphere_preemption.domain.selection import VmState as _VmState
+from vsphere_preemption.domain.shapes import (
+    PlanWire,
+    ResourceTargetWire,
+    TargetWire,
+    moref_from_wire,
+    moref_to_wire,
+    parsed,
+)
 
 
 class LeaveReason(StrEnum):
@@ -150,13 +158,13 @@ class Plan:
     def refs(self) -> list[VmRef]:
         return [v.ref for v in self.victims]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> PlanWire:
         """JSON-able, camelCase; refs as the Go worker marshals them (`{"Type","Value"}`)."""
         return {
             "criticality": self.criticality.value,
             "victims": [
                 {
-                    "ref": _ref_to_wire(v.ref),
+                    "ref": moref_to_wire(v.ref),
                     "name": v.name,
                     "priority": v.priority,
                     "reason": v.reason,
@@ -167,7 +175,7 @@ class Plan:
             ],
             "leftOut": [
                 {
-                    "ref": _ref_to_wire(o.ref),
+                    "ref": moref_to_wire(o.ref),
                     "name": o.name,
                     "reason": o.reason.value,
                     "detail": o.detail,
@@ -190,12 +198,13 @@ class Plan:
         }
 
     @classmethod
-    def from_wire(cls, obj: Any) -> Plan:
-        """Read what `to_wire` wrote; ValueError for anything else."""
-        try:
-            return _plan_from_wire(obj)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"not a plan: {exc!r}") from None
+    def from_wire(cls, obj: object) -> Plan:
+        """Read what `to_wire` wrote; ValueError for anything else (a reader may hand in JSON
+        it has not checked: its shape is checked first)."""
+        wire = parsed(obj, PlanWire)
+        if wire is None:
+            raise ValueError(f"not a plan: {obj!r:.200}")
+        return _plan_from_wire(wire)
 
 
 # -- The choice -----------------------------------------------------------------------------
@@ -535,15 +544,7 @@ class _Groups:
 # -- Wire -----------------------------------------------------------------------------------
 
 
-def _ref_to_wire(ref: MoRef) -> dict[str, str]:
-    return {"Type": ref.type, "Value": ref.value}
-
-
-def _ref_from_wire(obj: Mapping[str, Any]) -> MoRef:
-    return VmRef(value=str(obj["Value"]), type=str(obj["Type"]))
-
-
-def _resource_target_to_wire(t: ResourceTarget | None) -> dict[str, Any] | None:
+def _resource_target_to_wire(t: ResourceTarget | None) -> ResourceTargetWire | None:
     if t is None:
         return None
     return {
@@ -555,7 +556,7 @@ def _resource_target_to_wire(t: ResourceTarget | None) -> dict[str, Any] | None:
     }
 
 
-def _target_to_wire(t: TargetOutcome) -> dict[str, Any]:
+def _target_to_wire(t: TargetOutcome) -> TargetWire:
     return {
         "reached": t.reached,
         "note": t.note,
@@ -564,7 +565,9 @@ def _target_to_wire(t: TargetOutcome) -> dict[str, Any]:
     }
 
 
-def _resource_target_from_wire(resource: Resource, obj: Any) -> ResourceTarget | None:
+def _resource_target_from_wire(
+    resource: Resource, obj: ResourceTargetWire | None
+) -> ResourceTarget | None:
     if obj is None:
         return None
     return ResourceTarget(
@@ -577,18 +580,18 @@ def _resource_target_from_wire(resource: Resource, obj: Any) -> ResourceTarget |
     )
 
 
-def _max_unavailable_from_wire(value: Any) -> MaxUnavailable:
+def _max_unavailable_from_wire(value: int | str) -> MaxUnavailable:
     if isinstance(value, str):
         return MaxUnavailable(int(value.removesuffix("%")), percent=True)
     return MaxUnavailable(int(value))
 
 
-def _plan_from_wire(obj: Mapping[str, Any]) -> Plan:
+def _plan_from_wire(obj: PlanWire) -> Plan:
     target = obj["target"]
     return Plan(
         victims=tuple(
             Victim(
-                ref=_ref_from_wire(v["ref"]),
+                ref=moref_from_wire(v["ref"]),
                 name=v["name"],
                 priority=int(v["priority"]),
                 reason=v["reason"],
@@ -598,7 +601,7 @@ def _plan_from_wire(obj: Mapping[str, Any]) -> Plan:
             for v in obj["victims"]
         ),
         left_out=tuple(
-            LeftOut(_ref_from_wire(o["ref"]), o["name"], LeaveReason(o["reason"]), o["detail"])
+            LeftOut(moref_from_wire(o["ref"]), o["name"], LeaveReason(o["reason"]), o["detail"])
             for o in obj["leftOut"]
         ),
         target=None

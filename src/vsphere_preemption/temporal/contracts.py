@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from vsphere_preemption.domain.model import Criticality, EntityUsage, VmMark, VmRef
+from vsphere_preemption.domain.shapes import PlanWire
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 # Results are the domain's own types: Selection, PowerOffOutcome, AnnotateOutcome.
@@ -110,7 +111,10 @@ class PlanInput:
 
 @dataclass(frozen=True)
 class PlanOutput:
-    plan: dict[str, Any]  # domain.plan.Plan.to_wire()
+    # domain.plan.Plan.to_wire(). Temporal's converter reads a TypedDict field key by key
+    # (converter.value_to_type) and makes each `float` key's value a float: the plan's figures
+    # are floats already (the vSphere adapter reads them so), so the JSON stays as written.
+    plan: PlanWire
     usage: EntityUsage | None  # the entity's capacity and use when planned
     scope_vms: int | None = None  # VMs under the entity, tagged or not
     notes: list[str] = field(default_factory=list)  # what vCenter could not tell, and such

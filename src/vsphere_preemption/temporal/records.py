@@ -23,13 +23,19 @@ from vsphere_preemption.domain.policy import (
     UseBasis,
     policy_from_mapping,
 )
+from vsphere_preemption.domain.shapes import (
+    AchievedWire,
+    PlannedExtras,
+    PlanWire,
+    RunRecord,
+    moref_to_wire,
+)
 from vsphere_preemption.wire import (
     WorkflowRequest,
     format_time,
     go_json,
     parse_time,
     vm_ref_from_wire,
-    vm_ref_to_wire,
 )
 
 
@@ -49,15 +55,15 @@ class Planned:
     entity: MoRef | None
     scope: Scope
     dry_run: bool
-    plan: dict[str, Any] | None  # Plan.to_wire(); None when planning failed
+    plan: PlanWire | None  # Plan.to_wire(); None when planning failed
     notes: tuple[str, ...] = ()
     error: str = ""  # why planning failed: said in the state, not only in a log
-    achieved: dict[str, Any] | None = None
+    achieved: AchievedWire | None = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> PlannedExtras:
         """Our extras of the query answer and the event (wire.RESPONSE_EXTRAS)."""
-        extras: dict[str, Any] = {
-            "entity": None if self.entity is None else vm_ref_to_wire(self.entity),
+        extras: PlannedExtras = {
+            "entity": None if self.entity is None else moref_to_wire(self.entity),
             "scope": self.scope.value,
             "dryRun": self.dry_run,
             "plan": None if self.plan is None else {**self.plan, "notes": self._notes()},
@@ -69,11 +75,11 @@ class Planned:
         return extras
 
     def _notes(self) -> list[str]:
-        return [*(self.plan or {}).get("notes", []), *self.notes]
+        return [*(self.plan["notes"] if self.plan is not None else []), *self.notes]
 
     def carry(self) -> dict[str, Any]:
         return {
-            "entity": None if self.entity is None else vm_ref_to_wire(self.entity),
+            "entity": None if self.entity is None else moref_to_wire(self.entity),
             "scope": self.scope.value,
             "dryRun": self.dry_run,
             "plan": self.plan,
@@ -112,7 +118,7 @@ class Stopped:
     def carry(self) -> dict[str, Any]:
         m = self.mark
         carried: dict[str, Any] = {
-            "ref": vm_ref_to_wire(m.ref),
+            "ref": moref_to_wire(m.ref),
             "changeVersion": m.change_version,
             "host": m.host,
             "resourcePool": m.resource_pool,
@@ -157,7 +163,7 @@ class Room:
     def carry(self) -> dict[str, Any]:
         t = self.targets
         return {
-            "entity": vm_ref_to_wire(self.entity),
+            "entity": moref_to_wire(self.entity),
             "cpu": t.cpu,
             "memory": t.memory,
             "basis": t.basis.value,
@@ -211,7 +217,7 @@ class Memory:
 
     last: LastRun | None = None
     planned: Planned | None = None
-    runs: deque[dict[str, Any]] = field(default_factory=deque)  # newest last, bounded
+    runs: deque[RunRecord] = field(default_factory=deque)  # newest last, bounded
     run_number: int = 0
     stopped: dict[str, Stopped] = field(default_factory=dict)  # by moref value
     resume: ResumePolicy | None = None  # the last acting run's, for when the alarm lowers
@@ -221,7 +227,7 @@ class Memory:
     max_concurrency: int = 5  # the worker's PREEMPTION_MAX_CONCURRENCY, for notice and resume
     life: Life = field(default_factory=Life)
 
-    def remember(self, record: dict[str, Any], keep: int) -> None:
+    def remember(self, record: RunRecord, keep: int) -> None:
         self.history_keep = keep
         self.runs.append(record)
         while len(self.runs) > keep:
@@ -235,7 +241,7 @@ class Memory:
             else {
                 # a JSON text inside the JSON: its event data stays as it arrived
                 "request": go_json(last.request.to_wire()).decode(),
-                "vms": [vm_ref_to_wire(v) for v in last.vms],
+                "vms": [moref_to_wire(v) for v in last.vms],
                 "at": format_time(last.at),
             },
             "planned": None if self.planned is None else self.planned.carry(),

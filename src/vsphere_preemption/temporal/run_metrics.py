@@ -7,16 +7,16 @@ The runtime hands everything, the SDK's own metrics included, to the one Prometh
 endpoint (temporal/prometheus.py), which adds `_total` to counters and `_seconds` to
 durations. Without METRICS_ADDRESS the meters are no-ops.
 
-Standard library, temporalio and our wire only: the workflow's sandbox imports it.
+Standard library, temporalio, our wire and domain only: the workflow's sandbox imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from temporalio.common import MetricCounter, MetricHistogramFloat, MetricMeter
 
+from vsphere_preemption.domain.shapes import RunRecord
 from vsphere_preemption.wire import parse_time
 
 PREFIX = "vsphere_preemption_worker"
@@ -66,24 +66,25 @@ def _seconds(meter: MetricMeter, name: str) -> MetricHistogramFloat:
     return meter.create_histogram_float(name, HELP[name], "s")
 
 
-def record_run(meter: MetricMeter, record: dict[str, Any], ended: str) -> None:
-    """A finished run, from its history record (temporal/records.py): its outcome and
-    duration, the VMs it stopped by action and criticality, whether it gave notice."""
-    kind = str(record.get("kind", "preempt"))
-    outcome = str(record.get("outcome", ""))
-    criticality = str(record.get("criticality", ""))
+def record_run(meter: MetricMeter, record: RunRecord, ended: str) -> None:
+    """A finished run, from its history record (domain/shapes.py, as the workflow wrote it):
+    its outcome and duration, the VMs it stopped by action and criticality, whether it gave
+    notice."""
+    kind = record.get("kind", "preempt")
+    outcome = record.get("outcome", "")
+    criticality = record.get("criticality", "")
     attrs = {"kind": kind, "outcome": outcome}
     _counter(meter, RUNS).add(1, attrs)
-    seconds = (parse_time(ended) - parse_time(str(record["startedAt"]))).total_seconds()
+    seconds = (parse_time(ended) - parse_time(record["startedAt"])).total_seconds()
     _seconds(meter, RUN_DURATION).record(max(seconds, 0.0), attrs)
-    stopped = record.get("stopped") or []
+    stopped = record.get("stopped", [])
     if stopped:
         _counter(meter, VMS_PREEMPTED).add(
-            len(stopped), {"action": str(record.get("action", "")), "criticality": criticality}
+            len(stopped), {"action": record.get("action", ""), "criticality": criticality}
         )
     if "notice" in record:
         _counter(meter, NOTICES).add(1, {"criticality": criticality, "outcome": outcome})
-    left_off = record.get("stayOff") or []  # a resume that found no room for them in time
+    left_off = record.get("stayOff", [])  # a resume that found no room for them in time
     if left_off:
         _counter(meter, VMS_RESUMED).add(len(left_off), {"result": "left off"})
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
@@ -59,6 +59,35 @@ with workflow.unsafe.imports_passed_through():
     from vsphere_preemption.domain.plan import Plan
     from vsphere_preemption.domain.policy import Policy, ResumePolicy, Scope, UseBasis
     from vsphere_preemption.domain.resume_room import fit
+    from vsphere_preemption.domain.shapes import (
+        AchievedWire,
+        AnnotationExtras,
+        CancelledEventData,
+        EndedWire,
+        EventAbout,
+        EventData,
+        ExpiredEventData,
+        HeldEventData,
+        HoldEntry,
+        LatestRunWire,
+        NoticeData,
+        NoticeEntry,
+        PlannedEventData,
+        PlannedExtras,
+        PreemptedRoundEventData,
+        ReleasedEventData,
+        ResponseExtras,
+        ResponseWire,
+        ResultWire,
+        ResumedEventData,
+        RoundEntry,
+        RoundExtras,
+        RunRecord,
+        ScheduledEventData,
+        StayOffEntry,
+        VmIssueWire,
+        moref_to_wire,
+    )
     from vsphere_preemption.domain.workflow_ids import parse_workflow_id
 
     # The activities' class, for typed references (mypy checks what goes in and out); the
@@ -111,7 +140,6 @@ with workflow.unsafe.imports_passed_through():
         pauses_workflow_id,
         preempted_event_data,
         preempted_event_id,
-        vm_ref_to_wire,
     )
 
 # The Go worker's activity options (docs/wire.md), but for the heartbeat and retry below.
@@ -211,6 +239,8 @@ RESUMED = "resumed"
 RESUMED_IN_PART = "resumed in part"  # maxWait passed with VMs still waiting for room
 INTERRUPTED = "interrupted"
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -224,6 +254,33 @@ class RunPlan:
     dry_run: bool
 
 
+@dataclass(frozen=True)
+class _RunFields:
+    """A run's fields that _notice and _power_off write, as they stood before a later round
+    (the same objects: what the round wrote is what is not)."""
+
+    notice: NoticeEntry | None
+    action: str | None
+    stopped: list[str] | None
+    failed: list[VmIssueWire] | None
+    forced: list[str] | None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> _RunFields:
+        return cls(
+            record.get("notice"),
+            record.get("action"),
+            record.get("stopped"),
+            record.get("failed"),
+            record.get("forced"),
+        )
+
+
+def _joined(was: list[T] | None, now: list[T] | None) -> list[T]:
+    """A run's list after a later round: what it had, then what the round wrote, if it did."""
+    return list(was or []) + (list(now or []) if now is not was else [])
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class PreemptVMsWorkflow:
     def __init__(self) -> None:
@@ -233,13 +290,13 @@ class PreemptVMsWorkflow:
         self._care = False  # this workflow acts with care (memoized patch)
         self._safe_overrides = False  # memoized patch, as _care
         self._life: bool | None = None  # memoized alarm-lifetime patch (None: not asked yet)
-        self._ended: dict[str, Any] | None = None  # how it ended by itself, for the state
+        self._ended: EndedWire | None = None  # how it ended by itself, for the state
         # The cooldown of the last policy read (none yet in this run of the workflow).
         self._cooldown: timedelta | None = None
         self._storm: bool | None = None  # this workflow is storm-proof (memoized patch)
         self._relieve = False  # this workflow may preempt until relieved (memoized patch)
         self._pausable = False  # this run reads pauses (pause-switch patch)
-        self._held: dict[str, Any] | None = None  # the hold in progress, for the state
+        self._held: HoldEntry | None = None  # the hold in progress, for the state
         self._pauses_changed = False  # the registry said the pauses changed
 
     @workflow.run
@@ -329,7 +386,12 @@ class PreemptVMsWorkflow:
     def _response(self) -> WorkflowResponse:
         info = workflow.info()
         last = self._mem.last
-        extra = self._planned_extras() | self._latest_run() | self._ended_extras() | self._paused()
+        extra: ResponseExtras = {
+            **self._planned_wire(),
+            **self._latest_run(),
+            **self._ended_extras(),
+            **self._paused(),
+        }
         if last is None:
             # Go's zero values: what the Go worker answers before its first run.
             return WorkflowResponse(
@@ -351,11 +413,11 @@ class PreemptVMsWorkflow:
             extra=extra,
         )
 
-    def _result(self) -> dict[str, Any]:
+    def _result(self) -> ResponseWire | ResultWire:
         result = self._response().to_wire()
-        if self._care:
-            result["history"] = list(self._mem.runs)
-        return result
+        if not self._care:
+            return result
+        return {**result, "history": list(self._mem.runs)}
 
     # -- one run ------------------------------------------------------------------------
 
@@ -413,7 +475,7 @@ class PreemptVMsWorkflow:
         return True
 
     async def _preempt_by_name(
-        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: RunRecord
     ) -> None:
         """Before select-by-plan: the first `max_vms` tagged VMs in vCenter, by name."""
         try:
@@ -446,7 +508,7 @@ class PreemptVMsWorkflow:
         )
 
     async def _preempt_by_plan(
-        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: RunRecord
     ) -> None:
         """Victims by place, priority and need: all choice is domain.plan's, in PlanPreemption.
 
@@ -465,7 +527,7 @@ class PreemptVMsWorkflow:
             await self._act(run, record)
 
     def _policy_in_effect(
-        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: RunRecord
     ) -> tuple[Policy, tuple[Refusal, ...]] | None:
         """The worker's policy with the request's overrides (only the safe ones, after
         safe-overrides), and the refused ones; None, the run failed, if it is invalid."""
@@ -488,7 +550,7 @@ class PreemptVMsWorkflow:
         refused: tuple[Refusal, ...],
         effective: Policy,
         entity: MoRef | None,
-        record: dict[str, Any],
+        record: RunRecord,
     ) -> list[str]:
         """What the plan's notes say of the request: refused overrides, a missing entity."""
         notes: list[str] = []
@@ -518,7 +580,7 @@ class PreemptVMsWorkflow:
         )
 
     async def _planned_run(
-        self, request: WorkflowRequest, policy: PreemptionPolicy, record: dict[str, Any]
+        self, request: WorkflowRequest, policy: PreemptionPolicy, record: RunRecord
     ) -> RunPlan | None:
         """Plan the run, record and show the plan; None if there is none (the run failed)."""
         found = self._policy_in_effect(request, policy, record)
@@ -527,7 +589,7 @@ class PreemptVMsWorkflow:
         effective, refused = found
         entity = request.alarmed_entity() if effective.scope is Scope.ENTITY else None
         scope = Scope.ENTITY if entity is not None else Scope.VCENTER
-        record["entity"] = None if entity is None else vm_ref_to_wire(entity)
+        record["entity"] = None if entity is None else moref_to_wire(entity)
         notes = self._plan_notes(refused, effective, entity, record)
         dry_run = request.dry_run or effective.dry_run
         try:
@@ -550,18 +612,19 @@ class PreemptVMsWorkflow:
             self._mem.max_concurrency = policy.max_concurrency
         return RunPlan(request, policy, effective, entity, chosen, dry_run)
 
-    def _planned_wire(self) -> dict[str, Any]:
+    def _planned_wire(self) -> PlannedExtras:
         """The latest plan's extras for an event (a run has planned by the time it sends)."""
         return {} if self._mem.planned is None else self._mem.planned.to_wire()
 
-    async def _dry_run(self, run: RunPlan, record: dict[str, Any]) -> None:
+    async def _dry_run(self, run: RunPlan, record: RunRecord) -> None:
         workflow.logger.info(
             "dry run: %d victim(s) planned, none acted on", len(run.chosen.victims)
         )
+        data: PlannedEventData = {**self._about(run.request), **self._planned_wire()}
         await self._send(
             run.request,
             preempted_event_id(workflow.info().workflow_id, run.request.event) + "-plan",
-            {**self._about(run.request), **self._planned_wire()},
+            data,
             event_type=PLANNED_EVENT_TYPE,
         )
         self._finish(record, "dry run")
@@ -574,7 +637,7 @@ class PreemptVMsWorkflow:
         forced = run.request.criticality.forces_power_off
         return (StopAction.POWER_OFF if forced else StopAction.SHUTDOWN), None
 
-    async def _cleared(self, run: RunPlan, record: dict[str, Any]) -> bool:
+    async def _cleared(self, run: RunPlan, record: RunRecord) -> bool:
         """True when the run may act: no pause holds it, and its notice (if any) ran out with
         the alarm still raised. A held run that is released goes on in `_clear_to_act`."""
         request, policy, effective = run.request, run.policy, run.effective
@@ -589,7 +652,7 @@ class PreemptVMsWorkflow:
             return True
         return await self._clear_to_act(request, policy, effective, record, noticed=run.chosen.refs)
 
-    async def _act(self, run: RunPlan, record: dict[str, Any]) -> None:
+    async def _act(self, run: RunPlan, record: RunRecord) -> None:
         """Stop the victims, mark them, remember them for the resume, tell of it; then the
         loop's later rounds, if the policy has a loop."""
         request, effective, chosen = run.request, run.effective, run.chosen
@@ -597,7 +660,7 @@ class PreemptVMsWorkflow:
         outcome = await self._power_off(request, chosen.refs, run.policy, action, grace, record)
         if outcome is None:
             return
-        extra = {"action": action.value} if self._care else {}
+        extra: AnnotationExtras = {"action": action.value} if self._care else {}
         annotation = self._record_run(request, outcome, action, extra=extra)
         written = await self._annotate(outcome, annotation)
         if self._care:
@@ -609,11 +672,7 @@ class PreemptVMsWorkflow:
         await self._send(
             request,
             preempted_event_id(workflow.info().workflow_id, request.event),
-            {
-                **preempted_event_data(annotation, outcome.powered_off),
-                **self._planned_wire(),
-                **self._round_extras(effective, 1),
-            },
+            self._preempted_data(annotation, outcome, effective, 1),
         )
         if self._looping(effective):
             announced = set(chosen.refs) if record.get("notice") else set()
@@ -621,7 +680,7 @@ class PreemptVMsWorkflow:
 
     async def _measure_achieved(
         self, entity: MoRef | None, chosen: Plan, effective: Policy
-    ) -> dict[str, Any] | None:
+    ) -> AchievedWire | None:
         """The entity's use read again after a round acted, against what its plan expected
         (in the state and the event as `achieved`); None without an entity or a target."""
         if entity is None or chosen.target is None or self._mem.planned is None:
@@ -637,7 +696,7 @@ class PreemptVMsWorkflow:
         chosen: Plan,
         effective: Policy,
         action: StopAction,
-        record: dict[str, Any],
+        record: RunRecord,
         round_number: int = 1,
     ) -> bool:
         """Announce, then wait the notice on a durable timer; False if the alarm lowered."""
@@ -645,11 +704,11 @@ class PreemptVMsWorkflow:
         if seconds <= 0:
             return True
         not_before = workflow.now() + timedelta(seconds=seconds)
-        notice = {
+        notice: NoticeData = {
             "action": action.value,
             "notBefore": format_time(not_before),
             "noticeSeconds": seconds,
-            "virtualMachines": [vm_ref_to_wire(r) for r in chosen.refs],
+            "virtualMachines": [moref_to_wire(r) for r in chosen.refs],
         }
         record["notice"] = {"seconds": seconds, "notBefore": notice["notBefore"]}
         event_id = preempted_event_id(workflow.info().workflow_id, request.event)
@@ -662,15 +721,13 @@ class PreemptVMsWorkflow:
                 "workflowID": workflow.info().workflow_id,
             }
             await self._guest_notice(chosen.refs, go_json(guest).decode())
+        scheduled: ScheduledEventData = {
+            **self._about(request),
+            **notice,
+            **self._planned_wire(),
+        }
         await self._send(
-            request,
-            event_id + "-scheduled",
-            {
-                **self._about(request),
-                **notice,
-                **(self._mem.planned.to_wire() if self._mem.planned else {}),
-            },
-            event_type=SCHEDULED_EVENT_TYPE,
+            request, event_id + "-scheduled", scheduled, event_type=SCHEDULED_EVENT_TYPE
         )
         workflow.logger.info("notice: %s in %ss", action.value, seconds)
         try:
@@ -680,11 +737,9 @@ class PreemptVMsWorkflow:
         workflow.logger.info("%s", LOWERED)
         if effective.guest_notice:
             await self._guest_notice(chosen.refs, "")
+        cancelled: CancelledEventData = {**self._about(request), **notice, "reason": LOWERED}
         await self._send(
-            request,
-            event_id + "-cancelled",
-            {**self._about(request), **notice, "reason": LOWERED},
-            event_type=CANCELLED_EVENT_TYPE,
+            request, event_id + "-cancelled", cancelled, event_type=CANCELLED_EVENT_TYPE
         )
         self._finish(record, "cancelled", error=LOWERED)
         return False
@@ -710,7 +765,7 @@ class PreemptVMsWorkflow:
         policy: PreemptionPolicy,
         action: StopAction,
         grace_seconds: float | None,
-        record: dict[str, Any],
+        record: RunRecord,
     ) -> PowerOffOutcome | None:
         """Stop the VMs (confirmed by vCenter); None when none stopped."""
         force = action is not StopAction.SHUTDOWN
@@ -758,7 +813,7 @@ class PreemptVMsWorkflow:
         request: WorkflowRequest,
         outcome: PowerOffOutcome,
         action: StopAction,
-        extra: dict[str, Any],
+        extra: AnnotationExtras,
     ) -> Annotation:
         """Remember a run that acted (query, cooldown); the annotation it writes."""
         self._mem.last = LastRun(request=request, vms=tuple(outcome.powered_off), at=workflow.now())
@@ -816,7 +871,7 @@ class PreemptVMsWorkflow:
         self,
         request: WorkflowRequest | None,
         event_id: str,
-        data: dict[str, Any],
+        data: EventData,
         *,
         event_type: str | None = None,
         reply_to: str = "",
@@ -876,11 +931,22 @@ class PreemptVMsWorkflow:
     def _looping(self, effective: Policy) -> bool:
         return self._relieve and effective.loop.enabled
 
-    def _round_extras(self, effective: Policy, number: int) -> dict[str, Any]:
+    def _preempted_data(
+        self, annotation: Annotation, outcome: PowerOffOutcome, effective: Policy, number: int
+    ) -> PreemptedRoundEventData:
+        """A VmPreemptedEvent's data after round `number` of a run (1: the only one, without a
+        loop): the annotation and the VMs, the plan, the round."""
+        return {
+            **preempted_event_data(annotation, outcome.powered_off),
+            **self._planned_wire(),
+            **self._round_extras(effective, number),
+        }
+
+    def _round_extras(self, effective: Policy, number: int) -> RoundExtras:
         """A VmPreemptedEvent's round, and why the loop stops if it stops with this round."""
         if not self._looping(effective):
             return {}
-        extras: dict[str, Any] = {"round": number, "maxRounds": effective.loop.max_rounds}
+        extras: RoundExtras = {"round": number, "maxRounds": effective.loop.max_rounds}
         stopped = self._stops_after_round(effective, number)
         if stopped is not None:
             extras["loopStopped"] = stopped
@@ -911,7 +977,7 @@ class PreemptVMsWorkflow:
         policy: PreemptionPolicy,
         effective: Policy,
         entity: MoRef | None,
-        record: dict[str, Any],
+        record: RunRecord,
         announced: set[VmRef],
     ) -> None:
         """Rounds 2 to maxRounds of one run: settle, plan again, act on what is still needed.
@@ -921,7 +987,7 @@ class PreemptVMsWorkflow:
         """
         loop = effective.loop
         targeted = effective.targets.any
-        rounds: list[dict[str, Any]] = [self._round_entry(1, record)]
+        rounds: list[RoundEntry] = [self._round_entry(1, record)]
         record["rounds"] = rounds
         number, why, detail = 1, None, ""
         while why is None:
@@ -963,9 +1029,9 @@ class PreemptVMsWorkflow:
             f" ({detail})" if detail else "",
         )
 
-    def _round_entry(self, number: int, record: dict[str, Any]) -> dict[str, Any]:
+    def _round_entry(self, number: int, record: RunRecord) -> RoundEntry:
         planned = self._mem.planned
-        entry: dict[str, Any] = {
+        entry: RoundEntry = {
             "round": number,
             "victims": list(record.get("victims", [])),
             "stopped": list(record.get("stopped", [])),
@@ -975,23 +1041,33 @@ class PreemptVMsWorkflow:
         return entry
 
     @staticmethod
-    def _keep_run_fields(
-        record: dict[str, Any], before: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _keep_run_fields(record: RunRecord, before: _RunFields, entry: RoundEntry) -> None:
         """_notice and _power_off write the run's own fields; a later round's go to its entry
         instead, and the run keeps its first round's notice and action, and every round's VMs."""
-        for key, was in before.items():
-            now = record.get(key)
-            written = now is not was
-            if written:
-                entry[key] = now
-            if key in ("notice", "action"):
-                if was is None:
-                    record.pop(key, None)
-                else:
-                    record[key] = was
-            else:
-                record[key] = list(was or []) + (list(now or []) if written else [])
+        now = _RunFields.of(record)
+        # What the round wrote (a new value, never removed one) goes to its entry, in order.
+        if now.notice is not before.notice and now.notice is not None:
+            entry["notice"] = now.notice
+        if now.action is not before.action and now.action is not None:
+            entry["action"] = now.action
+        if now.stopped is not before.stopped and now.stopped is not None:
+            entry["stopped"] = now.stopped
+        if now.failed is not before.failed and now.failed is not None:
+            entry["failed"] = now.failed
+        if now.forced is not before.forced and now.forced is not None:
+            entry["forced"] = now.forced
+        # In place: a key the run had keeps its place in the record (its JSON).
+        if before.notice is None:
+            record.pop("notice", None)
+        else:
+            record["notice"] = before.notice
+        if before.action is None:
+            record.pop("action", None)
+        else:
+            record["action"] = before.action
+        record["stopped"] = _joined(before.stopped, now.stopped)
+        record["failed"] = _joined(before.failed, now.failed)
+        record["forced"] = _joined(before.forced, now.forced)
 
     async def _one_round(
         self,
@@ -999,12 +1075,12 @@ class PreemptVMsWorkflow:
         policy: PreemptionPolicy,
         effective: Policy,
         entity: MoRef | None,
-        record: dict[str, Any],
+        record: RunRecord,
         announced: set[VmRef],
         number: int,
     ) -> tuple[str | None, str]:
         """Plan again and act; (why the loop stops, detail), or (None, "") to go on."""
-        entry: dict[str, Any] = {"round": number, "startedAt": format_time(workflow.now())}
+        entry: RoundEntry = {"round": number, "startedAt": format_time(workflow.now())}
         record["rounds"].append(entry)
         if not await self._round_clear(request, effective, record):
             entry["outcome"] = "held"
@@ -1016,12 +1092,12 @@ class PreemptVMsWorkflow:
         # Only the VMs not announced yet get a notice: one still running after an earlier
         # round (it failed to stop) has had its warning.
         new = replace(chosen, victims=tuple(v for v in chosen.victims if v.ref not in announced))
-        before = {k: record.get(k) for k in ("notice", "action", "stopped", "failed", "forced")}
+        before = _RunFields.of(record)
         try:
             if new.victims:
                 if not await self._notice(request, new, effective, stop.action, record, number):
                     return ALARM_LOWERED, f"during round {number}'s notice"
-                if record.get("notice") is not before["notice"]:
+                if record.get("notice") is not before.notice:
                     announced.update(new.refs)
             outcome = await self._power_off(
                 request, chosen.refs, policy, stop.action, stop.grace_seconds, record
@@ -1040,7 +1116,7 @@ class PreemptVMsWorkflow:
         request: WorkflowRequest,
         effective: Policy,
         entity: MoRef | None,
-        entry: dict[str, Any],
+        entry: RoundEntry,
         number: int,
     ) -> tuple[Plan | None, str | None, str]:
         """Round `number`'s plan, or None with why the loop stops and the detail."""
@@ -1072,7 +1148,7 @@ class PreemptVMsWorkflow:
         entity: MoRef | None,
         chosen: Plan,
         outcome: PowerOffOutcome,
-        entry: dict[str, Any],
+        entry: RoundEntry,
         number: int,
     ) -> None:
         """A later round that acted: recorded in the run (its VMs added to the state's),
@@ -1095,17 +1171,13 @@ class PreemptVMsWorkflow:
         await self._send(
             request,
             f"{preempted_event_id(workflow.info().workflow_id, request.event)}-round-{number}",
-            {
-                **preempted_event_data(annotation, outcome.powered_off),
-                **self._planned_wire(),
-                **self._round_extras(effective, number),
-            },
+            self._preempted_data(annotation, outcome, effective, number),
         )
 
     # -- the pause switch ---------------------------------------------------------------
 
     async def _round_clear(
-        self, request: WorkflowRequest, effective: Policy, record: dict[str, Any]
+        self, request: WorkflowRequest, effective: Policy, record: RunRecord
     ) -> bool:
         """A later round of the loop is held by a pause as the first is (pause-rounds): True
         once nothing holds it, False if the alarm lowered while it was held."""
@@ -1119,7 +1191,7 @@ class PreemptVMsWorkflow:
         request: WorkflowRequest,
         policy: PreemptionPolicy,
         effective: Policy,
-        record: dict[str, Any],
+        record: RunRecord,
         noticed: list[VmRef] | None = None,
     ) -> bool:
         """True if no pause or quiet window holds this run now. Otherwise hold it; once
@@ -1165,14 +1237,14 @@ class PreemptVMsWorkflow:
         self,
         request: WorkflowRequest,
         effective: Policy,
-        record: dict[str, Any],
+        record: RunRecord,
         hold: Hold,
         version: int | None,
     ) -> bool:
         """Wait while held; True when released with the alarm still raised."""
         info = workflow.info()
-        holds: list[dict[str, Any]] = record.setdefault("holds", [])
-        entry: dict[str, Any] = {"heldAt": format_time(workflow.now()), **hold.to_wire()}
+        holds = record.setdefault("holds", [])
+        entry = _hold_entry(format_time(workflow.now()), hold)
         holds.append(entry)
         self._held = entry
         if self._mem.planned is not None:
@@ -1180,13 +1252,8 @@ class PreemptVMsWorkflow:
             notes = (*self._mem.planned.notes, hold.status())
             self._mem.planned = replace(self._mem.planned, notes=notes)
         event_id = f"{preempted_event_id(info.workflow_id, request.event)}-held-{len(holds)}"
-        planned = self._mem.planned.to_wire() if self._mem.planned else {}
-        await self._send(
-            request,
-            event_id,
-            {**self._about(request), **hold.to_wire(), **planned},
-            event_type=HELD_EVENT_TYPE,
-        )
+        held: HeldEventData = {**self._about(request), **hold.to_wire(), **self._planned_wire()}
+        await self._send(request, event_id, held, event_type=HELD_EVENT_TYPE)
         workflow.logger.warning("run held: %s", hold.status())
         current: Hold | None = hold
         while current is not None:
@@ -1206,14 +1273,14 @@ class PreemptVMsWorkflow:
             current, version = await self._read_hold(request, effective)
             if current is not None and current.to_wire() != hold.to_wire():
                 hold = current
-                entry.update(hold.to_wire())  # the state says what holds it now
+                entry.update(_hold_entry(entry["heldAt"], hold))  # the state says what holds it now
         self._held = None
         entry["releasedAt"] = format_time(workflow.now())
         entry["released"] = "alarm lowered" if self._lowered else "pause ended"
         if self._mem.planned is not None:
             notes = tuple(n for n in self._mem.planned.notes if not n.startswith("paused until"))
             self._mem.planned = replace(self._mem.planned, notes=notes)
-        data = {
+        data: ReleasedEventData = {
             **self._about(request),
             "heldAt": entry["heldAt"],
             "releasedAt": entry["releasedAt"],
@@ -1241,7 +1308,7 @@ class PreemptVMsWorkflow:
         except Exception as exc:  # noqa: BLE001 (no registry: only quiet windows or a timer)
             workflow.logger.info("could not ask the pause registry to tell of changes: %s", exc)
 
-    def _paused(self) -> dict[str, Any]:
+    def _paused(self) -> ResponseExtras:
         return {} if self._held is None else {"paused": self._held}
 
     # -- resume on clear ----------------------------------------------------------------
@@ -1252,7 +1319,7 @@ class PreemptVMsWorkflow:
         if policy is None or not policy.enabled or not self._mem.stopped:
             return False
         self._mem.run_number += 1
-        record: dict[str, Any] = {
+        record: RunRecord = {
             "run": self._mem.run_number,
             "kind": "resume",
             "startedAt": format_time(workflow.now()),
@@ -1272,7 +1339,7 @@ class PreemptVMsWorkflow:
         return outcome == INTERRUPTED
 
     async def _resume_in_batches(
-        self, policy: ResumePolicy, record: dict[str, Any], reply_to: str
+        self, policy: ResumePolicy, record: RunRecord, reply_to: str
     ) -> str:
         """Every VM in order, `batchSize` at a time, `interval` apart: a resume without a
         target to measure room by (or recorded before resume-headroom)."""
@@ -1299,7 +1366,7 @@ class PreemptVMsWorkflow:
         return True
 
     async def _resume_in_room(
-        self, policy: ResumePolicy, room: Room, record: dict[str, Any], reply_to: str
+        self, policy: ResumePolicy, room: Room, record: RunRecord, reply_to: str
     ) -> str:
         """Each batch only the VMs the entity has room for, its use read again before each;
         the rest checked again every `interval`, up to `maxWait`, then left off, with why."""
@@ -1365,46 +1432,48 @@ class PreemptVMsWorkflow:
         policy: ResumePolicy,
         left: list[tuple[Stopped, str]],
         number: int,
-        record: dict[str, Any],
+        record: RunRecord,
         reply_to: str,
     ) -> None:
         """maxWait has passed with no room for these VMs: they stay off, and the record and a
         last VmResumedEvent say which and why. They stay in the memory: a later raise and
         lowering of the alarm may bring them back."""
-        stay_off = [{"vm": s.mark.ref.value, "name": s.name, "reason": why} for s, why in left]
+        stay_off: list[StayOffEntry] = [
+            {"vm": s.mark.ref.value, "name": s.name, "reason": why} for s, why in left
+        ]
         record["stayOff"] = stay_off
         record["reason"] = (
             f"{len(left)} VM(s) stay off: no room for them within maxWait "
             f"{format_seconds(policy.max_wait_seconds)}"
         )
         workflow.logger.warning("the resume gives up: %s", record["reason"])
+        last: ResumedEventData = {
+            "workflowID": workflow.info().workflow_id,
+            "batch": number,
+            "virtualMachines": [],
+            "skipped": [],
+            "stayOff": [
+                {"vm": moref_to_wire(s.mark.ref), "name": s.name, "reason": why} for s, why in left
+            ],
+            "reason": record["reason"],
+        }
         await self._send(
             None,
             f"{workflow.info().workflow_id}-resume-{record['run']}-{number}",
-            {
-                "workflowID": workflow.info().workflow_id,
-                "batch": number,
-                "virtualMachines": [],
-                "skipped": [],
-                "stayOff": [
-                    {"vm": vm_ref_to_wire(s.mark.ref), "name": s.name, "reason": why}
-                    for s, why in left
-                ],
-                "reason": record["reason"],
-            },
+            last,
             event_type=RESUMED_EVENT_TYPE,
             reply_to=reply_to,
         )
 
     async def _resume_batch(
-        self, batch: list[Stopped], number: int, record: dict[str, Any], reply_to: str
+        self, batch: list[Stopped], number: int, record: RunRecord, reply_to: str
     ) -> None:
         now = format_time(workflow.now())
         by_annotation: dict[str, list[Stopped]] = {}
         for stopped in batch:
             by_annotation.setdefault(stopped.annotation, []).append(stopped)
         resumed: list[VmRef] = []
-        skipped: list[dict[str, str]] = []
+        skipped: list[VmIssueWire] = []
         for text, group in by_annotation.items():
             try:
                 result: ResumeOutcome = await workflow.execute_activity_method(
@@ -1437,15 +1506,16 @@ class PreemptVMsWorkflow:
         noticed = {s.mark.ref for s in batch if s.guest_notice}
         if noticed & set(resumed):
             await self._guest_notice([vm for vm in resumed if vm in noticed], "")
+        batch_data: ResumedEventData = {
+            "workflowID": workflow.info().workflow_id,
+            "batch": number,
+            "virtualMachines": [moref_to_wire(vm) for vm in resumed],
+            "skipped": skipped,
+        }
         await self._send(
             None,
             f"{workflow.info().workflow_id}-resume-{record['run']}-{number}",
-            {
-                "workflowID": workflow.info().workflow_id,
-                "batch": number,
-                "virtualMachines": [vm_ref_to_wire(vm) for vm in resumed],
-                "skipped": skipped,
-            },
+            batch_data,
             event_type=RESUMED_EVENT_TYPE,
             reply_to=reply_to,
         )
@@ -1512,7 +1582,7 @@ class PreemptVMsWorkflow:
         workflow.logger.warning("%s", reason)
         self._mem.run_number += 1
         now = format_time(workflow.now())
-        record = {
+        record: RunRecord = {
             "run": self._mem.run_number,
             "kind": "expire",
             "startedAt": now,
@@ -1523,44 +1593,43 @@ class PreemptVMsWorkflow:
             "at": now,
             "startedAt": format_time(life.born),
             "maxLifetime": limit,
-            "notResumed": [vm_ref_to_wire(r) for r in left_off],
+            "notResumed": [moref_to_wire(r) for r in left_off],
         }
         info = workflow.info()
+        expired: ExpiredEventData = {
+            "workflowID": info.workflow_id,
+            "startedAt": self._ended["startedAt"],
+            "maxLifetime": limit,
+            "expiredAt": now,
+            "virtualMachines": self._ended["notResumed"],
+            "reason": reason,
+        }
         await self._send(
             None,
             # One per workflow, whichever of its runs expires: a sink can drop a redelivery.
             f"{info.workflow_id}-expired-{info.first_execution_run_id}",
-            {
-                "workflowID": info.workflow_id,
-                "startedAt": self._ended["startedAt"],
-                "maxLifetime": limit,
-                "expiredAt": now,
-                "virtualMachines": self._ended["notResumed"],
-                "reason": reason,
-            },
+            expired,
             event_type=EXPIRED_EVENT_TYPE,
             reply_to=life.reply_to,
         )
         self._finish(record, "expired", error=reason)
 
-    def _ended_extras(self) -> dict[str, Any]:
+    def _ended_extras(self) -> ResponseExtras:
         return {} if self._ended is None else {"ended": self._ended}
 
     # -- memory -------------------------------------------------------------------------
 
-    def _planned_extras(self) -> dict[str, Any]:
-        return {} if self._mem.planned is None else self._mem.planned.to_wire()
-
-    def _latest_run(self) -> dict[str, Any]:
+    def _latest_run(self) -> ResponseExtras:
         # Go's fields describe the last run that acted; a run that failed (vCenter gone) or
         # was skipped after it would not show in the state at all. Queries and the result
         # are not replayed: no patch is needed for what they say.
         if not self._mem.runs:
             return {}
-        newest = self._mem.runs[-1]
-        return {"lastRun": {k: newest[k] for k in LATEST_RUN_FIELDS if k in newest}}
+        newest: Mapping[str, object] = self._mem.runs[-1]
+        latest = {k: newest[k] for k in LATEST_RUN_FIELDS if k in newest}
+        return {"lastRun": cast(LatestRunWire, latest)}  # these fields of a RunRecord
 
-    def _about(self, request: WorkflowRequest) -> dict[str, Any]:
+    def _about(self, request: WorkflowRequest) -> EventAbout:
         return {
             "workflowID": workflow.info().workflow_id,
             "tag": request.tag,
@@ -1568,7 +1637,7 @@ class PreemptVMsWorkflow:
             "event": request.event,
         }
 
-    def _start_record(self, request: WorkflowRequest) -> dict[str, Any]:
+    def _start_record(self, request: WorkflowRequest) -> RunRecord:
         return {
             "run": self._mem.run_number,
             "kind": "preempt",
@@ -1579,7 +1648,7 @@ class PreemptVMsWorkflow:
             "dryRun": request.dry_run,
         }
 
-    def _finish(self, record: dict[str, Any], outcome: str, error: str = "") -> None:
+    def _finish(self, record: RunRecord, outcome: str, error: str = "") -> None:
         if "outcome" in record:
             return  # the first word on a run stands (a later step adds its details only)
         record["outcome"] = outcome
@@ -1669,6 +1738,20 @@ def _log_plan(chosen: Plan, number: int = 1) -> None:
         workflow.logger.info(
             "%s %d: %s (%s)", label, position, victim.ref, victim.reason, extra=_vm(victim.ref)
         )
+
+
+def _hold_entry(held_at: str, hold: Hold) -> HoldEntry:
+    """A hold as a record's `holds` and the state's `paused` show it: since when, then the hold.
+    Field by field: a TypedDict is open, so mypy cannot tell that `{**hold.to_wire()}` brings
+    no `released` along."""
+    wire = hold.to_wire()
+    return {
+        "heldAt": held_at,
+        "until": wire["until"],
+        "reason": wire["reason"],
+        "source": wire["source"],
+        "status": wire["status"],
+    }
 
 
 def _vm(ref: VmRef) -> dict[str, str]:
