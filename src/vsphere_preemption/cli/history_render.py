@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from vsphere_preemption.cli.table import table
 from vsphere_preemption.cli.workflow_render import format_when
 from vsphere_preemption.domain.shapes import RunRecord, known_fields
 from vsphere_preemption.wire import WireError, parse_time
@@ -123,14 +124,6 @@ def row_cells(row: HistoryRow, *, workflow_column: bool) -> tuple[str, ...]:
     return tuple(cells)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in col) for col in zip(header, *rows, strict=True)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
-
-
 def render_history(
     rows: Sequence[HistoryRow], *, workflow_column: bool, notes: Sequence[str] = ()
 ) -> str:
@@ -148,7 +141,7 @@ def render_history(
     )
     ordered = in_time_order(rows)
     if ordered:
-        lines = _table(header, [row_cells(r, workflow_column=workflow_column) for r in ordered])
+        lines = table(header, [row_cells(r, workflow_column=workflow_column) for r in ordered])
         lines.append(f"{len(ordered)} run(s).")
     else:
         lines = ["No runs recorded."]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vsphere_preemption.cli.table import table
 from vsphere_preemption.domain.model import MoRef
 from vsphere_preemption.domain.plan import Plan, ResourceTarget
 from vsphere_preemption.domain.policy import Policy
@@ -26,14 +27,6 @@ class PlanReport:
     scope_vms: int | None = None  # VMs under the entity, tagged or not
     vanished: Sequence[MoRef] = ()  # tagged VMs vCenter no longer has
     notes: Sequence[str] = field(default_factory=tuple)  # what vCenter could not tell
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in col) for col in zip(header, *rows, strict=True)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
 
 
 def _figure(value: float | None) -> str:
@@ -97,7 +90,7 @@ def render_plan(report: PlanReport) -> str:
             for i, v in enumerate(plan.victims, 1)
         ]
         header = ("#", "VICTIM", "MOREF", "PRIORITY", "CPU MHZ", "MEM MB", "BASIS", "REASON")
-        lines += _table(header, rows)
+        lines += table(header, rows)
         lines.append(f"{len(plan.victims)} victim(s), in the order they would go.")
     else:
         lines.append("No victims.")
@@ -107,14 +100,12 @@ def render_plan(report: PlanReport) -> str:
             (o.name or "-", f"{o.ref.type}:{o.ref.value}", o.reason.value, o.detail)
             for o in plan.left_out
         ]
-        lines += _table(("LEFT OUT", "MOREF", "REASON", "DETAIL"), rows)
+        lines += table(("LEFT OUT", "MOREF", "REASON", "DETAIL"), rows)
     if plan.target is not None:
         lines.append("")
         target_rows = _target_rows((plan.target.cpu, plan.target.memory))
         if target_rows:
-            lines += _table(
-                ("TARGET", "AT MOST", "BEFORE", "PLANNED AFTER", "REACHED"), target_rows
-            )
+            lines += table(("TARGET", "AT MOST", "BEFORE", "PLANNED AFTER", "REACHED"), target_rows)
         lines.append(f"Target: {plan.target.note}")
     if plan.budgets:
         lines.append("")
@@ -129,7 +120,7 @@ def render_plan(report: PlanReport) -> str:
             )
             for b in plan.budgets
         ]
-        lines += _table(
+        lines += table(
             ("GROUP", "MAX UNAVAILABLE", "SIZE", "ALLOWED", "OFF BY US", "PLANNED"), rows
         )
     notes = [*plan.notes, *report.notes]

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from vsphere_preemption.cli.table import table
 from vsphere_preemption.domain.gojson import field as go_field
 from vsphere_preemption.domain.shapes import ResponseExtras, moref_from_wire
 from vsphere_preemption.rawjson import RawJSON
@@ -117,14 +118,6 @@ def _status_line(summary: WorkflowSummary, now: datetime) -> str:
     return line
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(str(cell)) for cell in col) for col in zip(header, *rows, strict=True)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
-
-
 def _shutdown(response: WorkflowResponse) -> str:
     if response.criticality is None:
         return "unknown"
@@ -166,7 +159,7 @@ def render_status(summary: WorkflowSummary, response: WorkflowResponse, now: dat
         lines.append("No VMs preempted in the last run.")
         return "\n".join(lines)
     rows = [(vm.value, vm.type, _shutdown(response)) for vm in vms]
-    lines += _table(("VM", "TYPE", "SHUTDOWN"), rows)
+    lines += table(("VM", "TYPE", "SHUTDOWN"), rows)
     lines.append(f"{len(vms)} VM(s) preempted in the last run.")
     return "\n".join(lines)
 
@@ -241,7 +234,7 @@ def render_list(rows: Sequence[ListRow], now: datetime) -> str:
     if not rows:
         return "No open preemption workflows."
     header = ("ALARM", "ENTITY", "LAST RUN", "VMS", "CRITICALITY", "PLAN", "STATE")
-    lines = _table(header, [list_cells(listed, state, now) for listed, state in rows])
+    lines = table(header, [list_cells(listed, state, now) for listed, state in rows])
     lines.append(f"{len(rows)} open preemption workflow(s).")
     for listed, state in rows:
         if not isinstance(state, State):
