@@ -551,7 +551,9 @@ class WorkflowResponse:
 
 
 # Fields our worker adds to the query answer and the emitted event; Go readers ignore them.
-RESPONSE_EXTRAS = ("entity", "scope", "dryRun", "plan", "achieved", "lastRun", "ended")
+RESPONSE_EXTRAS = (
+    "entity", "scope", "dryRun", "plan", "achieved", "lastRun", "ended", "paused",
+)  # fmt: skip
 
 
 def response_extras(obj: Mapping[str, Any]) -> ResponseExtras:

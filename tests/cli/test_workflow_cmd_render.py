@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import fixture_json
@@ -159,3 +160,21 @@ def test_a_newer_run_that_failed_is_shown_above_the_last_one_that_acted() -> Non
     assert "Last run     none yet (no run acted)" in render_status(SUMMARY, never, NOW)
     acted = _response(extra={"lastRun": failed | {"outcome": "acted"}})
     assert "Latest run" not in render_status(SUMMARY, acted, NOW)
+
+
+def test_a_held_run_says_what_holds_it_and_since_when_and_a_received_answer_keeps_it() -> None:
+    held = {
+        "until": None,
+        "reason": "vSphere upgrade (paused: everything by ops)",
+        "source": "pause",
+        "status": "paused until unpaused: vSphere upgrade (paused: everything by ops)",
+        "heldAt": "2021-11-05T13:08:00Z",
+    }
+    answer = json.loads(_response().to_json()) | {"paused": held}
+    received = WorkflowResponse.from_wire(json.dumps(answer))  # as `status` reads it
+    lines = render_status(SUMMARY, received, NOW).splitlines()
+    assert lines[4] == (
+        "Paused       paused until unpaused: vSphere upgrade (paused: everything by ops) "
+        "(since 2021-11-05T13:08:00Z)"
+    )
+    assert "Paused" not in render_status(SUMMARY, _response(), NOW)

@@ -134,6 +134,9 @@ def render_status(summary: WorkflowSummary, response: WorkflowResponse, now: dat
         ("Task queue", summary.task_queue),
         ("Status", _status_line(summary, now)),
     ]
+    paused = response.extra.get("paused")
+    if paused is not None:  # a run held by a pause or a quiet window: what holds it, until when
+        fields.append(("Paused", f"{paused['status']} (since {paused['heldAt']})"))
     latest = _latest_run_line(response)
     if latest:
         fields.append(("Latest run", latest))
@@ -226,6 +229,8 @@ def list_cells(listed: ListedWorkflow, state: State | str, now: datetime) -> tup
         criticality = response.criticality.value if response.criticality else "-"
         plan = _plan_cell(response)
     status = f"{state.summary.status_text}, {started}"
+    if "paused" in response.extra:
+        status += ", run held by a pause"
     return (listed.alarm, _entity_cell(listed, state), last, vms, criticality, plan, status)
 
 
