@@ -676,7 +676,7 @@ class PreemptVMsWorkflow:
         )
         if self._looping(effective):
             announced = set(chosen.refs) if record.get("notice") else set()
-            await self._more_rounds(request, run.policy, effective, run.entity, record, announced)
+            await self._more_rounds(run, record, announced)
 
     async def _measure_achieved(
         self, entity: MoRef | None, chosen: Plan, effective: Policy
@@ -971,20 +971,13 @@ class PreemptVMsWorkflow:
             return await self._entity_usage(entity)  # the activity runs before the loop used
         return await self._use_on(entity, effective.targets.basis, "after a round")
 
-    async def _more_rounds(
-        self,
-        request: WorkflowRequest,
-        policy: PreemptionPolicy,
-        effective: Policy,
-        entity: MoRef | None,
-        record: RunRecord,
-        announced: set[VmRef],
-    ) -> None:
+    async def _more_rounds(self, run: RunPlan, record: RunRecord, announced: set[VmRef]) -> None:
         """Rounds 2 to maxRounds of one run: settle, plan again, act on what is still needed.
 
         Every round is in `record["rounds"]`; the run's `stopped` is every round's. Why the
         loop ended is `record["loop"]`: target met, alarm lowered, no candidates, maxRounds.
         """
+        effective = run.effective
         loop = effective.loop
         targeted = effective.targets.any
         rounds: list[RoundEntry] = [self._round_entry(1, record)]
@@ -1012,9 +1005,7 @@ class PreemptVMsWorkflow:
                 why, detail = ALARM_LOWERED, f"during the settle after round {number}"
                 break
             number += 1
-            why, detail = await self._one_round(
-                request, policy, effective, entity, record, announced, number
-            )
+            why, detail = await self._one_round(run, record, announced, number)
         if why == MAX_ROUNDS and not targeted:
             detail = "no target: the loop ran while the alarm stayed raised"
         elif why == MAX_ROUNDS:
@@ -1070,22 +1061,16 @@ class PreemptVMsWorkflow:
         record["forced"] = _joined(before.forced, now.forced)
 
     async def _one_round(
-        self,
-        request: WorkflowRequest,
-        policy: PreemptionPolicy,
-        effective: Policy,
-        entity: MoRef | None,
-        record: RunRecord,
-        announced: set[VmRef],
-        number: int,
+        self, run: RunPlan, record: RunRecord, announced: set[VmRef], number: int
     ) -> tuple[str | None, str]:
         """Plan again and act; (why the loop stops, detail), or (None, "") to go on."""
+        request, effective = run.request, run.effective
         entry: RoundEntry = {"round": number, "startedAt": format_time(workflow.now())}
         record["rounds"].append(entry)
         if not await self._round_clear(request, effective, record):
             entry["outcome"] = "held"
             return ALARM_LOWERED, f"while round {number} was held by a pause"
-        chosen, why, detail = await self._plan_round(request, effective, entity, entry, number)
+        chosen, why, detail = await self._plan_round(run, entry, number)
         if chosen is None:
             return why, detail
         stop = effective.stop_for(request.criticality)
@@ -1100,7 +1085,7 @@ class PreemptVMsWorkflow:
                 if record.get("notice") is not before.notice:
                     announced.update(new.refs)
             outcome = await self._power_off(
-                request, chosen.refs, policy, stop.action, stop.grace_seconds, record
+                request, chosen.refs, run.policy, stop.action, stop.grace_seconds, record
             )
         finally:
             self._keep_run_fields(record, before, entry)
@@ -1108,20 +1093,16 @@ class PreemptVMsWorkflow:
             entry["outcome"] = "failed"
             return NO_CANDIDATES, f"round {number} stopped no VM"
         entry["outcome"] = "acted"
-        await self._after_round(request, effective, entity, chosen, outcome, entry, number)
+        await self._after_round(run, chosen, outcome, entry, number)
         return None, ""
 
     async def _plan_round(
-        self,
-        request: WorkflowRequest,
-        effective: Policy,
-        entity: MoRef | None,
-        entry: RoundEntry,
-        number: int,
+        self, run: RunPlan, entry: RoundEntry, number: int
     ) -> tuple[Plan | None, str | None, str]:
         """Round `number`'s plan, or None with why the loop stops and the detail."""
+        entity = run.entity
         try:
-            planned = await self._request_plan(request, entity, effective)
+            planned = await self._request_plan(run.request, entity, run.effective)
         except FailureError as err:
             _reraise_cancel(err)
             entry["error"] = _cause(err)
@@ -1143,9 +1124,7 @@ class PreemptVMsWorkflow:
 
     async def _after_round(
         self,
-        request: WorkflowRequest,
-        effective: Policy,
-        entity: MoRef | None,
+        run: RunPlan,
         chosen: Plan,
         outcome: PowerOffOutcome,
         entry: RoundEntry,
@@ -1153,6 +1132,7 @@ class PreemptVMsWorkflow:
     ) -> None:
         """A later round that acted: recorded in the run (its VMs added to the state's),
         marked, remembered for the resume, measured, and told in its own event."""
+        request, effective, entity = run.request, run.effective, run.entity
         stop = effective.stop_for(request.criticality)
         previous = self._mem.last.vms if self._mem.last is not None else ()
         annotation = self._record_run(
