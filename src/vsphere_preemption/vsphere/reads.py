@@ -24,8 +24,11 @@ PC = vmodl.query.PropertyCollector
 _VM_PATHS = ["name", "runtime.powerState", "runtime.host", "resourcePool"]
 
 
-def _placement_traversal() -> list[Any]:
-    return [
+def placement_traversal(*, to_hosts: bool = False) -> list[Any]:
+    """From a VM to its pool and the pool's owner (the cluster or host); `to_hosts`: on to
+    the owner's hosts too."""
+    onward = [PC.SelectionSpec(name="computeToHost")] if to_hosts else []
+    traversal = [
         PC.TraversalSpec(
             name="vmToPool",
             type=vim.VirtualMachine,
@@ -33,8 +36,17 @@ def _placement_traversal() -> list[Any]:
             skip=False,
             selectSet=[PC.SelectionSpec(name="poolToOwner")],
         ),
-        PC.TraversalSpec(name="poolToOwner", type=vim.ResourcePool, path="owner", skip=False),
+        PC.TraversalSpec(
+            name="poolToOwner", type=vim.ResourcePool, path="owner", skip=False, selectSet=onward
+        ),
     ]
+    if to_hosts:
+        traversal.append(
+            PC.TraversalSpec(
+                name="computeToHost", type=vim.ComputeResource, path="host", skip=False
+            )
+        )
+    return traversal
 
 
 def read_vm_states(
@@ -51,7 +63,7 @@ def read_vm_states(
             PC.PropertySpec(type=vim.ComputeResource, pathSet=["name"]),
         ],
         page_size=page_size,
-        traversal=_placement_traversal(),
+        traversal=placement_traversal(),
     )
     vms: dict[VmRef, dict[str, Any]] = {}
     pool_owner: dict[str, str] = {}

@@ -37,6 +37,7 @@ from vsphere_preemption.vsphere.errors import (
     UnsupportedEntityError,
     VSphereError,
 )
+from vsphere_preemption.vsphere.reads import placement_traversal
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession, props, ref_of
 
@@ -116,23 +117,7 @@ def read_scope(session: SoapSession, entity: MoRef) -> Scope:
 def _vm_scope(session: SoapSession, vm: MoRef) -> Scope:
     # runtime.host is nested, so no traversal can follow it; the VM's pool's owner's
     # hosts include it (and cost nothing more than reading the VM).
-    traversal = [
-        PC.TraversalSpec(
-            name="vmToPool",
-            type=vim.VirtualMachine,
-            path="resourcePool",
-            skip=False,
-            selectSet=[PC.SelectionSpec(name="poolToOwner")],
-        ),
-        PC.TraversalSpec(
-            name="poolToOwner",
-            type=vim.ResourcePool,
-            path="owner",
-            skip=False,
-            selectSet=[PC.SelectionSpec(name="computeToHost")],
-        ),
-        PC.TraversalSpec(name="computeToHost", type=vim.ComputeResource, path="host", skip=False),
-    ]
+    traversal = placement_traversal(to_hosts=True)
     specs = [
         PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.host"]),
         PC.PropertySpec(type=vim.HostSystem, pathSet=_HOST_PATHS),
