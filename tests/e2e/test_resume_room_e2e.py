@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from tests.e2e.test_worker_loop_e2e import NO_NOTICE
@@ -27,10 +28,11 @@ from tests.e2e.world import (
     start,
     until,
 )
-from tests.temporal.helpers import signal_with_start
+from tests.temporal.helpers import eventually, signal_with_start
 from tests.temporal.rig import running_worker
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.domain.policy import UseBasis
+from vsphere_preemption.temporal.contracts import READ_ENTITY_USE
 from vsphere_preemption.wire import RESUMED_EVENT_TYPE
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
@@ -65,6 +67,20 @@ def room_policy(target: float, headroom: float, max_wait: str) -> dict[str, Any]
             "maxWait": max_wait,
         },
     }
+
+
+async def resume_checked(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the workflow read the entity's use after it was asked to cancel: its resume
+    is measuring room."""
+    history = await handle.fetch_history()
+    cancelled = False
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            cancelled = True
+        scheduled = event.activity_task_scheduled_event_attributes
+        if cancelled and scheduled.activity_type.name == READ_ENTITY_USE:
+            return True
+    return False
 
 
 def three_victims(world: World, cluster: str) -> tuple[MoRef, list[VmRef], list[VmRef]]:
@@ -163,6 +179,12 @@ async def test_a_raise_while_vms_wait_for_room_stops_the_resume_and_the_room_out
         await history_when(handle, lambda r: outcomes(r) == ["acted"], "the run")
         first_run = (await handle.describe()).run_id
         await handle.cancel()  # the alarm lowers; no room: every VM waits
+        # Raised only once the resume reads the use: a raise that reaches the workflow in the
+        # same workflow task as the lowering is taken first by the SDK (it applies signals
+        # before a cancellation), which is the race README's guarantees name, not this test's.
+        await eventually(
+            lambda: resume_checked(handle), bool, what="the resume's first check", timeout=90
+        )
         # The alarm raises again while they wait, as the Go function signals it.
         again = alarm_on(cluster, replyTo=world.sink.url)
         again["event"]["id"] = "raised-again"
@@ -173,7 +195,7 @@ async def test_a_raise_while_vms_wait_for_room_stops_the_resume_and_the_room_out
             "the raise",
         )
         assert (await handle.describe()).run_id != first_run  # continued as new
-        assert runs[1]["resumed"] == [] and "room" in runs[1]
+        assert runs[1]["resumed"] == [] and runs[1]["room"]["checks"] >= 1
         assert runs[2]["eventID"] == "raised-again"
         assert set(world.power(victims).values()) == {POWERED_OFF}
         # The load goes away and the alarm lowers again: the new run still measures room
