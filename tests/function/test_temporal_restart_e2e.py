@@ -29,9 +29,8 @@ from tests.function.conftest import (
     function_settings,
     on,
     post,
-    unique,
 )
-from tests.temporal.helpers import eventually
+from tests.temporal.helpers import eventually, unique
 from tests.temporal.rig import (
     Observer,
     client_for,
