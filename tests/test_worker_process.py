@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,12 @@ from tests.temporal.helpers import (
 from tests.temporal.rig import (
     SECRET,
     Observer,
-    client_for,
+    Rigs,
     powered_off,
-    prepare,
     read_annotations,
-    vcsim_args,
     worker_and_successor,
-    worker_env,
-    write_secret,
 )
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, temporal_binary
-from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.devservers import TemporalDevServer, temporal_binary
 from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE, WorkflowResponse
@@ -77,20 +71,15 @@ def activity_attempts(events: list[Any], name: str) -> list[int]:
 
 
 async def test_a_worker_killed_mid_run_and_restarted_misses_no_vm_and_repeats_none(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
     # Each power-off takes 2 s in vcsim, one at a time: the kill lands mid-activity.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:2000"))
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=4, off=1)
+    sim, vcenter, scene, task_queue, env = worker_rig(
+        "kill", on=4, off=1, vcsim=("-method-delay", "PowerOffVM_Task:2000"),
+        PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
-    task_queue = unique("kill")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue, PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
     with worker_and_successor(env, tmp_path) as (first, second):
         handle = await signal_with_start(
             temporal_client, unique("alarm"), task_queue, signal_payload(replyTo="")
@@ -133,18 +122,10 @@ def temporal_cli(server: TemporalDevServer, *args: str) -> str:
 
 
 async def test_the_temporal_cli_with_the_go_functions_exact_bytes_and_sigterm(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_server: TemporalDevServer, temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=3, off=1)
-    task_queue = unique("cli")
+    _, vcenter, scene, task_queue, env = worker_rig("cli", on=3, off=1)
     workflow_id = "cluster-cpu-above-80"  # the alarm name, as the Go function names it
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue)  # fmt: skip
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         # The exact bytes: its replyTo is a cluster-internal broker this machine cannot

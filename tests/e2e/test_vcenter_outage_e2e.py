@@ -33,16 +33,12 @@ from tests.temporal.helpers import (
     unique,
 )
 from tests.temporal.rig import (
+    Rigs,
     client_for,
     powered_off,
-    prepare,
     read_annotations,
     running_worker,
-    vcsim_args,
-    worker_env,
-    write_secret,
 )
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.devtools.tcp_cut import TcpCut
@@ -70,21 +66,16 @@ def error_lines(log: str) -> list[dict[str, Any]]:
 
 
 async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_signal_acts(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
     # Each power-off takes 1.5 s, one at a time: the cut lands after the first VM is off.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:1500"))
-    vcenter = client_for(sim)  # the test's own view, straight to vcsim
-    scene = prepare(Inventory(vcenter), on=3, off=0)
-    queue = unique("outage")
+    # The rig's vcenter is the test's own view, straight to vcsim.
+    sim, vcenter, scene, queue, env = worker_rig(
+        "outage", on=3, off=0, vcsim=("-method-delay", "PowerOffVM_Task:1500"),
+        PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0", PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
     with TcpCut(sim.port) as link, EventSink() as sink:
-        env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                         queue, VCENTER_URL=f"https://{link.address}/sdk",
-                         PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0",
-                         PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
+        env = {**env, "VCENTER_URL": f"https://{link.address}/sdk"}  # the worker, through the cut
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:
             workflow_id = unique("alarm")
@@ -163,20 +154,14 @@ async def _async(read: Callable[[], Any]) -> Any:
 
 
 async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_them(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs
 ) -> None:
     # The worker's tag-name cache (5 min by default) is warm from the first run when vCenter
     # restarts; the tag is re-created there with a new id (vcsim forgets everything; a vCenter
     # restored or rebuilt does the same). The next run must find the VMs that carry it.
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=2, off=0)
-    queue = unique("restart")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     queue, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0")  # fmt: skip
+    sim, vcenter, scene, queue, env = worker_rig(
+        "restart", on=2, off=0, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0"
+    )
     workflow_id = unique("alarm")
     handle = temporal_client.get_workflow_handle(workflow_id)
     async with running_worker(env):
