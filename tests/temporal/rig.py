@@ -54,9 +54,10 @@ def write_secret(directory: Path, sim: Vcsim) -> Path:
     return directory
 
 
-def worker_env(
-    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str, **extra: str
+def connection_env(
+    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str
 ) -> dict[str, str]:
+    """The worker's connections: Temporal and its queue, vcsim and the secret."""
     return {
         "TEMPORAL_URL": temporal_address,
         "TEMPORAL_NAMESPACE": "vsphere-preemption",
@@ -64,6 +65,14 @@ def worker_env(
         "VCENTER_URL": sim.url,
         "VCENTER_INSECURE": "true",  # vcsim's self-signed certificate
         "VCENTER_SECRET_PATH": str(secret_dir),
+    }
+
+
+def worker_env(
+    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str, **extra: str
+) -> dict[str, str]:
+    return {
+        **connection_env(sim, secret_dir, temporal_address, task_queue),
         # These tests are about acting (power off, annotate, report, retries) on every tagged
         # VM, as the Go worker picks them; choosing by entity has tests of its own
         # (tests/e2e/test_worker_plan_e2e.py).
