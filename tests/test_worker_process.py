@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import FIXTURES
 from tests.temporal.helpers import (
     SIGNAL_FIXTURE,
     eventually,
-    query_state,
+    has_run,
+    refs,
     signal_payload,
     signal_with_start,
     unique,
@@ -39,19 +40,6 @@ GO_RESPONSE_KEYS = {
     "workflowID", "workflowRunID", "workflowName", "lastPreemptionTime", "virtualMachines",
     "tag", "criticality", "event", "replyTo",
 }  # fmt: skip
-
-
-def refs(state: dict[str, Any]) -> set[VmRef]:
-    return {VmRef(v["Value"], v["Type"]) for v in state["virtualMachines"] or []}
-
-
-async def has_run(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    async def probe() -> dict[str, Any]:
-        return await query_state(handle)
-
-    return await eventually(
-        probe, lambda s: s["virtualMachines"] is not None, timeout=180, what="a run"
-    )
 
 
 def activity_attempts(events: list[Any], name: str) -> list[int]:
@@ -93,7 +81,7 @@ async def test_a_worker_killed_mid_run_and_restarted_misses_no_vm_and_repeats_no
         assert len(off_at_kill) < len(scene.on), "the kill came too late to be mid-run"
 
         second.start()
-        state = await has_run(handle)
+        state = await has_run(handle, timeout=180)
         history = await handle.fetch_history()
         await handle.terminate("test over")
         assert second.terminate() == 0
@@ -137,7 +125,7 @@ async def test_the_temporal_cli_with_the_go_functions_exact_bytes_and_sigterm(
             "--signal-input-file", str(FIXTURES / SIGNAL_FIXTURE),
         )  # fmt: skip
         handle = temporal_client.get_workflow_handle(workflow_id)
-        state = await has_run(handle)
+        state = await has_run(handle, timeout=180)
 
         async def send_failed() -> bool:
             events = (await handle.fetch_history()).events

@@ -18,19 +18,20 @@ new id): the worker, its tag-name cache warm, finds the tagged VMs at the next r
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from tests.e2e.world import run_history
 from tests.temporal.helpers import (
     eventually,
     query_state,
     signal_payload,
     signal_with_start,
     unique,
+    wait_for,
 )
 from tests.temporal.rig import (
     Rigs,
@@ -43,14 +44,9 @@ from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.devtools.tcp_cut import TcpCut
 from vsphere_preemption.devtools.worker_process import WorkerProcess
-from vsphere_preemption.wire import HISTORY_QUERY, PREEMPTED_EVENT_TYPE
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
-
-
-async def history(handle: Any) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = json.loads(await handle.query(HISTORY_QUERY, result_type=str))
-    return runs
 
 
 def error_lines(log: str) -> list[dict[str, Any]]:
@@ -90,7 +86,7 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
             await eventually(some_off, bool, what="the first VM off", timeout=60)
             link.cut()
             runs = await eventually(
-                lambda: history(handle), lambda r: bool(r) and "outcome" in r[-1],
+                lambda: run_history(handle), lambda r: bool(r) and "outcome" in r[-1],
                 what="the run's end", timeout=90,
             )  # fmt: skip
             failed_run = runs[-1]
@@ -106,12 +102,10 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
             second["event"]["id"] = "after-the-outage"
             await signal_with_start(temporal_client, workflow_id, queue, second)
             runs = await eventually(
-                lambda: history(handle), lambda r: len(r) == 2 and "outcome" in r[-1],
+                lambda: run_history(handle), lambda r: len(r) == 2 and "outcome" in r[-1],
                 what="the second run", timeout=90,
             )  # fmt: skip
-            await eventually(
-                lambda: _async(lambda: sink.events), bool, what="the event", timeout=30
-            )
+            await wait_for(lambda: bool(sink.events), what="the event", timeout=30)
             state = await query_state(handle)
             assert worker.proc is not None and worker.proc.poll() is None  # never restarted
             await handle.terminate("test over")
@@ -149,10 +143,6 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
     vcenter.close()
 
 
-async def _async(read: Callable[[], Any]) -> Any:
-    return read()
-
-
 async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_them(
     temporal_client: Client, worker_rig: Rigs
 ) -> None:
@@ -168,7 +158,7 @@ async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_the
         first = signal_payload(criticality="HIGH", replyTo="")
         first["event"]["id"] = "before-the-restart"
         await signal_with_start(temporal_client, workflow_id, queue, first)
-        await eventually(lambda: history(handle), lambda r: len(r) == 1 and "outcome" in r[0],
+        await eventually(lambda: run_history(handle), lambda r: len(r) == 1 and "outcome" in r[0],
                          what="run 1", timeout=60)  # fmt: skip
         vcenter.close()
         sim.restart()  # the same port; every VM on again, no tag
@@ -178,7 +168,7 @@ async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_the
         second["event"]["id"] = "after-the-restart"
         await signal_with_start(temporal_client, workflow_id, queue, second)
         runs = await eventually(
-            lambda: history(handle), lambda r: len(r) == 2 and "outcome" in r[1],
+            lambda: run_history(handle), lambda r: len(r) == 2 and "outcome" in r[1],
             what="run 2", timeout=60,
         )  # fmt: skip
         await handle.terminate("test over")

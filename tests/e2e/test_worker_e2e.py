@@ -21,7 +21,9 @@ from tests.conftest import FIXTURES, fixture_json
 from tests.temporal.helpers import (
     ANNOTATION_FIXTURE,
     eventually,
+    has_run,
     query_state,
+    refs,
     signal_payload,
     signal_with_start,
     unique,
@@ -50,19 +52,6 @@ from vsphere_preemption.wire import (
     append_fields,
     go_json,
 )
-
-
-def refs(state: dict[str, Any]) -> set[VmRef]:
-    return {VmRef(v["Value"], v["Type"]) for v in state["virtualMachines"] or []}
-
-
-async def has_run(handle: WorkflowHandle[Any, Any], timeout: float = 120) -> dict[str, Any]:
-    async def probe() -> dict[str, Any]:
-        return await query_state(handle)
-
-    return await eventually(
-        probe, lambda s: s["virtualMachines"] is not None, timeout=timeout, what="a run"
-    )
 
 
 async def history_json(handle: WorkflowHandle[Any, Any]) -> str:

@@ -26,7 +26,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RawValue
 
 from tests.temporal.helpers import (
-    eventually,
+    has_run,
     query_state,
     signal_payload,
     signal_with_start,
@@ -258,13 +258,7 @@ async def test_malformed_signals_never_fail_the_workflow_and_the_next_good_one_a
         # The next good signal acts: the tagged, running VMs go off on vcsim.
         good = signal_payload(replyTo="")
         await handle.signal(SIGNAL_NAME, raw(go_json(good)))
-
-        async def state() -> dict[str, Any]:
-            return await query_state(handle)
-
-        answer = await eventually(
-            state, lambda s: s["virtualMachines"] is not None, timeout=120, what="the run"
-        )
+        answer = await has_run(handle)
         events = list((await handle.fetch_history()).events)
         description = await handle.describe()
         await handle.terminate("test over")
