@@ -25,6 +25,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # any test package: `usage_inventory` (session: the figures), `usage_vcsim` (per test).
 __all__ = ["usage_inventory", "usage_vcsim"]
 
+# The `worker_rig` fixture (tests/temporal/rig.py): a plugin, not an import, since the rig
+# imports tests.temporal.helpers, which imports this module.
+pytest_plugins = ["tests.temporal.rig"]
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # scripts/run_pytest.py takes the verdict from here, not from how the process

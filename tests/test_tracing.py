@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,17 +21,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.function.conftest import alarm_event, as_binary, function_settings
 from tests.temporal.helpers import unique, wait_for
-from tests.temporal.rig import (
-    client_for,
-    prepare,
-    read_annotations,
-    vcsim_args,
-    worker_env,
-    write_secret,
-)
+from tests.temporal.rig import Rigs, read_annotations
 from vsphere_preemption import tracing, worker
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.devservers import TemporalDevServer
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.function.app import create_app
 from vsphere_preemption.function.temporal_link import TemporalLink
@@ -76,16 +67,10 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 async def test_one_trace_from_the_alarm_event_to_the_annotation(
-    spans: InMemorySpanExporter,
-    temporal_server: TemporalDevServer,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    spans: InMemorySpanExporter, temporal_server: TemporalDevServer, worker_rig: Rigs
 ) -> None:
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=2, off=0)
-    queue, alarm = unique("traced"), unique("alarm")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
+    _, vcenter, scene, queue, env = worker_rig("traced", on=2, off=0)
+    alarm = unique("alarm")
     settings = function_settings(alarm, queue, temporal_server.address, K_SINK="http://x.invalid")
     with EventSink() as sink:
         settings = settings.model_copy(update={"k_sink": sink.url})

@@ -7,18 +7,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import FIXTURES
 from tests.temporal.helpers import (
     SIGNAL_FIXTURE,
     eventually,
-    query_state,
+    has_run,
+    refs,
     signal_payload,
     signal_with_start,
     unique,
@@ -26,17 +26,12 @@ from tests.temporal.helpers import (
 from tests.temporal.rig import (
     SECRET,
     Observer,
-    client_for,
+    Rigs,
     powered_off,
-    prepare,
     read_annotations,
-    vcsim_args,
     worker_and_successor,
-    worker_env,
-    write_secret,
 )
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, temporal_binary
-from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.devservers import TemporalDevServer, temporal_binary
 from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE, WorkflowResponse
@@ -45,19 +40,6 @@ GO_RESPONSE_KEYS = {
     "workflowID", "workflowRunID", "workflowName", "lastPreemptionTime", "virtualMachines",
     "tag", "criticality", "event", "replyTo",
 }  # fmt: skip
-
-
-def refs(state: dict[str, Any]) -> set[VmRef]:
-    return {VmRef(v["Value"], v["Type"]) for v in state["virtualMachines"] or []}
-
-
-async def has_run(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    async def probe() -> dict[str, Any]:
-        return await query_state(handle)
-
-    return await eventually(
-        probe, lambda s: s["virtualMachines"] is not None, timeout=180, what="a run"
-    )
 
 
 def activity_attempts(events: list[Any], name: str) -> list[int]:
@@ -77,20 +59,15 @@ def activity_attempts(events: list[Any], name: str) -> list[int]:
 
 
 async def test_a_worker_killed_mid_run_and_restarted_misses_no_vm_and_repeats_none(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
     # Each power-off takes 2 s in vcsim, one at a time: the kill lands mid-activity.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:2000"))
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=4, off=1)
+    sim, vcenter, scene, task_queue, env = worker_rig(
+        "kill", on=4, off=1, vcsim=("-method-delay", "PowerOffVM_Task:2000"),
+        PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
-    task_queue = unique("kill")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue, PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
     with worker_and_successor(env, tmp_path) as (first, second):
         handle = await signal_with_start(
             temporal_client, unique("alarm"), task_queue, signal_payload(replyTo="")
@@ -104,7 +81,7 @@ async def test_a_worker_killed_mid_run_and_restarted_misses_no_vm_and_repeats_no
         assert len(off_at_kill) < len(scene.on), "the kill came too late to be mid-run"
 
         second.start()
-        state = await has_run(handle)
+        state = await has_run(handle, timeout=180)
         history = await handle.fetch_history()
         await handle.terminate("test over")
         assert second.terminate() == 0
@@ -133,18 +110,10 @@ def temporal_cli(server: TemporalDevServer, *args: str) -> str:
 
 
 async def test_the_temporal_cli_with_the_go_functions_exact_bytes_and_sigterm(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_server: TemporalDevServer, temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=3, off=1)
-    task_queue = unique("cli")
+    _, vcenter, scene, task_queue, env = worker_rig("cli", on=3, off=1)
     workflow_id = "cluster-cpu-above-80"  # the alarm name, as the Go function names it
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue)  # fmt: skip
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         # The exact bytes: its replyTo is a cluster-internal broker this machine cannot
@@ -156,7 +125,7 @@ async def test_the_temporal_cli_with_the_go_functions_exact_bytes_and_sigterm(
             "--signal-input-file", str(FIXTURES / SIGNAL_FIXTURE),
         )  # fmt: skip
         handle = temporal_client.get_workflow_handle(workflow_id)
-        state = await has_run(handle)
+        state = await has_run(handle, timeout=180)
 
         async def send_failed() -> bool:
             events = (await handle.fetch_history()).events

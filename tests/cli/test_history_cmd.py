@@ -18,8 +18,8 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from tests.cli.workflow_helpers import one_line, unique
-from tests.temporal.helpers import eventually, signal_payload, signal_with_start
+from tests.cli.workflow_helpers import one_line
+from tests.temporal.helpers import eventually, signal_payload, signal_with_start, unique
 from tests.temporal.test_workflow import StandIns
 from vsphere_preemption.cli.main import main
 from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow

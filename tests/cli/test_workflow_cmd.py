@@ -30,8 +30,9 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from tests.cli.stand_in import StandInPreemptVMs
-from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
+from tests.cli.workflow_helpers import cli, history, one_line, signals
 from tests.conftest import fixture_json
+from tests.temporal.helpers import unique
 from vsphere_preemption.domain.model import AnnotateOutcome, PowerOffOutcome, VmFacts, VmRef
 from vsphere_preemption.domain.plan import plan
 from vsphere_preemption.domain.policy import Policy, policy_from_mapping

@@ -20,8 +20,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from tests.cli.stand_in import StandInPreemptVMs
-from tests.cli.workflow_helpers import cli, history, one_line, signals, unique
-from tests.temporal.helpers import eventually, signal_payload, signal_with_start
+from tests.cli.workflow_helpers import cli, history, one_line, signals
+from tests.temporal.helpers import eventually, signal_payload, signal_with_start, unique
 from vsphere_preemption.domain.model import Resources, VmRef
 from vsphere_preemption.domain.plan import Basis, Plan, Victim
 from vsphere_preemption.wire import (

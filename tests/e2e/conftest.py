@@ -16,16 +16,26 @@ from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 
 
 @pytest.fixture
+def worker_settings() -> dict[str, str]:
+    """The worker's settings beyond the World's; a test file overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
 def world(
     usage_vcsim: Vcsim,
     usage_inventory: UsageInventory,
     temporal_server: TemporalDevServer,
     temporal_client: Client,
     tmp_path: Path,
+    worker_settings: dict[str, str],
+    request: pytest.FixtureRequest,
 ) -> Iterator[World]:
+    queue_prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")  # its file
     with world_on(
-        usage_vcsim, usage_inventory, temporal_server, temporal_client, tmp_path, "care-e2e"
-    ) as world:
+        usage_vcsim, usage_inventory, temporal_server, temporal_client, tmp_path, queue_prefix,
+        **worker_settings,
+    ) as world:  # fmt: skip
         yield world
 
 

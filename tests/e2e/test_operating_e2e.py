@@ -26,16 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.function.conftest import alarm_event, as_binary
 from tests.temporal.helpers import unique
-from tests.temporal.rig import (
-    SECRET,
-    client_for,
-    prepare,
-    vcsim_args,
-    worker_env,
-    write_secret,
-)
+from tests.temporal.rig import SECRET, rig_on, vcsim_args
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, free_ports
-from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
@@ -105,17 +97,14 @@ async def operated(
 ) -> Operated:
     tmp = tmp_path_factory.mktemp("operating")
     sim = Vcsim(args=vcsim_args()).start()
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=3, off=1)
     metrics_port, function_port = free_ports(2)
+    _, vcenter, scene, queue, env = rig_on(
+        sim, temporal_server.address, tmp, "operating", on=3, off=1,
+        METRICS_ADDRESS=f"127.0.0.1:{metrics_port}", LOG_FORMAT="json",
+    )  # fmt: skip
     alarm = unique("cpu-alarm")
-    queue = unique("operating")
     with EventSink(statuses=[503]) as sink:
-        worker = WorkerProcess(
-            worker_env(sim, write_secret(tmp / "vsphere", sim), temporal_server.address, queue,
-                       METRICS_ADDRESS=f"127.0.0.1:{metrics_port}", LOG_FORMAT="json"),
-            tmp / "worker.log",
-        ).start()  # fmt: skip
+        worker = WorkerProcess(env, tmp / "worker.log").start()
         function_env = {
             **os.environ,
             "TEMPORAL_URL": temporal_server.address,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,18 +54,8 @@ ON, OFF = "poweredOn", "poweredOff"
 
 
 @pytest.fixture
-def world(
-    usage_vcsim: Vcsim,
-    usage_inventory: UsageInventory,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    tmp_path: Path,
-) -> Iterator[World]:
-    with world_on(
-        usage_vcsim, usage_inventory, temporal_server, temporal_client, tmp_path, "pause-e2e",
-        PREEMPTION_NOTICE_HIGH="0",
-    ) as world:  # fmt: skip
-        yield world
+def worker_settings() -> dict[str, str]:
+    return {"PREEMPTION_NOTICE_HIGH": "0"}
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,16 +36,11 @@ from tests.function.process import FunctionProcess, http_request
 from tests.temporal.helpers import eventually, unique, wait_for, workflow_task_failures
 from tests.temporal.rig import (
     Observer,
-    client_for,
+    Rigs,
     powered_off,
-    prepare,
     read_annotations,
-    vcsim_args,
-    worker_env,
-    write_secret,
 )
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.devtools.inventory import Inventory
+from vsphere_preemption.devtools.devservers import TemporalDevServer
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
@@ -109,19 +104,13 @@ async def storm(ports: list[int], requests: list[tuple[dict[str, str], bytes]]) 
 
 
 async def test_1000_raising_events_over_two_replicas_and_two_workers_make_one_run(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_server: TemporalDevServer, temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=5, off=1)
+    sim, vcenter, scene, queue, env = worker_rig("storm", on=5, off=1)
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
-    alarm, queue = unique("storm-alarm"), unique("storm")
+    alarm = unique("storm-alarm")
     workflow_id = on(alarm)
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     with EventSink() as sink:
         replicas = two_replicas(temporal_server, queue, alarm, sink, tmp_path)
@@ -284,7 +273,7 @@ def busy_loop_on_first_cpu() -> Iterator[None]:
 async def test_10000_distinct_raising_events_keep_every_run_short_and_a_lowering_still_ends_it(
     temporal_server: TemporalDevServer,
     temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
+    worker_rig: Rigs,
     tmp_path: Path,
     pinned: bool,
 ) -> None:
@@ -292,14 +281,11 @@ async def test_10000_distinct_raising_events_keep_every_run_short_and_a_lowering
     replicas, two workers. Each replica signals one at a time per alarm and entity, the raises
     meanwhile merged into its next signal; the workflow continues as new while they come.
     `pinned`: both workers on CPU 0 (taskset), which a busy loop shares with them."""
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=5, off=1)
+    sim, vcenter, scene, queue, env = worker_rig("storm", on=5, off=1)
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
-    alarm, queue = unique("storm-alarm"), unique("storm")
+    alarm = unique("storm-alarm")
     workflow_id = on(alarm)
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
     workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     handle = temporal_client.get_workflow_handle(workflow_id)
     query_seconds: list[float] = []

@@ -18,43 +18,35 @@ new id): the worker, its tag-name cache warm, finds the tagged VMs at the next r
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from tests.e2e.world import run_history
 from tests.temporal.helpers import (
     eventually,
     query_state,
     signal_payload,
     signal_with_start,
     unique,
+    wait_for,
 )
 from tests.temporal.rig import (
+    Rigs,
     client_for,
     powered_off,
-    prepare,
     read_annotations,
     running_worker,
-    vcsim_args,
-    worker_env,
-    write_secret,
 )
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.devtools.tcp_cut import TcpCut
 from vsphere_preemption.devtools.worker_process import WorkerProcess
-from vsphere_preemption.wire import HISTORY_QUERY, PREEMPTED_EVENT_TYPE
+from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
-
-
-async def history(handle: Any) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = json.loads(await handle.query(HISTORY_QUERY, result_type=str))
-    return runs
 
 
 def error_lines(log: str) -> list[dict[str, Any]]:
@@ -70,21 +62,16 @@ def error_lines(log: str) -> list[dict[str, Any]]:
 
 
 async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_signal_acts(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
     # Each power-off takes 1.5 s, one at a time: the cut lands after the first VM is off.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:1500"))
-    vcenter = client_for(sim)  # the test's own view, straight to vcsim
-    scene = prepare(Inventory(vcenter), on=3, off=0)
-    queue = unique("outage")
+    # The rig's vcenter is the test's own view, straight to vcsim.
+    sim, vcenter, scene, queue, env = worker_rig(
+        "outage", on=3, off=0, vcsim=("-method-delay", "PowerOffVM_Task:1500"),
+        PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0", PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
     with TcpCut(sim.port) as link, EventSink() as sink:
-        env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                         queue, VCENTER_URL=f"https://{link.address}/sdk",
-                         PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0",
-                         PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
+        env = {**env, "VCENTER_URL": f"https://{link.address}/sdk"}  # the worker, through the cut
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:
             workflow_id = unique("alarm")
@@ -99,7 +86,7 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
             await eventually(some_off, bool, what="the first VM off", timeout=60)
             link.cut()
             runs = await eventually(
-                lambda: history(handle), lambda r: bool(r) and "outcome" in r[-1],
+                lambda: run_history(handle), lambda r: bool(r) and "outcome" in r[-1],
                 what="the run's end", timeout=90,
             )  # fmt: skip
             failed_run = runs[-1]
@@ -115,12 +102,10 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
             second["event"]["id"] = "after-the-outage"
             await signal_with_start(temporal_client, workflow_id, queue, second)
             runs = await eventually(
-                lambda: history(handle), lambda r: len(r) == 2 and "outcome" in r[-1],
+                lambda: run_history(handle), lambda r: len(r) == 2 and "outcome" in r[-1],
                 what="the second run", timeout=90,
             )  # fmt: skip
-            await eventually(
-                lambda: _async(lambda: sink.events), bool, what="the event", timeout=30
-            )
+            await wait_for(lambda: bool(sink.events), what="the event", timeout=30)
             state = await query_state(handle)
             assert worker.proc is not None and worker.proc.poll() is None  # never restarted
             await handle.terminate("test over")
@@ -158,32 +143,22 @@ async def test_vcenter_unreachable_mid_run_fails_the_run_loudly_and_the_next_sig
     vcenter.close()
 
 
-async def _async(read: Callable[[], Any]) -> Any:
-    return read()
-
-
 async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_them(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs
 ) -> None:
     # The worker's tag-name cache (5 min by default) is warm from the first run when vCenter
     # restarts; the tag is re-created there with a new id (vcsim forgets everything; a vCenter
     # restored or rebuilt does the same). The next run must find the VMs that carry it.
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=2, off=0)
-    queue = unique("restart")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     queue, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0")  # fmt: skip
+    sim, vcenter, scene, queue, env = worker_rig(
+        "restart", on=2, off=0, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0"
+    )
     workflow_id = unique("alarm")
     handle = temporal_client.get_workflow_handle(workflow_id)
     async with running_worker(env):
         first = signal_payload(criticality="HIGH", replyTo="")
         first["event"]["id"] = "before-the-restart"
         await signal_with_start(temporal_client, workflow_id, queue, first)
-        await eventually(lambda: history(handle), lambda r: len(r) == 1 and "outcome" in r[0],
+        await eventually(lambda: run_history(handle), lambda r: len(r) == 1 and "outcome" in r[0],
                          what="run 1", timeout=60)  # fmt: skip
         vcenter.close()
         sim.restart()  # the same port; every VM on again, no tag
@@ -193,7 +168,7 @@ async def test_vcenter_restarted_with_its_tags_re_created_the_next_run_finds_the
         second["event"]["id"] = "after-the-restart"
         await signal_with_start(temporal_client, workflow_id, queue, second)
         runs = await eventually(
-            lambda: history(handle), lambda r: len(r) == 2 and "outcome" in r[1],
+            lambda: run_history(handle), lambda r: len(r) == 2 and "outcome" in r[1],
             what="run 2", timeout=60,
         )  # fmt: skip
         await handle.terminate("test over")

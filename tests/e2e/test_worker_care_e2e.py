@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,18 +52,12 @@ from tests.temporal.helpers import (
 )
 from tests.temporal.rig import (
     Observer,
-    client_for,
+    Rigs,
     powered_off,
-    prepare,
     read_annotations,
     running_worker,
-    vcsim_args,
     worker_and_successor,
-    worker_env,
-    write_secret,
 )
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.workflow_ids import IdMode
 from vsphere_preemption.temporal.client import PreemptionClient, execution_timeout_for
 from vsphere_preemption.temporal.workflow import STORM_MAX_HISTORY_EVENTS
@@ -579,19 +572,13 @@ def scheduled_count(events: list[Any], activity: str) -> int:
 
 
 async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=3, off=0)
+    sim, vcenter, scene, queue, env = worker_rig(
+        "kill-notice", on=3, off=0, PREEMPTION_NOTICE_MEDIUM="3s", PREEMPTION_COOLDOWN="0"
+    )
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent")
-    queue = unique("kill-notice")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     queue, PREEMPTION_NOTICE_MEDIUM="3s", PREEMPTION_COOLDOWN="0")  # fmt: skip
     with worker_and_successor(env, tmp_path) as (first, second):
         workflow_id = unique("alarm")
         await signal_with_start(
@@ -628,24 +615,18 @@ async def test_a_worker_killed_during_the_notice_acts_once_after_its_restart(
     ],
 )
 async def test_a_worker_killed_during_the_resume_resumes_each_vm_once_after_its_restart(
-    moment: str,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    moment: str, temporal_client: Client, worker_rig: Rigs, tmp_path: Path
 ) -> None:
-    # Each power-on takes 2 s in vcsim: the kill lands while the first batch powers on.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOnVM_Task:2000"))
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=4, off=0)
-    observer = Observer(sim)
-    observer.mark("VmPoweredOffEvent")
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump({"resume": {"enabled": True, "batchSize": 2, "interval": 1}}))
-    queue = unique("kill-resume")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     queue, PREEMPTION_NOTICE_HIGH="0", PREEMPTION_POLICY_FILE=str(policy),
-                     PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
+    # Each power-on takes 2 s in vcsim: the kill lands while the first batch powers on.
+    sim, vcenter, scene, queue, env = worker_rig(
+        "kill-resume", on=4, off=0, vcsim=("-method-delay", "PowerOnVM_Task:2000"),
+        PREEMPTION_NOTICE_HIGH="0", PREEMPTION_POLICY_FILE=str(policy),
+        PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent")
     with worker_and_successor(env, tmp_path) as (first, second):
         workflow_id = unique("alarm")
         await signal_with_start(

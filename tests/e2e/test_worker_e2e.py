@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +21,9 @@ from tests.conftest import FIXTURES, fixture_json
 from tests.temporal.helpers import (
     ANNOTATION_FIXTURE,
     eventually,
+    has_run,
     query_state,
+    refs,
     signal_payload,
     signal_with_start,
     unique,
@@ -32,22 +32,18 @@ from tests.temporal.helpers import (
 from tests.temporal.rig import (
     SECRET,
     Observer,
+    Rigs,
     client_for,
     powered_off,
-    prepare,
     read_annotations,
     running_worker,
-    vcsim_args,
-    worker_env,
-    write_secret,
 )
 from vsphere_preemption.cli.workflow_input import build_request
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.rawjson import RawJSON
-from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.wire import (
     PREEMPTED_EVENT_TYPE,
     SIGNAL_NAME,
@@ -58,49 +54,14 @@ from vsphere_preemption.wire import (
 )
 
 
-def refs(state: dict[str, Any]) -> set[VmRef]:
-    return {VmRef(v["Value"], v["Type"]) for v in state["virtualMachines"] or []}
-
-
-async def has_run(handle: WorkflowHandle[Any, Any], timeout: float = 120) -> dict[str, Any]:
-    async def probe() -> dict[str, Any]:
-        return await query_state(handle)
-
-    return await eventually(
-        probe, lambda s: s["virtualMachines"] is not None, timeout=timeout, what="a run"
-    )
-
-
 async def history_json(handle: WorkflowHandle[Any, Any]) -> str:
     return (await handle.fetch_history()).to_json()
 
 
-@pytest.fixture
-def test_client() -> Iterator[Callable[[Vcsim], VSphereClient]]:
-    made: list[VSphereClient] = []
-
-    def make(sim: Vcsim) -> VSphereClient:
-        made.append(client_for(sim))
-        return made[-1]
-
-    yield make
-    for client in made:
-        client.close()
-
-
 async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    test_client: Callable[[Vcsim], VSphereClient],
-    tmp_path: Path,
+    temporal_server: TemporalDevServer, temporal_client: Client, worker_rig: Rigs
 ) -> None:
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = test_client(sim)
-    scene = prepare(Inventory(vcenter), on=4, off=2)
-    task_queue = unique("e2e")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue)  # fmt: skip
+    sim, vcenter, scene, task_queue, env = worker_rig("e2e", on=4, off=2)
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
     # The sink refuses the first delivery (503): the activity fails and is retried.
@@ -162,21 +123,11 @@ async def test_preempts_exactly_the_powered_on_tagged_vms_annotates_and_reports(
 
 
 async def test_soft_shutdown_cooldown_query_and_cancel(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    test_client: Callable[[Vcsim], VSphereClient],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    temporal_client: Client, worker_rig: Rigs, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="temporalio.workflow")
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = test_client(sim)
+    sim, vcenter, scene, task_queue, env = worker_rig("e2e-soft", on=3, off=1)
     inventory = Inventory(vcenter)
-    scene = prepare(inventory, on=3, off=1)
-    task_queue = unique("e2e-soft")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue)  # fmt: skip
     observer = Observer(sim)
     observer.mark("VmPoweredOffEvent", "VmGuestShutdownEvent")
     async with running_worker(env):
@@ -223,22 +174,17 @@ async def test_soft_shutdown_cooldown_query_and_cancel(
 
 
 async def test_a_power_off_that_fails_mid_way_is_retried_and_completes(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs
 ) -> None:
     # Each PowerOffVM_Task takes 1.5 s in vcsim and the worker makes one call at a
     # time, so the activity is still running when vcsim goes away under it. vcsim
     # restarted with the same flags builds the same inventory (same morefs, all VMs
     # on, no tags): the retry must power off the selection recorded in history,
     # since nothing could find it again.
-    sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:1500"))
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=4, off=1)
-    task_queue = unique("e2e-retry")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue, PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
+    sim, vcenter, scene, task_queue, env = worker_rig(
+        "e2e-retry", on=4, off=1, vcsim=("-method-delay", "PowerOffVM_Task:1500"),
+        PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
     try:
         async with running_worker(env):
             handle = await signal_with_start(
@@ -287,11 +233,7 @@ async def test_a_power_off_that_fails_mid_way_is_retried_and_completes(
 
 
 async def test_the_annotation_on_the_vm_holds_the_event_data_as_sent(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    test_client: Callable[[Vcsim], VSphereClient],
-    tmp_path: Path,
+    temporal_client: Client, worker_rig: Rigs
 ) -> None:
     # Our CLI's signal for the event file the Go CLI was given (tests/fixtures/go/): the
     # annotation our worker writes on vcsim must be the Go worker's, byte for byte.
@@ -301,12 +243,7 @@ async def test_the_annotation_on_the_vm_holds_the_event_data_as_sent(
         tag="preemptible", criticality="HIGH", reply_to="",
         event=(go / "cli-input-event.json").read_text(), now=datetime.now(UTC),
     )  # fmt: skip
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = test_client(sim)
-    scene = prepare(Inventory(vcenter), on=1, off=0, not_vms=0)
-    task_queue = unique("e2e-bytes")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address,
-                     task_queue)  # fmt: skip
+    _, vcenter, scene, task_queue, env = worker_rig("e2e-bytes", on=1, off=0, not_vms=0)
     async with running_worker(env):
         payload = RawJSON(go_json(request.to_wire()).decode())
         handle = await signal_with_start(temporal_client, unique("alarm"), task_queue, payload)

@@ -9,94 +9,21 @@ afterwards (power states, annotations) and what the workflow answers (its plan).
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 
-from tests.conftest import fixture_json
-from tests.temporal.helpers import (
-    SIGNAL_FIXTURE,
-    eventually,
-    query_state,
-    signal_with_start,
-    unique,
-)
-from tests.temporal.rig import (
-    client_for,
-    powered_off,
-    read_annotations,
-    running_worker,
-    write_secret,
-)
-from tests.temporal.world import World as BaseWorld
-from tests.temporal.world import world_env
-from tests.vsphere.usage_inventory import UsageInventory
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.devtools.inventory import Inventory
+from tests.e2e.world import PRIORITY, TAG, World, alarm_on, run_history, start
+from tests.temporal.helpers import eventually, query_state, signal_with_start
+from tests.temporal.rig import powered_off, read_annotations, running_worker
 from vsphere_preemption.domain.model import MoRef
-from vsphere_preemption.wire import HISTORY_QUERY, Annotation
+from vsphere_preemption.wire import Annotation
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
-TAG = "preemptible"
-PRIORITY, PROTECTION, GROUP = "preemption-priority", "preemption-protection", "preemption-group"
-
-
-class World(BaseWorld):
-    def cluster(self, name: str) -> MoRef:
-        return next(r for r in self.tags.objects("ClusterComputeResource") if self._name(r) == name)
-
-    def _name(self, ref: MoRef) -> str:
-        managed = self.client.session.call(lambda conn: conn.managed(ref).name)
-        return str(managed)
-
-    def policy(self, directory: Path, policy: dict[str, Any]) -> dict[str, str]:
-        path = directory / "policy.yaml"
-        path.write_text(yaml.safe_dump(policy))
-        return {**self.env, "PREEMPTION_POLICY_FILE": str(path)}
-
-
-@pytest.fixture
-def world(
-    usage_vcsim: Vcsim,
-    usage_inventory: UsageInventory,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    tmp_path: Path,
-) -> Iterator[World]:
-    secret = write_secret(tmp_path / "secret", usage_vcsim)
-    queue = unique("plan-e2e")
-    env = world_env(temporal_server.address, usage_vcsim, secret, queue)
-    with client_for(usage_vcsim) as client:
-        yield World(
-            usage_vcsim, usage_inventory, client, Inventory(client), temporal_client, queue, env
-        )
-
-
-def alarm_on(cluster: MoRef, **changes: Any) -> dict[str, Any]:
-    """The Go function's exact signal (fixture 02), its alarm now firing on `cluster`."""
-    payload: dict[str, Any] = copy.deepcopy(fixture_json(SIGNAL_FIXTURE))
-    payload["event"]["data"]["Entity"] = {
-        "Name": "a cluster",
-        "Entity": {"Type": cluster.type, "Value": cluster.value},
-    }
-    payload["replyTo"] = ""
-    payload.update(changes)
-    return payload
-
-
-@pytest.fixture
-async def handles(temporal_client: Client) -> AsyncIterator[list[WorkflowHandle[Any, Any]]]:
-    started: list[WorkflowHandle[Any, Any]] = []
-    yield started
-    for handle in started:
-        await handle.terminate("test over")
+PROTECTION, GROUP = "preemption-protection", "preemption-group"
 
 
 async def state_when(
@@ -118,7 +45,7 @@ def left_out(state: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_an_alarm_on_one_cluster_preempts_its_vms_by_priority_and_spares_the_protected(
-    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+    world: World, handles: list[WorkflowHandle[Any, Any]]
 ) -> None:
     low, high, guarded = (world.vm(f"DC0_C0_RP1_VM{i}") for i in range(3))
     elsewhere = [world.vm(f"DC0_C1_APP0_VM{i}") for i in range(2)]
@@ -126,8 +53,7 @@ async def test_an_alarm_on_one_cluster_preempts_its_vms_by_priority_and_spares_t
     world.tags.tag("low", [low, guarded], category=PRIORITY)
     world.tags.tag("high", [high], category=PRIORITY)
     world.tags.tag("protected", [guarded], category=PROTECTION)
-    env = world.policy(
-        tmp_path,
+    env = world.with_policy(
         {
             "priority": {"category": PRIORITY, "levels": {"low": 0, "high": 100}, "default": 50},
             "protection": {"category": PROTECTION, "tag": "protected"},
@@ -135,10 +61,7 @@ async def test_an_alarm_on_one_cluster_preempts_its_vms_by_priority_and_spares_t
     )
     cluster = world.cluster("DC0_C0")
     async with running_worker(env):
-        handle = await signal_with_start(
-            world.temporal, f"cpu/{cluster.value}", world.queue, alarm_on(cluster)
-        )
-        handles.append(handle)
+        handle = await start(world, handles, f"cpu/{cluster.value}", alarm_on(cluster, replyTo=""))
         state = await state_when(handle, has_acted, "a run")
 
     # Lowest priority first; the protected VM and the other cluster's VMs are left alone.
@@ -161,7 +84,7 @@ async def test_an_alarm_on_one_cluster_preempts_its_vms_by_priority_and_spares_t
 
 
 async def test_a_capacity_target_preempts_the_fewest_vms_and_reports_what_it_achieved(
-    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+    world: World, handles: list[WorkflowHandle[Any, Any]]
 ) -> None:
     cluster = world.cluster("DC0_C0")
     candidates = [world.vm(f"DC0_C0_APP0_VM{i}") for i in range(3)]
@@ -176,12 +99,9 @@ async def test_a_capacity_target_preempts_the_fewest_vms_and_reports_what_it_ach
     by_recent_boot = sorted(candidates, key=lambda r: facts[r].boot_time or 0, reverse=True)
     first, second = (facts[r].usage.cpu_mhz or 0 for r in by_recent_boot[:2])
     target = 100 * (used - first - second / 2) / capacity
-    env = world.policy(tmp_path, {"targets": {"cpu": round(target, 3)}})
+    env = world.with_policy({"targets": {"cpu": round(target, 3)}})
     async with running_worker(env):
-        handle = await signal_with_start(
-            world.temporal, f"cpu/{cluster.value}", world.queue, alarm_on(cluster)
-        )
-        handles.append(handle)
+        handle = await start(world, handles, f"cpu/{cluster.value}", alarm_on(cluster, replyTo=""))
         state = await state_when(handle, lambda s: "achieved" in s, "planned vs achieved")
 
     assert victims(state) == [r.value for r in by_recent_boot[:2]]
@@ -196,25 +116,22 @@ async def test_a_capacity_target_preempts_the_fewest_vms_and_reports_what_it_ach
 
 
 async def test_a_group_budget_is_never_exceeded_counting_vms_already_preempted(
-    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+    world: World, handles: list[WorkflowHandle[Any, Any]]
 ) -> None:
     cluster = world.cluster("DC0_C1")
     web = [world.vm(f"DC0_C1_RP1_VM{i}") for i in range(3)]
     world.tags.tag(TAG, web)
     world.tags.tag("web", web, category=GROUP)
-    env = world.policy(
-        tmp_path, {"groups": {"category": GROUP, "budgets": {"web": {"maxUnavailable": 1}}}}
+    env = world.with_policy(
+        {"groups": {"category": GROUP, "budgets": {"web": {"maxUnavailable": 1}}}}
     )
     async with running_worker(env):
-        handle = await signal_with_start(
-            world.temporal, f"cpu/{cluster.value}", world.queue, alarm_on(cluster)
-        )
-        handles.append(handle)
+        handle = await start(world, handles, f"cpu/{cluster.value}", alarm_on(cluster, replyTo=""))
         first = await state_when(handle, has_acted, "run 1")
         assert len(victims(first)) == 1
         assert sorted(left_out(first).values()) == ["over_budget", "over_budget"]
         # The same alarm again: the one already off (and marked by us) uses the budget up.
-        again = alarm_on(cluster)
+        again = alarm_on(cluster, replyTo="")
         again["event"]["id"] = "second-alarm"
         await signal_with_start(world.temporal, handle.id, world.queue, again)
         second = await state_when(handle, lambda s: s["plan"]["victims"] == [], "run 2")
@@ -228,11 +145,6 @@ async def test_a_group_budget_is_never_exceeded_counting_vms_already_preempted(
 # What a request sent by anyone who can signal (or run `preemptctl workflow run
 # --policy-override`) tries: the protection off, the budgets off, every tagged VM in vCenter.
 UNSAFE = {"protection": None, "groups": None, "scope": "vcenter", "maxVMs": 20}
-
-
-async def runs_of(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = json.loads(await handle.query(HISTORY_QUERY, result_type=str))
-    return runs
 
 
 def guarded_world(world: World) -> tuple[list[MoRef], MoRef, MoRef]:
@@ -252,18 +164,17 @@ GUARDED = {
 
 
 async def test_a_request_cannot_drop_protection_budgets_or_scope(
-    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+    world: World, handles: list[WorkflowHandle[Any, Any]]
 ) -> None:
     web, guarded, elsewhere = guarded_world(world)
-    env = world.policy(tmp_path, GUARDED)
+    env = world.with_policy(GUARDED)
     cluster = world.cluster("DC0_C0")
     async with running_worker(env):
-        handle = await signal_with_start(
-            world.temporal, f"cpu/{cluster.value}", world.queue, alarm_on(cluster, policy=UNSAFE)
+        handle = await start(
+            world, handles, f"cpu/{cluster.value}", alarm_on(cluster, replyTo="", policy=UNSAFE)
         )
-        handles.append(handle)
         state = await state_when(handle, has_acted, "a run")
-        (run,) = await runs_of(handle)
+        (run,) = await run_history(handle)
 
     # The administrator's policy held: 25 % of the 3 web VMs is 1 (rounded up, as a PDB does),
     # the protected VM and the other cluster's VM stayed on; the run went on and said why.
@@ -282,43 +193,43 @@ async def test_a_request_cannot_drop_protection_budgets_or_scope(
 
 
 async def test_a_request_cannot_drop_the_target(
-    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+    world: World, handles: list[WorkflowHandle[Any, Any]]
 ) -> None:
     web, guarded, elsewhere = guarded_world(world)
     # The cluster's CPU is under 100 % of its capacity: this target needs no victim.
-    env = world.policy(tmp_path, {**GUARDED, "targets": {"cpu": 100}})
+    env = world.with_policy({**GUARDED, "targets": {"cpu": 100}})
     cluster = world.cluster("DC0_C0")
     async with running_worker(env):
-        handle = await signal_with_start(
-            world.temporal,
+        handle = await start(
+            world,
+            handles,
             f"cpu/{cluster.value}",
-            world.queue,
-            alarm_on(cluster, policy={"targets": {"cpu": None}}),
+            alarm_on(cluster, replyTo="", policy={"targets": {"cpu": None}}),
         )
-        handles.append(handle)
-        runs = await eventually(lambda: runs_of(handle), lambda r: bool(r and "outcome" in r[0]))
+        runs = await eventually(
+            lambda: run_history(handle), lambda r: bool(r and "outcome" in r[0])
+        )
     assert runs[0]["outcome"] == "nothing to do"
     assert [f["field"] for f in runs[0]["refusedOverrides"]] == ["targets.cpu"]
     assert powered_off(world.client, [*web, guarded, elsewhere]) == set()
 
 
 async def test_what_the_administrator_allows_a_request_takes(
-    world: World, tmp_path: Path, handles: list[WorkflowHandle[Any, Any]]
+    world: World, handles: list[WorkflowHandle[Any, Any]]
 ) -> None:
     web, guarded, elsewhere = guarded_world(world)
     allowing = ["protection", "groups", "scope", "targets"]
-    env = world.policy(tmp_path, {**GUARDED, "targets": {"cpu": 100}, "allowOverrides": allowing})
+    env = world.with_policy({**GUARDED, "targets": {"cpu": 100}, "allowOverrides": allowing})
     cluster = world.cluster("DC0_C0")
     async with running_worker(env):
-        handle = await signal_with_start(
-            world.temporal,
+        handle = await start(
+            world,
+            handles,
             f"cpu/{cluster.value}",
-            world.queue,
-            alarm_on(cluster, policy={**UNSAFE, "targets": None}),
+            alarm_on(cluster, replyTo="", policy={**UNSAFE, "targets": None}),
         )
-        handles.append(handle)
         state = await state_when(handle, has_acted, "a run")
-        (run,) = await runs_of(handle)
+        (run,) = await run_history(handle)
 
     # Every tagged VM went, the protected one and the other cluster's included; only the
     # raised cap, not listed, was refused (and 10 was enough).

@@ -3,7 +3,7 @@ the worker's settings on a queue of its own, an event sink), the Go function's s
 entity, and the waits on vCenter, the sink and the workflow's run history.
 
 The `world` and `handles` fixtures (tests/e2e/conftest.py) are built from `world_on`; a test
-file that needs other worker settings defines its own `world` with `world_on(..., **env)`.
+file that needs other worker settings overrides the `worker_settings` fixture.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from tests.temporal.helpers import (
 )
 from tests.temporal.rig import (
     client_for,
+    connection_env,
     read_annotations,
     write_secret,
 )
-from tests.temporal.world import World as BaseWorld
-from tests.temporal.world import world_env
 from tests.vsphere.raw_session import RawSession
 from tests.vsphere.usage_inventory import UsageInventory
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
@@ -43,6 +42,7 @@ from vsphere_preemption.devtools.sink import EventSink, ReceivedEvent
 from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import MoRef, VmRef
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
+from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
 from vsphere_preemption.wire import (
     HISTORY_QUERY,
@@ -56,9 +56,22 @@ POWERED_ON, POWERED_OFF, SUSPENDED = "poweredOn", "poweredOff", "suspended"
 
 
 @dataclass
-class World(BaseWorld):
+class World:
+    """vcsim with usage figures and the test's own session on it, Temporal, the worker's settings
+    on a queue of its own, and an event sink."""
+
+    sim: Vcsim
+    inventory: UsageInventory
+    client: VSphereClient  # the test's own session (not the worker's)
+    tags: Inventory
+    temporal: Client
+    queue: str
+    env: dict[str, str]  # the worker's settings
     sink: EventSink
     directory: Path
+
+    def vm(self, name: str) -> VmRef:
+        return VmRef(self.inventory.vm(name))
 
     def cluster(self, name: str) -> MoRef:
         found = self.tags.names("ClusterComputeResource")
@@ -93,10 +106,13 @@ def world_on(
     **extra_env: str,
 ) -> Iterator[World]:
     """A World on a queue of its own (`queue_prefix`-...), the worker's settings plus
-    `extra_env`; its vCenter client and sink closed when the block ends."""
+    `extra_env`; its vCenter client and sink closed when the block ends.
+
+    The worker's settings: the connections and no cooldown, the policy's defaults otherwise."""
     secret = write_secret(directory / "secret", sim)
     queue = unique(queue_prefix)
-    env = world_env(temporal_server.address, sim, secret, queue) | extra_env
+    env = connection_env(sim, secret, temporal_server.address, queue)
+    env |= {"PREEMPTION_COOLDOWN": "0", **extra_env}
     with client_for(sim) as client, EventSink() as sink:
         yield World(
             sim=sim,

@@ -41,10 +41,6 @@ def on(alarm: str, entity: str = CLUSTER) -> str:
     return f"{alarm}/{entity}"
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 def function_settings(
     alarm: str,
     queue: str = "vsphere-preemption",

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from tests.function.conftest import SINK, alarm_event, as_binary, on, post, unique
+from tests.function.conftest import SINK, alarm_event, as_binary, on, post
+from tests.temporal.helpers import unique
 from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import DEFAULT_NAMESPACE
 

@@ -34,8 +34,8 @@ from tests.function.conftest import (
     post,
     reference_event,
     reference_signal_bytes,
-    unique,
 )
+from tests.temporal.helpers import unique
 from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
 from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
 

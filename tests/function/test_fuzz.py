@@ -29,8 +29,9 @@ from temporalio.service import RPCError
 
 from tests.conftest import fixture_json, fixture_text
 from tests.function.bad_requests import corpus, wrong_types
-from tests.function.conftest import CLUSTER, alarm_event, as_binary, as_structured, on, unique
+from tests.function.conftest import CLUSTER, alarm_event, as_binary, as_structured, on
 from tests.function.process import Answer, Dropped, FunctionProcess, RawClient, http_request
+from tests.temporal.helpers import unique
 from vsphere_preemption.devtools.devservers import TemporalDevServer
 from vsphere_preemption.function.cloudevent_http import STRUCTURED
 from vsphere_preemption.function.http_protocol import MAX_HEAD

@@ -12,7 +12,6 @@ was restarted.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from tests.e2e.world import run_history
 from tests.function.conftest import (
     CLUSTER,
     Serve,
@@ -29,23 +29,13 @@ from tests.function.conftest import (
     function_settings,
     on,
     post,
-    unique,
 )
-from tests.temporal.helpers import eventually
-from tests.temporal.rig import (
-    Observer,
-    client_for,
-    powered_off,
-    prepare,
-    vcsim_args,
-    worker_env,
-    write_secret,
-)
+from tests.temporal.helpers import eventually, unique, wait_for
+from tests.temporal.rig import Observer, powered_off, rig_on, vcsim_args
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim, free_port
-from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
 from vsphere_preemption.devtools.worker_process import WorkerProcess
-from vsphere_preemption.wire import DEFAULT_NAMESPACE, HISTORY_QUERY, PREEMPTED_EVENT_TYPE
+from vsphere_preemption.wire import DEFAULT_NAMESPACE, PREEMPTED_EVENT_TYPE
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
@@ -58,19 +48,18 @@ async def test_temporal_restarted_on_its_database_mid_run_the_run_completes_nobo
     serve: Serve, vcsim_factory: Callable[..., Vcsim], tmp_path: Path
 ) -> None:
     sim = vcsim_factory(*vcsim_args("-method-delay", "PowerOffVM_Task:1500"))
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=3, off=0)
-    observer = Observer(sim)
-    observer.mark("VmPoweredOffEvent")
     server = TemporalDevServer(
         port=free_port(), db_file=tmp_path / "temporal.db", log_file=tmp_path / "temporal.log"
     )
-    alarm, queue = unique("alarm"), unique("queue")
+    _, vcenter, scene, queue, env = rig_on(
+        sim, server.address, tmp_path, "queue", on=3, off=0,
+        PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0", PREEMPTION_MAX_CONCURRENCY="1",
+    )  # fmt: skip
+    observer = Observer(sim)
+    observer.mark("VmPoweredOffEvent")
+    alarm = unique("alarm")
     workflow_id = on(alarm, CLUSTER)
     with server, EventSink() as sink:
-        env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), server.address, queue,
-                         PREEMPTION_NOTICE_HIGH="0", PREEMPTION_COOLDOWN="0",
-                         PREEMPTION_MAX_CONCURRENCY="1")  # fmt: skip
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:
             function = await serve(function_settings(alarm, queue, server.address, K_SINK=sink.url))
@@ -95,22 +84,17 @@ async def test_temporal_restarted_on_its_database_mid_run_the_run_completes_nobo
                 await eventually(
                     lambda: readiness(http), lambda s: s == 200, what="ready again", timeout=30
                 )
-
-                async def runs() -> list[dict[str, Any]]:
-                    text = await handle.query(HISTORY_QUERY, result_type=str)
-                    found: list[dict[str, Any]] = json.loads(text)
-                    return found
-
                 first = await eventually(
-                    runs, lambda r: bool(r) and "outcome" in r[0], what="the run", timeout=90
-                )
-                await eventually(
-                    lambda: _now(lambda: sink.events), bool, what="the event", timeout=30
-                )
+                    lambda: run_history(handle), lambda r: bool(r) and "outcome" in r[0],
+                    what="the run", timeout=90,
+                )  # fmt: skip
+                await wait_for(lambda: bool(sink.events), what="the event", timeout=30)
                 # A later event: signalled, as the workflow's history of runs shows.
                 later = await post(http, as_binary(alarm_event(alarm, "yellow", "red")))
                 assert later.status_code == 200, later.text
-                both = await eventually(runs, lambda r: len(r) == 2, what="run 2", timeout=60)
+                both = await eventually(
+                    lambda: run_history(handle), lambda r: len(r) == 2, what="run 2", timeout=60
+                )
             assert worker.proc is not None and worker.proc.poll() is None  # never restarted
             await handle.terminate("test over")
         finally:
@@ -129,7 +113,3 @@ async def test_temporal_restarted_on_its_database_mid_run_the_run_completes_nobo
     assert [e.type for e in sink.events] == [PREEMPTED_EVENT_TYPE]
     # The later raise: a run of its own; nothing left on to stop.
     assert both[1]["run"] == 2 and both[1]["outcome"] != "acted"
-
-
-async def _now(read: Callable[[], Any]) -> Any:
-    return read()

@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import RawValue
 
 from tests.conftest import fixture_json
+from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.wire import QUERY_NAME, SIGNAL_NAME, WORKFLOW_TYPE, go_json
 
 SIGNAL_FIXTURE = "02_old-router_PreemptVMsChan-signal-WorkflowRequest.json"
@@ -77,6 +78,21 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}; last value: {value!r}")
         await asyncio.sleep(0.1)
+
+
+async def has_run(handle: WorkflowHandle[Any, Any], timeout: float = 120) -> dict[str, Any]:
+    """The `current_state` answer once a run has named the VMs it preempted."""
+    return await eventually(
+        lambda: query_state(handle),
+        lambda s: s["virtualMachines"] is not None,
+        timeout=timeout,
+        what="a run",
+    )
+
+
+def refs(state: dict[str, Any]) -> set[VmRef]:
+    """The VMs a `current_state` answer names."""
+    return {VmRef(v["Value"], v["Type"]) for v in state["virtualMachines"] or []}
 
 
 async def wait_for(

@@ -3,6 +3,10 @@
 Everything real: vcsim (tags through the tagging REST API, VMs through pyVmomi), a
 plain HTTP server on loopback for the emitted CloudEvents, the worker built from its
 settings exactly as `preemptctl worker` builds it.
+
+`rig_on` sets a vcsim up for a worker test (the scene, the test's own session, the worker's
+settings on a queue of its own); the `worker_rig` fixture (registered in tests/conftest.py)
+does it on a vcsim of the test's own.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ import asyncio
 import collections
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import pytest
+
+from tests.temporal.helpers import unique
 from tests.vsphere.raw_session import RawSession
 from vsphere_preemption import worker
-from vsphere_preemption.devtools.devservers import Vcsim
+from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
@@ -47,9 +54,10 @@ def write_secret(directory: Path, sim: Vcsim) -> Path:
     return directory
 
 
-def worker_env(
-    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str, **extra: str
+def connection_env(
+    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str
 ) -> dict[str, str]:
+    """The worker's connections: Temporal and its queue, vcsim and the secret."""
     return {
         "TEMPORAL_URL": temporal_address,
         "TEMPORAL_NAMESPACE": "vsphere-preemption",
@@ -57,6 +65,14 @@ def worker_env(
         "VCENTER_URL": sim.url,
         "VCENTER_INSECURE": "true",  # vcsim's self-signed certificate
         "VCENTER_SECRET_PATH": str(secret_dir),
+    }
+
+
+def worker_env(
+    sim: Vcsim, secret_dir: Path, temporal_address: str, task_queue: str, **extra: str
+) -> dict[str, str]:
+    return {
+        **connection_env(sim, secret_dir, temporal_address, task_queue),
         # These tests are about acting (power off, annotate, report, retries) on every tagged
         # VM, as the Go worker picks them; choosing by entity has tests of its own
         # (tests/e2e/test_worker_plan_e2e.py).
@@ -141,6 +157,82 @@ def client_for(sim: Vcsim) -> VSphereClient:
     """The test's own vCenter session (not the worker's)."""
     config = VCenterConfig(url=sim.url, username=sim.username, password=sim.password, insecure=True)
     return VSphereClient(config, poll_interval=0.1)
+
+
+class Rig(NamedTuple):
+    """What a worker test stands on: vcsim with its scene set, the test's own session on it,
+    and the worker's settings on a queue of its own."""
+
+    sim: Vcsim
+    vcenter: VSphereClient  # the test's own session (not the worker's)
+    scene: Scene
+    queue: str
+    env: dict[str, str]
+
+
+def rig_on(
+    sim: Vcsim,
+    temporal_address: str,
+    directory: Path,
+    queue_prefix: str,
+    *,
+    on: int,
+    off: int,
+    not_vms: int = 2,
+    **extra_env: str,
+) -> Rig:
+    """`sim` with the scene `prepare` sets, and `worker_env` plus `extra_env` on a queue
+    `queue_prefix`-..., its secret written in `directory`/vsphere. The caller closes `vcenter`."""
+    vcenter = client_for(sim)
+    scene = prepare(Inventory(vcenter), on=on, off=off, not_vms=not_vms)
+    queue = unique(queue_prefix)
+    secret = write_secret(directory / "vsphere", sim)
+    return Rig(
+        sim, vcenter, scene, queue, worker_env(sim, secret, temporal_address, queue, **extra_env)
+    )
+
+
+class Rigs:
+    """`rig_on` vcsims of their own (`vcsim`: flags beyond `vcsim_args`'), one Temporal."""
+
+    def __init__(
+        self, vcsim_factory: Callable[..., Vcsim], temporal_address: str, directory: Path
+    ) -> None:
+        self._vcsim_factory = vcsim_factory
+        self._temporal_address = temporal_address
+        self._directory = directory
+        self._made: list[Rig] = []
+
+    def __call__(
+        self,
+        queue_prefix: str,
+        *,
+        on: int,
+        off: int,
+        not_vms: int = 2,
+        vcsim: tuple[str, ...] = (),
+        **extra_env: str,
+    ) -> Rig:
+        sim = self._vcsim_factory(*vcsim_args(*vcsim))
+        rig = rig_on(sim, self._temporal_address, self._directory, queue_prefix,
+                     on=on, off=off, not_vms=not_vms, **extra_env)  # fmt: skip
+        self._made.append(rig)
+        return rig
+
+    def close(self) -> None:
+        for rig in self._made:
+            rig.vcenter.close()  # idempotent: a test may have closed it already
+
+
+@pytest.fixture
+def worker_rig(
+    vcsim_factory: Callable[..., Vcsim], temporal_server: TemporalDevServer, tmp_path: Path
+) -> Iterator[Rigs]:
+    """Rigs on the session's Temporal; their vCenter sessions closed after the test (before
+    `vcsim_factory` stops the simulators)."""
+    rigs = Rigs(vcsim_factory, temporal_server.address, tmp_path)
+    yield rigs
+    rigs.close()
 
 
 def powered_off(client: VSphereClient, vms: Iterable[VmRef]) -> set[VmRef]:

@@ -15,8 +15,6 @@ import contextlib
 import copy
 import json
 import logging
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RawValue
 
 from tests.temporal.helpers import (
-    eventually,
+    has_run,
     query_state,
     signal_payload,
     signal_with_start,
@@ -36,18 +34,7 @@ from tests.temporal.helpers import (
     wait_for,
     workflow_task_failures,
 )
-from tests.temporal.rig import (
-    client_for,
-    powered_off,
-    prepare,
-    read_annotations,
-    running_worker,
-    vcsim_args,
-    worker_env,
-    write_secret,
-)
-from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
-from vsphere_preemption.devtools.inventory import Inventory
+from tests.temporal.rig import Rigs, powered_off, read_annotations, running_worker
 from vsphere_preemption.wire import SIGNAL_NAME, WireError, WorkflowRequest, go_json
 
 FUZZED = 200  # property-based mutations of the Go function's signal, on top of the corpus
@@ -242,18 +229,10 @@ def scheduled_activities(events: list[Any]) -> list[str]:
 
 
 async def test_malformed_signals_never_fail_the_workflow_and_the_next_good_one_acts(
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    vcsim_factory: Callable[..., Vcsim],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    temporal_client: Client, worker_rig: Rigs, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="temporalio.workflow")
-    sim = vcsim_factory(*vcsim_args())
-    vcenter = client_for(sim)
-    scene = prepare(Inventory(vcenter), on=3, off=1)
-    queue = unique("bad-signals")
-    env = worker_env(sim, write_secret(tmp_path / "vsphere", sim), temporal_server.address, queue)
+    _, vcenter, scene, queue, env = worker_rig("bad-signals", on=3, off=1)
     bad = corpus() + fuzzed_signals(FUZZED)
     assert len(bad) > 150 + FUZZED // 2
 
@@ -279,13 +258,7 @@ async def test_malformed_signals_never_fail_the_workflow_and_the_next_good_one_a
         # The next good signal acts: the tagged, running VMs go off on vcsim.
         good = signal_payload(replyTo="")
         await handle.signal(SIGNAL_NAME, raw(go_json(good)))
-
-        async def state() -> dict[str, Any]:
-            return await query_state(handle)
-
-        answer = await eventually(
-            state, lambda s: s["virtualMachines"] is not None, timeout=120, what="the run"
-        )
+        answer = await has_run(handle)
         events = list((await handle.fetch_history()).events)
         description = await handle.describe()
         await handle.terminate("test over")
