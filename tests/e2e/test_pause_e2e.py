@@ -242,7 +242,15 @@ async def test_a_pause_outlives_a_restart_of_the_worker_and_of_temporal_then_unp
                     lambda: state_once_served(handle), lambda s: "paused" in s,
                     what="the state, answered by the new worker", timeout=90,
                 )  # fmt: skip
-                listed = await asyncio.to_thread(pause_list, server.address, world.queue)
+                # The registry too is served by the new worker once it has replayed it: right
+                # after the crash its query may wait out the dead worker's sticky queue past
+                # the CLI's 5 s, and the CLI says so ("did not answer"); the operator, as
+                # here, asks again.
+                listed = await eventually(
+                    lambda: asyncio.to_thread(pause_list, server.address, world.queue),
+                    lambda done: "did not answer" not in done.stderr,
+                    what="the registry, answered by the new worker", timeout=90,
+                )  # fmt: skip
                 await asyncio.sleep(1)  # time enough to act, were the hold lost
                 held_on = world.power(vms)
                 runs_while_held = await run_history(handle)
