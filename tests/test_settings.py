@@ -43,6 +43,10 @@ def test_function_defaults_to_one_workflow_per_entity_and_one_alarm() -> None:
     assert s.workflow_id_mode is IdMode.ENTITY
     assert s.alarm_names == ("cluster-cpu-above-80",)
     assert (s.dedup_window, s.dedup_max_events) == (timedelta(hours=1), 10_000)
+    assert s.body_timeout == timedelta(seconds=10)
+    assert load(FunctionSettings, FUNCTION_ENV | {"BODY_TIMEOUT": "2500ms"}).body_timeout == (
+        timedelta(seconds=2.5)
+    )
 
 
 def test_the_function_refuses_a_tag_or_sink_its_signals_could_not_carry() -> None:

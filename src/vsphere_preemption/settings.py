@@ -341,6 +341,9 @@ class FunctionSettings(TemporalSettings):
     # come meanwhile ride the next signal, merged (function/signal_lines.py). 0: one signal in
     # flight, the next at once.
     signal_spacing: Duration = Field(default=timedelta(milliseconds=100), alias="SIGNAL_SPACING")
+    # How long a request's body may take to come once its head has: a client that sends less
+    # than its Content-Length, or stalls, is answered 408 and closed then (0: no bound).
+    body_timeout: Duration = Field(default=timedelta(seconds=10), alias="BODY_TIMEOUT")
     # A file holding the token `POST /` then requires as `Authorization: Bearer <token>`.
     function_token_file: Path | None = Field(default=None, alias="FUNCTION_TOKEN_FILE")
     # Its content, read by `_derive` (no alias); never in a repr.

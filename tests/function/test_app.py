@@ -1,12 +1,15 @@
-"""The ASGI app in process (httpx's ASGI transport), with its Temporal link not connected:
-the HTTP around the handler (paths, methods, body limits, health, metrics, a bug's 500) and
-the answers when Temporal is not there. Each decision of the handler itself, without HTTP:
-test_handler.py."""
+"""The ASGI app in process (httpx's ASGI transport; uvicorn on loopback where HTTP itself is
+the point), with its Temporal link not connected: the HTTP around the handler (paths,
+methods, body limits and deadlines, health, metrics, a bug's 500) and the answers when
+Temporal is not there. Each decision of the handler itself, without HTTP: test_handler.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,8 +22,11 @@ from tests.function.conftest import (
     function_settings,
     post,
 )
+from tests.function.test_boot import served
+from tests.function.test_http_protocol import read_reply
 from vsphere_preemption.function import handler as handler_module
-from vsphere_preemption.function.app import MAX_BODY, create_app
+from vsphere_preemption.function.app import MAX_BODY, BodyDeadlines, create_app
+from vsphere_preemption.function.boot import Booting
 from vsphere_preemption.settings import FunctionSettings
 
 ALARM = "cluster-cpu-above-80"
@@ -167,3 +173,59 @@ async def test_reply_bodies_are_json_objects(client: httpx.AsyncClient) -> None:
         "decision": "ignore",
         "reason": "alarm 'other-alarm' is not 'cluster-cpu-above-80'",
     }
+
+
+async def test_a_body_shorter_than_its_content_length_is_408_after_the_body_timeout() -> None:
+    # Over real HTTP (uvicorn, as the function serves): the head says 1,000 bytes, 10 come.
+    settings = function_settings(ALARM, BODY_TIMEOUT="0.3")
+    async with served(Booting(lambda: create_app(settings))) as client:
+        port = int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        headers, _ = as_binary(alarm_event(ALARM, "green", "red"))
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        started = time.monotonic()
+        writer.write(f"POST / HTTP/1.1\r\nhost: f\r\n{lines}content-length: 1000\r\n\r\n".encode())
+        writer.write(b'{"short": ')
+        status, reply_headers, body = await read_reply(reader)
+        waited = time.monotonic() - started
+        assert status.startswith(b"HTTP/1.1 408") and reply_headers["connection"] == "close"
+        assert json.loads(body) == {
+            "error": "request body not received within 0.3 s (10 of 1000 bytes came)"
+        }
+        assert 0.3 <= waited < 2
+        assert await reader.read() == b""  # and the connection closed
+        writer.close()
+        await writer.wait_closed()
+        rejected = "vsphere_preemption_function_events_rejected_total"
+        assert await metric(client, rejected, reason="body_timeout") == 1
+
+
+async def test_a_stalled_streamed_body_is_408_and_a_slow_one_in_time_is_read() -> None:
+    settings = function_settings(ALARM, BODY_TIMEOUT="0.4")
+    headers, body = as_binary(alarm_event("other-alarm", "green", "red"))
+
+    async def slowly(pause: float) -> AsyncIterator[bytes]:
+        for i in range(0, len(body), len(body) // 3 + 1):
+            yield body[i : i + len(body) // 3 + 1]
+            await asyncio.sleep(pause)
+
+    async with client_for(settings) as client:
+        in_time = await client.post("/", headers=headers, content=slowly(0.05))
+        assert in_time.status_code == 200 and in_time.json()["decision"] == "ignore"
+        stalled = await client.post("/", headers=headers, content=slowly(30))
+        assert stalled.status_code == 408
+        assert stalled.json()["error"].startswith("request body not received within 0.4 s")
+
+
+async def test_body_deadlines_watch_only_while_someone_reads() -> None:
+    deadlines = BodyDeadlines(0.2)
+    assert deadlines.tick == 0.05
+
+    async def whole() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    assert await deadlines.read({}, whole) == b"{}"
+    await asyncio.sleep(0.1)  # the watcher saw nobody reading, and went
+    assert deadlines._watcher is None and not deadlines._readers
+    assert BodyDeadlines(0).tick == 0.01  # 0: no bound (read as is)
+    assert await BodyDeadlines(0).read({}, whole) == b"{}"
