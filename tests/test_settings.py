@@ -19,6 +19,7 @@ from vsphere_preemption.settings import (
     parse_duration,
     parse_flag,
 )
+from vsphere_preemption.settings.function import TemporalConnect
 
 FUNCTION_ENV = {
     "TEMPORAL_URL": "temporal:7233",
@@ -44,6 +45,11 @@ def test_function_defaults_to_one_workflow_per_entity_and_one_alarm() -> None:
     assert s.alarm_names == ("cluster-cpu-above-80",)
     assert (s.dedup_window, s.dedup_max_events) == (timedelta(hours=1), 10_000)
     assert s.body_timeout == timedelta(seconds=10)
+    assert s.temporal_connect is TemporalConnect.START
+    first_use = load(FunctionSettings, FUNCTION_ENV | {"TEMPORAL_CONNECT": "first-use"})
+    assert first_use.temporal_connect is TemporalConnect.FIRST_USE
+    with pytest.raises(SettingsError, match="TEMPORAL_CONNECT must be one of start, first-use"):
+        load(FunctionSettings, FUNCTION_ENV | {"TEMPORAL_CONNECT": "later"})
     assert load(FunctionSettings, FUNCTION_ENV | {"BODY_TIMEOUT": "2500ms"}).body_timeout == (
         timedelta(seconds=2.5)
     )

@@ -430,6 +430,28 @@ async def test_readiness_waits_for_temporal(serve: Serve) -> None:
             assert (await client.get("/health/readiness")).json() == {"status": "ready"}
 
 
+@pytest.mark.temporal
+async def test_connecting_on_first_use_is_ready_at_once_and_a_raise_connects_and_signals(
+    serve: Serve, temporal_server: TemporalDevServer, temporal_client: Client
+) -> None:
+    alarm = unique("alarm")
+    function = await serve(
+        function_settings(
+            alarm, unique("queue"), temporal_server.address, TEMPORAL_CONNECT="first-use"
+        )
+    )
+    async with function.client() as client:
+        assert (await client.get("/health/readiness")).json() == {"status": "ready"}
+        other = await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
+        assert other.status_code == 200
+        assert function.app.state.link._task is None  # an ignored event needs no Temporal
+        raising = await post(client, as_binary(alarm_event(alarm, "green", "red")))
+        assert raising.status_code == 200, raising.text  # waited for the connection
+        assert len(signals(await history(temporal_client, on(alarm)))) == 1
+        assert (await client.get("/health/readiness")).json() == {"status": "ready"}
+        await temporal_client.get_workflow_handle(on(alarm)).terminate("test done")
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """One sample of the /metrics text (0 when absent)."""
     wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())

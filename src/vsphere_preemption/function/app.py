@@ -29,6 +29,7 @@ from vsphere_preemption.function.metrics import Metrics
 from vsphere_preemption.function.temporal_link import TemporalLink
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.settings import FunctionSettings
+from vsphere_preemption.settings.function import TemporalConnect
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,6 +39,11 @@ Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY = 1024 * 1024  # 1 MiB: a vCenter event is a few KiB
 BODY_TIMEOUT = 10.0  # seconds for a body to come (BODY_TIMEOUT): a broker sends it at once
+# After a 413, what is left of the body is read and dropped for at most this long and this much
+# (as function/http_protocol.py's LINGER_*), for a server that lets the app read after
+# answering: closed with the body unread, the close would be a reset that can overtake the 413.
+DRAIN_SECONDS = 2.0
+DRAIN_BYTES = 16 * 1024 * 1024
 JSON = b"application/json"
 # Compact and UTF-8, as web frameworks write JSON; one encoder, not one per reply.
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
@@ -154,6 +160,20 @@ async def read_body(
         parts.append(chunk)
 
 
+async def drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body, until it ends or DRAIN_SECONDS or DRAIN_BYTES
+    pass (RFC 9112, 9.6). uvicorn answers a read after the answer with a disconnect at once
+    (its protocol, function/http_protocol.py, drains instead); granian lets the app read on."""
+    left = DRAIN_BYTES
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while left > 0:
+                message = await receive()
+                left -= len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+
+
 async def respond(
     send: Send,
     status: int,
@@ -193,7 +213,6 @@ class FunctionApp:
         self._link = link
         self._metrics = metrics
         self._log = log
-        self._connecting: asyncio.Task[None] | None = None
         # path -> (the methods it answers, its endpoint); GET paths answer HEAD too.
         self._routes: dict[str, tuple[tuple[str, ...], Endpoint]] = {
             "/": (("POST",), self.event),
@@ -240,6 +259,7 @@ class FunctionApp:
             reply = self._handler.reject(413, "too_large", f"request body over {MAX_BODY} bytes")
             # The rest of the body is never read: the connection cannot be reused.
             await respond_json(send, 413, reply.body, [("Connection", "close")])
+            await drain(receive)
             return
         except BodyTimeout as late:
             declared = headers.get("content-length")
@@ -280,17 +300,13 @@ class FunctionApp:
         await respond(send, 200, data, content_type.encode("latin-1"))
 
     async def startup(self) -> None:
-        """Connect to Temporal in the background, unless the link is connected already."""
-        if not self._link.ready and self._connecting is None:
-            self._connecting = asyncio.create_task(self._link.run(), name="temporal-connect")
+        """Connect to Temporal in the background (unless the link is connected already, or
+        connects only when an event needs it: TEMPORAL_CONNECT=first-use)."""
+        self._link.begin()
 
     async def shutdown(self) -> None:
         self._bodies.stop()
-        if self._connecting is not None:
-            self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connecting
-            self._connecting = None
+        await self._link.stop()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -325,6 +341,7 @@ def create_app(
             log=log,
             tracing=tracing,
             security=settings.temporal_security,
+            on_first_use=settings.temporal_connect is TemporalConnect.FIRST_USE,
         )
     handler = EventHandler(
         settings,

@@ -7,11 +7,18 @@ retries them. Once connected, the link keeps asking Temporal's health endpoint (
 `WATCH_EVERY`): readiness turns false while Temporal is unreachable (restarted, network
 gone), with the reason, and true again when it answers. The client is kept throughout (the
 SDK reconnects by itself); an event that meets Temporal down gets a 503, as before.
+
+With `on_first_use` (TEMPORAL_CONNECT=first-use) the SDK is neither imported nor connected
+until an event needs Temporal: the SDK is ~27 MiB of the function's memory and most of its
+start-up, and an event of another alarm never needs it. Until then readiness is true (there
+is nothing to wait for); the first raise or lowering starts the connection and waits for its
+first attempt (a 503 if that fails, retried meanwhile), and from then on the link is as above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -44,6 +51,7 @@ class TemporalLink:
         log: Any,
         tracing: bool = False,
         security: TemporalSecurity | None = None,
+        on_first_use: bool = False,
     ) -> None:
         self.target = target
         self._security = security
@@ -54,21 +62,61 @@ class TemporalLink:
         self._client: PreemptionClient | None = None
         self._last_error = "connecting"
         self._reachable = True  # the last health check's answer, once connected
+        self._on_first_use = on_first_use
+        self._task: asyncio.Task[None] | None = None  # run(): connect, then watch
+        self._attempted = asyncio.Event()  # the first connection attempt has ended
+        if on_first_use:
+            self._last_error = "not connected yet: connects when an event needs Temporal"
 
     @property
     def ready(self) -> bool:
+        if self._on_first_use and self._task is None and self._client is None:
+            return True  # not needed yet: nothing to wait for
         return self._client is not None and self._reachable
 
     @property
     def last_error(self) -> str:
         return self._last_error
 
-    def require(self) -> PreemptionClient:
-        """The connected client, or TemporalUnavailable saying why there is none yet."""
+    def require(self) -> PreemptionClient | _OnFirstUse:
+        """The connected client, or TemporalUnavailable saying why there is none yet; with
+        `on_first_use`, one whose calls connect first (and wait for that)."""
+        if self._client is not None:
+            return self._client
+        if self._on_first_use:
+            return _OnFirstUse(self)
+        raise self._unavailable()
+
+    def _unavailable(self) -> TemporalUnavailable:
+        return TemporalUnavailable(
+            f"not connected to Temporal at {self.target} yet: {self._last_error}"
+        )
+
+    def begin(self) -> None:
+        """Connect in the background now, unless only on first use (or connected already)."""
+        if not self._on_first_use:
+            self.start()
+
+    def start(self) -> None:
+        """Connect, then follow Temporal's health, in a task of its own (once)."""
+        if self._task is None and self._client is None:
+            self._task = asyncio.create_task(self.run(), name="temporal-connect")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def connected(self) -> PreemptionClient:
+        """The client, connecting first if need be: waits for the first attempt, then
+        TemporalUnavailable while none succeeded (the attempts go on)."""
+        self.start()
         if self._client is None:
-            raise TemporalUnavailable(
-                f"not connected to Temporal at {self.target} yet: {self._last_error}"
-            )
+            await self._attempted.wait()
+        if self._client is None:
+            raise self._unavailable()
         return self._client
 
     async def run(self) -> None:
@@ -96,8 +144,10 @@ class TemporalLink:
             except TemporalError as exc:
                 self._last_error = str(exc)
                 self._log.warning("temporal not reachable", error=str(exc), retryIn=delay)
+                self._attempted.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY)
+        self._attempted.set()
         self._log.info(
             "connected to temporal",
             temporal=self.target,
@@ -130,3 +180,17 @@ class TemporalLink:
     def use(self, client: PreemptionClient) -> None:
         """Adopt a client connected elsewhere (tests, embedding)."""
         self._client = client
+
+
+class _OnFirstUse:
+    """What `require` gives before the first connection with `on_first_use`: the calls the
+    function makes, each connecting first."""
+
+    def __init__(self, link: TemporalLink) -> None:
+        self._link = link
+
+    async def signal_with_start(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._link.connected()).signal_with_start(*args, **kwargs)
+
+    async def cancel(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._link.connected()).cancel(*args, **kwargs)
