@@ -23,6 +23,7 @@ import importlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from vsphere_preemption.function.boot import collector_off
 from vsphere_preemption.temporal.client import (
     PreemptionClient,
     TemporalError,
@@ -127,8 +128,9 @@ class TemporalLink:
     async def connect(self) -> None:
         """Connect, retrying until it works (cancel the task to give up); then return."""
         # The SDK takes half a second to import: do it off the event loop so that liveness
-        # and readiness probes are answered meanwhile.
-        await asyncio.to_thread(importlib.import_module, "temporalio.client")
+        # and readiness probes are answered meanwhile (and without collections: boot.py).
+        with collector_off():
+            await asyncio.to_thread(importlib.import_module, "temporalio.client")
         # With tracing on, the signal carries the event's trace to the workflow.
         interceptors = await asyncio.to_thread(temporal_interceptors) if self._tracing else []
         delay = _FIRST_RETRY
