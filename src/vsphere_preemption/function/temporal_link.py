@@ -13,6 +13,8 @@ until an event needs Temporal: the SDK is ~27 MiB of the function's memory and m
 start-up, and an event of another alarm never needs it. Until then readiness is true (there
 is nothing to wait for); the first raise or lowering starts the connection and waits for its
 first attempt (a 503 if that fails, retried meanwhile), and from then on the link is as above.
+Either way, an event that needs Temporal while the first attempt is under way waits for it
+rather than being refused (an ignored event never waits).
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ class TemporalLink:
         return self._last_error
 
     def require(self) -> PreemptionClient | _OnFirstUse:
-        """The connected client, or TemporalUnavailable saying why there is none yet; with
-        `on_first_use`, one whose calls connect first (and wait for that)."""
+        """The connected client; while the first connection attempt is under way (or, with
+        `on_first_use`, not begun), one whose calls wait for it (connecting first); else
+        TemporalUnavailable saying why there is no client."""
         if self._client is not None:
             return self._client
-        if self._on_first_use:
+        if self._on_first_use or (self._task is not None and not self._attempted.is_set()):
             return _OnFirstUse(self)
         raise self._unavailable()
 
