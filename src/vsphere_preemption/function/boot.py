@@ -1,7 +1,7 @@
 """Liveness from the first moment: the function's app is built while it is already served.
 
-Building the app means importing what it runs on (pydantic for the settings, structlog,
-prometheus-client: most of a cold start) and reading the settings. A
+Building the app means importing what it runs on (structlog, prometheus-client, our own
+modules: most of a cold start) and reading the settings. A
 liveness probe need not wait for that, so the server listens first with `Booting` in front:
 it answers liveness at once and readiness "starting", builds the app in a thread (the event
 loop keeps serving meanwhile), then hands every request to the app. A request that arrives

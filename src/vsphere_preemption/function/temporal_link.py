@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.function.boot import collector_off
 from vsphere_preemption.temporal.client import (
+    Cancellation,
     PreemptionClient,
+    StartedRun,
     TemporalError,
     TemporalUnavailable,
 )
@@ -35,6 +37,7 @@ from vsphere_preemption.tracing import temporal_interceptors
 
 if TYPE_CHECKING:
     from vsphere_preemption.settings import TemporalSecurity
+    from vsphere_preemption.wire import WorkflowRequest
 
 _FIRST_RETRY = 0.2
 _MAX_RETRY = 5.0
@@ -188,14 +191,25 @@ class TemporalLink:
 
 
 class _OnFirstUse:
-    """What `require` gives before the first connection with `on_first_use`: the calls the
-    function makes, each connecting first."""
+    """What `require` gives while there is no client yet but one is (or, with
+    `on_first_use`, is about to be) on its way: the handler's two calls, each waiting for
+    the connection first."""
 
     def __init__(self, link: TemporalLink) -> None:
         self._link = link
 
-    async def signal_with_start(self, *args: Any, **kwargs: Any) -> Any:
-        return await (await self._link.connected()).signal_with_start(*args, **kwargs)
+    async def signal_with_start(
+        self,
+        workflow_id: str,
+        request: WorkflowRequest,
+        *,
+        execution_timeout: timedelta | None,
+        task_queue: str,
+    ) -> StartedRun:
+        client = await self._link.connected()
+        return await client.signal_with_start(
+            workflow_id, request, execution_timeout=execution_timeout, task_queue=task_queue
+        )
 
-    async def cancel(self, *args: Any, **kwargs: Any) -> Any:
-        return await (await self._link.connected()).cancel(*args, **kwargs)
+    async def cancel(self, workflow_id: str) -> Cancellation:
+        return await (await self._link.connected()).cancel(workflow_id)
