@@ -115,6 +115,7 @@ class TemporalLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._attempted.set()  # whoever waits for a connection gets its 503 now
 
     async def connected(self) -> PreemptionClient:
         """The client, connecting first if need be: waits for the first attempt, then
