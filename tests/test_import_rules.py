@@ -63,7 +63,7 @@ def test_the_package_as_it_is_keeps_every_contract(tmp_path: Path) -> None:
         ("function/app.py", "import pyVim", "Only the vsphere adapter imports"),
         ("vsphere/reads.py", "import vsphere_preemption.cli.main", "Layers"),
         ("temporal/client.py", "import vsphere_preemption.worker", "Layers"),
-        ("settings.py", "import vsphere_preemption.temporal.client", "Layers"),
+        ("settings/models.py", "import vsphere_preemption.temporal.client", "Layers"),
         ("function/app.py", "import vsphere_preemption.devtools.sink", "Runtime code never"),
         ("cli/workflow_cmd.py", "import vsphere_preemption.devtools.devservers", "Runtime code"),
         ("vsphere/client.py", "import vsphere_preemption.devtools.inventory", "Runtime code"),

@@ -19,6 +19,7 @@ from vsphere_preemption.settings import (
     parse_duration,
     parse_flag,
 )
+from vsphere_preemption.settings.function import TemporalConnect
 
 FUNCTION_ENV = {
     "TEMPORAL_URL": "temporal:7233",
@@ -43,6 +44,15 @@ def test_function_defaults_to_one_workflow_per_entity_and_one_alarm() -> None:
     assert s.workflow_id_mode is IdMode.ENTITY
     assert s.alarm_names == ("cluster-cpu-above-80",)
     assert (s.dedup_window, s.dedup_max_events) == (timedelta(hours=1), 10_000)
+    assert s.body_timeout == timedelta(seconds=10)
+    assert s.temporal_connect is TemporalConnect.START
+    first_use = load(FunctionSettings, FUNCTION_ENV | {"TEMPORAL_CONNECT": "first-use"})
+    assert first_use.temporal_connect is TemporalConnect.FIRST_USE
+    with pytest.raises(SettingsError, match="TEMPORAL_CONNECT must be one of start, first-use"):
+        load(FunctionSettings, FUNCTION_ENV | {"TEMPORAL_CONNECT": "later"})
+    assert load(FunctionSettings, FUNCTION_ENV | {"BODY_TIMEOUT": "2500ms"}).body_timeout == (
+        timedelta(seconds=2.5)
+    )
 
 
 def test_the_function_refuses_a_tag_or_sink_its_signals_could_not_carry() -> None:
@@ -51,11 +61,10 @@ def test_the_function_refuses_a_tag_or_sink_its_signals_could_not_carry() -> Non
     with pytest.raises(SettingsError) as err:
         load(FunctionSettings, env)
     message = str(err.value)
-    assert (
-        "VSPHERE_PREEMPTION_TAG Value error, must be a vSphere tag name of at most 256" in message
-    )
-    assert "K_SINK Value error, must be an http:// or https:// URL with a host" in message
-    assert "DEDUP_MAX_EVENTS" in message and "DEDUP_WINDOW" in message
+    assert "VSPHERE_PREEMPTION_TAG must be a vSphere tag name of at most 256" in message
+    assert "K_SINK must be an http:// or https:// URL with a host" in message
+    assert "DEDUP_MAX_EVENTS must be a whole number from 0 to 1000000" in message
+    assert "DEDUP_WINDOW must be a duration" in message and "soon" not in message
     assert "default-broker" not in message
     fine = load(FunctionSettings, FUNCTION_ENV | {"DEDUP_WINDOW": "10m", "DEDUP_MAX_EVENTS": "0"})
     assert (fine.dedup_window, fine.dedup_max_events) == (timedelta(minutes=10), 0)

@@ -8,6 +8,7 @@ the process's tracer provider.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ async def test_one_trace_from_the_alarm_event_to_the_annotation(
     alarm = unique("alarm")
     settings = function_settings(alarm, queue, temporal_server.address, K_SINK="http://x.invalid")
     with EventSink() as sink:
-        settings = settings.model_copy(update={"k_sink": sink.url})
+        settings = dataclasses.replace(settings, k_sink=sink.url)
         link = TemporalLink(
             temporal_server.address,
             namespace=settings.temporal_namespace,

@@ -47,14 +47,16 @@ class FunctionProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 60) -> FunctionProcess:
+    def start(self, timeout: float = 60, until: str = "/health/readiness") -> FunctionProcess:
+        """Start it and wait until `until` answers 200 (readiness: connected to Temporal;
+        liveness: serving, with or without a Temporal to reach)."""
         with open(self.log_file, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vsphere_preemption", "function", "--host", "127.0.0.1"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
-        while not self._ready():
+        while not self._answers(until):
             if not self.alive():
                 raise AssertionError(f"the function exited at start: {self.log()[-2000:]}")
             if time.monotonic() > deadline:
@@ -62,10 +64,10 @@ class FunctionProcess:
             time.sleep(0.05)
         return self
 
-    def _ready(self) -> bool:
+    def _answers(self, path: str) -> bool:
         try:
             with RawClient(self.port) as client:
-                return client.get("/health/readiness").status == 200
+                return client.get(path).status == 200
         except OSError:
             return False
 
@@ -96,7 +98,7 @@ class FunctionProcess:
         return self.log_file.read_text(errors="replace")
 
     def __enter__(self) -> FunctionProcess:
-        return self.start()
+        return self if self.proc is not None else self.start()  # started already, or now
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

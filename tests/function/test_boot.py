@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,7 @@ import uvicorn
 
 from tests.function.conftest import _QuietServer, alarm_event, as_binary, function_settings, post
 from vsphere_preemption.function.app import FunctionApp, create_app
-from vsphere_preemption.function.boot import App, Booting
+from vsphere_preemption.function.boot import App, Booting, collector_off
 from vsphere_preemption.function.http_protocol import CoalescingHttpToolsProtocol
 
 ALARM = "cluster-cpu-above-80"
@@ -83,3 +84,17 @@ async def test_a_failed_build_is_told_and_every_request_is_503_with_why() -> Non
         assert answer.json() == {"error": "function did not start: RuntimeError: no settings today"}
         assert (await client.get("/health/liveness")).status_code == 503
     assert [str(exc) for exc in failures] == ["no settings today"]
+
+
+def test_the_collector_is_off_while_building_and_on_again_after() -> None:
+    assert gc.isenabled()
+    with collector_off():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_off():
+            pass
+        assert not gc.isenabled()  # as it was
+    finally:
+        gc.enable()

@@ -37,6 +37,7 @@ from tests.function.conftest import (
 )
 from tests.temporal.helpers import unique
 from vsphere_preemption.devtools.devservers import TemporalDevServer, free_port
+from vsphere_preemption.temporal.client import PreemptionClient
 from vsphere_preemption.wire import SIGNAL_NAME, WORKFLOW_TYPE
 
 REFERENCE_ALARM = "cluster-cpu-above-80"
@@ -428,6 +429,60 @@ async def test_readiness_waits_for_temporal(serve: Serve) -> None:
         with server:
             await function.wait_ready()
             assert (await client.get("/health/readiness")).json() == {"status": "ready"}
+
+
+@pytest.mark.temporal
+async def test_a_raise_while_the_first_connection_is_under_way_waits_for_it(
+    serve: Serve,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    go_on = asyncio.Event()
+    connect = PreemptionClient.connect
+
+    async def slow_connect(*args: Any, **kwargs: Any) -> PreemptionClient:
+        await go_on.wait()  # the first attempt is under way until the test says
+        return await connect(*args, **kwargs)
+
+    monkeypatch.setattr(PreemptionClient, "connect", slow_connect)
+    alarm = unique("alarm")
+    function = await serve(function_settings(alarm, unique("queue"), temporal_server.address))
+    async with function.client() as client:
+        assert function.app.state.link.ready is False
+        ignored = await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
+        assert ignored.status_code == 200  # an ignored event never waits
+        headers, body = as_binary(alarm_event(alarm, "green", "red"))
+        raising = asyncio.create_task(client.post("/", headers=headers, content=body))
+        await asyncio.sleep(0.3)
+        assert not raising.done()  # waiting for the connection, not refused
+        go_on.set()
+        answer = await raising
+        assert answer.status_code == 200, answer.text
+        assert len(signals(await history(temporal_client, on(alarm)))) == 1
+        await temporal_client.get_workflow_handle(on(alarm)).terminate("test done")
+
+
+@pytest.mark.temporal
+async def test_connecting_on_first_use_is_ready_at_once_and_a_raise_connects_and_signals(
+    serve: Serve, temporal_server: TemporalDevServer, temporal_client: Client
+) -> None:
+    alarm = unique("alarm")
+    function = await serve(
+        function_settings(
+            alarm, unique("queue"), temporal_server.address, TEMPORAL_CONNECT="first-use"
+        )
+    )
+    async with function.client() as client:
+        assert (await client.get("/health/readiness")).json() == {"status": "ready"}
+        other = await post(client, as_binary(alarm_event("other-alarm", "green", "red")))
+        assert other.status_code == 200
+        assert function.app.state.link._task is None  # an ignored event needs no Temporal
+        raising = await post(client, as_binary(alarm_event(alarm, "green", "red")))
+        assert raising.status_code == 200, raising.text  # waited for the connection
+        assert len(signals(await history(temporal_client, on(alarm)))) == 1
+        assert (await client.get("/health/readiness")).json() == {"status": "ready"}
+        await temporal_client.get_workflow_handle(on(alarm)).terminate("test done")
 
 
 def metric(text: str, name: str, **labels: str) -> float:

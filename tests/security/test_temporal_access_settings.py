@@ -129,13 +129,13 @@ def help_text(*command: str) -> str:
 
 def test_the_readme_and_the_help_name_every_setting() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for model, command in ((FunctionSettings, "function"), (WorkerSettings, "worker")):
+    worker = [f.alias for f in WorkerSettings.model_fields.values() if f.alias]
+    for names, command in ((FunctionSettings.variables(), "function"), (worker, "worker")):
         helptext = help_text(command)
-        for field in model.model_fields.values():
-            if field.alias:
-                assert f"`{field.alias}`" in readme, field.alias
-                if field.alias.startswith(("TEMPORAL_TLS", "TEMPORAL_API", "FUNCTION_", "SINK_")):
-                    assert field.alias in helptext, (command, field.alias)
+        for name in names:
+            assert f"`{name}`" in readme, name
+            if name.startswith(("TEMPORAL_TLS", "TEMPORAL_API", "FUNCTION_", "SINK_")):
+                assert name in helptext, (command, name)
     for program in ("workflow", "history"):
         helptext = help_text(program)
         for field in TemporalAccess.model_fields.values():

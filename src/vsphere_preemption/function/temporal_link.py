@@ -7,17 +7,29 @@ retries them. Once connected, the link keeps asking Temporal's health endpoint (
 `WATCH_EVERY`): readiness turns false while Temporal is unreachable (restarted, network
 gone), with the reason, and true again when it answers. The client is kept throughout (the
 SDK reconnects by itself); an event that meets Temporal down gets a 503, as before.
+
+With `on_first_use` (TEMPORAL_CONNECT=first-use) the SDK is neither imported nor connected
+until an event needs Temporal: the SDK is ~27 MiB of the function's memory and most of its
+start-up, and an event of another alarm never needs it. Until then readiness is true (there
+is nothing to wait for); the first raise or lowering starts the connection and waits for its
+first attempt (a 503 if that fails, retried meanwhile), and from then on the link is as above.
+Either way, an event that needs Temporal while the first attempt is under way waits for it
+rather than being refused (an ignored event never waits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from vsphere_preemption.function.boot import collector_off
 from vsphere_preemption.temporal.client import (
+    Cancellation,
     PreemptionClient,
+    StartedRun,
     TemporalError,
     TemporalUnavailable,
 )
@@ -25,6 +37,7 @@ from vsphere_preemption.tracing import temporal_interceptors
 
 if TYPE_CHECKING:
     from vsphere_preemption.settings import TemporalSecurity
+    from vsphere_preemption.wire import WorkflowRequest
 
 _FIRST_RETRY = 0.2
 _MAX_RETRY = 5.0
@@ -44,6 +57,7 @@ class TemporalLink:
         log: Any,
         tracing: bool = False,
         security: TemporalSecurity | None = None,
+        on_first_use: bool = False,
     ) -> None:
         self.target = target
         self._security = security
@@ -54,21 +68,63 @@ class TemporalLink:
         self._client: PreemptionClient | None = None
         self._last_error = "connecting"
         self._reachable = True  # the last health check's answer, once connected
+        self._on_first_use = on_first_use
+        self._task: asyncio.Task[None] | None = None  # run(): connect, then watch
+        self._attempted = asyncio.Event()  # the first connection attempt has ended
+        if on_first_use:
+            self._last_error = "not connected yet: connects when an event needs Temporal"
 
     @property
     def ready(self) -> bool:
+        if self._on_first_use and self._task is None and self._client is None:
+            return True  # not needed yet: nothing to wait for
         return self._client is not None and self._reachable
 
     @property
     def last_error(self) -> str:
         return self._last_error
 
-    def require(self) -> PreemptionClient:
-        """The connected client, or TemporalUnavailable saying why there is none yet."""
+    def require(self) -> PreemptionClient | _OnFirstUse:
+        """The connected client; while the first connection attempt is under way (or, with
+        `on_first_use`, not begun), one whose calls wait for it (connecting first); else
+        TemporalUnavailable saying why there is no client."""
+        if self._client is not None:
+            return self._client
+        if self._on_first_use or (self._task is not None and not self._attempted.is_set()):
+            return _OnFirstUse(self)
+        raise self._unavailable()
+
+    def _unavailable(self) -> TemporalUnavailable:
+        return TemporalUnavailable(
+            f"not connected to Temporal at {self.target} yet: {self._last_error}"
+        )
+
+    def begin(self) -> None:
+        """Connect in the background now, unless only on first use (or connected already)."""
+        if not self._on_first_use:
+            self.start()
+
+    def start(self) -> None:
+        """Connect, then follow Temporal's health, in a task of its own (once)."""
+        if self._task is None and self._client is None:
+            self._task = asyncio.create_task(self.run(), name="temporal-connect")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._attempted.set()  # whoever waits for a connection gets its 503 now
+
+    async def connected(self) -> PreemptionClient:
+        """The client, connecting first if need be: waits for the first attempt, then
+        TemporalUnavailable while none succeeded (the attempts go on)."""
+        self.start()
         if self._client is None:
-            raise TemporalUnavailable(
-                f"not connected to Temporal at {self.target} yet: {self._last_error}"
-            )
+            await self._attempted.wait()
+        if self._client is None:
+            raise self._unavailable()
         return self._client
 
     async def run(self) -> None:
@@ -79,8 +135,9 @@ class TemporalLink:
     async def connect(self) -> None:
         """Connect, retrying until it works (cancel the task to give up); then return."""
         # The SDK takes half a second to import: do it off the event loop so that liveness
-        # and readiness probes are answered meanwhile.
-        await asyncio.to_thread(importlib.import_module, "temporalio.client")
+        # and readiness probes are answered meanwhile (and without collections: boot.py).
+        with collector_off():
+            await asyncio.to_thread(importlib.import_module, "temporalio.client")
         # With tracing on, the signal carries the event's trace to the workflow.
         interceptors = await asyncio.to_thread(temporal_interceptors) if self._tracing else []
         delay = _FIRST_RETRY
@@ -96,8 +153,10 @@ class TemporalLink:
             except TemporalError as exc:
                 self._last_error = str(exc)
                 self._log.warning("temporal not reachable", error=str(exc), retryIn=delay)
+                self._attempted.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY)
+        self._attempted.set()
         self._log.info(
             "connected to temporal",
             temporal=self.target,
@@ -130,3 +189,28 @@ class TemporalLink:
     def use(self, client: PreemptionClient) -> None:
         """Adopt a client connected elsewhere (tests, embedding)."""
         self._client = client
+
+
+class _OnFirstUse:
+    """What `require` gives while there is no client yet but one is (or, with
+    `on_first_use`, is about to be) on its way: the handler's two calls, each waiting for
+    the connection first."""
+
+    def __init__(self, link: TemporalLink) -> None:
+        self._link = link
+
+    async def signal_with_start(
+        self,
+        workflow_id: str,
+        request: WorkflowRequest,
+        *,
+        execution_timeout: timedelta | None,
+        task_queue: str,
+    ) -> StartedRun:
+        client = await self._link.connected()
+        return await client.signal_with_start(
+            workflow_id, request, execution_timeout=execution_timeout, task_queue=task_queue
+        )
+
+    async def cancel(self, workflow_id: str) -> Cancellation:
+        return await (await self._link.connected()).cancel(workflow_id)
