@@ -1,6 +1,6 @@
 """A virtualenv built as the image builds /opt/venv, to measure ours as it runs there.
 
-    .venv/bin/python -m bench.image_venv DIR      # then DIR/bin/python -m vsphere_preemption ...
+    .venv/bin/python -m bench.image_venv DIR [--source CHECKOUT]   # then DIR/bin/python -m ...
 
 The Dockerfile's steps, on this machine: `python -m venv`, the locked pip
 (requirements/bootstrap.txt), the runtime lock (requirements/runtime.txt, hash-checked,
@@ -27,8 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def build(target: Path, python: str = sys.executable) -> Path:
-    """Build the image's venv at `target` (replaced if there); its interpreter's path."""
+def build(target: Path, python: str = sys.executable, source: Path = ROOT) -> Path:
+    """Build the image's venv at `target` (replaced if there) with the package of the checkout
+    at `source` (this one, or another version's, to compare); its interpreter's path."""
     shutil.rmtree(target, ignore_errors=True)
     base = subprocess.run(
         [python, "-c", "import sys; print(sys._base_executable)"],
@@ -38,13 +39,13 @@ def build(target: Path, python: str = sys.executable) -> Path:
     venv_python = target / "bin" / "python"
     pip = [str(venv_python), "-m", "pip", "--disable-pip-version-check", "--quiet"]
     locked = ["install", "--require-hashes", "--no-deps", "-r"]
-    subprocess.run([*pip, *locked, str(ROOT / "requirements" / "bootstrap.txt")], check=True)
-    subprocess.run([*pip, *locked, str(ROOT / "requirements" / "runtime.txt")], check=True)
+    subprocess.run([*pip, *locked, str(source / "requirements" / "bootstrap.txt")], check=True)
+    subprocess.run([*pip, *locked, str(source / "requirements" / "runtime.txt")], check=True)
     with tempfile.TemporaryDirectory(prefix="image-venv-wheel-") as wheels:
         # Built by the checkout's interpreter, which has the build backend (the dev lock).
         subprocess.run(
             [python, "-m", "pip", "--disable-pip-version-check", "--quiet", "wheel",
-             "--no-deps", "--no-build-isolation", "--wheel-dir", wheels, str(ROOT)],
+             "--no-deps", "--no-build-isolation", "--wheel-dir", wheels, str(source)],
             check=True,
         )  # fmt: skip
         subprocess.run([*pip, "install", "--no-deps", *map(str, Path(wheels).glob("*.whl"))],
@@ -70,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("target", type=Path, help="where to build it (replaced)")
     parser.add_argument("--python", default=sys.executable, help="the checkout's interpreter")
+    parser.add_argument("--source", type=Path, default=ROOT, help="the checkout to install")
     args = parser.parse_args(argv)
-    print(build(args.target.resolve(), args.python))
+    print(build(args.target.resolve(), args.python, args.source.resolve()))
     return 0
 
 
