@@ -26,6 +26,7 @@ from vsphere_preemption.vsphere.errors import (
     UnsupportedEntityError,
     VSphereError,
 )
+from vsphere_preemption.vsphere.gather import HostSpeeds
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import check_power_state
 from vsphere_preemption.wire import ANNOTATION_KEY, Annotation
@@ -420,6 +421,53 @@ def test_round_trips_do_not_grow_with_the_number_of_vms(
 
     assert set(counts) == {9, 30}
     assert counts[9] == counts[30], counts
+
+
+def test_a_warm_client_reads_the_facts_in_one_request_the_hosts_speeds_remembered(
+    sim: Vcsim, make_client: MakeClient
+) -> None:
+    client = make_client(sim)
+    inventory = Inventory(client)
+    inventory.tag(TAG, [s.ref for s in inventory.vms()])
+    first = client.gather(TAG, None)  # logins, the tag's name, the hosts' core MHz
+
+    before = client.round_trips
+    again = client.gather(TAG, None)
+    assert client.round_trips - before == 2, "the tag's objects (REST) and one SOAP read"
+    assert [f.allocation for f in again.facts] == [f.allocation for f in first.facts]
+    assert all(f.allocation.cpu_mhz for f in again.facts), "the remembered MHz are used"
+
+    uncached = make_client(sim, tag_cache_ttl=0.0)  # names and hosts read every time
+    uncached.gather(TAG, None)
+    before = uncached.round_trips
+    read_again = uncached.gather(TAG, None)
+    assert uncached.round_trips - before > 3, "the hosts read again, past the time to live"
+    assert [f.allocation for f in read_again.facts] == [f.allocation for f in first.facts]
+
+
+def test_host_speeds_reads_only_the_hosts_it_does_not_know(
+    sim: Vcsim, make_client: MakeClient
+) -> None:
+    client = make_client(sim)
+    hosts = {
+        client.session.connection().managed(h) for h in Inventory(client).objects("HostSystem")
+    }
+    now = [0.0]
+    speeds = HostSpeeds(ttl=60.0, clock=lambda: now[0])
+    some = set(list(hosts)[:1])
+
+    before = client.round_trips
+    known = speeds.of(client.session, some)
+    assert client.round_trips - before == 1
+    assert speeds.of(client.session, some) == known
+    assert client.round_trips - before == 1, "remembered: no request"
+    everything = speeds.of(client.session, hosts)
+    assert client.round_trips - before == 2, "one request for the others"
+    assert set(everything) == {h._moId for h in hosts}
+    assert all(mhz > 0 for mhz in everything.values())
+    now[0] = 61.0
+    assert speeds.of(client.session, some) == known
+    assert client.round_trips - before == 3, "read again once the time to live has passed"
 
 
 # -- what vcsim cannot show ------------------------------------------------------------------

@@ -9,9 +9,10 @@ Durations travel as seconds (float): Temporal's default JSON converter cannot
 encode `timedelta`, and every client (ours, Go's, the `temporal` CLI) must be able
 to read these payloads without a custom converter. The `timedelta` views are
 properties, so code reads `policy.cooldown` as before.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations`: the converter reads these types on every payload, and
+evaluated annotations spare it compiling them each time (domain/model.py says more).
+"""
 
 from dataclasses import dataclass, field
 from datetime import timedelta

@@ -30,7 +30,7 @@ from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, VmState, select
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.fields import CustomFields
-from vsphere_preemption.vsphere.gather import Gathered, allocated_use, gather
+from vsphere_preemption.vsphere.gather import Gathered, HostSpeeds, allocated_use, gather
 from vsphere_preemption.vsphere.guest import read_extra_config, set_extra_config
 from vsphere_preemption.vsphere.power import PowerOff
 from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
@@ -86,6 +86,8 @@ class VSphereClient:
         )
         self._resume = Resume(self.session, self._fields, self._tasks)
         self._page_size = page_size
+        # Hosts' core MHz (hardware: the same from run to run), for the CPU allocations.
+        self._host_speeds = HostSpeeds(ttl=tag_cache_ttl)
 
     def connect(self) -> None:
         """Log in to both APIs now (the client is lazy otherwise); raises VSphereError."""
@@ -133,7 +135,8 @@ class VSphereClient:
         Round trips, whatever the number of VMs: REST one per requested category + 1,
         plus, when not cached (`tag_cache_ttl`), the name lookups of `tag`, of the
         categories and of each tag met; SOAP 1 to 3 for the scope, 2 for the facts (+1
-        per page). Raises TagNotFoundError, CategoryNotFoundError, EntityNotFoundError,
+        per page; 1 when every VM's host was read within `tag_cache_ttl`: `HostSpeeds`).
+        Raises TagNotFoundError, CategoryNotFoundError, EntityNotFoundError,
         UnsupportedEntityError, or VSphereError (a VM whose power state cannot be read).
         """
         with self.session.translating("gather preemption facts"):
@@ -145,6 +148,7 @@ class VSphereClient:
                 categories,
                 page_size=self._page_size,
                 basis=basis,
+                speeds=self._host_speeds,
             )
         log.info(
             "vcenter.gathered",
@@ -164,13 +168,15 @@ class VSphereClient:
     ) -> EntityUsage | None:
         """The entity's capacity and use now (None for entities without compute capacity).
 
-        The same read as gather's scope (1 to 3 requests; 2 more by allocation), for what a
-        run achieved.
+        The same read as gather's scope (1 to 3 requests; 1 or 2 more by allocation: the
+        hosts' MHz are remembered), for what a run achieved.
         """
         with self.session.translating(f"read the use of {entity}"):
             scope = read_scope(self.session, entity)
             if basis is UseBasis.ALLOCATION:
-                scope = allocated_use(self.session, scope, page_size=self._page_size)
+                scope = allocated_use(
+                    self.session, scope, page_size=self._page_size, speeds=self._host_speeds
+                )
             return scope.usage
 
     def find_preemptible(self, tag: str, max_vms: int) -> Selection:

@@ -10,7 +10,9 @@
 - the scope (SOAP, `scope.py`): 1 to 3 requests, whatever the entity;
 - the VMs' facts (SOAP): one batched RetrievePropertiesEx (+ continuation pages) for
   every tagged VM plus the custom fields manager (the annotation's field key), then
-  one for the hosts they run on (core MHz for the CPU allocation).
+  one for the hosts they run on (core MHz for the CPU allocation) unless every one of
+  them was read within the client's `tag_cache_ttl` (`HostSpeeds`: a host's core MHz is
+  its hardware's, the same from run to run), so a warm worker reads the facts in one.
 
 Usage figures (`VmFacts.usage`), from `summary.quickStats` read as a whole object so that
 a figure vCenter leaves unset stays None instead of a 0 that a nested property path
@@ -34,7 +36,9 @@ latter), as an aware UTC datetime.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +89,37 @@ class Gathered:
     # tagged VMs that vCenter no longer has (a tag association outlived its VM)
     vanished: list[MoRef] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # why a figure is missing, and such
+
+
+class HostSpeeds:
+    """Each host's core MHz (`summary.hardware.cpuMhz`), remembered for `ttl` seconds.
+
+    The figure is the host's hardware: it does not change from one run to the next, so a
+    worker reads it once per host and `ttl` instead of once per plan. Thread-safe (the
+    activities share one client). A host that gave no figure is asked again next time.
+    """
+
+    def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, float]] = {}  # host moref -> (MHz, read at)
+
+    def of(self, session: SoapSession, hosts: set[Any]) -> dict[str, float]:
+        """Core MHz of each host of `hosts` (pyVmomi objects) that has a figure; one request
+        for those not read within `ttl`, none when all were."""
+        now = self._clock()
+        known: dict[str, float] = {}
+        with self._lock:
+            for host in hosts:
+                entry = self._known.get(host._moId)
+                if entry is not None and now - entry[1] < self._ttl:
+                    known[host._moId] = entry[0]
+        unknown = {h for h in hosts if h._moId not in known}
+        read = _host_mhz(session, unknown)
+        with self._lock:
+            self._known.update({host: (mhz, now) for host, mhz in read.items()})
+        return known | read
 
 
 @dataclass(frozen=True)
@@ -176,13 +211,15 @@ def gather(
     *,
     page_size: int | None = None,
     basis: UseBasis = UseBasis.USAGE,
+    speeds: HostSpeeds | None = None,
 ) -> Gathered:
+    speeds = speeds if speeds is not None else HostSpeeds(ttl=0.0)
     tags = read_tags(tagging, tag, categories)
     scope = read_scope(session, entity) if entity is not None else None
     if scope is not None and basis is UseBasis.ALLOCATION:
-        scope = allocated_use(session, scope, page_size=page_size)
+        scope = allocated_use(session, scope, page_size=page_size, speeds=speeds)
     vms = sorted(tags.members, key=lambda r: moref_key(r.value))
-    facts, vanished = _read_facts(session, vms, page_size=page_size)
+    facts, vanished = _read_facts(session, vms, page_size=page_size, speeds=speeds)
     result: list[VmFacts] = []
     for ref in vms:
         if ref not in facts:
@@ -224,7 +261,13 @@ _ALLOCATION_PATHS = [
 ]
 
 
-def allocated_use(session: SoapSession, scope: Scope, *, page_size: int | None = None) -> Scope:
+def allocated_use(
+    session: SoapSession,
+    scope: Scope,
+    *,
+    page_size: int | None = None,
+    speeds: HostSpeeds | None = None,
+) -> Scope:
     """`scope` with its use replaced by the allocations of its powered-on VMs.
 
     Capacity stays vCenter's. A powered-on VM without a figure makes that resource's use
@@ -243,7 +286,8 @@ def allocated_use(session: SoapSession, scope: Scope, *, page_size: int | None =
         read = {ref_of(c.obj): props(c) for c in contents}  # a VM gone meanwhile: not counted
     on = PowerState.POWERED_ON
     running = [v for v in read.values() if str(v.get("runtime.powerState")) == on]
-    host_mhz = _host_mhz(session, {v.get("runtime.host") for v in running} - {None})
+    speeds = speeds if speeds is not None else HostSpeeds(ttl=0.0)
+    host_mhz = speeds.of(session, {v.get("runtime.host") for v in running} - {None})
     cpu: list[float | None] = []
     memory: list[float | None] = []
     for v in running:
@@ -265,7 +309,7 @@ def _total(values: Sequence[float | None]) -> float | None:
 
 
 def _read_facts(
-    session: SoapSession, vms: Sequence[MoRef], *, page_size: int | None
+    session: SoapSession, vms: Sequence[MoRef], *, page_size: int | None, speeds: HostSpeeds
 ) -> tuple[dict[MoRef, VmFacts], set[MoRef]]:
     """Facts of each VM that exists (in_scope, tags, preemptible left to the caller)."""
     if not vms:
@@ -285,7 +329,7 @@ def _read_facts(
     read = {ref: v for ref, (v, c) in values.items() if ref.type == VIRTUAL_MACHINE}
     for ref, (_, content) in values.items():
         check_power_state(ref, content)
-    host_mhz = _host_mhz(session, {v.get("runtime.host") for v in read.values()} - {None})
+    host_mhz = speeds.of(session, {v.get("runtime.host") for v in read.values()} - {None})
     facts = {ref: _facts(ref, v, key, host_mhz) for ref, v in read.items()}
     return facts, {r for r in missing if r.type == VIRTUAL_MACHINE}
 
