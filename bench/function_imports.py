@@ -17,6 +17,7 @@ import json
 import statistics
 import subprocess
 import sys
+from typing import Any
 
 # What `preemptctl function` imports, in its order: the event loop, the server (before it
 # listens), the app and what it runs on (built in a thread once listening), then the Temporal
@@ -61,7 +62,8 @@ print(json.dumps([app_heap / 2**20, tracemalloc.get_traced_memory()[0] / 2**20, 
 """
 
 
-def measure(python: str, code: str, *args: str) -> object:
+def measure(python: str, code: str, *args: str) -> Any:
+    """What the measuring child printed, as JSON (its shape is the code's: see the callers)."""
     done = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -75,11 +77,11 @@ def main() -> int:
     print(f"{args.python}, median of {args.repeat} processes:")
     print("| after importing | VmRSS | CPU of the import |")
     print("| --- | --- | --- |")
-    for i, (name, _, _) in enumerate(runs[0]):  # type: ignore[misc]
-        rss = statistics.median(run[i][1] for run in runs)  # type: ignore[index]
-        cpu = statistics.median(run[i][2] for run in runs)  # type: ignore[index]
+    for i, (name, _, _) in enumerate(runs[0]):
+        rss = statistics.median(run[i][1] for run in runs)
+        cpu = statistics.median(run[i][2] for run in runs)
         print(f"| `{name}` | {rss:.1f} MiB | {cpu:.0f} ms |")
-    app_heap, sdk_heap, not_loaded = measure(args.python, _HEAP_CODE, *NOT_LOADED)  # type: ignore[misc]
+    app_heap, sdk_heap, not_loaded = measure(args.python, _HEAP_CODE, *NOT_LOADED)
     print(f"Python heap (tracemalloc): {app_heap:.1f} MiB after the app, {sdk_heap:.1f} MiB "
           f"with temporalio.client")  # fmt: skip
     print(f"The app's import did not load: {', '.join(not_loaded)}")
