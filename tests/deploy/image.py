@@ -39,6 +39,7 @@ import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -226,12 +227,26 @@ def image() -> Built:
                 "--build-arg", f"PYTHON_BASE={base}", "--build-arg", f"VERSION={package_version()}",
                 "--tag", reference, "--file", str(ROOT / "Dockerfile"), str(ROOT))  # fmt: skip
         seconds = time.monotonic() - started
-        # Older builds of the image go (their layers are the cache's bulk under vfs).
-        for line in buildah("images", "--format", "{{.Name}}:{{.Tag}}").splitlines():
-            if line.startswith(f"{IMAGE_NAME}:") and line != reference:
+        # Older builds of the image go (their layers are the cache's bulk under vfs), but only
+        # those built over an hour ago: the cache is shared by every checkout on the machine,
+        # and the suite of another worktree may be using its own, newer build right now.
+        listed = buildah("images", "--format", "{{.Name}}:{{.Tag}}\t{{.CreatedAtRaw}}")
+        for line in listed.splitlines():
+            name, _, created = line.partition("\t")
+            if name.startswith(f"{IMAGE_NAME}:") and name != reference and _stale(created):
                 with contextlib.suppress(RuntimeError):
-                    buildah("rmi", line)
+                    buildah("rmi", name)
         return Built(reference, seconds)
+
+
+def _stale(created: str) -> bool:
+    """Whether an image created at `created` (buildah's `2026-12-07 20:50:32.15 +0000 UTC`)
+    is over an hour old; an unreadable time counts as fresh (kept: removing is the risk)."""
+    try:
+        when = datetime.strptime(created.strip()[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return datetime.now(UTC) - when > timedelta(hours=1)
 
 
 def inspect(reference: str) -> dict[str, Any]:
