@@ -41,7 +41,9 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop
 """
 
 
-def first_answer(command: list[str], port: int, env: dict[str, str], request: tuple) -> float:
+def first_answer(
+    command: list[str], port: int, env: dict[str, str], request: tuple[str, dict[str, str], bytes]
+) -> float:
     """Milliseconds from starting `command` to its first 200 to `request` on `port`."""
     method, headers, body = request
     started = time.perf_counter()
