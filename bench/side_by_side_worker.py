@@ -463,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]  # fmt: skip
         results = asyncio.run(bench(args, workers, tmp))
     imports = import_rss(python)
-    bytecode = "no bytecode of its own" if args.no_compile and not args.image_venv else "compiled"
+    bytecode = "as it was" if args.no_compile and not args.image_venv else "compiled"
     print(f"ours: {python} -m vsphere_preemption worker ({bytecode}); Go: go build of "
           f"{args.go_worker}/cmd/worker; poll every {args.poll_ms:g} ms")  # fmt: skip
     print(report(results, args, imports))
