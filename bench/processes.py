@@ -65,7 +65,20 @@ async def polled(client: Client, task_queue: str, proc: subprocess.Popen[bytes])
 
 def resident_mib(pid: int) -> int:
     """The process's resident memory now (VmRSS), MiB."""
+    return resident(pid)["VmRSS"]
+
+
+def resident(pid: int) -> dict[str, int]:
+    """The process's resident memory now, MiB: all of it (VmRSS), then its anonymous part
+    (RssAnon: heap, stacks, the interpreter's objects) and its file-backed part (RssFile: the
+    pages of the program and its shared libraries now mapped). The file-backed part depends on
+    the page cache too (a library whose pages were evicted maps fewer of them on loading), so
+    it moves from run to run more than the anonymous part does."""
+    found: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+        name, _, value = line.partition(":")
+        if name in {"VmRSS", "RssAnon", "RssFile"}:
+            found[name] = int(value.split()[0]) // 1024
+    if "VmRSS" not in found:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    return found

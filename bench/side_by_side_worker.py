@@ -80,7 +80,7 @@ from temporalio.client import Client, WorkflowHandle
 from bench import floor_worker, image_venv, worker_scaling
 from bench.go_originals import build_go
 from bench.machine import loadavg, quiet_logs
-from bench.processes import Worker, polled, resident_mib, stop
+from bench.processes import Worker, polled, resident, stop
 from bench.worker_preempt import config_for, signal
 from vsphere_preemption.devtools.devservers import TemporalDevServer, Vcsim
 from vsphere_preemption.devtools.inventory import Inventory
@@ -223,14 +223,15 @@ async def turn(
                         logs / f"{worker.name}-{task_queue}.log")  # fmt: skip
     try:
         await polled(client, task_queue, proc)
-        idle = resident_mib(proc.pid)
+        idle = resident(proc.pid)
         first = await run(client, task_queue)
         measured = [await run(client, task_queue) for _ in range(runs)]
-        after = resident_mib(proc.pid)
+        after = resident(proc.pid)
     finally:
         stop(proc)
     return {"first": first, "runs": measured, "loadavg": f"{before} -> {loadavg()}",
-            "rss_idle": idle, "rss_after": after}  # fmt: skip
+            "rss_idle": idle["VmRSS"], "rss_after": after["VmRSS"],
+            "anon_after": after.get("RssAnon"), "file_after": after.get("RssFile")}  # fmt: skip
 
 
 def median_steps(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -329,9 +330,15 @@ def memory_lines(results: Mapping[str, Any], imports: Sequence[tuple[str, int]])
         "Go": "Go",
         "floor": "the floor: a bare Temporal Python worker (bench/floor_worker.py)",
     }
-    lines = ["| resident memory (VmRSS, median of the turns) | idle, polling | after the runs |",
-             "| --- | --- | --- |"]  # fmt: skip
-    lines += [f"| {label[n]} | {rss[n][0]:.0f} MiB | {rss[n][1]:.0f} MiB |" for n in names]
+    parts = {
+        n: tuple(statistics.median(t[k] for t in results[n]) for k in ("anon_after", "file_after"))
+        for n in names
+    }
+    lines = ["| resident memory (VmRSS, median of the turns) | idle, polling | after the runs "
+             "| of which anonymous / file-backed |",
+             "| --- | --- | --- | --- |"]  # fmt: skip
+    lines += [f"| {label[n]} | {rss[n][0]:.0f} MiB | {rss[n][1]:.0f} MiB "
+              f"| {parts[n][0]:.0f} / {parts[n][1]:.0f} MiB |" for n in names]  # fmt: skip
     lines += ["", "| a fresh interpreter (ours' `--python`) after importing | resident |",
               "| --- | --- |"]  # fmt: skip
     lines += [f"| {step} | {mib} MiB |" for step, mib in imports]
@@ -456,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]  # fmt: skip
         results = asyncio.run(bench(args, workers, tmp))
     imports = import_rss(python)
-    bytecode = "no bytecode of its own" if args.no_compile and not args.image_venv else "compiled"
+    bytecode = "as it was" if args.no_compile and not args.image_venv else "compiled"
     print(f"ours: {python} -m vsphere_preemption worker ({bytecode}); Go: go build of "
           f"{args.go_worker}/cmd/worker; poll every {args.poll_ms:g} ms")  # fmt: skip
     print(report(results, args, imports))
