@@ -10,6 +10,7 @@ its detail, never the line.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -277,7 +278,7 @@ class HistoryNarrator:
 
     def _tell(self, event: HistoryEvent) -> list[str]:
         kind = event.event_type
-        teller = self._tellers.get(kind)
+        teller = self._tellers().get(kind)
         if teller is not None:
             return teller(event)
         if kind in _ACTIVITY_CLOSED:
@@ -286,7 +287,7 @@ class HistoryNarrator:
             return [f"workflow {E.Name(kind).removeprefix('EVENT_TYPE_WORKFLOW_EXECUTION_')}"]
         return []
 
-    @property
+    @functools.cache  # noqa: B019 (one narrator per demo run: the table is built once for it)
     def _tellers(self) -> dict[int, Callable[[HistoryEvent], list[str]]]:
         """What each kind of history event is told as (the others are not told)."""
         return {
