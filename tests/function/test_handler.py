@@ -72,7 +72,7 @@ class Temporal:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    def require(self) -> Temporal:
+    async def require(self) -> Temporal:
         return self
 
     async def signal_with_start(

@@ -8,6 +8,7 @@ reused), so the demo can run twice against the same simulator.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -15,7 +16,7 @@ from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.selection import VmState, moref_key
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.reads import TaskState, wait_for_tasks
+from vsphere_preemption.vsphere.reads import TaskPacing, TaskState, wait_for_tasks
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, props, ref_of
 
@@ -28,7 +29,8 @@ class Inventory:
     def __init__(self, client: VSphereClient, *, task_timeout: float = 120.0) -> None:
         self.client = client
         self._session = client.session
-        self._task_timeout = task_timeout
+        # A simulator answers at once: look often.
+        self._pacing = TaskPacing(poll_interval=0.05, task_timeout=timedelta(seconds=task_timeout))
 
     # -- reading ----------------------------------------------------------------------
 
@@ -143,9 +145,7 @@ class Inventory:
             if errors:
                 raise VSphereError(f"{method} failed: {self._session.text(errors[0])}")
 
-        running = wait_for_tasks(
-            self._session, tasks, on_poll, timeout=self._task_timeout, poll_interval=0.05
-        )
+        running = wait_for_tasks(self._session, tasks, on_poll, self._pacing)
         if running:
             raise VSphereError(f"{method}: {len(running)} tasks still running")
 

@@ -76,6 +76,40 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Decided:
+    """An event of an alarm the function serves, with what to do about it: what the raise
+    and the lowering are worked out from."""
+
+    event: IncomingEvent
+    data: EventData
+    change: AlarmChange
+    decision: Decision
+    workflow_id: str
+    route: Route
+
+    @property
+    def line(self) -> tuple[str, str]:
+        """The signal line: the workflow and entity (the workflow ID names the entity unless
+        WORKFLOW_ID_MODE=alarm, where one workflow serves every entity of the alarm)."""
+        return self.workflow_id, str(self.change.entity) if self.change.entity else ""
+
+    def log_context(self) -> dict[str, Any]:
+        """The fields every log line of this event's action carries."""
+        change = self.change
+        return {
+            "eventID": self.event.id,
+            "decision": self.decision.action.value,
+            "alarmName": change.alarm_name,
+            "from": change.from_status,
+            "to": change.to_status,
+            "workflowID": self.workflow_id,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return _summary(self.event, self.decision)
+
+
+@dataclass(frozen=True)
 class Reply:
     status: int
     body: dict[str, Any]
@@ -101,7 +135,7 @@ class Link(Protocol):
     """Where the handler finds Temporal (function/temporal_link.TemporalLink): the connected
     client, or TemporalUnavailable saying why there is none yet."""
 
-    def require(self) -> Signaller: ...
+    async def require(self) -> Signaller: ...
 
 
 class EventHandler:
@@ -168,7 +202,7 @@ class EventHandler:
         if decision.action is Action.IGNORE:
             return self._other_alarm(event, decision), decision.action.value
         assert data is not None
-        return await self._act(event, data, change, decision, workflow_id, route)
+        return await self._act(Decided(event, data, change, decision, workflow_id, route))
 
     def _read_data(self, event: IncomingEvent) -> tuple[EventData | None, UndecodableData | None]:
         """The event's data, or why it does not decode: that matters only once the event is
@@ -218,28 +252,19 @@ class EventHandler:
         )
         return Reply(200, _summary(event, decision))
 
-    async def _act(
-        self,
-        event: IncomingEvent,
-        data: EventData,
-        change: AlarmChange,
-        decision: Decision,
-        workflow_id: str,
-        route: Route,
-    ) -> tuple[Reply, str]:
+    async def _act(self, decided: Decided) -> tuple[Reply, str]:
         """Preempt or cancel, once per event: the reply and the decision it is counted under."""
         # The broker delivers at least once: the same event acted on lately is not acted on
         # again (a failure is not remembered, so the broker's retry gets through).
+        event, decision = decided.event, decided.decision
         key = event_key(str(event.attributes["source"]), event.id)
         async with self._recent.handling(key) as duplicate:
             if duplicate:
-                return self._duplicate(event, decision, workflow_id), DUPLICATE
+                return self._duplicate(event, decision, decided.workflow_id), DUPLICATE
             if decision.action is Action.PREEMPT:
-                reply, acted = await self._preempt(
-                    event, data, change, decision, workflow_id, route
-                )
+                reply, acted = await self._preempt(decided)
             else:
-                reply, acted = await self._cancel(event, change, decision, workflow_id)
+                reply, acted = await self._cancel(decided)
             if acted:
                 self._recent.remember(key)
         return reply, decision.action.value
@@ -287,21 +312,14 @@ class EventHandler:
             change.alarm_name, change.entity, self._settings.workflow_id_mode, route.vcenter
         )
 
-    async def _preempt(
-        self,
-        event: IncomingEvent,
-        data: EventData,
-        change: AlarmChange,
-        decision: Decision,
-        workflow_id: str,
-        route: Route,
-    ) -> tuple[Reply, bool]:
+    async def _preempt(self, decided: Decided) -> tuple[Reply, bool]:
         """The reply, and whether the workflow was signalled."""
         settings = self._settings
+        event, decision, route = decided.event, decided.decision, decided.route
         request = WorkflowRequest(
             tag=settings.preemption_tag,
             criticality=decision.criticality,
-            event=structured_json(event, data),
+            event=structured_json(event, decided.data),
             reply_to=settings.k_sink,
         )
         try:
@@ -309,15 +327,9 @@ class EventHandler:
         except WireError as exc:
             message = f"event cannot be signalled: {exc}"
             return self.reject(400, "invalid_signal", message, event.id), False
-        context = {
-            "eventID": event.id,
-            "decision": decision.action.value,
-            "alarmName": change.alarm_name,
-            "from": change.from_status,
-            "to": change.to_status,
+        context = decided.log_context() | {
             "criticality": decision.criticality.value,
-            "workflowID": workflow_id,
-            "entity": str(change.entity) if change.entity else "",
+            "entity": decided.line[1],
             "queue": route.task_queue,
             "vcenter": route.vcenter or "",
             "tag": settings.preemption_tag,
@@ -325,8 +337,8 @@ class EventHandler:
         }
 
         async def send(merged: WorkflowRequest) -> Any:
-            return await self._link.require().signal_with_start(
-                workflow_id,
+            return await (await self._link.require()).signal_with_start(
+                decided.workflow_id,
                 merged,
                 task_queue=route.task_queue,
                 # None in the per-entity form: the workflow lives as long as its alarm.
@@ -334,7 +346,7 @@ class EventHandler:
             )
 
         try:
-            delivered = await self._signals.raise_(_line(workflow_id, change), request, send)
+            delivered = await self._signals.raise_(decided.line, request, send)
         except TemporalError as exc:
             self._metrics.acted.labels("preempt", "failed").inc()
             message = f"{PREEMPTION_FAILED}: {exc}"
@@ -348,46 +360,31 @@ class EventHandler:
             # Carried by the signal of a later event of the same alarm and entity.
             self._metrics.merged.inc()
         self._log.info("preemption triggered", **context, runID=run.run_id, **merged)
-        return Reply(200, {**_summary(event, decision), "workflowID": run.workflow_id,
+        return Reply(200, {**decided.summary(), "workflowID": run.workflow_id,
                            "runID": run.run_id, **merged}), True  # fmt: skip
 
-    async def _cancel(
-        self, event: IncomingEvent, change: AlarmChange, decision: Decision, workflow_id: str
-    ) -> tuple[Reply, bool]:
+    async def _cancel(self, decided: Decided) -> tuple[Reply, bool]:
         """The reply, and whether the cancel reached Temporal."""
-        context = {
-            "eventID": event.id,
-            "decision": decision.action.value,
-            "alarmName": change.alarm_name,
-            "from": change.from_status,
-            "to": change.to_status,
-            "workflowID": workflow_id,
-        }
+        context = decided.log_context()
 
         async def cancel() -> Any:
-            return await self._link.require().cancel(workflow_id)
+            return await (await self._link.require()).cancel(decided.workflow_id)
 
         try:
             # After the raises of this alarm and entity that came before it, never merged.
-            outcome = (await self._signals.lower(_line(workflow_id, change), cancel)).outcome.value
+            outcome = (await self._signals.lower(decided.line, cancel)).outcome.value
         except TemporalError as exc:
             # Logged only, and success returned so the broker does not redeliver (as the Go
             # function does); a workflow left running ends with the next lowering, its
             # maxLifetime if the policy sets one, or (WORKFLOW_ID_MODE=alarm) its 24 h timeout.
             self._metrics.acted.labels("cancel", "failed").inc()
             self._log.error("cancel failed", **context, error=str(exc))
-            body = {**_summary(event, decision), "outcome": "cancel_failed", "error": str(exc)}
+            body = {**decided.summary(), "outcome": "cancel_failed", "error": str(exc)}
             return Reply(200, body), False
         self._metrics.acted.labels("cancel", outcome).inc()
         self._log.info("preemption cancelled", **context, outcome=outcome)
-        return Reply(200, {**_summary(event, decision), "workflowID": workflow_id,
+        return Reply(200, {**decided.summary(), "workflowID": decided.workflow_id,
                            "outcome": outcome}), True  # fmt: skip
-
-
-def _line(workflow_id: str, change: AlarmChange) -> tuple[str, str]:
-    """The signal line of an event: its workflow and entity (the workflow ID names the entity
-    unless WORKFLOW_ID_MODE=alarm, where one workflow serves every entity of the alarm)."""
-    return workflow_id, str(change.entity) if change.entity else ""
 
 
 def _merged(delivered: Delivered) -> dict[str, Any]:

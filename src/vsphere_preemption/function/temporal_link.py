@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vsphere_preemption.function.boot import collector_off
 from vsphere_preemption.temporal.client import (
-    Cancellation,
     PreemptionClient,
-    StartedRun,
     TemporalError,
     TemporalUnavailable,
 )
@@ -37,7 +35,6 @@ from vsphere_preemption.tracing import temporal_interceptors
 
 if TYPE_CHECKING:
     from vsphere_preemption.settings import TemporalSecurity
-    from vsphere_preemption.wire import WorkflowRequest
 
 _FIRST_RETRY = 0.2
 _MAX_RETRY = 5.0
@@ -84,14 +81,14 @@ class TemporalLink:
     def last_error(self) -> str:
         return self._last_error
 
-    def require(self) -> PreemptionClient | _OnFirstUse:
+    async def require(self) -> PreemptionClient:
         """The connected client; while the first connection attempt is under way (or, with
-        `on_first_use`, not begun), one whose calls wait for it (connecting first); else
-        TemporalUnavailable saying why there is no client."""
+        `on_first_use`, not begun), the client once that attempt has ended (connecting
+        first); else TemporalUnavailable saying why there is no client."""
         if self._client is not None:
             return self._client
         if self._on_first_use or (self._task is not None and not self._attempted.is_set()):
-            return _OnFirstUse(self)
+            return await self.connected()
         raise self._unavailable()
 
     def _unavailable(self) -> TemporalUnavailable:
@@ -189,28 +186,3 @@ class TemporalLink:
     def use(self, client: PreemptionClient) -> None:
         """Adopt a client connected elsewhere (tests, embedding)."""
         self._client = client
-
-
-class _OnFirstUse:
-    """What `require` gives while there is no client yet but one is (or, with
-    `on_first_use`, is about to be) on its way: the handler's two calls, each waiting for
-    the connection first."""
-
-    def __init__(self, link: TemporalLink) -> None:
-        self._link = link
-
-    async def signal_with_start(
-        self,
-        workflow_id: str,
-        request: WorkflowRequest,
-        *,
-        execution_timeout: timedelta | None,
-        task_queue: str,
-    ) -> StartedRun:
-        client = await self._link.connected()
-        return await client.signal_with_start(
-            workflow_id, request, execution_timeout=execution_timeout, task_queue=task_queue
-        )
-
-    async def cancel(self, workflow_id: str) -> Cancellation:
-        return await (await self._link.connected()).cancel(workflow_id)

@@ -25,10 +25,9 @@ import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -48,45 +47,18 @@ from vsphere_preemption.domain.model import (
     ResumeOutcome,
     Selection,
     StopAction,
-    VmMark,
     VmRef,
 )
 from vsphere_preemption.domain.plan import plan
 from vsphere_preemption.domain.policy import Policy, UseBasis
-from vsphere_preemption.temporal import run_metrics
-from vsphere_preemption.temporal.contracts import (
-    ANNOTATE_VMS,
-    GET_POLICY,
-    GET_PREEMPTIBLE_VMS,
-    GUEST_NOTICE_KEY,
-    PLAN_PREEMPTION,
-    POWER_OFF_VMS,
-    READ_ENTITY_USAGE,
-    READ_ENTITY_USE,
-    READ_PAUSES,
-    RESUME_VMS,
-    SEND_PREEMPTED_EVENT,
-    SET_GUEST_NOTICE,
-    AnnotateInput,
-    FindVmsInput,
-    GuestNoticeInput,
-    PauseBook,
-    PlanInput,
-    PlanOutput,
-    PowerOffInput,
-    PreemptionPolicy,
-    ReadPausesInput,
-    ResumeInput,
-    SendEventInput,
-    UseInput,
-)
+from vsphere_preemption.temporal import contracts, run_metrics
+from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import (
     CategoryNotFoundError,
     EntityNotFoundError,
     TagNotFoundError,
     VSphereError,
 )
-from vsphere_preemption.vsphere.gather import Gathered
 from vsphere_preemption.wire import ANNOTATION_KEY, format_unix_ns
 
 HEARTBEAT_EVERY = 1.0  # seconds; three beats in the 3 s heartbeat timeout
@@ -96,76 +68,14 @@ HEARTBEAT_EVERY = 1.0  # seconds; three beats in the 3 s heartbeat timeout
 STALL_AFTER = 30.0
 
 # Reads the pause registry's pauses (temporal.client.PreemptionClient.read_pauses).
-PauseReader = Callable[[str], Awaitable[PauseBook]]
-
-
-class VCenter(Protocol):
-    """What the activities need of the vSphere adapter (vsphere.client.VSphereClient)."""
-
-    def find_preemptible(self, tag: str, max_vms: int) -> Selection: ...
-
-    def gather(
-        self,
-        tag: str,
-        entity: MoRef | None,
-        categories: Sequence[str] = (),
-        *,
-        basis: UseBasis = UseBasis.USAGE,
-    ) -> Gathered: ...
-
-    def entity_usage(
-        self, entity: MoRef, *, basis: UseBasis = UseBasis.USAGE
-    ) -> EntityUsage | None: ...
-
-    def stop(
-        self,
-        vms: Sequence[VmRef],
-        *,
-        action: StopAction,
-        soft_shutdown_grace: timedelta,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None],
-    ) -> PowerOffOutcome: ...
-
-    def set_extra_config(
-        self,
-        vms: Sequence[VmRef],
-        key: str,
-        value: str,
-        *,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None],
-    ) -> GuestNoticeOutcome: ...
-
-    def resume(
-        self,
-        marks: Sequence[VmMark],
-        *,
-        workflow_id: str,
-        annotation_field: str,
-        annotation_json: str,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None],
-        powered_on_before: Collection[VmRef],
-        on_powering_on: Callable[[VmRef], None],
-    ) -> ResumeOutcome: ...
-
-    def annotate(
-        self,
-        vms: Sequence[VmRef],
-        key: str,
-        value: str,
-        *,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None],
-    ) -> AnnotateOutcome: ...
+PauseReader = Callable[[str], Awaitable[contracts.PauseBook]]
 
 
 class PreemptionActivities:
     def __init__(
         self,
-        client: VCenter,
-        policy: PreemptionPolicy,
+        client: VSphereClient,
+        policy: contracts.PreemptionPolicy,
         event_source: str,
         http: httpx.Client,
         *,
@@ -204,22 +114,24 @@ class PreemptionActivities:
             self.read_pauses,
         ]
 
-    @activity.defn(name=READ_PAUSES)
-    async def read_pauses(self, arg: ReadPausesInput) -> PauseBook:
+    @activity.defn(name=contracts.READ_PAUSES)
+    async def read_pauses(self, arg: contracts.ReadPausesInput) -> contracts.PauseBook:
         # An activity, not a query from the workflow (workflows cannot query): its answer is
         # in the history, so a replay decides to hold or not exactly as the run did.
         if self._pauses is None:
-            return PauseBook()  # a worker built without the registry (tests): nothing paused
+            return (
+                contracts.PauseBook()
+            )  # a worker built without the registry (tests): nothing paused
         return await self._pauses(arg.registry_id)
 
-    @activity.defn(name=GET_POLICY)
-    async def get_policy(self) -> PreemptionPolicy:
+    @activity.defn(name=contracts.GET_POLICY)
+    async def get_policy(self) -> contracts.PreemptionPolicy:
         # A local activity: the workflow reads the worker's settings through the
         # history, so a replay on a worker configured otherwise still agrees.
         return self._policy
 
-    @activity.defn(name=GET_PREEMPTIBLE_VMS)
-    def get_preemptible_vms(self, arg: FindVmsInput) -> Selection:
+    @activity.defn(name=contracts.GET_PREEMPTIBLE_VMS)
+    def get_preemptible_vms(self, arg: contracts.FindVmsInput) -> Selection:
         try:
             with self._heartbeating():
                 selection = self._vcenter.find_preemptible(arg.tag, arg.max_vms)
@@ -234,8 +146,8 @@ class PreemptionActivities:
         )
         return selection
 
-    @activity.defn(name=PLAN_PREEMPTION)
-    def plan_preemption(self, arg: PlanInput) -> PlanOutput:
+    @activity.defn(name=contracts.PLAN_PREEMPTION)
+    def plan_preemption(self, arg: contracts.PlanInput) -> contracts.PlanOutput:
         """Gather the facts in batched reads, then choose: all choice is domain.plan's."""
         try:
             policy = Policy.from_wire(arg.policy)
@@ -264,21 +176,21 @@ class PreemptionActivities:
             len(chosen.victims),
             len(chosen.left_out),
         )
-        return PlanOutput(
+        return contracts.PlanOutput(
             plan=chosen.to_wire(),
             usage=gathered.usage,
             scope_vms=gathered.scope_vms,
             notes=notes,
         )
 
-    @activity.defn(name=READ_ENTITY_USAGE)
+    @activity.defn(name=contracts.READ_ENTITY_USAGE)
     def read_entity_usage(self, entity: MoRef) -> EntityUsage | None:
         """The entity's use now, to set what a run achieved against what it planned."""
         with self._heartbeating():
             return self._vcenter.entity_usage(entity)
 
-    @activity.defn(name=READ_ENTITY_USE)
-    def read_entity_use(self, arg: UseInput) -> EntityUsage | None:
+    @activity.defn(name=contracts.READ_ENTITY_USE)
+    def read_entity_use(self, arg: contracts.UseInput) -> EntityUsage | None:
         """The entity's use now on the policy's basis: a round of preempt-until-relieved
         judges its target as the plan did."""
         try:
@@ -290,8 +202,8 @@ class PreemptionActivities:
         with self._heartbeating():
             return self._vcenter.entity_usage(arg.entity, basis=basis)
 
-    @activity.defn(name=POWER_OFF_VMS)
-    def power_off_vms(self, arg: PowerOffInput) -> PowerOffOutcome:
+    @activity.defn(name=contracts.POWER_OFF_VMS)
+    def power_off_vms(self, arg: contracts.PowerOffInput) -> PowerOffOutcome:
         """Stop the VMs as `arg.action` says (or `force`, in inputs recorded before it)."""
         if arg.action:
             try:
@@ -324,8 +236,8 @@ class PreemptionActivities:
         )
         return outcome
 
-    @activity.defn(name=ANNOTATE_VMS)
-    def annotate_vms(self, arg: AnnotateInput) -> AnnotateOutcome:
+    @activity.defn(name=contracts.ANNOTATE_VMS)
+    def annotate_vms(self, arg: contracts.AnnotateInput) -> AnnotateOutcome:
         value = arg.annotation_json  # written as the workflow encoded it, byte for byte
         with self._heartbeating() as progress:
             outcome = self._vcenter.annotate(
@@ -338,13 +250,13 @@ class PreemptionActivities:
         run_metrics.count_vm_failures(_meter(), "annotate", len(outcome.failed))
         return outcome
 
-    @activity.defn(name=SET_GUEST_NOTICE)
-    def set_guest_notice(self, arg: GuestNoticeInput) -> GuestNoticeOutcome:
-        """Write (or, with "", clear) the notice the guest reads from GUEST_NOTICE_KEY."""
+    @activity.defn(name=contracts.SET_GUEST_NOTICE)
+    def set_guest_notice(self, arg: contracts.GuestNoticeInput) -> GuestNoticeOutcome:
+        """Write (or, with "", clear) the notice the guest reads from contracts.GUEST_NOTICE_KEY."""
         with self._heartbeating() as progress:
             outcome = self._vcenter.set_extra_config(
                 arg.vms,
-                GUEST_NOTICE_KEY,
+                contracts.GUEST_NOTICE_KEY,
                 arg.value,
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
@@ -361,8 +273,8 @@ class PreemptionActivities:
         )
         return outcome
 
-    @activity.defn(name=RESUME_VMS)
-    def resume_vms(self, arg: ResumeInput) -> ResumeOutcome:
+    @activity.defn(name=contracts.RESUME_VMS)
+    def resume_vms(self, arg: contracts.ResumeInput) -> ResumeOutcome:
         """Power on again the VMs nobody changed since they were stopped; say why not."""
         done_before = _done_before()  # VMs an earlier attempt powered on
         with self._heartbeating(done_before) as progress:
@@ -391,8 +303,8 @@ class PreemptionActivities:
         )
         return outcome
 
-    @activity.defn(name=SEND_PREEMPTED_EVENT)
-    def send_preempted_event(self, arg: SendEventInput) -> None:
+    @activity.defn(name=contracts.SEND_PREEMPTED_EVENT)
+    def send_preempted_event(self, arg: contracts.SendEventInput) -> None:
         target = urlsplit(arg.reply_to)
         if target.scheme not in {"http", "https"} or not target.hostname:
             raise ApplicationError(

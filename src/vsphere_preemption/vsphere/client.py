@@ -33,7 +33,7 @@ from vsphere_preemption.vsphere.fields import CustomFields
 from vsphere_preemption.vsphere.gather import Gathered, HostSpeeds, allocated_use, gather
 from vsphere_preemption.vsphere.guest import read_extra_config, set_extra_config
 from vsphere_preemption.vsphere.power import PowerOff
-from vsphere_preemption.vsphere.reads import read_custom_values, read_vm_states
+from vsphere_preemption.vsphere.reads import TaskPacing, read_custom_values, read_vm_states
 from vsphere_preemption.vsphere.rest import TaggingRest
 from vsphere_preemption.vsphere.resume import Resume
 from vsphere_preemption.vsphere.scope import read_scope
@@ -80,10 +80,9 @@ class VSphereClient:
         self.session = SoapSession(config, self._round_trips, pool_size=pool_size)
         self.tagging = TaggingRest(config, self._round_trips, tag_cache_ttl=tag_cache_ttl)
         self._fields = CustomFields(self.session)
-        self._power = PowerOff(self.session, poll_interval=poll_interval, task_timeout=task_timeout)
-        self._tasks = TaskRunner(
-            self.session, poll_interval=poll_interval, task_timeout=task_timeout
-        )
+        pacing = TaskPacing(poll_interval=poll_interval, task_timeout=task_timeout)
+        self._power = PowerOff(self.session, pacing)
+        self._tasks = TaskRunner(self.session, pacing)
         self._resume = Resume(self.session, self._fields, self._tasks)
         self._page_size = page_size
         # Hosts' core MHz (hardware: the same from run to run), for the CPU allocations.

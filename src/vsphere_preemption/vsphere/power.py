@@ -44,7 +44,13 @@ from vsphere_preemption.domain.model import PowerOffOutcome, StopAction, VmIssue
 from vsphere_preemption.domain.resume import VmNow
 from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, PowerState, dedupe
 from vsphere_preemption.logs import get_logger
-from vsphere_preemption.vsphere.reads import TaskState, read_now, read_power_states, wait_for_tasks
+from vsphere_preemption.vsphere.reads import (
+    TaskPacing,
+    TaskState,
+    read_now,
+    read_power_states,
+    wait_for_tasks,
+)
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import SoapSession, ref_of
 from vsphere_preemption.vsphere.tasks import call_each
@@ -130,15 +136,13 @@ class PowerOff:
     def __init__(
         self,
         session: SoapSession,
+        pacing: TaskPacing,
         *,
-        poll_interval: float = 1.0,
-        task_timeout: timedelta = timedelta(minutes=2),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._session = session
-        self._poll_interval = poll_interval
-        self._task_timeout = task_timeout.total_seconds()
+        self._pacing = pacing
         self._clock = clock
         self._sleep = sleep
 
@@ -240,7 +244,7 @@ class PowerOff:
     def _wait_off(
         self, waiting: list[VmRef], deadline: float, tally: Tally, heartbeat: Heartbeat
     ) -> list[VmRef]:
-        interval = min(0.1, self._poll_interval)
+        interval = min(0.1, self._pacing.poll_interval)
         total = len(waiting)
         while waiting:
             states, missing = self._read_power(waiting)
@@ -257,7 +261,7 @@ class PowerOff:
                 f"soft shutdown: {total - len(waiting)} of {total} off, {left:.0f}s of grace left"
             )
             self._sleep(min(interval, left))
-            interval = min(interval * 2, self._poll_interval)
+            interval = min(interval * 2, self._pacing.poll_interval)
         return waiting
 
     # -- hard -----------------------------------------------------------------------
@@ -319,16 +323,13 @@ class PowerOff:
             self._session,
             list(tasks),
             on_poll,
-            timeout=self._task_timeout,
-            poll_interval=self._poll_interval,
+            self._pacing,
             waiting=lambda left: heartbeat(f"{method.what}: {total - left} of {total} tasks done"),
             clock=self._clock,
             sleep=self._sleep,
         )
         for task in running:
-            tally.failed[tasks[task]] = (
-                f"{method.what} task still running after {self._task_timeout:.0f}s"
-            )
+            tally.failed[tasks[task]] = self._pacing.overdue(method.what)
         if lost:
             states_now, missing_now = self._read_power(lost)
             for ref in lost:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from vsphere_preemption.domain.model import VmRef
@@ -168,25 +169,41 @@ def read_task_states(
     return states, missing | {t for t in tasks if t not in states}
 
 
+@dataclass(frozen=True)
+class TaskPacing:
+    """How vCenter tasks are waited on, the same for every kind of task the client starts.
+
+    `poll_interval` is the longest pause between looks at a running task; `task_timeout`
+    how long one task may run before it counts as failed (vCenter may still finish it).
+    """
+
+    poll_interval: float = 1.0
+    task_timeout: timedelta = timedelta(minutes=2)
+
+    def overdue(self, what: str) -> str:
+        """Why a task that outran `task_timeout` counts as failed."""
+        return f"{what} task still running after {self.task_timeout.total_seconds():.0f}s"
+
+
 def wait_for_tasks(
     session: SoapSession,
     tasks: Sequence[VmRef],
     on_poll: Callable[[dict[VmRef, TaskState], set[VmRef]], None],
+    pacing: TaskPacing,
     *,
-    timeout: float,
-    poll_interval: float,
     waiting: Callable[[int], None] = lambda _: None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[VmRef]:
-    """Watch `tasks` until each has ended or vanished, or `timeout` seconds have passed.
+    """Watch `tasks` until each has ended or vanished, or `pacing.task_timeout` has passed.
 
     One batched read per poll, the pause between polls doubling from 0.1 s (or less) up to
-    `poll_interval`. Each poll's ended tasks (success or error) and vanished ones go to
+    `pacing.poll_interval`. Each poll's ended tasks (success or error) and vanished ones go to
     `on_poll` (which may raise to stop); `waiting` hears how many still run before each
     pause. Returns the tasks still running at the timeout.
     """
-    deadline = clock() + timeout
+    poll_interval = pacing.poll_interval
+    deadline = clock() + pacing.task_timeout.total_seconds()
     interval = min(0.1, poll_interval)
     pending = list(tasks)
     while pending:

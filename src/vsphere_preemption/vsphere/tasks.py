@@ -14,12 +14,11 @@ import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.vsphere.errors import VSphereError
-from vsphere_preemption.vsphere.reads import TaskState, wait_for_tasks
+from vsphere_preemption.vsphere.reads import TaskPacing, TaskState, wait_for_tasks
 from vsphere_preemption.vsphere.sdk import vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession, ref_of
 
@@ -40,16 +39,9 @@ class TaskEnd:
 
 
 class TaskRunner:
-    def __init__(
-        self,
-        session: SoapSession,
-        *,
-        poll_interval: float = 1.0,
-        task_timeout: timedelta = timedelta(minutes=2),
-    ) -> None:
+    def __init__(self, session: SoapSession, pacing: TaskPacing) -> None:
         self._session = session
-        self._poll_interval = poll_interval
-        self._task_timeout = task_timeout.total_seconds()
+        self._pacing = pacing
 
     def run(
         self,
@@ -116,15 +108,12 @@ class TaskRunner:
                 self._session,
                 list(tasks),
                 on_poll,
-                timeout=self._task_timeout,
-                poll_interval=self._poll_interval,
+                self._pacing,
             )
         except vmodl.MethodFault as fault:
             raise self._session.error(fault, f"read the {what} tasks") from None
         for task in running:
-            ends[tasks[task]] = TaskEnd(
-                False, detail=f"{what} task still running after {self._task_timeout:.0f}s"
-            )
+            ends[tasks[task]] = TaskEnd(False, detail=self._pacing.overdue(what))
         return ends
 
 
