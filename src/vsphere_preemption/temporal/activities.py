@@ -38,17 +38,7 @@ from temporalio import activity
 from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 
-from vsphere_preemption.domain.model import (
-    AnnotateOutcome,
-    EntityUsage,
-    GuestNoticeOutcome,
-    MoRef,
-    PowerOffOutcome,
-    ResumeOutcome,
-    Selection,
-    StopAction,
-    VmRef,
-)
+from vsphere_preemption.domain import model
 from vsphere_preemption.domain.plan import plan
 from vsphere_preemption.domain.policy import Policy, UseBasis
 from vsphere_preemption.temporal import contracts, run_metrics
@@ -131,7 +121,7 @@ class PreemptionActivities:
         return self._policy
 
     @activity.defn(name=contracts.GET_PREEMPTIBLE_VMS)
-    def get_preemptible_vms(self, arg: contracts.FindVmsInput) -> Selection:
+    def get_preemptible_vms(self, arg: contracts.FindVmsInput) -> model.Selection:
         try:
             with self._heartbeating():
                 selection = self._vcenter.find_preemptible(arg.tag, arg.max_vms)
@@ -184,13 +174,13 @@ class PreemptionActivities:
         )
 
     @activity.defn(name=contracts.READ_ENTITY_USAGE)
-    def read_entity_usage(self, entity: MoRef) -> EntityUsage | None:
+    def read_entity_usage(self, entity: model.MoRef) -> model.EntityUsage | None:
         """The entity's use now, to set what a run achieved against what it planned."""
         with self._heartbeating():
             return self._vcenter.entity_usage(entity)
 
     @activity.defn(name=contracts.READ_ENTITY_USE)
-    def read_entity_use(self, arg: contracts.UseInput) -> EntityUsage | None:
+    def read_entity_use(self, arg: contracts.UseInput) -> model.EntityUsage | None:
         """The entity's use now on the policy's basis: a round of preempt-until-relieved
         judges its target as the plan did."""
         try:
@@ -203,20 +193,20 @@ class PreemptionActivities:
             return self._vcenter.entity_usage(arg.entity, basis=basis)
 
     @activity.defn(name=contracts.POWER_OFF_VMS)
-    def power_off_vms(self, arg: contracts.PowerOffInput) -> PowerOffOutcome:
+    def power_off_vms(self, arg: contracts.PowerOffInput) -> model.PowerOffOutcome:
         """Stop the VMs as `arg.action` says (or `force`, in inputs recorded before it)."""
         if arg.action:
             try:
-                action = StopAction(arg.action)
+                action = model.StopAction(arg.action)
             except ValueError:
                 raise ApplicationError(
                     f"unknown stop action {arg.action!r} "
-                    f"(known: {', '.join(a.value for a in StopAction)})",
+                    f"(known: {', '.join(a.value for a in model.StopAction)})",
                     type="InvalidStopAction",
                     non_retryable=True,
                 ) from None
         else:
-            action = StopAction.POWER_OFF if arg.force else StopAction.SHUTDOWN
+            action = model.StopAction.POWER_OFF if arg.force else model.StopAction.SHUTDOWN
         # A retry re-reads the power states: VMs stopped already are counted, not redone.
         with self._heartbeating() as progress:
             outcome = self._vcenter.stop(
@@ -237,7 +227,7 @@ class PreemptionActivities:
         return outcome
 
     @activity.defn(name=contracts.ANNOTATE_VMS)
-    def annotate_vms(self, arg: contracts.AnnotateInput) -> AnnotateOutcome:
+    def annotate_vms(self, arg: contracts.AnnotateInput) -> model.AnnotateOutcome:
         value = arg.annotation_json  # written as the workflow encoded it, byte for byte
         with self._heartbeating() as progress:
             outcome = self._vcenter.annotate(
@@ -251,7 +241,7 @@ class PreemptionActivities:
         return outcome
 
     @activity.defn(name=contracts.SET_GUEST_NOTICE)
-    def set_guest_notice(self, arg: contracts.GuestNoticeInput) -> GuestNoticeOutcome:
+    def set_guest_notice(self, arg: contracts.GuestNoticeInput) -> model.GuestNoticeOutcome:
         """Write (or, with "", clear) the notice the guest reads from contracts.GUEST_NOTICE_KEY."""
         with self._heartbeating() as progress:
             outcome = self._vcenter.set_extra_config(
@@ -274,7 +264,7 @@ class PreemptionActivities:
         return outcome
 
     @activity.defn(name=contracts.RESUME_VMS)
-    def resume_vms(self, arg: contracts.ResumeInput) -> ResumeOutcome:
+    def resume_vms(self, arg: contracts.ResumeInput) -> model.ResumeOutcome:
         """Power on again the VMs nobody changed since they were stopped; say why not."""
         done_before = _done_before()  # VMs an earlier attempt powered on
         with self._heartbeating(done_before) as progress:
@@ -285,7 +275,7 @@ class PreemptionActivities:
                 annotation_json=arg.annotation_json,
                 max_concurrency=arg.max_concurrency,
                 heartbeat=progress,
-                powered_on_before={VmRef(v) for v in done_before},
+                powered_on_before={model.VmRef(v) for v in done_before},
                 on_powering_on=progress.vm_done,  # a retry's `powered_on_before`
             )
         run_metrics.count_resumed(
@@ -400,7 +390,7 @@ class Progress:
             self._moved()
             self._detail = detail
 
-    def vm_done(self, ref: VmRef) -> None:
+    def vm_done(self, ref: model.VmRef) -> None:
         with self._lock:
             self._moved()
             if ref.value not in self._done:
