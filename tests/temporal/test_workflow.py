@@ -547,6 +547,11 @@ async def test_a_retried_power_off_gets_the_same_selection(rig: Rig) -> None:
         POWER_OFF_VMS,
         ANNOTATE_VMS,
     ]  # fmt: skip (one scheduled power-off; the server retried it)
+    # pauses-beside-plan: the pauses are read beside the plan, both scheduled by one workflow
+    # task, not in a workflow task of their own after the plan.
+    by = [e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
+          for e in started[:2]]  # fmt: skip
+    assert by[0] == by[1]
 
 
 @pytest.mark.parametrize("rig", [lambda: StandIns(annotate_fails=True)], indirect=True)
