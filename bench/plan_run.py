@@ -76,16 +76,13 @@ from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.vsphere.gather import Gathered
 from vsphere_preemption.vsphere.scope import read_scope
+from vsphere_preemption.vsphere.tasks import DEFAULT_FANOUT, Fanout
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME, WORKFLOW_TYPE
 
 SHAPE = "-cluster 10 -host 4 -standalone-host 0 -vm 1000"
 LEVELS = {"low": 1, "mid": 5, "high": 9}
 MAX_VMS = 1000
 R = TypeVar("R")
-
-
-def _nothing(_: str) -> None:
-    pass
 
 
 @dataclass
@@ -128,19 +125,14 @@ class Counted(VSphereClient):
         *,
         action: StopAction,
         soft_shutdown_grace: timedelta,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None] = _nothing,
+        fanout: Fanout = DEFAULT_FANOUT,
     ) -> PowerOffOutcome:
         # The worker's PowerOffVMs calls `stop` (power_off goes through it too): counted as
         # the table's power-off column.
         return self._count(
             "power_off",
             lambda: super(Counted, self).stop(
-                vms,
-                action=action,
-                soft_shutdown_grace=soft_shutdown_grace,
-                max_concurrency=max_concurrency,
-                heartbeat=heartbeat,
+                vms, action=action, soft_shutdown_grace=soft_shutdown_grace, fanout=fanout
             ),
         )
 
@@ -150,14 +142,10 @@ class Counted(VSphereClient):
         key: str,
         value: str,
         *,
-        max_concurrency: int = 5,
-        heartbeat: Callable[[str], None] = _nothing,
+        fanout: Fanout = DEFAULT_FANOUT,
     ) -> AnnotateOutcome:
         return self._count(
-            "annotate",
-            lambda: super(Counted, self).annotate(
-                vms, key, value, max_concurrency=max_concurrency, heartbeat=heartbeat
-            ),
+            "annotate", lambda: super(Counted, self).annotate(vms, key, value, fanout=fanout)
         )
 
 

@@ -54,6 +54,7 @@ from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.settings import WorkerSettings, load
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
+from vsphere_preemption.vsphere.tasks import Fanout
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME, WORKFLOW_TYPE
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -230,7 +231,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         selection = vcenter.find_preemptible(f"bench-{size}", size)
                         vcenter.power_off(selection.selected, force=True,
                                           soft_shutdown_grace=timedelta(0),
-                                          max_concurrency=args.concurrency)  # fmt: skip
+                                          fanout=Fanout(args.concurrency))  # fmt: skip
                         run.round_trips_find_and_power_off = vcenter.round_trips - before
                         runs.append(run)
                         print(json.dumps(asdict(run)), flush=True)

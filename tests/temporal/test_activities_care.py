@@ -29,6 +29,7 @@ from vsphere_preemption.temporal.contracts import (
 )
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.tasks import Fanout
 from vsphere_preemption.wire import ANNOTATION_KEY
 
 WF = "alarm-1-domain-c28"
@@ -292,18 +293,18 @@ def test_a_slow_but_moving_activity_keeps_heartbeating(
     def said(detail: str) -> bool:
         return any(k == "beat" and d[0] == detail for k, d in timeline.since("report", detail))
 
-    def slow_stop(*args: Any, heartbeat: Callable[[str], None], **kw: Any) -> Any:
+    def slow_stop(*args: Any, fanout: Fanout, **kw: Any) -> Any:
         def report(detail: str) -> None:
             with one_at_a_time:
                 clock.advance(step)
-                heartbeat(detail)
+                fanout.heartbeat(detail)
                 timeline.add("report", detail)
                 # Each report goes out in a heartbeat before the next: what the
                 # heartbeats send moves with each call done.
                 timeline.wait_for(lambda: said(detail) or "stalled" in timeline.kinds(), detail)
                 assert said(detail), f"the heartbeats stopped before saying {detail!r}"
 
-        return stop(*args, heartbeat=report, **kw)
+        return stop(*args, fanout=dataclasses.replace(fanout, heartbeat=report), **kw)
 
     monkeypatch.setattr(vcenter, "stop", slow_stop)
     activities = acts(vcenter, http, heartbeat_every=0.05, stall_after=stall_after, clock=clock)

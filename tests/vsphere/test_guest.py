@@ -11,6 +11,7 @@ from vsphere_preemption.domain.model import StopAction, VmIssue, VmRef
 from vsphere_preemption.temporal.contracts import GUEST_NOTICE_KEY
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
+from vsphere_preemption.vsphere.tasks import Fanout
 
 NOTICE = '{"action":"shutdown","notBefore":"2026-11-30T12:00:00Z","workflowID":"wf-1"}'
 
@@ -30,7 +31,7 @@ def test_the_notice_is_written_read_back_and_cleared(
     vms = [s.ref for s in inventory.vms()[:3]]
     bystander = inventory.vms()[3].ref
 
-    written = client.set_extra_config(vms, GUEST_NOTICE_KEY, NOTICE, max_concurrency=2)
+    written = client.set_extra_config(vms, GUEST_NOTICE_KEY, NOTICE, fanout=Fanout(2))
 
     assert written.written == vms and written.failed == []
     assert client.read_extra_config([*vms, bystander], GUEST_NOTICE_KEY) == dict.fromkeys(
@@ -40,7 +41,7 @@ def test_the_notice_is_written_read_back_and_cleared(
     assert extra_config(admin, vms[0])[GUEST_NOTICE_KEY] == NOTICE
     assert GUEST_NOTICE_KEY not in extra_config(admin, bystander)
 
-    cleared = client.set_extra_config(vms, GUEST_NOTICE_KEY, "", max_concurrency=2)
+    cleared = client.set_extra_config(vms, GUEST_NOTICE_KEY, "", fanout=Fanout(2))
 
     assert cleared.written == vms
     assert client.read_extra_config(vms, GUEST_NOTICE_KEY) == {}
@@ -75,7 +76,7 @@ def test_a_notice_changes_the_change_version_so_marks_come_after_it(
 
     stopped = client.stop(
         [vm], action=StopAction.SHUTDOWN, soft_shutdown_grace=timedelta(seconds=30),
-        max_concurrency=1,
+        fanout=Fanout(1),
     )  # fmt: skip
     assert stopped.marks[0].change_version == change_version(admin, vm)
 

@@ -16,6 +16,7 @@ from vsphere_preemption.domain.model import VmIssue, VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.tasks import Fanout
 
 GRACE = timedelta(seconds=30)
 
@@ -32,7 +33,7 @@ def test_hard_power_off_is_confirmed(client: VSphereClient, inventory: Inventory
     vms = some_vms(inventory, 4)
     bystander = inventory.vms()[8].ref
 
-    outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, max_concurrency=2)
+    outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, fanout=Fanout(2))
 
     assert outcome.powered_off == vms
     assert outcome.failed == [] and outcome.forced_after_grace == []
@@ -47,10 +48,10 @@ def test_powering_off_twice_acts_once(
     client: VSphereClient, inventory: Inventory, force: bool
 ) -> None:
     vms = some_vms(inventory, 3)
-    first = client.power_off(vms, force=force, soft_shutdown_grace=GRACE, max_concurrency=3)
+    first = client.power_off(vms, force=force, soft_shutdown_grace=GRACE, fanout=Fanout(3))
 
     before = client.round_trips
-    second = client.power_off(vms, force=force, soft_shutdown_grace=GRACE, max_concurrency=3)
+    second = client.power_off(vms, force=force, soft_shutdown_grace=GRACE, fanout=Fanout(3))
 
     assert first.powered_off == second.powered_off == vms
     assert second.failed == [] and second.forced_after_grace == []
@@ -64,7 +65,7 @@ def test_soft_shutdown_takes_effect_on_vcsim(client: VSphereClient, inventory: I
     beats: list[str] = []
 
     outcome = client.power_off(
-        vms, force=False, soft_shutdown_grace=GRACE, max_concurrency=2, heartbeat=beats.append
+        vms, force=False, soft_shutdown_grace=GRACE, fanout=Fanout(2, beats.append)
     )
 
     assert outcome.powered_off == vms
@@ -87,8 +88,7 @@ def test_grace_expiry_forces_the_vms_still_on(
         vms,
         force=False,
         soft_shutdown_grace=timedelta(seconds=0.2),
-        max_concurrency=2,
-        heartbeat=beats.append,
+        fanout=Fanout(2, beats.append),
     )
 
     assert outcome.forced_after_grace == vms
@@ -108,7 +108,7 @@ def test_refused_guest_shutdown_is_forced_at_once_with_the_reason(
     inventory.suspend([suspended])
 
     outcome = client.power_off(
-        [running, suspended], force=False, soft_shutdown_grace=GRACE, max_concurrency=2
+        [running, suspended], force=False, soft_shutdown_grace=GRACE, fanout=Fanout(2)
     )
 
     assert outcome.powered_off == [running, suspended]
@@ -127,7 +127,7 @@ def test_per_vm_problems_are_reported_not_raised(
     host = VmRef("host-21", "HostSystem")
 
     outcome = client.power_off(
-        [ghost, vm, host, vm], force=True, soft_shutdown_grace=GRACE, max_concurrency=2
+        [ghost, vm, host, vm], force=True, soft_shutdown_grace=GRACE, fanout=Fanout(2)
     )
 
     assert outcome.powered_off == [vm]
@@ -161,7 +161,7 @@ def test_at_most_max_concurrency_calls_in_flight(
                 in_flight -= 1
 
     client.session.call = counting_call  # type: ignore[method-assign]
-    outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, max_concurrency=3)
+    outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, fanout=Fanout(3))
 
     assert outcome.powered_off == vms
     assert peak == 3
@@ -171,9 +171,10 @@ def test_losing_vcenter_raises_a_retryable_error(sim: Vcsim, client: VSphereClie
     vms = [s.ref for s in Inventory(client).vms()[:2]]
     sim.stop()
     with pytest.raises(VSphereError, match=r"cannot .*vCenter 127\.0\.0\.1"):
-        client.power_off(vms, force=True, soft_shutdown_grace=GRACE, max_concurrency=2)
+        client.power_off(vms, force=True, soft_shutdown_grace=GRACE, fanout=Fanout(2))
 
 
-def test_bad_concurrency_is_refused(client: VSphereClient) -> None:
-    with pytest.raises(ValueError, match="max_concurrency must be at least 1"):
-        client.power_off([], force=True, soft_shutdown_grace=GRACE, max_concurrency=0)
+def test_bad_concurrency_is_refused() -> None:
+    # Refused where the fanout is built: before any VM is acted on.
+    with pytest.raises(ValueError, match="max_concurrency must be at least 1, not 0"):
+        Fanout(max_concurrency=0)

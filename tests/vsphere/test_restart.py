@@ -22,6 +22,7 @@ from vsphere_preemption.domain.model import StopAction, VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import LoginError
+from vsphere_preemption.vsphere.tasks import Fanout
 
 TAG = "preemptible"
 
@@ -104,7 +105,7 @@ def test_stop_after_a_restart_logs_in_again_and_powers_off(
         vms[:2],
         action=StopAction.POWER_OFF,
         soft_shutdown_grace=timedelta(seconds=1),
-        max_concurrency=2,
+        fanout=Fanout(2),
     )
 
     assert sorted(outcome.powered_off) == sorted(vms[:2]) and outcome.failed == []

@@ -17,6 +17,7 @@ from vsphere_preemption.domain.model import StopAction, VmIssue, VmMark, VmRef
 from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
+from vsphere_preemption.vsphere.tasks import Fanout
 from vsphere_preemption.wire import ANNOTATION_KEY
 
 WF = "alarm-1-domain-c28"
@@ -49,7 +50,7 @@ def raw(admin: Admin, ref: VmRef) -> Any:
 
 def preempt(client: VSphereClient, vms: list[VmRef], action: StopAction) -> list[VmMark]:
     """What the workflow does: stop (marks read after), then annotate."""
-    stopped = client.stop(vms, action=action, soft_shutdown_grace=GRACE, max_concurrency=3)
+    stopped = client.stop(vms, action=action, soft_shutdown_grace=GRACE, fanout=Fanout(3))
     assert stopped.powered_off == vms
     assert client.annotate(vms, ANNOTATION_KEY, PREEMPTED).annotated == vms
     return stopped.marks
@@ -58,7 +59,7 @@ def preempt(client: VSphereClient, vms: list[VmRef], action: StopAction) -> list
 def resume(client: VSphereClient, marks: list[VmMark], **kwargs: Any) -> Any:
     return client.resume(
         marks, workflow_id=WF, annotation_field=ANNOTATION_KEY, annotation_json=RESUMED,
-        max_concurrency=2, **kwargs,
+        fanout=Fanout(2), **kwargs,
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import AnnotateOutcome, Selection, VmRef
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import VSphereError
+from vsphere_preemption.vsphere.tasks import Fanout
 
 TAG = "preemptible"
 
@@ -116,7 +117,7 @@ def test_a_restarted_vcenter_is_picked_up_again(
         selection.selected,
         force=True,
         soft_shutdown_grace=timedelta(seconds=1),
-        max_concurrency=2,
+        fanout=Fanout(2),
     )
     assert sorted(outcome.powered_off) == sorted(vms)
 

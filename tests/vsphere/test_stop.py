@@ -14,6 +14,7 @@ from vsphere_preemption.domain.selection import PowerState
 from vsphere_preemption.vsphere import power, reads
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.sdk import vim
+from vsphere_preemption.vsphere.tasks import Fanout
 
 GRACE = timedelta(seconds=30)
 END_STATE = {
@@ -35,7 +36,7 @@ def test_each_action_ends_in_its_state_and_marks_each_vm(
     vms = [s.ref for s in states[:3]]
     bystander = states[8].ref
 
-    outcome = client.stop(vms, action=action, soft_shutdown_grace=GRACE, max_concurrency=2)
+    outcome = client.stop(vms, action=action, soft_shutdown_grace=GRACE, fanout=Fanout(2))
 
     assert outcome.powered_off == vms and outcome.failed == []
     assert power_states(client, [*vms, bystander]) == {
@@ -66,7 +67,7 @@ def test_suspend_counts_suspended_and_off_vms_as_done_without_a_call(
     before = client.round_trips
     outcome = client.stop(
         [running, suspended, off], action=StopAction.SUSPEND,
-        soft_shutdown_grace=GRACE, max_concurrency=2,
+        soft_shutdown_grace=GRACE, fanout=Fanout(2),
     )  # fmt: skip
 
     assert outcome.powered_off == [running, suspended, off] and outcome.failed == []
@@ -80,10 +81,10 @@ def test_stopping_twice_acts_once_and_marks_the_same(
     client: VSphereClient, inventory: Inventory, action: StopAction
 ) -> None:
     vms = [s.ref for s in inventory.vms()[:3]]
-    first = client.stop(vms, action=action, soft_shutdown_grace=GRACE, max_concurrency=3)
+    first = client.stop(vms, action=action, soft_shutdown_grace=GRACE, fanout=Fanout(3))
 
     before = client.round_trips
-    second = client.stop(vms, action=action, soft_shutdown_grace=GRACE, max_concurrency=3)
+    second = client.stop(vms, action=action, soft_shutdown_grace=GRACE, fanout=Fanout(3))
 
     assert second.powered_off == first.powered_off == vms
     assert second.marks == first.marks
@@ -97,7 +98,7 @@ def test_a_vm_deleted_before_the_suspend_is_reported_not_marked(
     ghost = VmRef("vm-424242")
 
     outcome = client.stop(
-        [ghost, vm], action=StopAction.SUSPEND, soft_shutdown_grace=GRACE, max_concurrency=2
+        [ghost, vm], action=StopAction.SUSPEND, soft_shutdown_grace=GRACE, fanout=Fanout(2)
     )
 
     assert outcome.powered_off == [vm]
@@ -122,7 +123,7 @@ def test_a_vm_powered_on_again_before_its_mark_is_not_counted_stopped(
 
     monkeypatch.setattr(power, "read_now", read_now_after_someone)
     outcome = client.stop(
-        vms, action=StopAction.POWER_OFF, soft_shutdown_grace=GRACE, max_concurrency=2
+        vms, action=StopAction.POWER_OFF, soft_shutdown_grace=GRACE, fanout=Fanout(2)
     )
 
     assert outcome.powered_off == [vms[0]]
@@ -132,6 +133,6 @@ def test_a_vm_powered_on_again_before_its_mark_is_not_counted_stopped(
 
 def test_power_off_keeps_its_force_flag(client: VSphereClient, inventory: Inventory) -> None:
     vms = [s.ref for s in inventory.vms()[:2]]
-    outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, max_concurrency=2)
+    outcome = client.power_off(vms, force=True, soft_shutdown_grace=GRACE, fanout=Fanout(2))
     assert outcome.powered_off == vms
     assert [m.power_state for m in outcome.marks] == ["poweredOff", "poweredOff"]

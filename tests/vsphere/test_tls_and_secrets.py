@@ -15,6 +15,7 @@ from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.errors import LoginError, TLSVerificationError, VSphereError
+from vsphere_preemption.vsphere.tasks import Fanout
 
 PASSWORD = "S3cret-pw-do-not-leak"
 WRONG = "Wr0ng-pw-do-not-leak-either"
@@ -22,7 +23,7 @@ TAG = "preemptible"
 
 
 def power_off(client: VSphereClient, vms: list[VmRef]) -> None:
-    client.power_off(vms, force=True, soft_shutdown_grace=timedelta(1), max_concurrency=2)
+    client.power_off(vms, force=True, soft_shutdown_grace=timedelta(1), fanout=Fanout(2))
 
 
 # -- TLS ------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ def test_the_password_is_nowhere_after_a_full_run(
         [*selection.selected, VmRef("vm-987654")],
         force=False,
         soft_shutdown_grace=timedelta(seconds=5),
-        max_concurrency=2,
+        fanout=Fanout(2),
     )
     annotated = client.annotate(selection.selected, "k", "v")
     client.close()

@@ -49,6 +49,7 @@ from vsphere_preemption.vsphere.errors import (
     TagNotFoundError,
     VSphereError,
 )
+from vsphere_preemption.vsphere.tasks import Fanout
 from vsphere_preemption.wire import ANNOTATION_KEY, format_unix_ns
 
 HEARTBEAT_EVERY = 1.0  # seconds; three beats in the 3 s heartbeat timeout
@@ -213,8 +214,7 @@ class PreemptionActivities:
                 arg.vms,
                 action=action,
                 soft_shutdown_grace=arg.soft_shutdown_grace,
-                max_concurrency=arg.max_concurrency,
-                heartbeat=progress,
+                fanout=Fanout(arg.max_concurrency, progress),
             )
         run_metrics.count_vm_failures(_meter(), "stop", len(outcome.failed))
         activity.logger.info(
@@ -234,8 +234,7 @@ class PreemptionActivities:
                 arg.vms,
                 ANNOTATION_KEY,
                 value,
-                max_concurrency=self._policy.max_concurrency,
-                heartbeat=progress,
+                fanout=Fanout(self._policy.max_concurrency, progress),
             )
         run_metrics.count_vm_failures(_meter(), "annotate", len(outcome.failed))
         return outcome
@@ -248,8 +247,7 @@ class PreemptionActivities:
                 arg.vms,
                 contracts.GUEST_NOTICE_KEY,
                 arg.value,
-                max_concurrency=arg.max_concurrency,
-                heartbeat=progress,
+                fanout=Fanout(arg.max_concurrency, progress),
             )
         meter = _meter()
         op = "cleared" if arg.value == "" else "written"
@@ -273,8 +271,7 @@ class PreemptionActivities:
                 workflow_id=arg.workflow_id,
                 annotation_field=ANNOTATION_KEY,
                 annotation_json=arg.annotation_json,
-                max_concurrency=arg.max_concurrency,
-                heartbeat=progress,
+                fanout=Fanout(arg.max_concurrency, progress),
                 powered_on_before={model.VmRef(v) for v in done_before},
                 on_powering_on=progress.vm_done,  # a retry's `powered_on_before`
             )

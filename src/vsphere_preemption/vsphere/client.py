@@ -38,22 +38,13 @@ from vsphere_preemption.vsphere.rest import TaggingRest
 from vsphere_preemption.vsphere.resume import Resume
 from vsphere_preemption.vsphere.scope import read_scope
 from vsphere_preemption.vsphere.soap import RequestObserver, RoundTrips, SoapSession
-from vsphere_preemption.vsphere.tasks import TaskRunner
+from vsphere_preemption.vsphere.tasks import DEFAULT_FANOUT, Fanout, TaskRunner
 
 log = get_logger(__name__)
 
 
-def _no_heartbeat(_: str) -> None:
-    pass
-
-
 def _ignore(_: VmRef) -> None:
     pass
-
-
-def _check_concurrency(max_concurrency: int) -> None:
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
 
 
 def _placement(state: VmState) -> dict[str, str | None]:
@@ -214,17 +205,11 @@ class VSphereClient:
         *,
         force: bool,
         soft_shutdown_grace: timedelta,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None] = _no_heartbeat,
+        fanout: Fanout = DEFAULT_FANOUT,
     ) -> PowerOffOutcome:
         """`stop` with a hard power-off (`force`) or a guest shutdown with grace."""
-        return self.stop(
-            vms,
-            action=StopAction.POWER_OFF if force else StopAction.SHUTDOWN,
-            soft_shutdown_grace=soft_shutdown_grace,
-            max_concurrency=max_concurrency,
-            heartbeat=heartbeat,
-        )
+        action = StopAction.POWER_OFF if force else StopAction.SHUTDOWN
+        return self.stop(vms, action=action, soft_shutdown_grace=soft_shutdown_grace, fanout=fanout)
 
     def stop(
         self,
@@ -232,8 +217,7 @@ class VSphereClient:
         *,
         action: StopAction,
         soft_shutdown_grace: timedelta,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None] = _no_heartbeat,
+        fanout: Fanout = DEFAULT_FANOUT,
     ) -> PowerOffOutcome:
         """Stop the VMs as `action` says, confirm it, and mark each stopped VM.
 
@@ -241,14 +225,9 @@ class VSphereClient:
         stopped (off, or suspended by a suspend), and `marks` each one's state right
         after (read in one batched request), for a resume to compare against.
         """
-        _check_concurrency(max_concurrency)
         with self.session.translating(f"stop virtual machines ({action.value})"):
             return self._power.run(
-                vms,
-                action=action,
-                soft_shutdown_grace=soft_shutdown_grace,
-                max_concurrency=max_concurrency,
-                heartbeat=heartbeat,
+                vms, action=action, soft_shutdown_grace=soft_shutdown_grace, fanout=fanout
             )
 
     def set_extra_config(
@@ -257,25 +236,15 @@ class VSphereClient:
         key: str,
         value: str,
         *,
-        max_concurrency: int = 5,
-        heartbeat: Callable[[str], None] = _no_heartbeat,
+        fanout: Fanout = DEFAULT_FANOUT,
     ) -> GuestNoticeOutcome:
         """Set extra config `key` (a `guestinfo.` variable) to `value` on every VM; "" clears.
 
         One `ReconfigVM_Task` per VM that does not hold the value already, confirmed by
         its success; see `guest.py`.
         """
-        _check_concurrency(max_concurrency)
         with self.session.translating(f"set {key} on virtual machines"):
-            return set_extra_config(
-                self.session,
-                self._tasks,
-                vms,
-                key,
-                value,
-                max_concurrency=max_concurrency,
-                heartbeat=heartbeat,
-            )
+            return set_extra_config(self.session, self._tasks, vms, key, value, fanout=fanout)
 
     def read_extra_config(self, vms: Sequence[VmRef], key: str) -> dict[VmRef, str]:
         """The value of extra config `key` on each VM that has one (one batched read)."""
@@ -289,8 +258,7 @@ class VSphereClient:
         workflow_id: str,
         annotation_field: str,
         annotation_json: str,
-        max_concurrency: int = 5,
-        heartbeat: Callable[[str], None] = _no_heartbeat,
+        fanout: Fanout = DEFAULT_FANOUT,
         powered_on_before: Collection[VmRef] = (),
         on_powering_on: Callable[[VmRef], None] = _ignore,
     ) -> ResumeOutcome:
@@ -302,15 +270,13 @@ class VSphereClient:
         `on_powering_on` hears of each VM just before its power-on call; pass those VMs
         back as `powered_on_before` when running again after an interruption.
         """
-        _check_concurrency(max_concurrency)
         with self.session.translating("resume virtual machines"):
             return self._resume.run(
                 marks,
                 workflow_id=workflow_id,
                 annotation_field=annotation_field,
                 annotation_json=annotation_json,
-                max_concurrency=max_concurrency,
-                heartbeat=heartbeat,
+                fanout=fanout,
                 powered_on_before=powered_on_before,
                 on_powering_on=on_powering_on,
             )
@@ -321,15 +287,11 @@ class VSphereClient:
         key: str,
         value: str,
         *,
-        max_concurrency: int = 5,
-        heartbeat: Callable[[str], None] = _no_heartbeat,
+        fanout: Fanout = DEFAULT_FANOUT,
     ) -> AnnotateOutcome:
         """Set custom field `key` (created if missing) to `value` on every VM."""
-        _check_concurrency(max_concurrency)
         with self.session.translating(f"annotate virtual machines ({key})"):
-            return self._fields.set(
-                vms, key, value, max_concurrency=max_concurrency, heartbeat=heartbeat
-            )
+            return self._fields.set(vms, key, value, fanout=fanout)
 
     def custom_field_key(self, name: str) -> int:
         """The key of custom field `name` for VMs, created if missing."""

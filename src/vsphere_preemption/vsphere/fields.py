@@ -11,7 +11,7 @@ cached; a key that stops working (field deleted and re-created) is looked up aga
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,6 +22,7 @@ from vsphere_preemption.vsphere.errors import VSphereError
 from vsphere_preemption.vsphere.reads import read_power_states
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession, props, ref_of
+from vsphere_preemption.vsphere.tasks import Fanout
 
 log = get_logger(__name__)
 
@@ -98,10 +99,8 @@ class CustomFields:
         name: str,
         value: str,
         *,
-        max_concurrency: int,
-        heartbeat: Callable[[str], None],
+        fanout: Fanout,
     ) -> AnnotateOutcome:
-        # max_concurrency was checked by VSphereClient.annotate, the only caller.
         refs = dedupe(vms)
         order = {r: i for i, r in enumerate(refs)}
         failed: dict[VmRef, str] = {
@@ -117,7 +116,9 @@ class CustomFields:
         key = self.key(name)
         for attempt in (1, 2):
             stale_key: list[VmRef] = []
-            with ThreadPoolExecutor(max_concurrency, thread_name_prefix="vsphere-annotate") as pool:
+            with ThreadPoolExecutor(
+                fanout.max_concurrency, thread_name_prefix="vsphere-annotate"
+            ) as pool:
                 results = list(pool.map(lambda r, k=key: self._set_one(r, k, value), todo))
             for ref, problem in zip(todo, results, strict=True):
                 if problem is None:
@@ -126,7 +127,7 @@ class CustomFields:
                     stale_key.append(ref)
                 else:
                     failed[ref] = problem
-            heartbeat(f"annotate: {len(annotated)} of {len(refs)} VMs done")
+            fanout.heartbeat(f"annotate: {len(annotated)} of {len(refs)} VMs done")
             if not stale_key:
                 break
             log.info("vcenter.custom_field_key_stale", field=name, key=key)

@@ -10,7 +10,7 @@ against, so a retry or a clear where nothing stands must not reconfigure anythin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from vsphere_preemption.domain.model import GuestNoticeOutcome, VmIssue, VmRef
@@ -18,7 +18,7 @@ from vsphere_preemption.domain.selection import VIRTUAL_MACHINE, dedupe
 from vsphere_preemption.logs import get_logger
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession, props, ref_of
-from vsphere_preemption.vsphere.tasks import TaskRunner
+from vsphere_preemption.vsphere.tasks import Fanout, TaskRunner
 
 log = get_logger(__name__)
 
@@ -55,8 +55,7 @@ def set_extra_config(
     key: str,
     value: str,
     *,
-    max_concurrency: int,
-    heartbeat: Callable[[str], None],
+    fanout: Fanout,
 ) -> GuestNoticeOutcome:
     refs = dedupe(vms)
     order = {r: i for i, r in enumerate(refs)}
@@ -65,7 +64,7 @@ def set_extra_config(
     }
     candidates = [r for r in refs if r not in failed]
     present, values = _existing(session, candidates, key)
-    heartbeat(f"{key}: extra config read")
+    fanout.heartbeat(f"{key}: extra config read")
     failed.update({r: VANISHED for r in candidates if r not in present})
     written = {r for r in candidates if r in present and values.get(r, "") == value}
     todo = [r for r in candidates if r in present and r not in written]
@@ -74,9 +73,7 @@ def set_extra_config(
         option = vim.option.OptionValue(key=key, value=value)
         return conn.managed(ref).ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=[option]))
 
-    ends = runner.run(
-        todo, reconfigure, what=f"set {key}", max_concurrency=max_concurrency, heartbeat=heartbeat
-    )
+    ends = runner.run(todo, reconfigure, what=f"set {key}", fanout=fanout)
     for ref, end in ends.items():
         if end.ok:
             written.add(ref)

@@ -24,10 +24,11 @@ power state reads `poweredOff`, or `suspended` for a suspend).
 - vCenter's per-VM refusals are results (`failed`, with the reason); losing vCenter
   itself (unreachable, login refused) raises `VSphereError`, so the caller's retry
   policy can run the whole operation again, which is safe.
-- `max_concurrency` bounds the calls in flight (a thread pool of that size; polls
-  happen between phases, never beside them). Tasks, once accepted, run in vCenter.
-- Progress is reported (`heartbeat`) when a call completes, never on a timer: a call
-  that hangs reports nothing, which is how the activity above notices it.
+- The caller's `Fanout` says how it runs: its `max_concurrency` bounds the calls in
+  flight (a thread pool of that size; polls happen between phases, never beside them),
+  and its `heartbeat` hears of the progress when a call completes, never on a timer: a
+  call that hangs reports nothing, which is how the activity above notices it. Tasks,
+  once accepted, run in vCenter.
 """
 
 from __future__ import annotations
@@ -53,11 +54,9 @@ from vsphere_preemption.vsphere.reads import (
 )
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import SoapSession, ref_of
-from vsphere_preemption.vsphere.tasks import call_each
+from vsphere_preemption.vsphere.tasks import Fanout, Heartbeat, call_each
 
 log = get_logger(__name__)
-
-Heartbeat = Callable[[str], None]
 
 VANISHED = "virtual machine not found (deleted?)"
 SUSPENDED = "suspended"
@@ -152,10 +151,9 @@ class PowerOff:
         *,
         action: StopAction,
         soft_shutdown_grace: timedelta,
-        max_concurrency: int,
-        heartbeat: Heartbeat,
+        fanout: Fanout,
     ) -> PowerOffOutcome:
-        # max_concurrency was checked by VSphereClient.power_off, the only caller.
+        heartbeat = fanout.heartbeat
         refs = dedupe(vms)
         tally = Tally(order={r: i for i, r in enumerate(refs)})
         candidates = []
@@ -180,7 +178,7 @@ class PowerOff:
                 tally.marks[ref] = _mark(ref, seen)
         running = [r for r in candidates if r in now and r not in tally.powered_off]
 
-        pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="vsphere-power")
+        pool = ThreadPoolExecutor(fanout.max_concurrency, thread_name_prefix="vsphere-power")
         try:
             if action is StopAction.SHUTDOWN:
                 to_stop = self._soft(pool, running, soft_shutdown_grace, tally, heartbeat)

@@ -36,11 +36,9 @@ from vsphere_preemption.vsphere.fields import CustomFields
 from vsphere_preemption.vsphere.reads import read_now, read_power_states
 from vsphere_preemption.vsphere.sdk import vim, vmodl
 from vsphere_preemption.vsphere.soap import Connection, SoapSession
-from vsphere_preemption.vsphere.tasks import TaskEnd, TaskRunner
+from vsphere_preemption.vsphere.tasks import Fanout, TaskEnd, TaskRunner
 
 log = get_logger(__name__)
-
-Heartbeat = Callable[[str], None]
 
 
 def _claimed(annotation: str | None) -> bool:
@@ -124,8 +122,7 @@ class Resume:
         refs: list[VmRef],
         field: str,
         value: str,
-        max_concurrency: int,
-        heartbeat: Heartbeat,
+        fanout: Fanout,
         failed: dict[VmRef, str],
         order: dict[VmRef, int],
         fails_as: str = "not powered on: the resumed annotation failed",
@@ -133,29 +130,20 @@ class Resume:
         """Write the resumed annotation on each VM before its power-on; those that took it."""
         if not refs:
             return []
-        written = self._fields.set(
-            refs, field, value, max_concurrency=max_concurrency, heartbeat=heartbeat
-        )
+        written = self._fields.set(refs, field, value, fanout=fanout)
         for issue in written.failed:
             failed[issue.vm] = f"{fails_as}: {issue.reason}"
         return sorted(written.annotated, key=order.__getitem__)
 
     def _unclaim(
-        self,
-        refs: list[VmRef],
-        now: dict[VmRef, VmNow],
-        field: str,
-        max_concurrency: int,
-        heartbeat: Heartbeat,
+        self, refs: list[VmRef], now: dict[VmRef, VmNow], field: str, fanout: Fanout
     ) -> None:
         # Best effort: were it to fail, the next resume still sees a stopped VM with our
         # claim, and powers it on.
         for ref in refs:
             before = now[ref].annotation if ref in now else None
             if before:
-                self._fields.set(
-                    [ref], field, before, max_concurrency=max_concurrency, heartbeat=heartbeat
-                )
+                self._fields.set([ref], field, before, fanout=fanout)
 
     def run(
         self,
@@ -164,8 +152,7 @@ class Resume:
         workflow_id: str,
         annotation_field: str,
         annotation_json: str,
-        max_concurrency: int,
-        heartbeat: Heartbeat,
+        fanout: Fanout,
         powered_on_before: Collection[VmRef] = (),
         on_powering_on: Callable[[VmRef], None] = lambda _: None,
     ) -> ResumeOutcome:
@@ -177,15 +164,15 @@ class Resume:
             now, _ = read_now(self._session, refs, annotation_key=key)
         except vmodl.MethodFault as read_fault:
             raise self._session.error(read_fault, "read the VMs to resume") from None
-        heartbeat(f"resume: {len(now)} of {len(refs)} VMs read")
+        fanout.heartbeat(f"resume: {len(now)} of {len(refs)} VMs read")
 
         tally = _Tally()
         to_power = tally.judge(by_ref, now, workflow_id, powered_on_before)
-        claimed = self._claim(to_power, annotation_field, annotation_json, max_concurrency,
-                              heartbeat, tally.failed, order)  # fmt: skip
+        claimed = self._claim(
+            to_power, annotation_field, annotation_json, fanout, tally.failed, order
+        )
         ends = self._runner.run(
-            claimed, _power_on, what="power-on", max_concurrency=max_concurrency,
-            heartbeat=heartbeat,
+            claimed, _power_on, what="power-on", fanout=fanout,
             before_each=on_powering_on,  # said before acting: a retry knows, even if it hangs
         )  # fmt: skip
         to_confirm = [ref for ref, end in ends.items() if tally.ended(ref, end, self._session)]
@@ -199,12 +186,12 @@ class Resume:
         # A claimed VM that did not come on: its annotation says again what it said before.
         self._unclaim(
             [r for r in claimed if (r not in resumed and r not in skipped) or r in failed],
-            now, annotation_field, max_concurrency, heartbeat,
+            now, annotation_field, fanout,
         )  # fmt: skip
 
         for ref in set(tally.unclaimed) - set(self._claim(
-            tally.unclaimed, annotation_field, annotation_json, max_concurrency, heartbeat, failed,
-            order, fails_as="powered on, but the resumed annotation failed",
+            tally.unclaimed, annotation_field, annotation_json, fanout, failed, order,
+            fails_as="powered on, but the resumed annotation failed",
         )):  # fmt: skip
             resumed.discard(ref)  # on, but its annotation could not say so: reported failed
         log.info(

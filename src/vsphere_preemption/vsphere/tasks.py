@@ -1,11 +1,14 @@
 """One vCenter task per VM, at a bounded number of calls in flight, all watched together.
 
-The tasks are started on a thread pool of `max_concurrency`, then watched with one
-batched read of their states per poll until each has ended or `task_timeout` passes.
+How an action over many VMs runs is one `Fanout`: how many calls may be in flight, and
+who hears of the progress. The tasks are started on a thread pool of the fanout's
+`max_concurrency`, then watched with one batched read of their states per poll until
+each has ended or `task_timeout` passes.
 A per-VM refusal (a fault when starting, a task that ends in error) is a result; a
 transport error (vCenter unreachable) raises `VSphereError`, for the caller to retry
-the whole operation, which each caller keeps safe. Progress is reported when a call
-completes or a poll is read, never on a timer, so a hung call shows as a stall.
+the whole operation, which each caller keeps safe. Progress is told to the fanout's
+`heartbeat` when a call completes or a poll is read, never on a timer, so a hung call
+shows as a stall.
 """
 
 from __future__ import annotations
@@ -29,6 +32,32 @@ CHECK_EVERY = 1.0  # seconds between looks at the calls in flight
 T = TypeVar("T")
 
 
+def _no_heartbeat(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """How an action over many VMs runs: at most `max_concurrency` vCenter calls in flight
+    (a thread pool of that size), and `heartbeat` told of the progress.
+
+    The bound spares vCenter a burst of one call per VM at once. The heartbeat hears of
+    progress as calls complete (or a poll is read), never on a timer: a call that hangs
+    tells it nothing, which is how an activity above notices a stall. Raises ValueError
+    for a bound below 1.
+    """
+
+    max_concurrency: int = 5
+    heartbeat: Heartbeat = _no_heartbeat
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
+
+
+DEFAULT_FANOUT = Fanout()  # five calls in flight, progress told to no one
+
+
 @dataclass(frozen=True)
 class TaskEnd:
     """How one VM's task ended: `fault` is vCenter's MethodFault, or None with a `detail`."""
@@ -49,8 +78,7 @@ class TaskRunner:
         start: Start,
         *,
         what: str,
-        max_concurrency: int,
-        heartbeat: Heartbeat,
+        fanout: Fanout,
         before_each: Callable[[VmRef], None] = lambda _: None,
     ) -> dict[VmRef, TaskEnd]:
         """Start `start` on every VM and wait for every task.
@@ -61,9 +89,9 @@ class TaskRunner:
         """
         ends: dict[VmRef, TaskEnd] = {}
         tasks: dict[VmRef, VmRef] = {}  # task -> VM
-        pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="vsphere-task")
+        pool = ThreadPoolExecutor(fanout.max_concurrency, thread_name_prefix="vsphere-task")
         try:
-            started = self._start_each(pool, refs, start, what, heartbeat, before_each)
+            started = self._start_each(pool, refs, start, what, fanout.heartbeat, before_each)
         finally:  # a caller's heartbeat may raise (attempt abandoned): start no more calls
             pool.shutdown(wait=False, cancel_futures=True)
         for ref in refs:
@@ -72,7 +100,7 @@ class TaskRunner:
                 ends[ref] = TaskEnd(False, fault=result)
             else:
                 tasks[ref_of(result)] = ref
-        ends.update(self._wait(tasks, what, heartbeat))
+        ends.update(self._wait(tasks, what, fanout.heartbeat))
         return ends
 
     def _start_each(
