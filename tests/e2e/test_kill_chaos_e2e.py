@@ -43,12 +43,11 @@ from typing import Any
 import pytest
 from cloudevents.core.bindings.http import HTTPMessage
 from temporalio.api.enums.v1 import EventType, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from tests.temporal.helpers import (
     eventually,
+    pollers_of,
     query_state,
     signal_payload,
     signal_with_start,
@@ -203,14 +202,8 @@ async def step_began(handle: WorkflowHandle[Any, Any], step: str | None) -> None
 
 async def polling(client: Client, queue: str, pid: int) -> bool:
     """True once the worker process `pid` polls the lane's workflow task queue."""
-    answer = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return any(p.identity.startswith(f"{pid}@") for p in answer.pollers)
+    found = await pollers_of(client, queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+    return any(identity.startswith(f"{pid}@") for identity in found)
 
 
 def retried(events: list[Any]) -> list[str]:

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from tests.function.conftest import Serve, alarm_event, as_binary, function_settings, post
-from tests.temporal.helpers import eventually, unique
+from tests.temporal.helpers import eventually, pollers_of, unique
 from tests.temporal.rig import (
     SECRET,
     TAG,
@@ -40,7 +38,7 @@ from vsphere_preemption.devtools.worker_process import WorkerProcess
 from vsphere_preemption.domain.model import VmRef
 from vsphere_preemption.domain.vcenters import vcenter_host
 from vsphere_preemption.vsphere.client import VSphereClient
-from vsphere_preemption.wire import DEFAULT_NAMESPACE, Annotation
+from vsphere_preemption.wire import Annotation
 
 pytestmark = [pytest.mark.temporal, pytest.mark.vcsim]
 
@@ -195,17 +193,9 @@ async def test_each_vcenters_alarm_preempts_on_that_vcenter_only_through_its_wor
     assert annotated_by(b, [*tagged_b, *b.untagged]) == {vm: id_b for vm in tagged_b}
 
 
-async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
-    request = DescribeTaskQueueRequest(
-        namespace=DEFAULT_NAMESPACE, task_queue=TaskQueue(name=queue), task_queue_type=kind
-    )
-    answer = await client.workflow_service.describe_task_queue(request)
-    return {poller.identity for poller in answer.pollers}
-
-
 async def two_pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
     async def probe() -> set[str]:
-        return await pollers(client, queue, kind)
+        return await pollers_of(client, queue, kind)
 
     return await eventually(probe, lambda found: len(found) == 2, what=f"two pollers of {kind}")
 

@@ -11,8 +11,12 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import RawValue
+from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import fixture_json
 from vsphere_preemption.domain.model import VmRef
@@ -122,3 +126,23 @@ def workflow_task_failures(events: Any) -> list[Any]:
             and e.workflow_task_failed_event_attributes.identity == "history-service"
         )
     ]
+
+
+async def pollers_of(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
+    """The identities now polling `queue` for `kind` tasks, for tests that wait for workers.
+
+    A CANCELLED answer counts as none seen yet: Temporal's matching service cancels what is in
+    flight on a task queue partition that it is loading or unloading, which happens just as
+    workers begin to poll a new queue (the cancel temporalio/temporal#12201 describes). Any
+    other refusal is raised, and the caller's `eventually` bounds the wait.
+    """
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
+    )
+    try:
+        answer = await client.workflow_service.describe_task_queue(request)
+    except RPCError as err:
+        if err.status is RPCStatusCode.CANCELLED:
+            return set()
+        raise
+    return {poller.identity for poller in answer.pollers}
