@@ -200,6 +200,7 @@ async def run(
                 preempted_event_source(settings.temporal_url, settings.temporal_namespace),
                 http,
                 pauses=PreemptionClient(client, task_queue=settings.temporal_taskqueue).read_pauses,
+                loop=asyncio.get_running_loop(),
             )
             worker = build_worker(
                 client,

@@ -320,8 +320,8 @@ SCENARIOS: dict[str, Scenario] = {
     "storm_of_raises_taken_together": storm_of_raises_taken_together,
     "loop_rounds_until_no_candidate_then_cancel": loop_rounds_until_no_candidate_then_cancel,
     "pause_held_then_released": pause_held_then_released,
-    # The same, recorded with pauses-beside-plan: each plan's read of the pauses beside it.
-    "pauses_read_beside_plan_held_then_released": pause_held_then_released,
+    # The same, recorded with pauses-in-plan: each plan reads the pauses too.
+    "pauses_read_in_plan_held_then_released": pause_held_then_released,
     "pause_in_round_two_then_resume_without_room": pause_in_round_two_then_resume_without_room,
 }
 # What each scenario's worker is configured with beyond the rig's defaults.

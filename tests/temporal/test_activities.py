@@ -7,6 +7,7 @@ through the real worker in tests/e2e/test_worker_e2e.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -18,9 +19,19 @@ from temporalio.exceptions import ApplicationError
 from tests.conftest import FIXTURES
 from tests.temporal.rig import client_for, vcsim_args
 from vsphere_preemption.devtools.devservers import Vcsim, free_port
+from vsphere_preemption.devtools.inventory import Inventory
 from vsphere_preemption.devtools.sink import EventSink
+from vsphere_preemption.domain.model import Criticality
+from vsphere_preemption.domain.policy import Policy
 from vsphere_preemption.temporal.activities import PreemptionActivities
-from vsphere_preemption.temporal.contracts import FindVmsInput, PreemptionPolicy, SendEventInput
+from vsphere_preemption.temporal.client import TemporalError
+from vsphere_preemption.temporal.contracts import (
+    FindVmsInput,
+    PauseBook,
+    PlanInput,
+    PreemptionPolicy,
+    SendEventInput,
+)
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.vsphere.config import VCenterConfig
 from vsphere_preemption.wire import PREEMPTED_EVENT_TYPE, go_json
@@ -148,3 +159,38 @@ def test_the_event_is_sent_as_the_go_worker_sends_it(
         assert GO_TIME.fullmatch(ce["ce-time"]), ce["ce-time"]
     assert any(len(m.headers["ce-time"]) > len("2026-11-30T12:41:56.123456Z")
                for m in sink.received), "nanoseconds, as Go's clock gives them"  # fmt: skip
+
+
+def plan_input(tag: str, registry: str | None) -> PlanInput:
+    return PlanInput(tag, None, Policy().to_wire(), Criticality.HIGH, pauses_registry=registry)
+
+
+async def test_the_plan_reads_the_pauses_while_it_reads_vcenter(
+    sim: Vcsim, http: httpx.Client
+) -> None:
+    """pauses-in-plan: the registry's answer comes back with the plan; a read that fails
+    comes back as why (the workflow then holds the run, as when ReadPauses fails)."""
+    asked: list[str] = []
+    pause = {"reason": "upgrade", "by": "test", "alarm": "", "entity": ""}
+
+    async def reader(registry: str) -> PauseBook:
+        asked.append(registry)
+        if registry == "broken":
+            raise TemporalError("the pause registry broken did not answer: deadline exceeded")
+        return PauseBook(version=3, pauses=[pause])
+
+    with client_for(sim) as vcenter:
+        Inventory(vcenter).tag("pausing", Inventory(vcenter).objects("VirtualMachine")[:2])
+        acts = PreemptionActivities(
+            vcenter, PreemptionPolicy(), SOURCE, http, pauses=reader,
+            loop=asyncio.get_running_loop(),
+        )  # fmt: skip
+        # A thread, as the worker runs it: the read runs on this loop meanwhile.
+        read = await asyncio.to_thread(acts.plan_preemption, plan_input("pausing", "registry-1"))
+        unread = await asyncio.to_thread(acts.plan_preemption, plan_input("pausing", "broken"))
+        neither = await asyncio.to_thread(acts.plan_preemption, plan_input("pausing", None))
+    assert len(read.plan["victims"]) == 2
+    assert read.pauses == PauseBook(version=3, pauses=[pause]) and read.pauses_unread == ""
+    assert unread.pauses is None and "did not answer" in unread.pauses_unread
+    assert neither.pauses is None and neither.pauses_unread == ""  # no registry: none read
+    assert asked == ["registry-1", "broken"]

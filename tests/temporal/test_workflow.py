@@ -76,6 +76,7 @@ from vsphere_preemption.wire import (
     Annotation,
     WorkflowResponse,
     go_json,
+    pauses_workflow_id,
 )
 
 VM1, VM2, VM3 = VmRef("vm-1"), VmRef("vm-2"), VmRef("vm-3")
@@ -103,6 +104,9 @@ class StandIns:
     annotate_fails: bool = False
     policy_fails: bool = False
     plan_fails: bool = False
+    # The plan reads the pauses it is asked to (pauses-in-plan); False: as a worker from before
+    # the patch, which ignores PlanInput.pauses_registry.
+    plan_reads_pauses: bool = True
     gate: asyncio.Event | None = None  # the power-off waits for it when set
     calls: list[tuple[str, Any]] = field(default_factory=list)
     attempts: list[tuple[int, PowerOffInput]] = field(default_factory=list)
@@ -134,7 +138,11 @@ class StandIns:
                 for vm in self.tagged.get(arg.tag, [])
             ]
             chosen = plan(facts, None, Policy.from_wire(arg.policy), arg.criticality)
-            return PlanOutput(plan=chosen.to_wire(), usage=None, notes=["stand-in facts"])
+            # Nothing paused (tests/e2e/test_pause_e2e.py pauses for real).
+            book = PauseBook() if arg.pauses_registry and self.plan_reads_pauses else None
+            return PlanOutput(
+                plan=chosen.to_wire(), usage=None, notes=["stand-in facts"], pauses=book
+            )
 
         @activity.defn(name=READ_ENTITY_USAGE)
         async def read_usage(entity: MoRef) -> EntityUsage | None:
@@ -170,7 +178,8 @@ class StandIns:
 
         @activity.defn(name=READ_PAUSES)
         async def read_pauses(arg: ReadPausesInput) -> PauseBook:
-            return PauseBook()  # nothing paused (tests/e2e/test_pause_e2e.py pauses for real)
+            self.calls.append((READ_PAUSES, arg))
+            return PauseBook()  # nothing paused
 
         return [
             get_policy, find, plan_preemption, read_usage, power_off, annotate, send, read_pauses
@@ -542,16 +551,22 @@ async def test_a_retried_power_off_gets_the_same_selection(rig: Rig) -> None:
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in started] == [
-        PLAN_PREEMPTION,
-        READ_PAUSES,  # pause-switch: nothing paused, so the run acts
+        PLAN_PREEMPTION,  # pauses-in-plan: it read the pauses too, nothing paused: the run acts
         POWER_OFF_VMS,
         ANNOTATE_VMS,
     ]  # fmt: skip (one scheduled power-off; the server retried it)
-    # pauses-beside-plan: the pauses are read beside the plan, both scheduled by one workflow
-    # task, not in a workflow task of their own after the plan.
-    by = [e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
-          for e in started[:2]]  # fmt: skip
-    assert by[0] == by[1]
+    planned: PlanInput = rig.stand_ins.named(PLAN_PREEMPTION)[0]
+    assert planned.pauses_registry == pauses_workflow_id(rig.task_queue)
+
+
+@pytest.mark.parametrize("rig", [lambda: StandIns(plan_reads_pauses=False)], indirect=True)
+async def test_a_plan_answered_without_the_pauses_is_followed_by_read_pauses(rig: Rig) -> None:
+    """A worker from before pauses-in-plan (an upgrade under way) ignores the registry it is
+    asked to read: the run reads the pauses itself before it acts, as before the patch."""
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    await has_run(handle)
+    names = [n for n, _ in rig.stand_ins.calls if n != "power_off_started"]
+    assert names[:4] == [GET_POLICY, PLAN_PREEMPTION, READ_PAUSES, POWER_OFF_VMS]
 
 
 @pytest.mark.parametrize("rig", [lambda: StandIns(annotate_fails=True)], indirect=True)

@@ -21,13 +21,16 @@ its earlier attempt powered on, so as not to take them for VMs powered on by han
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -58,8 +61,25 @@ HEARTBEAT_EVERY = 1.0  # seconds; three beats in the 3 s heartbeat timeout
 # when vCenter is well, a batched read over thousands of VMs included.
 STALL_AFTER = 30.0
 
+# How long PlanPreemption waits for the pauses once its plan is made; the query itself is
+# bounded by the client's RPC timeout.
+PAUSE_READ_TIMEOUT = 15.0
 # Reads the pause registry's pauses (temporal.client.PreemptionClient.read_pauses).
-PauseReader = Callable[[str], Awaitable[contracts.PauseBook]]
+PauseReader = Callable[[str], Coroutine[Any, Any, contracts.PauseBook]]
+
+
+def _pause_read_result(
+    reading: Future[contracts.PauseBook],
+) -> tuple[contracts.PauseBook | None, str]:
+    """The pauses read, or (None) why not: the workflow holds a run whose pauses are unknown,
+    as it does when ReadPauses fails."""
+    try:
+        return reading.result(timeout=PAUSE_READ_TIMEOUT), ""
+    except TimeoutError:
+        reading.cancel()
+        return None, f"the pause registry did not answer within {PAUSE_READ_TIMEOUT:.0f}s"
+    except Exception as exc:  # noqa: BLE001 (any failure means: unread, and the run is held)
+        return None, str(exc) or type(exc).__name__
 
 
 class PreemptionActivities:
@@ -74,9 +94,12 @@ class PreemptionActivities:
         stall_after: float = STALL_AFTER,
         clock: Callable[[], float] = time.monotonic,
         pauses: PauseReader | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._vcenter = client
         self._pauses = pauses
+        # The worker's event loop, where PlanPreemption (a thread) reads the pauses.
+        self._loop = loop
         self._policy = policy
         self._event_source = event_source
         self._http = http
@@ -110,9 +133,8 @@ class PreemptionActivities:
         # An activity, not a query from the workflow (workflows cannot query): its answer is
         # in the history, so a replay decides to hold or not exactly as the run did.
         if self._pauses is None:
-            return (
-                contracts.PauseBook()
-            )  # a worker built without the registry (tests): nothing paused
+            # A worker built without the registry (tests): nothing paused.
+            return contracts.PauseBook()
         return await self._pauses(arg.registry_id)
 
     @activity.defn(name=contracts.GET_POLICY)
@@ -144,14 +166,19 @@ class PreemptionActivities:
             policy = Policy.from_wire(arg.policy)
         except ValueError as exc:
             raise ApplicationError(str(exc), type="InvalidPolicy", non_retryable=True) from None
+        reading = self._start_pause_read(arg.pauses_registry)
         try:
             with self._heartbeating():
                 gathered = self._vcenter.gather(
                     arg.tag, arg.entity, policy.tag_categories(), basis=policy.targets.basis
                 )
         except (TagNotFoundError, CategoryNotFoundError, EntityNotFoundError) as exc:
+            reading.cancel()
             # Retrying cannot create the tag, the category or the entity: say so once.
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+        except BaseException:
+            reading.cancel()
+            raise
         chosen = plan(
             gathered.facts, gathered.usage, policy, arg.criticality, non_vms=gathered.non_vms
         )
@@ -167,12 +194,25 @@ class PreemptionActivities:
             len(chosen.victims),
             len(chosen.left_out),
         )
+        book, unread = _pause_read_result(reading) if arg.pauses_registry else (None, "")
         return contracts.PlanOutput(
             plan=chosen.to_wire(),
             usage=gathered.usage,
             scope_vms=gathered.scope_vms,
             notes=notes,
+            pauses=book,
+            pauses_unread=unread,
         )
+
+    def _start_pause_read(self, registry: str | None) -> Future[contracts.PauseBook]:
+        """Start reading `registry`'s pauses on the worker's event loop (the query waits on
+        Temporal while this activity's thread reads vCenter); nothing to read: done at once."""
+        if registry is None or self._pauses is None or self._loop is None:
+            done: Future[contracts.PauseBook] = Future()
+            # No registry asked for, or a worker built without one (tests): nothing paused.
+            done.set_result(contracts.PauseBook())
+            return done
+        return asyncio.run_coroutine_threadsafe(self._pauses(registry), self._loop)
 
     @activity.defn(name=contracts.READ_ENTITY_USAGE)
     def read_entity_usage(self, entity: model.MoRef) -> model.EntityUsage | None:

@@ -103,11 +103,24 @@ class SendEventInput:
 
 
 @dataclass(frozen=True)
+class PauseBook:
+    """The registry's pauses (domain.pauses.Pause.to_wire() each) and its change counter: a
+    held workflow that asks to be told of the next change names the version it read, so a
+    change between its read and its asking is not missed."""
+
+    version: int = 0
+    pauses: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class PlanInput:
     tag: str
     entity: VmRef | None  # the alarmed entity; None: every tagged VM in vCenter
     policy: dict[str, Any]  # the run's effective Policy.to_wire() (overrides applied)
     criticality: Criticality
+    # The pause registry to read beside the plan (pauses-in-plan): its workflow ID; None, read
+    # none. A worker from before ignores the field and answers without `pauses`.
+    pauses_registry: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,10 @@ class PlanOutput:
     usage: EntityUsage | None  # the entity's capacity and use when planned
     scope_vms: int | None = None  # VMs under the entity, tagged or not
     notes: list[str] = field(default_factory=list)  # what vCenter could not tell, and such
+    # The pauses read beside the plan, when PlanInput named a registry: the book, or (None)
+    # why it could not be read in `pauses_unread`. Both empty: not read (a worker from before).
+    pauses: PauseBook | None = None
+    pauses_unread: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,13 +165,3 @@ class ResumeInput:
 @dataclass(frozen=True)
 class ReadPausesInput:
     registry_id: str  # wire.pauses_workflow_id(task queue)
-
-
-@dataclass(frozen=True)
-class PauseBook:
-    """The registry's pauses (domain.pauses.Pause.to_wire() each) and its change counter: a
-    held workflow that asks to be told of the next change names the version it read, so a
-    change between its read and its asking is not missed."""
-
-    version: int = 0
-    pauses: list[dict[str, Any]] = field(default_factory=list)

@@ -204,12 +204,13 @@ PAUSE_PATCH = "pause-switch"
 # they plan, and are held as the first round is; a lowering while held ends the loop. Loops
 # before it acted in every round whatever the pauses said after the first.
 PAUSE_ROUNDS_PATCH = "pause-rounds"
-# pauses-beside-plan: the first read of the pauses (ReadPauses) is scheduled in the same workflow
-# task as the plan (PlanPreemption) and runs beside it, instead of after it in a task of its own:
-# one workflow task and one activity's round trip fewer before a run acts (issue 20: ~29 ms of
-# the signal → off path). What holds the run is the same read, taken while the plan is made.
-# Runs before read the pauses after the plan, and replay so.
-PAUSES_BESIDE_PLAN_PATCH = "pauses-beside-plan"
+# pauses-in-plan: a run that may act has PlanPreemption read the pauses too (PlanInput's
+# pauses_registry; the query runs while the plan reads vCenter), instead of a ReadPauses
+# activity after the plan: one activity and one workflow task fewer before a run acts (issue
+# 20). What holds the run is the same registry's answer. A plan answered without the pauses (a
+# worker from before, during an upgrade) is followed by ReadPauses, as before the patch. Runs
+# before the patch read the pauses after the plan, and replay so.
+PAUSES_IN_PLAN_PATCH = "pauses-in-plan"
 # resume-headroom: a run that acted on an entity with a target remembers that target and what
 # each victim freed; its resume then re-reads the entity's use before each batch and powers on
 # only the VMs that keep the entity at or below the target less resume.headroom, waiting for
@@ -258,9 +259,9 @@ class RunPlan:
     entity: MoRef | None  # the alarmed entity the run plans on; None: the whole vCenter
     chosen: Plan
     dry_run: bool
-    # What held the run when the pauses were read beside the plan (pauses-beside-plan): the
-    # hold (None: nothing) and the registry's version read; None when they were not read so.
-    read_beside: tuple[Hold | None, int | None] | None = None
+    # What held the run when the pauses were read with the plan (pauses-in-plan): the hold
+    # (None: nothing) and the registry's version read; None when they were not read so.
+    read_with_plan: tuple[Hold | None, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ class PreemptVMsWorkflow:
         self._storm: bool | None = None  # this workflow is storm-proof (memoized patch)
         self._relieve = False  # this workflow may preempt until relieved (memoized patch)
         self._pausable = False  # this run reads pauses (pause-switch patch)
-        self._pauses_beside_plan = False  # ... beside its plan (memoized patch)
+        self._pauses_in_plan = False  # ... with its plan (memoized patch)
         self._held: HoldEntry | None = None  # the hold in progress, for the state
         self._pauses_changed = False  # the registry said the pauses changed
 
@@ -444,7 +445,7 @@ class PreemptVMsWorkflow:
             self._storm_proof()
             self._relieve = workflow.patched(LOOP_PATCH)
             self._pausable = workflow.patched(PAUSE_PATCH)
-            self._pauses_beside_plan = self._pausable and workflow.patched(PAUSES_BESIDE_PLAN_PATCH)
+            self._pauses_in_plan = self._pausable and workflow.patched(PAUSES_IN_PLAN_PATCH)
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
@@ -576,9 +577,14 @@ class PreemptVMsWorkflow:
         return notes
 
     async def _request_plan(
-        self, request: WorkflowRequest, entity: MoRef | None, effective: Policy
+        self,
+        request: WorkflowRequest,
+        entity: MoRef | None,
+        effective: Policy,
+        pauses_registry: str | None = None,
     ) -> PlanOutput:
-        """The PlanPreemption activity: the facts read and the victims chosen, on the worker."""
+        """The PlanPreemption activity: the facts read and the victims chosen, on the worker
+        (and the pauses of `pauses_registry`, if named)."""
         return await workflow.execute_activity_method(
             PreemptionActivities.plan_preemption,
             PlanInput(
@@ -586,6 +592,7 @@ class PreemptVMsWorkflow:
                 entity=entity,
                 policy=effective.to_wire(),
                 criticality=request.criticality,
+                pauses_registry=pauses_registry,
             ),
             **_options(),
         )
@@ -604,7 +611,7 @@ class PreemptVMsWorkflow:
         notes = self._plan_notes(refused, effective, entity, record)
         dry_run = request.dry_run or effective.dry_run
         try:
-            planned, read_beside = await self._plan_and_pauses(request, entity, effective, dry_run)
+            planned, read = await self._plan_and_pauses(request, entity, effective, dry_run)
         except FailureError as err:
             _reraise_cancel(err)
             why = _cause(err)
@@ -621,23 +628,20 @@ class PreemptVMsWorkflow:
         if self._care:
             self._mem.history_keep = effective.history
             self._mem.max_concurrency = policy.max_concurrency
-        return RunPlan(request, policy, effective, entity, chosen, dry_run, read_beside)
+        return RunPlan(request, policy, effective, entity, chosen, dry_run, read)
 
     async def _plan_and_pauses(
         self, request: WorkflowRequest, entity: MoRef | None, effective: Policy, dry_run: bool
     ) -> tuple[PlanOutput, tuple[Hold | None, int | None] | None]:
-        """The plan, and (pauses-beside-plan, a run that may act) the pauses read beside it."""
-        if not self._pauses_beside_plan or dry_run:
+        """The plan, and (pauses-in-plan, a run that may act) what the pauses read with it say;
+        None when they were not read with it (then `_cleared` reads them)."""
+        if not self._pauses_in_plan or dry_run:
             return await self._request_plan(request, entity, effective), None
-        # Both activities are scheduled in this workflow task; the read is short, the plan
-        # reads vCenter. A plan that fails (or a cancel) takes the read down with it.
-        reading = asyncio.ensure_future(self._read_hold(request, effective))
-        try:
-            planned = await self._request_plan(request, entity, effective)
-        except BaseException:
-            reading.cancel()
-            raise
-        return planned, await reading
+        registry = pauses_workflow_id(workflow.info().task_queue)
+        planned = await self._request_plan(request, entity, effective, registry)
+        if planned.pauses is None and not planned.pauses_unread:
+            return planned, None  # a worker that does not read them in the plan
+        return planned, self._hold_from(request, effective, planned.pauses, planned.pauses_unread)
 
     def _planned_wire(self) -> PlannedExtras:
         """The latest plan's extras for an event (a run has planned by the time it sends)."""
@@ -669,7 +673,7 @@ class PreemptVMsWorkflow:
         the alarm still raised. A held run that is released goes on in `_clear_to_act`."""
         request, policy, effective = run.request, run.policy, run.effective
         if self._pausable and not await self._clear_to_act(
-            request, policy, effective, record, read=run.read_beside
+            request, policy, effective, record, read=run.read_with_plan
         ):
             return False
         action, _ = self._stop(run)
@@ -1204,7 +1208,7 @@ class PreemptVMsWorkflow:
         noticed: list[VmRef] | None = None,
         read: tuple[Hold | None, int | None] | None = None,
     ) -> bool:
-        """True if no pause or quiet window holds this run now (`read`: as read beside the
+        """True if no pause or quiet window holds this run now (`read`: as read with the
         plan; else read now). Otherwise hold it; once released with the alarm still raised,
         plan again (the facts may have changed over a long pause) and go on in that run;
         False either way: this run's course is over."""
@@ -1235,9 +1239,17 @@ class PreemptVMsWorkflow:
             )
         except FailureError as err:
             _reraise_cancel(err)
+            return self._hold_from(request, effective, None, _cause(err))
+        return self._hold_from(request, effective, book, "")
+
+    def _hold_from(
+        self, request: WorkflowRequest, effective: Policy, book: PauseBook | None, unread: str
+    ) -> tuple[Hold | None, int | None]:
+        """What the pauses read (or `unread`: why they could not be) hold, with their version."""
+        if book is None:
             # Unknown is not "not paused": an operator's pause must not be missed because the
             # registry could not be read. Held, and read again soon.
-            why = f"the pauses could not be read ({_cause(err)})"
+            why = f"the pauses could not be read ({unread})"
             workflow.logger.error("%s", why)
             return Hold(workflow.now() + HOLD_RETRY, why, "unread"), None
         pauses = [Pause.from_wire(p) for p in book.pauses]
