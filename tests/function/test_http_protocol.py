@@ -103,6 +103,16 @@ def _port(client: httpx.AsyncClient) -> int:
     return int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
 
 
+async def refused_as_oversized(client: httpx.AsyncClient) -> asyncio.StreamWriter:
+    """A connection whose request announced a body far over the limit and got its 413; the
+    client may go on sending the body it started."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(client))
+    writer.write(oversized_head(1024 * MAX_BODY))
+    status, _, _ = await read_reply(reader)
+    assert status.startswith(b"HTTP/1.1 413")
+    return writer
+
+
 async def send_until_cut(writer: asyncio.StreamWriter, seconds: float, limit: int) -> int:
     """Bytes written (64 KiB at a time) until the server cut the connection; -1 if it had
     not after `seconds` or `limit` bytes."""
@@ -145,10 +155,7 @@ async def test_a_client_that_never_stops_sending_is_cut_off_after_the_linger(
     monkeypatch.setattr(http_protocol, "LINGER_SECONDS", 0.3)
     app = Booting(lambda: create_app(function_settings(ALARM)))
     async with served(app) as client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", _port(client))
-        writer.write(oversized_head(1024 * MAX_BODY))
-        status, _, _ = await read_reply(reader)
-        assert status.startswith(b"HTTP/1.1 413")
+        writer = await refused_as_oversized(client)
         started = time.monotonic()
         assert await send_until_cut(writer, seconds=10, limit=1 << 40) >= 0
         assert time.monotonic() - started < 5
@@ -161,10 +168,7 @@ async def test_a_client_that_sends_more_than_the_linger_takes_is_cut_off(
     monkeypatch.setattr(http_protocol, "LINGER_BYTES", 256 * 1024)
     app = Booting(lambda: create_app(function_settings(ALARM)))
     async with served(app) as client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", _port(client))
-        writer.write(oversized_head(1024 * MAX_BODY))
-        status, _, _ = await read_reply(reader)
-        assert status.startswith(b"HTTP/1.1 413")
+        writer = await refused_as_oversized(client)
         sent = await send_until_cut(writer, seconds=30, limit=64 * MAX_BODY)
         assert 0 <= sent < 16 * MAX_BODY
         writer.close()
