@@ -189,8 +189,13 @@ async def test_the_plan_reads_the_pauses_while_it_reads_vcenter(
         read = await asyncio.to_thread(acts.plan_preemption, plan_input("pausing", "registry-1"))
         unread = await asyncio.to_thread(acts.plan_preemption, plan_input("pausing", "broken"))
         neither = await asyncio.to_thread(acts.plan_preemption, plan_input("pausing", None))
+        # A worker that cannot query the registry here answers without the pauses (the
+        # workflow then reads them with ReadPauses), never with "nothing paused".
+        no_loop = PreemptionActivities(vcenter, PreemptionPolicy(), SOURCE, http, pauses=reader)
+        unasked = await asyncio.to_thread(no_loop.plan_preemption, plan_input("pausing", "r-2"))
     assert len(read.plan["victims"]) == 2
     assert read.pauses == PauseBook(version=3, pauses=[pause]) and read.pauses_unread == ""
     assert unread.pauses is None and "did not answer" in unread.pauses_unread
     assert neither.pauses is None and neither.pauses_unread == ""  # no registry: none read
+    assert unasked.pauses is None and unasked.pauses_unread == ""
     assert asked == ["registry-1", "broken"]

@@ -68,6 +68,11 @@ PAUSE_READ_TIMEOUT = 15.0
 PauseReader = Callable[[str], Coroutine[Any, Any, contracts.PauseBook]]
 
 
+def _cancel(reading: Future[contracts.PauseBook] | None) -> None:
+    if reading is not None:
+        reading.cancel()
+
+
 def _pause_read_result(
     reading: Future[contracts.PauseBook],
 ) -> tuple[contracts.PauseBook | None, str]:
@@ -173,11 +178,11 @@ class PreemptionActivities:
                     arg.tag, arg.entity, policy.tag_categories(), basis=policy.targets.basis
                 )
         except (TagNotFoundError, CategoryNotFoundError, EntityNotFoundError) as exc:
-            reading.cancel()
+            _cancel(reading)
             # Retrying cannot create the tag, the category or the entity: say so once.
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
         except BaseException:
-            reading.cancel()
+            _cancel(reading)
             raise
         chosen = plan(
             gathered.facts, gathered.usage, policy, arg.criticality, non_vms=gathered.non_vms
@@ -194,7 +199,9 @@ class PreemptionActivities:
             len(chosen.victims),
             len(chosen.left_out),
         )
-        book, unread = _pause_read_result(reading) if arg.pauses_registry else (None, "")
+        # Not read here (no registry named, or this worker cannot query it): both empty, and
+        # the workflow reads them with ReadPauses instead; never "nothing paused" unasked.
+        book, unread = _pause_read_result(reading) if reading is not None else (None, "")
         return contracts.PlanOutput(
             plan=chosen.to_wire(),
             usage=gathered.usage,
@@ -204,14 +211,12 @@ class PreemptionActivities:
             pauses_unread=unread,
         )
 
-    def _start_pause_read(self, registry: str | None) -> Future[contracts.PauseBook]:
+    def _start_pause_read(self, registry: str | None) -> Future[contracts.PauseBook] | None:
         """Start reading `registry`'s pauses on the worker's event loop (the query waits on
-        Temporal while this activity's thread reads vCenter); nothing to read: done at once."""
+        Temporal while this activity's thread reads vCenter); None when there is nothing to
+        read or no way to read it here."""
         if registry is None or self._pauses is None or self._loop is None:
-            done: Future[contracts.PauseBook] = Future()
-            # No registry asked for, or a worker built without one (tests): nothing paused.
-            done.set_result(contracts.PauseBook())
-            return done
+            return None
         return asyncio.run_coroutine_threadsafe(self._pauses(registry), self._loop)
 
     @activity.defn(name=contracts.READ_ENTITY_USAGE)
