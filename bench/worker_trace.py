@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.worker import _activity as sdk_activity
+from temporalio.worker import _workflow as sdk_workflow
 from temporalio.worker.workflow_sandbox import _runner
 
 import vsphere_preemption.temporal.activities as activities
+import vsphere_preemption.temporal.client as temporal_client
 import vsphere_preemption.vsphere.client as vsphere_client
 import vsphere_preemption.vsphere.gather as gather
 from bench.machine import loadavg, quiet_logs
@@ -101,6 +104,11 @@ def timed(owner: Any, name: str, label: str, *, jobs: bool = False) -> None:
 
 
 def instrument() -> None:
+    # When a task reaches Python from the SDK's core (on the event loop), before our code.
+    timed(sdk_workflow._WorkflowWorker, "_handle_activation", "SDK: workflow activation handled")
+    timed(sdk_workflow._WorkflowWorker, "_create_workflow_instance", "SDK: new workflow")
+    timed(sdk_activity._ActivityWorker, "_handle_start_activity_task", "SDK: activity task handled")
+    timed(sdk_activity._ActivityWorker, "_execute_activity", "SDK: activity input decoded, run")
     timed(_runner._Instance, "__init__", "sandbox instance")
     timed(_runner._Instance, "activate", "activation", jobs=True)
     timed(activities.PreemptionActivities, "get_policy", "local activity GetPreemptionPolicy")
@@ -110,6 +118,8 @@ def instrument() -> None:
     timed(gather, "read_tags", "    tags (REST)")
     timed(gather, "_read_facts", "    facts (SOAP)")
     timed(activities, "plan", "  plan()")
+    timed(activities, "_pause_read_result", "  the pauses awaited")
+    timed(temporal_client.PreemptionClient, "read_pauses", "  the pause query (event loop)")
 
 
 async def trace(args: argparse.Namespace, tmp: Path) -> list[list[tuple[float, str]]]:

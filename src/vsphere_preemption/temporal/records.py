@@ -1,10 +1,12 @@
-"""What PreemptVMsWorkflow remembers, and how it carries it across continue-as-new.
+"""What PreemptVMsWorkflow remembers, and how it carries it across continue-as-new; and a
+run's plan and fields as its later steps work from them (`RunPlan`, `RunFields`).
 
 Deterministic values only (the workflow builds them from its history); standard library and
-our own pure modules, so the workflow sandbox imports this once. A workflow that lives as long
-as its alarm continues as new before its history grows large: everything here goes into the
-new run's single argument, one JSON text (`Memory.to_json` / `Memory.from_json`), written with
-Go's encoder so the alarm event's raw data survives the trip byte for byte.
+our own pure modules, so the workflow sandbox imports this once (a dataclass defined in the
+workflow module itself was made again for every new workflow, ~0.5 ms each). A workflow that
+lives as long as its alarm continues as new before its history grows large: the memory goes
+into the new run's single argument, one JSON text (`Memory.to_json` / `Memory.from_json`),
+written with Go's encoder so the alarm event's raw data survives the trip byte for byte.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from vsphere_preemption.domain.model import MoRef, Resources, VmMark, VmRef
+from vsphere_preemption.domain.pauses import Hold
+from vsphere_preemption.domain.plan import Plan
 from vsphere_preemption.domain.policy import (
+    Policy,
     ResumePolicy,
     Scope,
     Targets,
@@ -25,11 +30,14 @@ from vsphere_preemption.domain.policy import (
 )
 from vsphere_preemption.domain.shapes import (
     AchievedWire,
+    NoticeEntry,
     PlannedExtras,
     PlanWire,
     RunRecord,
+    VmIssueWire,
     moref_to_wire,
 )
+from vsphere_preemption.temporal.contracts import PreemptionPolicy
 from vsphere_preemption.wire import (
     WorkflowRequest,
     format_time,
@@ -285,3 +293,48 @@ class Memory:
             WorkflowRequest.from_json(text, strict=False) for text in obj.get("pending", [])
         ]
         return memory
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run once planned: what its later steps (dry run, pauses, notice, act) work from."""
+
+    request: WorkflowRequest
+    policy: PreemptionPolicy  # the worker's, as read for this run
+    effective: Policy  # the administrator's, with the request's overrides taken
+    entity: MoRef | None  # the alarmed entity the run plans on; None: the whole vCenter
+    chosen: Plan
+    dry_run: bool
+    # What held the run when the pauses were read with the plan (pauses-in-plan): the hold
+    # (None: nothing) and the registry's version read; None when they were not read so.
+    read_with_plan: tuple[Hold | None, int | None] | None = None
+
+
+@dataclass(frozen=True)
+class RunFields:
+    """A run's fields that _notice and _power_off write, as they stood before a later round
+    (the same objects: what the round wrote is what is not)."""
+
+    notice: NoticeEntry | None
+    action: str | None
+    stopped: list[str] | None
+    failed: list[VmIssueWire] | None
+    forced: list[str] | None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> RunFields:
+        return cls(
+            record.get("notice"),
+            record.get("action"),
+            record.get("stopped"),
+            record.get("failed"),
+            record.get("forced"),
+        )
+
+
+def joined(was: list[T] | None, now: list[T] | None) -> list[T]:
+    """A run's list after a later round: what it had, then what the round wrote, if it did."""
+    return list(was or []) + (list(now or []) if now is not was else [])

@@ -31,9 +31,9 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, cast
 
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
@@ -71,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
         HoldEntry,
         LatestRunWire,
         NoticeData,
-        NoticeEntry,
         PlannedEventData,
         PlannedExtras,
         PreemptedRoundEventData,
@@ -113,7 +112,10 @@ with workflow.unsafe.imports_passed_through():
         Memory,
         Planned,
         Room,
+        RunFields,
+        RunPlan,
         Stopped,
+        joined,
         resume_order,
     )
     from vsphere_preemption.temporal.run_metrics import record_run
@@ -245,50 +247,6 @@ LOWERED = "the alarm lowered during the notice: nothing was acted on"
 RESUMED = "resumed"
 RESUMED_IN_PART = "resumed in part"  # maxWait passed with VMs still waiting for room
 INTERRUPTED = "interrupted"
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """A run once planned: what its later steps (dry run, pauses, notice, act) work from."""
-
-    request: WorkflowRequest
-    policy: PreemptionPolicy  # the worker's, as read for this run
-    effective: Policy  # the administrator's, with the request's overrides taken
-    entity: MoRef | None  # the alarmed entity the run plans on; None: the whole vCenter
-    chosen: Plan
-    dry_run: bool
-    # What held the run when the pauses were read with the plan (pauses-in-plan): the hold
-    # (None: nothing) and the registry's version read; None when they were not read so.
-    read_with_plan: tuple[Hold | None, int | None] | None = None
-
-
-@dataclass(frozen=True)
-class _RunFields:
-    """A run's fields that _notice and _power_off write, as they stood before a later round
-    (the same objects: what the round wrote is what is not)."""
-
-    notice: NoticeEntry | None
-    action: str | None
-    stopped: list[str] | None
-    failed: list[VmIssueWire] | None
-    forced: list[str] | None
-
-    @classmethod
-    def of(cls, record: RunRecord) -> _RunFields:
-        return cls(
-            record.get("notice"),
-            record.get("action"),
-            record.get("stopped"),
-            record.get("failed"),
-            record.get("forced"),
-        )
-
-
-def _joined(was: list[T] | None, now: list[T] | None) -> list[T]:
-    """A run's list after a later round: what it had, then what the round wrote, if it did."""
-    return list(was or []) + (list(now or []) if now is not was else [])
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -1065,10 +1023,10 @@ class PreemptVMsWorkflow:
         return entry
 
     @staticmethod
-    def _keep_run_fields(record: RunRecord, before: _RunFields, entry: RoundEntry) -> None:
+    def _keep_run_fields(record: RunRecord, before: RunFields, entry: RoundEntry) -> None:
         """_notice and _power_off write the run's own fields; a later round's go to its entry
         instead, and the run keeps its first round's notice and action, and every round's VMs."""
-        now = _RunFields.of(record)
+        now = RunFields.of(record)
         # What the round wrote (a new value, never removed one) goes to its entry, in order.
         if now.notice is not before.notice and now.notice is not None:
             entry["notice"] = now.notice
@@ -1089,9 +1047,9 @@ class PreemptVMsWorkflow:
             record.pop("action", None)
         else:
             record["action"] = before.action
-        record["stopped"] = _joined(before.stopped, now.stopped)
-        record["failed"] = _joined(before.failed, now.failed)
-        record["forced"] = _joined(before.forced, now.forced)
+        record["stopped"] = joined(before.stopped, now.stopped)
+        record["failed"] = joined(before.failed, now.failed)
+        record["forced"] = joined(before.forced, now.forced)
 
     async def _one_round(
         self, run: RunPlan, record: RunRecord, announced: set[VmRef], number: int
@@ -1110,7 +1068,7 @@ class PreemptVMsWorkflow:
         # Only the VMs not announced yet get a notice: one still running after an earlier
         # round (it failed to stop) has had its warning.
         new = replace(chosen, victims=tuple(v for v in chosen.victims if v.ref not in announced))
-        before = _RunFields.of(record)
+        before = RunFields.of(record)
         try:
             if new.victims:
                 if not await self._notice(request, new, effective, stop.action, record, number):
