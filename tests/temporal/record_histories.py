@@ -323,6 +323,24 @@ SCENARIOS: dict[str, Scenario] = {
     # The same, recorded with pauses-in-plan: each plan reads the pauses too.
     "pauses_read_in_plan_held_then_released": pause_held_then_released,
     "pause_in_round_two_then_resume_without_room": pause_in_round_two_then_resume_without_room,
+    # Recorded with folded-patches: one patch marker in each run for all the patches above.
+    "folded_patches_pause_in_round_two_then_resume": pause_in_round_two_then_resume_without_room,
+    "folded_patches_resume_continues_as_new_then_expires": (
+        resume_interrupted_continues_as_new_then_expires
+    ),
+    "folded_patches_care_notice_suspend_cancel_then_resume": (
+        care_notice_suspend_cancel_then_resume
+    ),
+}
+# A scenario recorded again under another name takes the first one's settings and policy.
+SAME_AS = {
+    "folded_patches_pause_in_round_two_then_resume": "pause_in_round_two_then_resume_without_room",
+    "folded_patches_resume_continues_as_new_then_expires": (
+        "resume_interrupted_continues_as_new_then_expires"
+    ),
+    "folded_patches_care_notice_suspend_cancel_then_resume": (
+        "care_notice_suspend_cancel_then_resume"
+    ),
 }
 # What each scenario's worker is configured with beyond the rig's defaults.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -375,10 +393,11 @@ async def record(names: list[str]) -> None:
                 prepare(inventory, on=3, off=1)
                 cluster_id = inventory.objects("ClusterComputeResource")[0].value
                 secret = write_secret(Path(tmp) / name, sim)
-                extra = dict(SETTINGS.get(name, {}))
-                if name in POLICIES:
+                like = SAME_AS.get(name, name)
+                extra = dict(SETTINGS.get(like, {}))
+                if like in POLICIES:
                     policy = Path(tmp) / f"{name}.yaml"
-                    policy.write_text(json.dumps(POLICIES[name]))  # JSON is YAML
+                    policy.write_text(json.dumps(POLICIES[like]))  # JSON is YAML
                     extra["PREEMPTION_POLICY_FILE"] = str(policy)
                 env = worker_env(sim, secret, server.address, f"record-{name}", **extra)
                 with EventSink() as sink:

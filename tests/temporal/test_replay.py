@@ -44,6 +44,11 @@ def test_there_are_histories_to_replay() -> None:
         "storm_of_raises_taken_together",  # storm-proof
         "loop_rounds_until_no_candidate_then_cancel",  # until-relieved
         "pause_held_then_released",  # pause-switch
+        "pauses_read_in_plan_held_then_released",  # pauses-in-plan
+        # folded-patches: one marker for all, in a run that continued as new too
+        "folded_patches_pause_in_round_two_then_resume",
+        "folded_patches_resume_continues_as_new_then_expires.2",
+        "folded_patches_care_notice_suspend_cancel_then_resume",
     }
 
 

@@ -66,7 +66,7 @@ from vsphere_preemption.temporal.contracts import (
     ReadPausesInput,
     SendEventInput,
 )
-from vsphere_preemption.temporal.workflow import PreemptVMsWorkflow
+from vsphere_preemption.temporal.workflow import FOLDED_PATCH, PreemptVMsWorkflow
 from vsphere_preemption.wire import (
     EMPTY_EVENT,
     PLANNED_EVENT_TYPE,
@@ -557,6 +557,32 @@ async def test_a_retried_power_off_gets_the_same_selection(rig: Rig) -> None:
     ]  # fmt: skip (one scheduled power-off; the server retried it)
     planned: PlanInput = rig.stand_ins.named(PLAN_PREEMPTION)[0]
     assert planned.pauses_registry == pauses_workflow_id(rig.task_queue)
+
+
+UPSERT_SEARCH_ATTRIBUTES = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+
+
+async def test_a_new_workflow_records_one_patch_marker_for_all_it_takes(rig: Rig) -> None:
+    """folded-patches: a workflow begun now writes one marker (and one TemporalChangeVersion
+    upsert) in its first task, not one of each per patch, and still takes every patch's way."""
+    handle = await rig.signal_with_start(signal_payload(replyTo=""))
+    await has_run(handle)
+    events = (await handle.fetch_history()).events
+    markers = [
+        e.marker_recorded_event_attributes for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]  # fmt: skip
+    patches = [
+        json.loads(m.details["patch-data"].payloads[0].data)["id"]
+        for m in markers
+        if m.marker_name == "core_patch"
+    ]
+    assert patches == [FOLDED_PATCH]
+    upserts = [e for e in events if e.event_type == UPSERT_SEARCH_ATTRIBUTES]
+    assert len(upserts) == 1
+    # pauses-in-plan, one of the folded patches: the plan read the pauses, no ReadPauses.
+    names = [n for n, _ in rig.stand_ins.calls if n != "power_off_started"]
+    assert names[:3] == [GET_POLICY, PLAN_PREEMPTION, POWER_OFF_VMS]
 
 
 @pytest.mark.parametrize("rig", [lambda: StandIns(plan_reads_pauses=False)], indirect=True)

@@ -19,8 +19,8 @@ Where this differs from the Go worker, on purpose:
   `ended` state and a VmPreemptionExpiredEvent naming the VMs it leaves off.
 
 Changing what this workflow does: the sequence of activities and timers is part of
-every open workflow's history. Guard a change with `workflow.patched("<id>")` and
-keep the old branch until no history recorded without it is open; the replay test
+every open workflow's history. Guard a change with `self._patched("<id>")` (see FOLDED_PATCH)
+and keep the old branch until no history recorded without it is open; the replay test
 (tests/temporal/test_replay.py) over tests/fixtures/histories/ catches a change that
 breaks an existing history.
 """
@@ -218,6 +218,20 @@ PAUSES_IN_PLAN_PATCH = "pauses-in-plan"
 # only the VMs that keep the entity at or below the target less resume.headroom, waiting for
 # room up to resume.maxWait (domain/resume_room.py). Resumes before powered all on in batches.
 RESUME_ROOM_PATCH = "resume-headroom"
+# folded-patches (issue 20): one marker for every patch above, in a workflow that begins after
+# it. The SDK's core records each patch asked with a marker and an upsert of the
+# TemporalChangeVersion search attribute, so a new workflow's first task wrote 20 events
+# before its plan could be scheduled (the server took ~4 ms for them on the development
+# machine), and each run it continued as new wrote them again. A workflow whose history has
+# this marker takes every patch FOLDED folds as on without asking; one whose history has not
+# (begun before it) asks each as it did. TemporalChangeVersion names `folded-patches` alone
+# for the new ones. A later patch is asked for itself: never add it to FOLDED.
+FOLDED_PATCH = "folded-patches"
+FOLDED = frozenset({
+    PLAN_PATCH, CARE_PATCH, STRICT_SIGNALS_PATCH, KNOWN_COOLDOWN_PATCH, SAFE_OVERRIDES_PATCH,
+    LIFETIME_PATCH, STORM_PATCH, LOOP_PATCH, PAUSE_PATCH, PAUSE_ROUNDS_PATCH,
+    PAUSES_IN_PLAN_PATCH, RESUME_ROOM_PATCH,
+})  # fmt: skip
 # A held run re-reads the pauses at least this often, in case the registry's word that they
 # changed never came (a registry replaced by hand, a watcher lost): long, so that a pause of
 # days costs its workflow's history a few events an hour.
@@ -262,6 +276,7 @@ class PreemptVMsWorkflow:
         # The cooldown of the last policy read (none yet in this run of the workflow).
         self._cooldown: timedelta | None = None
         self._storm: bool | None = None  # this workflow is storm-proof (memoized patch)
+        self._folded: bool | None = None  # folded-patches (None: not asked yet)
         self._relieve = False  # this workflow may preempt until relieved (memoized patch)
         self._pausable = False  # this run reads pauses (pause-switch patch)
         self._pauses_in_plan = False  # ... with its plan (memoized patch)
@@ -322,7 +337,7 @@ class PreemptVMsWorkflow:
             )
             return
         try:
-            request = _decode_request(args[0].payload, workflow.patched(STRICT_SIGNALS_PATCH))
+            request = _decode_request(args[0].payload, self._patched(STRICT_SIGNALS_PATCH))
         except Exception as exc:  # noqa: BLE001 (any bad payload is dropped, never fatal)
             workflow.logger.warning("dropping undecodable %s: %s", SIGNAL_NAME, exc)
             return
@@ -336,7 +351,7 @@ class PreemptVMsWorkflow:
         )
         # A raising alarm that comes while another waits adds nothing but its criticality
         # and its event: one pending run, the most severe criticality, the latest event.
-        if self._pending and workflow.patched(CARE_PATCH):
+        if self._pending and self._patched(CARE_PATCH):
             merged = coalesce(self._pending[-1], request)
             if merged is not None:
                 self._pending[-1] = merged
@@ -395,15 +410,15 @@ class PreemptVMsWorkflow:
         # marker is not seen in time on replay (the replay would take the old branch).
         # The answers are memoized for the workflow's life: a workflow that began before a
         # patch keeps its old ways until it ends, so its replays agree.
-        by_plan = workflow.patched(PLAN_PATCH)
-        self._care = by_plan and workflow.patched(CARE_PATCH)
-        known_cooldown = workflow.patched(KNOWN_COOLDOWN_PATCH)
-        self._safe_overrides = by_plan and workflow.patched(SAFE_OVERRIDES_PATCH)
+        by_plan = self._patched(PLAN_PATCH)
+        self._care = by_plan and self._patched(CARE_PATCH)
+        known_cooldown = self._patched(KNOWN_COOLDOWN_PATCH)
+        self._safe_overrides = by_plan and self._patched(SAFE_OVERRIDES_PATCH)
         if self._care:
             self._storm_proof()
-            self._relieve = workflow.patched(LOOP_PATCH)
-            self._pausable = workflow.patched(PAUSE_PATCH)
-            self._pauses_in_plan = self._pausable and workflow.patched(PAUSES_IN_PLAN_PATCH)
+            self._relieve = self._patched(LOOP_PATCH)
+            self._pausable = self._patched(PAUSE_PATCH)
+            self._pauses_in_plan = self._pausable and self._patched(PAUSES_IN_PLAN_PATCH)
         self._mem.run_number += 1
         bind_event(str(request.event.get("id", "")))  # this run's log lines name its event
         record = self._start_record(request)
@@ -835,13 +850,12 @@ class PreemptVMsWorkflow:
                 mark, victim.name, victim.priority, written[mark.ref], guest_notice, share
             )
 
-    @staticmethod
-    def _room(entity: MoRef | None, effective: Policy) -> Room | None:
+    def _room(self, entity: MoRef | None, effective: Policy) -> Room | None:
         """What this run's resume will measure room against: its entity and targets, when
         it has both and resumes at all (asked only then: the patch marks no other run)."""
         if entity is None or not effective.targets.any or not effective.resume.enabled:
             return None
-        if not workflow.patched(RESUME_ROOM_PATCH):
+        if not self._patched(RESUME_ROOM_PATCH):
             return None
         return Room(entity, effective.targets)
 
@@ -1152,7 +1166,7 @@ class PreemptVMsWorkflow:
     ) -> bool:
         """A later round of the loop is held by a pause as the first is (pause-rounds): True
         once nothing holds it, False if the alarm lowered while it was held."""
-        if not self._pausable or not workflow.patched(PAUSE_ROUNDS_PATCH):
+        if not self._pausable or not self._patched(PAUSE_ROUNDS_PATCH):
             return True
         hold, version = await self._read_hold(request, effective)
         return hold is None or await self._hold(request, effective, record, hold, version)
@@ -1515,7 +1529,7 @@ class PreemptVMsWorkflow:
         """
         if self._life is None:
             # Asked at the first wait, before any run's local activity (see _preempt).
-            self._life = workflow.patched(LIFETIME_PATCH)
+            self._life = self._patched(LIFETIME_PATCH)
             if self._life and self._mem.life.born is None:
                 self._mem.life.born = workflow.info().start_time
         life = self._mem.life
@@ -1639,12 +1653,23 @@ class PreemptVMsWorkflow:
         self._mem.remember(record, self._mem.history_keep)
         record_run(workflow.metric_meter(), record, record["endedAt"])  # nothing on replay
 
+    def _patched(self, patch_id: str) -> bool:
+        """`workflow.patched(patch_id)`, but a patch that folded-patches folds is on without
+        a marker of its own in a workflow that has that one (asked at the first patch this
+        workflow asks, so in the same place of its first task as the patches it replaces)."""
+        if patch_id in FOLDED:
+            if self._folded is None:
+                self._folded = workflow.patched(FOLDED_PATCH)
+            if self._folded:
+                return True
+        return workflow.patched(patch_id)
+
     def _storm_proof(self) -> bool:
         """Whether this workflow is storm-proof. Asked where the other patches are (before a
         run's local activity; at the start of a continued run), never from a wait condition,
         and kept for the workflow's life, as they are, so that its replays agree."""
         if self._storm is None:
-            self._storm = workflow.patched(STORM_PATCH)
+            self._storm = self._patched(STORM_PATCH)
         return self._storm
 
     def _due(self) -> bool:
