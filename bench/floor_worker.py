@@ -5,13 +5,13 @@
 The Temporal Python SDK alone (its Rust core, the API's protobuf messages, the client and the
 worker), serving one workflow in the default sandbox that takes the preemption signal and then
 issues the same commands, in the same workflow tasks, as a run of ours that acts: the policy's
-local activity, PlanPreemption and ReadPauses scheduled together, then PowerOffVMs, then
-AnnotateVms; every activity does nothing. bench/side_by_side_worker.py runs it beside ours and
-the Go worker: its resident memory is what any Python worker on this SDK holds before it reads a
-setting, imports pyVmomi or talks to vCenter, and its timeline is what the SDK alone costs for
-our run's shape (what is left of ours' time above it is our own code and vCenter). It imports
-the SDK only (not our package), so the names below are the wire's, written out (the side by side
-checks them). SIGTERM or SIGINT stops it.
+local activity, PlanPreemption (which reads the pauses too, patch pauses-in-plan), then
+PowerOffVMs, then AnnotateVms; every activity does nothing. bench/side_by_side_worker.py runs
+it beside ours and the Go worker: its resident memory is what any Python worker on this SDK
+holds before it reads a setting, imports pyVmomi or talks to vCenter, and its timeline is what
+the SDK alone costs for our run's shape (what is left of ours' time above it is our own code
+and vCenter). It imports the SDK only (not our package), so the names below are the wire's,
+written out (the side by side checks them). SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -32,28 +32,20 @@ SIGNAL = "PreemptVMsChan"  # vsphere_preemption.wire.SIGNAL_NAME
 TIMEOUT = timedelta(seconds=30)
 ACTIVITY = "AnnotateVms"  # the last activity of a run, which the bench waits for
 # Ours' activities up to AnnotateVms, in their order (temporal/contracts.py's names).
-POLICY, PLAN, PAUSES, POWER_OFF = (
-    "GetPreemptionPolicy",
-    "PlanPreemption",
-    "ReadPauses",
-    "PowerOffVMs",
-)
+POLICY, PLAN, POWER_OFF = ("GetPreemptionPolicy", "PlanPreemption", "PowerOffVMs")
 
 
 def _nothing(name: str) -> Any:
     """An activity called `name` that does nothing: the run goes through the activity worker
-    as ours does. Synchronous like ours (a thread of the activity pool), but ReadPauses."""
+    as ours does, synchronous like ours (a thread of the activity pool)."""
 
     def sync() -> None:
         pass
 
-    async def asynchronous() -> None:
-        pass
-
-    return activity.defn(name=name)(asynchronous if name == PAUSES else sync)
+    return activity.defn(name=name)(sync)
 
 
-ACTIVITIES = {name: _nothing(name) for name in (POLICY, PLAN, PAUSES, POWER_OFF, ACTIVITY)}
+ACTIVITIES = {name: _nothing(name) for name in (POLICY, PLAN, POWER_OFF, ACTIVITY)}
 
 
 @workflow.defn(name=WORKFLOW)
@@ -65,9 +57,7 @@ class FloorWorkflow:
     async def run(self) -> None:
         await workflow.wait_condition(lambda: self._signals > 0)
         await workflow.execute_local_activity(POLICY, start_to_close_timeout=TIMEOUT)
-        planning = workflow.start_activity(PLAN, start_to_close_timeout=TIMEOUT)
-        await workflow.execute_activity(PAUSES, start_to_close_timeout=TIMEOUT)
-        await planning
+        await workflow.execute_activity(PLAN, start_to_close_timeout=TIMEOUT)
         await workflow.execute_activity(POWER_OFF, start_to_close_timeout=TIMEOUT)
         await workflow.execute_activity(ACTIVITY, start_to_close_timeout=TIMEOUT)
 

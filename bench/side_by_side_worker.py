@@ -48,7 +48,7 @@ turn is printed with it.
 
 **The floor** (bench/floor_worker.py): a bare Temporal Python worker from the same interpreter,
 nothing of ours, whose workflow takes the same signal and issues ours' commands in ours' workflow
-tasks (the policy's local activity, PlanPreemption beside ReadPauses, PowerOffVMs, AnnotateVms),
+tasks (the policy's local activity, PlanPreemption, PowerOffVMs, AnnotateVms),
 each activity doing nothing: its memory after the same number of runs, and its signal ->
 AnnotateVms done, are what any worker on the Python SDK costs for a run of ours' shape. With
 them, the resident memory of a fresh interpreter after importing the SDK, then pyVmomi, then all
@@ -93,7 +93,6 @@ from vsphere_preemption.temporal.contracts import (
     GET_POLICY,
     PLAN_PREEMPTION,
     POWER_OFF_VMS,
-    READ_PAUSES,
 )
 from vsphere_preemption.vsphere.client import VSphereClient
 from vsphere_preemption.wire import DEFAULT_NAMESPACE, SIGNAL_NAME, WORKFLOW_TYPE
@@ -118,7 +117,7 @@ Run = Callable[[Client, str], Awaitable[dict[str, float]]]
 
 if (floor_worker.WORKFLOW, floor_worker.SIGNAL) != (WORKFLOW_TYPE, SIGNAL_NAME):
     raise RuntimeError("bench/floor_worker.py names another workflow or signal than the wire")
-_FLOOR_ACTIVITIES = (GET_POLICY, PLAN_PREEMPTION, READ_PAUSES, POWER_OFF_VMS, ANNOTATE_VMS)
+_FLOOR_ACTIVITIES = (GET_POLICY, PLAN_PREEMPTION, POWER_OFF_VMS, ANNOTATE_VMS)
 if tuple(floor_worker.ACTIVITIES) != _FLOOR_ACTIVITIES:
     raise RuntimeError("bench/floor_worker.py names other activities than ours")
 
