@@ -270,7 +270,10 @@ _EVENT = _Field(
 
 
 def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
+    # Every event of every alarm passes here (most are another alarm's, answered and dropped):
+    # a JSON object is a dict, checked before the slower Mapping ABC, and a string field, the
+    # commonest, is taken in the loop.
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise UndecodableData(f"{path} must be a JSON object, got {json_kind(value)}")
     out: dict[str, Any] = {} if into is None else into
     by_name, by_folded_name = spec.by_name, spec.by_folded_name
@@ -285,7 +288,9 @@ def _decode_struct(spec: _Field, value: Any, path: str, into: Any = None) -> dic
             if field.kind == "ptr":
                 out[field.name] = None
             continue  # null leaves any other value as it was
-        if field.is_object:
+        if field.kind == "str" and type(item) is str:
+            out[field.name] = item
+        elif field.is_object:
             # Go decodes into the value already there: a repeated object merges.
             where = f"{path}.{field.name}"
             out[field.name] = _decode_struct(field, item, where, out.get(field.name))

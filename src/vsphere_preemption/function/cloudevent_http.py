@@ -107,9 +107,9 @@ def parse(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
 def _binary(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     """Binary mode: the attributes in `ce-*` headers (percent-encoded) and `content-type`."""
     attributes = {
-        name.lower().removeprefix(_CE): unquote(value)
+        lowered[len(_CE) :]: unquote(value)
         for name, value in headers.items()
-        if name.lower().startswith(_CE)
+        if (lowered := name.lower()).startswith(_CE)
     }
     if "content-type" in headers:
         attributes["datacontenttype"] = headers["content-type"]
