@@ -4,7 +4,7 @@ resident memory, and ours from 10 to 100 to 1,000 VMs with vCenter's round trips
     .venv/bin/python -m bench.side_by_side_worker --go-worker DIR [--python PY | --image-venv V]
         [--no-compile] [--rounds 5] [--runs 5] [--pause 3] [--poll-ms 5]
         [--vcsim-vms-per-pool 30] [--temporal HOST:PORT] [--logs DIR]
-        [--scale 10,100,1000] [--scale-runs 2] [--scale-vms-per-pool 500]
+        [--scale 10,100,1000] [--scale-runs 2] [--scale-vms-per-pool 500] [--floor-vcenter]
 
 DIR is the Go worker's source (a snapshot of embano1/vsphere-preemption: the Go module proxy
 refuses that module, so `git archive` of a snapshot); its `cmd/worker` is built here with
@@ -52,7 +52,10 @@ tasks (the policy's local activity, PlanPreemption, PowerOffVMs, AnnotateVms),
 each activity doing nothing: its memory after the same number of runs, and its signal ->
 AnnotateVms done, are what any worker on the Python SDK costs for a run of ours' shape. With
 them, the resident memory of a fresh interpreter after importing the SDK, then pyVmomi, then all
-of the worker: where ours' memory goes.
+of the worker: where ours' memory goes. With `--floor-vcenter`, also **the floor with ours'
+vCenter calls** (bench/floor_vcenter_worker.py): the same shape, its PlanPreemption reading the
+tag's VMs and their facts and its PowerOffVMs powering them off through ours' vSphere adapter,
+run as ours is (10 VMs read back off): the floor of a Python worker that chooses by facts.
 
 **Scaling** (bench/worker_scaling.py, `--scale`, empty to skip): ours alone on a 1,000-VM
 inventory, 10, 100 and 1,000 tagged VMs, signal -> all confirmed off and the vCenter round
@@ -101,6 +104,7 @@ VMS = 10  # the Go worker's cap
 TAG = "bench-side-by-side"
 ANNOTATE = "AnnotateVms"
 OFF = "all off (read back)"
+FLOOR_VC = "floor+vCenter"  # bench/floor_vcenter_worker.py
 DONE = f"{ANNOTATE} completed"
 # Issue 20's goals for the worker, against the Go worker in the same run.
 TIME_GOAL = 1.0  # signal -> 10 VMs off, ours / Go
@@ -333,13 +337,14 @@ def verdict(ratio: float, goal: float) -> str:
 
 
 def memory_lines(results: Mapping[str, Any], imports: Sequence[tuple[str, int]]) -> list[str]:
-    names = [n for n in ("ours", "Go", "floor") if results.get(n)]
+    names = [n for n in ("ours", "Go", "floor", FLOOR_VC) if results.get(n)]
     rss = {n: (statistics.median(t["rss_idle"] for t in results[n]),
                statistics.median(t["rss_after"] for t in results[n])) for n in names}  # fmt: skip
     label = {
         "ours": "ours",
         "Go": "Go",
         "floor": "the floor: a bare Temporal Python worker (bench/floor_worker.py)",
+        FLOOR_VC: "the floor with ours' vCenter calls (bench/floor_vcenter_worker.py)",
     }
     parts = {
         n: tuple(statistics.median(t[k] for t in results[n]) for k in ("anon_after", "file_after"))
@@ -358,7 +363,7 @@ def memory_lines(results: Mapping[str, Any], imports: Sequence[tuple[str, int]])
 
 def report(results: Mapping[str, Any], args: argparse.Namespace, imports: Sequence[Any]) -> str:
     lines = []
-    turns = {n: results[n] for n in ("ours", "Go", "floor") if results.get(n)}
+    turns = {n: results[n] for n in ("ours", "Go", "floor", FLOOR_VC) if results.get(n)}
     runs = {name: [r for turn in ts for r in turn["runs"]] for name, ts in turns.items()}
     firsts = {name: [turn["first"] for turn in ts] for name, ts in turns.items()}
     med = {name: median_steps(rs) for name, rs in runs.items()}
@@ -402,13 +407,22 @@ def report(results: Mapping[str, Any], args: argparse.Namespace, imports: Sequen
     if "floor" in med:
         lines.append(f"| the floor's run done (AnnotateVms completed; ours' commands, no work) | "
                      f"{med['floor'][DONE]:.0f} ms | | |")  # fmt: skip
+    if FLOOR_VC in med:
+        vc = med[FLOOR_VC][OFF]
+        lines += ["", f"The floor with ours' vCenter calls (bench/floor_vcenter_worker.py): "
+                  f"{OFF} {vc:.0f} ms, {vc / go[OFF]:.2f} x Go; ours {ours[OFF] - vc:.0f} ms "
+                  "above it."]  # fmt: skip
     lines += ["", *memory_lines(turns, imports), ""]
     lines.append("Where the time goes (median ms from the signal, server event times):")
-    lines += ["", "| step | ours | Go | the floor |", "| --- | --- | --- | --- |"]
-    floor_steps = med.get("floor", {})
+    columns = [ours, go, med.get("floor", {})]
+    heads = "| step | ours | Go | the floor |"
+    if FLOOR_VC in med:
+        columns.append(med[FLOOR_VC])
+        heads += " the floor with ours' vCenter calls |"
+    lines += ["", heads, "| --- " * (len(columns) + 1) + "|"]
     labels = sorted(set(ours) | set(go), key=lambda k: ours.get(k, go.get(k, 0.0)))
     for label in labels:
-        cells = [f"{m[label]:.1f}" if label in m else "—" for m in (ours, go, floor_steps)]
+        cells = [f"{m[label]:.1f}" if label in m else "—" for m in columns]
         lines.append(f"| {label} | {' | '.join(cells)} |")
     if "scale" in results:
         lines += ["", *worker_scaling.report(results["scale"], args.scale)]
@@ -451,6 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[10, 100, 1000],
         help="tagged VMs per scaling run, ours only (empty: no scaling)",
     )
+    parser.add_argument(
+        "--floor-vcenter",
+        action="store_true",
+        help="also the floor with ours' vCenter calls (bench/floor_vcenter_worker.py)",
+    )
     parser.add_argument("--scale-runs", type=int, default=2, help="measured runs per size")
     parser.add_argument("--scale-vms-per-pool", type=int, default=500)
     args = parser.parse_args(argv)  # fmt: skip
@@ -472,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             Worker("Go", [str(binary)]),
             Worker("floor", [python, "-m", "bench.floor_worker"], {"MALLOC_ARENA_MAX": "2"}),
         ]  # fmt: skip
+        if args.floor_vcenter:
+            workers.append(Worker(FLOOR_VC, [python, "-m", "bench.floor_vcenter_worker"],
+                                  {"MALLOC_ARENA_MAX": "2"}))  # fmt: skip
         results = asyncio.run(bench(args, workers, tmp))
     imports = import_rss(python)
     bytecode = "as it was" if args.no_compile and not args.image_venv else "compiled"
