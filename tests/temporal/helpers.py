@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import Payload
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import DescribeTaskQueueMode, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
@@ -131,18 +131,38 @@ def workflow_task_failures(events: Any) -> list[Any]:
 async def pollers_of(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
     """The identities now polling `queue` for `kind` tasks, for tests that wait for workers.
 
+    Asked two ways, because neither alone sees every worker at once. A task queue has several
+    partitions, and a worker's long poll waits on one of them; the plain describe answers
+    from the root partition only, so a worker whose poll sits on another stays unseen until
+    that poll ends, up to a minute later (measured: two worker processes on a new queue, the
+    second activity poller unseen for ~50 s in 2 runs of 6). The enhanced describe asks every
+    partition, but the server caches its answer for ~5 s. The union: at once when the root
+    has them, within ~5 s when it has not.
+
     A CANCELLED answer counts as none seen yet: Temporal's matching service cancels what is in
     flight on a task queue partition that it is loading or unloading, which happens just as
     workers begin to poll a new queue (the cancel temporalio/temporal#12201 describes). Any
     other refusal is raised, and the caller's `eventually` bounds the wait.
     """
-    request = DescribeTaskQueueRequest(
+    root = DescribeTaskQueueRequest(
         namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
     )
+    every_partition = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=queue),
+        api_mode=DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
+        task_queue_types=[kind],
+        report_pollers=True,
+    )
     try:
-        answer = await client.workflow_service.describe_task_queue(request)
+        answer = await client.workflow_service.describe_task_queue(root)
+        found = {poller.identity for poller in answer.pollers}
+        answer = await client.workflow_service.describe_task_queue(every_partition)
     except RPCError as err:
         if err.status is RPCStatusCode.CANCELLED:
             return set()
         raise
-    return {poller.identity for poller in answer.pollers}
+    for version in answer.versions_info.values():
+        for info in version.types_info.values():
+            found |= {poller.identity for poller in info.pollers}
+    return found
